@@ -1,0 +1,128 @@
+# SPDX-License-Identifier: MIT
+# converge — GNU make + pkg-config. See README.md.
+#
+#   make              build build/converge and build/libconverge.a
+#   make test         bootstrap, build with gcc, unit tests (gcc, and clang with ASan+UBSan),
+#                     format check, CLI tests, short fuzz runs
+#   make bench        benchmarks against peers (bench/)
+#   make demo         the demo on SQLite replicas
+#   make install      into $(PREFIX) (default /usr/local); DESTDIR is honoured
+#   make format       reformat the C sources with clang-format
+#   make fuzz         build the libFuzzer targets (clang)
+
+PREFIX ?= /usr/local
+BUILD ?= build
+CFLAGS ?= -O2 -g
+SAN ?=
+PKGS := sqlite3 libxxhash jansson yaml-0.1 libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wformat=2 -Wvla
+ALL_CFLAGS := -std=c11 $(WARN) -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude -Isrc \
+              $(PKG_CFLAGS) $(CFLAGS) $(SAN) -MMD -MP
+LDLIBS := $(PKG_LIBS) -lpthread -lm
+
+LIB_SRC := $(sort $(wildcard lib/*/*.c))
+SRC_SRC := $(sort $(wildcard src/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+DOC_PAGES := docs/diff.md docs/gen.md
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+C_FILES := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+.PHONY: all lib unit unit-run test test-cli bench demo install format format-check fuzz \
+        fuzz-run bootstrap clean
+
+all: $(BUILD)/converge $(BUILD)/libconverge.a
+
+lib: $(BUILD)/libconverge.a
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libconverge.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/help_pages.c: scripts/embed-docs $(DOC_PAGES)
+	@mkdir -p $(dir $@)
+	scripts/embed-docs $(DOC_PAGES) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/help_pages.o: $(BUILD)/help_pages.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/converge: $(SRC_OBJ) $(BUILD)/libconverge.a
+	$(CC) $(CFLAGS) $(SAN) -o $@ $(SRC_OBJ) $(BUILD)/libconverge.a $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libconverge.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libconverge.a $(LDLIBS) $(shell pkg-config --libs cmocka)
+
+unit: $(UNIT_BIN)
+
+unit-run: $(UNIT_BIN)
+	@tests/run-unit $(UNIT_BIN)
+
+bootstrap:
+	@scripts/bootstrap
+
+# The README's test command. Order: cheapest failure first.
+test: bootstrap
+	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory all unit-run
+	@echo "== unit tests again, clang with AddressSanitizer + UndefinedBehaviorSanitizer"
+	@$(MAKE) --no-print-directory BUILD=build/asan CC=clang CFLAGS="-O1 -g" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	  all unit-run
+	@$(MAKE) --no-print-directory fuzz-run
+	@echo "== CLI tests (the ASan+UBSan build of converge)"
+	@tests/cli/run build/asan/converge
+
+test-cli: all
+	@tests/cli/run $(BUILD)/converge
+
+bench: bootstrap all
+	@bench/diff_vs_sqldiff $(BUILD)/converge
+
+demo: bootstrap all
+	@scripts/demo $(BUILD)/converge
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/converge \
+	  $(DESTDIR)$(PREFIX)/share/doc/converge
+	install -m 755 $(BUILD)/converge $(DESTDIR)$(PREFIX)/bin/converge
+	install -m 644 $(BUILD)/libconverge.a $(DESTDIR)$(PREFIX)/lib/libconverge.a
+	install -m 644 include/converge/*.h $(DESTDIR)$(PREFIX)/include/converge/
+	install -m 644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/converge/
+
+format:
+	clang-format -i $(C_FILES)
+
+format-check:
+	@echo "== format check (clang-format)"
+	@clang-format --dry-run --Werror $(C_FILES)
+
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
+build/fuzz/%: fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -g -O1 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude \
+	  -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+
+fuzz: $(FUZZ_BIN)
+
+# A short, bounded run of every fuzz target on its seed corpus: it must find nothing.
+fuzz-run: $(FUZZ_BIN)
+	@echo "== fuzz targets (20000 runs each)"
+	@for f in $(FUZZ_BIN); do \
+	  n=$$(basename $$f); mkdir -p build/fuzz/corpus/$$n; \
+	  $$f -runs=20000 -seed=1 build/fuzz/corpus/$$n fuzz/corpus/$$n >build/fuzz/$$n.log 2>&1 \
+	    || { cat build/fuzz/$$n.log; echo "fuzz: $$n FAILED"; exit 1; }; \
+	  echo "fuzz: $$n ok"; done
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(SRC_OBJ:.o=.d)

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * JSON forms of values and keys, shared by every output that shows a key (diff, gen's ground
+ * truth, later the API), so that the same key always prints the same way:
+ *   NULL -> null, INTEGER -> number, REAL -> number, TEXT -> string when it is valid UTF-8,
+ *   else {"text_hex": "..."}, BLOB -> {"blob_hex": "..."}.
+ * A key is an object mapping each key column to its value, in key order.
+ */
+#ifndef CONVERGE_JSON_H
+#define CONVERGE_JSON_H
+
+#include "converge/encode.h"
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* New reference (OWNED: json_decref), or NULL when out of memory. */
+json_t *cvg_value_to_json(const cvg_value *v);
+
+/* Decodes an encoded key and maps it onto its column names. NULL if malformed or out of memory. */
+json_t *cvg_key_to_json(const unsigned char *key, size_t key_len, const char *const *cols,
+                        size_t n_cols);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

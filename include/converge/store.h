@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The replica interface: every engine is one table of function pointers (cvg_store_ops) and one
+ * file in lib/store/. The rest of converge talks to replicas only through the cvg_store_*
+ * functions below, so adding an engine touches nothing else.
+ *
+ * A replica is named by URL:
+ *   sqlite:///abs/path.db?table=T     absolute path
+ *   sqlite:rel/path.db?table=T        relative to the working directory
+ * Path and query values are percent-decoded.
+ *
+ * A scan yields every row of the table (optionally restricted by a WHERE expression) in the byte
+ * order of its canonical key (see encode.h), each as key bytes + fingerprint of the compared
+ * columns + encoded version + tombstone flag. Scans are read-only.
+ *
+ * Threading: a cvg_store and its scans belong to one thread at a time. Open one store per thread
+ * to read a replica from several threads.
+ */
+#ifndef CONVERGE_STORE_H
+#define CONVERGE_STORE_H
+
+#include "converge/encode.h"
+#include "converge/status.h"
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CVG_URL_MAX 4096 /* longest URL accepted */
+
+/* A parsed replica URL. All strings OWNED by the struct; release with cvg_url_release(). */
+typedef struct cvg_url {
+  char *scheme; /* "sqlite" */
+  char *host;   /* authority part, "" if none */
+  char *path;   /* percent-decoded path; absolute when the URL had "//" */
+  char *table;  /* value of ?table=, NULL if absent */
+} cvg_url;
+
+int cvg_url_parse(cvg_url *out, const char *text, cvg_error *err);
+void cvg_url_release(cvg_url *url);
+
+/* Storage-class affinity of a declared type, as SQLite defines it. */
+typedef enum cvg_affinity {
+  CVG_AFF_BLOB = 'B',
+  CVG_AFF_TEXT = 'T',
+  CVG_AFF_NUMERIC = 'N',
+  CVG_AFF_INTEGER = 'I',
+  CVG_AFF_REAL = 'R'
+} cvg_affinity;
+
+typedef struct cvg_column {
+  char *name;           /* OWNED; as declared */
+  char *decl_type;      /* OWNED; declared type, "" if none */
+  cvg_affinity affinity; /* derived from decl_type */
+  int pk;               /* 0 if not in the primary key, else its 1-based position there */
+  int binary_collation; /* 1 if the column sorts by bytes (BINARY); 0 otherwise */
+} cvg_column;
+
+typedef struct cvg_table_desc {
+  char *table;      /* OWNED; the table's name */
+  cvg_column *cols; /* OWNED; n_cols entries in declaration order */
+  size_t n_cols;
+  size_t n_pk;      /* columns in the primary key (0: none declared) */
+  int without_rowid; /* 1 for a WITHOUT ROWID table */
+} cvg_table_desc;
+
+void cvg_table_desc_release(cvg_table_desc *d);
+/* Index of the column named name (case-insensitive, as SQL), or -1. */
+int cvg_table_desc_find(const cvg_table_desc *d, const char *name);
+
+/* What to read. All pointers BORROWED for the life of the scan. */
+typedef struct cvg_scan_spec {
+  const char *const *key_cols; /* the key, in order; n_key >= 1 */
+  size_t n_key;
+  const char *const *cmp_cols; /* the compared columns, in fingerprint order; may be 0 */
+  size_t n_cmp;
+  const char *version_col;   /* NULL: no version */
+  const char *tombstone_col; /* NULL: no tombstone */
+  const char *vvec_col;      /* NULL: no version vector */
+  const char *where;         /* NULL: every row; else an SQL expression over the table */
+} cvg_scan_spec;
+
+/* One scanned row. Pointers BORROWED until the next cvg_scan_next() or cvg_scan_close(). */
+typedef struct cvg_scan_row {
+  const unsigned char *key; /* encoded key tuple */
+  size_t key_len;
+  cvg_fp fp;                    /* fingerprint of the encoded compared columns */
+  const unsigned char *version; /* encoded version value; version_len 0 when no version column */
+  size_t version_len;
+  const unsigned char *vvec; /* version vector text as stored; vvec_len 0 if none */
+  size_t vvec_len;
+  int tombstone; /* 1 if the tombstone column marks the row deleted */
+} cvg_scan_row;
+
+typedef struct cvg_store cvg_store;
+typedef struct cvg_scan cvg_scan;
+
+#define CVG_STORE_READONLY 0x1u /* never write: diffing and probes */
+
+typedef struct cvg_store_ops {
+  const char *scheme; /* URL scheme this engine serves */
+  int (*open)(cvg_store **out, const cvg_url *url, unsigned flags, cvg_error *err);
+  void (*close)(cvg_store *st);
+  int (*describe)(cvg_store *st, cvg_table_desc *out, cvg_error *err);
+  int (*scan_open)(cvg_store *st, const cvg_scan_spec *spec, cvg_scan **out, cvg_error *err);
+  int (*scan_next)(cvg_scan *sc, cvg_scan_row *row, cvg_error *err);
+  void (*scan_close)(cvg_scan *sc);
+  int (*fetch)(cvg_store *st, const cvg_scan_spec *spec, const unsigned char *key, size_t key_len,
+               const char *const *cols, size_t n_cols, cvg_buf *out, int *found, cvg_error *err);
+} cvg_store_ops;
+
+/* Every engine's handle begins with this. */
+struct cvg_store {
+  const cvg_store_ops *ops; /* the engine */
+  char *url;                /* OWNED; the URL as given, for messages */
+};
+
+/*
+ * Opens the replica named by url. OWNED result: close with cvg_store_close(). Errors name the
+ * URL and say what to do (no such file, not a database, no such table, ...).
+ */
+int cvg_store_open(cvg_store **out, const char *url, unsigned flags, cvg_error *err);
+void cvg_store_close(cvg_store *st);
+const char *cvg_store_url(const cvg_store *st);
+
+int cvg_store_describe(cvg_store *st, cvg_table_desc *out, cvg_error *err);
+int cvg_scan_open(cvg_store *st, const cvg_scan_spec *spec, cvg_scan **out, cvg_error *err);
+/* Returns CVG_OK with a row, CVG_DONE at the end, or an error. */
+int cvg_scan_next(cvg_scan *sc, cvg_scan_row *row, cvg_error *err);
+void cvg_scan_close(cvg_scan *sc);
+
+/*
+ * Reads the columns cols of the row whose encoded key is key, appending their encoded tuple to
+ * out. *found is 0 (and out unchanged) when no such row exists.
+ */
+int cvg_store_fetch(cvg_store *st, const cvg_scan_spec *spec, const unsigned char *key,
+                    size_t key_len, const char *const *cols, size_t n_cols, cvg_buf *out,
+                    int *found, cvg_error *err);
+
+/* Is a tombstone column value "deleted"? NULL, 0, 0.0, '', '0', 'false', 'f', 'no', 'n' (any
+ * case) and an empty blob mean live; everything else means deleted. */
+int cvg_tombstone_truthy(const cvg_value *v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

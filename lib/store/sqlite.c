@@ -1,0 +1,651 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SQLite replica.
+ *
+ * Reading: the database is opened read-only (SQLITE_OPEN_READONLY plus PRAGMA query_only), so a
+ * diff can never change it. Columns, declared types, collations and the primary key come from
+ * the schema (pragma_table_xinfo, sqlite3_table_column_metadata). A scan is one SELECT ordered by
+ * the key columns: for an INTEGER PRIMARY KEY that is the table's own b-tree order, for other
+ * keys the primary-key index, so no sort is needed. A key column whose collation is not BINARY
+ * gets COLLATE BINARY in the ORDER BY, because the canonical order is byte order.
+ *
+ * Identifiers are always double-quoted (embedded quotes doubled) and key values are bound. The
+ * one piece of SQL text taken from the user is the --where expression: it is compiled inside
+ * parentheses on a read-only connection and must be a single expression (no trailing statement).
+ */
+#define _GNU_SOURCE /* strcasestr */
+#include "converge/store.h"
+#include "store_int.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SQL_MAX (1u << 20) /* longest statement we build */
+#define ROW_MAX (1u << 30) /* largest encoded row we accept */
+
+typedef struct sqlite_store {
+  cvg_store base;         /* must be first */
+  sqlite3 *db;            /* OWNED connection */
+  char *path;             /* OWNED; file path as opened */
+  char *table;            /* OWNED; table name */
+  sqlite3_stmt *fetch;    /* OWNED; cached fetch statement, or NULL */
+  char *fetch_sql;        /* OWNED; the SQL of fetch */
+} sqlite_store;
+
+typedef struct sqlite_scan {
+  cvgi_scan_base base; /* must be first */
+  sqlite_store *st;    /* BORROWED; the store it reads */
+  sqlite3_stmt *stmt;  /* OWNED */
+  int n_key, n_cmp;    /* result columns: [0,n_key) key, then n_cmp compared columns */
+  int ver_idx, tomb_idx, vv_idx; /* result column of each, or -1 */
+  cvg_buf key;         /* encoded key of the current row */
+  cvg_buf row;         /* encoded compared columns of the current row */
+  cvg_buf ver;         /* encoded version of the current row */
+} sqlite_scan;
+
+static int quote_ident(cvg_buf *b, const char *name) {
+  int rc = cvg_buf_append(b, "\"", 1);
+  for (const char *p = name; !rc && *p; p++)
+    rc = *p == '"' ? cvg_buf_append(b, "\"\"", 2) : cvg_buf_append(b, p, 1);
+  return rc ? rc : cvg_buf_append(b, "\"", 1);
+}
+
+static int append_str(cvg_buf *b, const char *s) { return cvg_buf_append(b, s, strlen(s)); }
+
+/* Maps a SQLite failure to a status and records the engine's message. */
+static int sqlite_fail(sqlite_store *st, int sqlite_rc, const char *doing, cvg_error *err) {
+  int status;
+  switch (sqlite_rc & 0xFF) {
+  case SQLITE_NOTADB:
+    status = CVG_ENOTDB;
+    break;
+  case SQLITE_CANTOPEN:
+    status = CVG_ENOENT;
+    break;
+  case SQLITE_PERM:
+  case SQLITE_AUTH:
+    status = CVG_EACCES;
+    break;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    status = CVG_EBUSY;
+    break;
+  case SQLITE_NOMEM:
+    status = CVG_ENOMEM;
+    break;
+  case SQLITE_IOERR:
+    status = CVG_EIO;
+    break;
+  default:
+    status = CVG_ESTORE;
+  }
+  const char *msg = st && st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(sqlite_rc);
+  const char *input = st && st->base.url ? st->base.url : (st ? st->path : "");
+  cvg_error_set(err, status, input, "%s: %s", doing, msg);
+  if (err)
+    err->engine_code = sqlite_rc;
+  if (status == CVG_ENOTDB)
+    cvg_error_hint(err, "the file exists but is not a SQLite database; check the path");
+  else if (status == CVG_EBUSY)
+    cvg_error_hint(err, "another process holds a lock on the database; retry later");
+  return status;
+}
+
+static void sqlite_close(cvg_store *base) {
+  sqlite_store *st = (sqlite_store *)base;
+  if (!st)
+    return;
+  sqlite3_finalize(st->fetch);
+  free(st->fetch_sql);
+  sqlite3_close_v2(st->db);
+  free(st->path);
+  free(st->table);
+  free(st);
+}
+
+/* Names of the user tables, comma-separated, for hints. */
+static void list_tables(sqlite3 *db, char *out, size_t size) {
+  out[0] = '\0';
+  sqlite3_stmt *s = NULL;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT name FROM sqlite_schema WHERE type IN ('table','view') AND name "
+                         "NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+                         -1, &s, NULL) != SQLITE_OK) {
+    sqlite3_finalize(s);
+    return;
+  }
+  size_t used = 0;
+  while (sqlite3_step(s) == SQLITE_ROW && used + 1 < size) {
+    int n = snprintf(out + used, size - used, "%s%s", used ? ", " : "",
+                     (const char *)sqlite3_column_text(s, 0));
+    if (n < 0)
+      break;
+    used += (size_t)n;
+  }
+  if (used >= size)
+    out[size - 1] = '\0';
+  sqlite3_finalize(s);
+}
+
+static int sqlite_open(cvg_store **out, const cvg_url *url, unsigned flags, cvg_error *err) {
+  *out = NULL;
+  const char *input = url->path;
+  if (url->host[0] && strcmp(url->host, "localhost") != 0) {
+    cvg_error_set(err, CVG_EURL, input, "a sqlite URL names a local file, not host '%s'",
+                  url->host);
+    cvg_error_hint(err, "write sqlite:///absolute/path.db?table=T (three slashes)");
+    return CVG_EURL;
+  }
+  struct stat sb;
+  if (stat(url->path, &sb) != 0) {
+    int e = errno;
+    int status = e == ENOENT || e == ENOTDIR ? CVG_ENOENT : e == EACCES ? CVG_EACCES : CVG_EIO;
+    cvg_error_set(err, status, input, "cannot open the replica: %s", strerror(e));
+    if (err)
+      err->sys_errno = e;
+    if (status == CVG_ENOENT)
+      cvg_error_hint(err, "check the path; a relative path is taken from the working directory "
+                          "(sqlite:rel/path.db), an absolute one needs three slashes "
+                          "(sqlite:///abs/path.db)");
+    return status;
+  }
+  if (S_ISDIR(sb.st_mode)) {
+    cvg_error_set(err, CVG_ENOTDB, input, "cannot open the replica: it is a directory");
+    cvg_error_hint(err, "name the database file inside it");
+    return CVG_ENOTDB;
+  }
+  if (access(url->path, (flags & CVG_STORE_READONLY) ? R_OK : R_OK | W_OK) != 0) {
+    int e = errno;
+    cvg_error_set(err, CVG_EACCES, input, "cannot open the replica: %s", strerror(e));
+    if (err)
+      err->sys_errno = e;
+    cvg_error_hint(err, "grant this user read permission on the file (and write permission for "
+                        "repairs)");
+    return CVG_EACCES;
+  }
+
+  sqlite_store *st = calloc(1, sizeof *st);
+  if (!st)
+    return cvg_error_set(err, CVG_ENOMEM, input, "out of memory");
+  int rc = CVG_OK;
+  st->path = strdup(url->path);
+  if (!st->path) {
+    rc = cvg_error_set(err, CVG_ENOMEM, input, "out of memory");
+    goto fail;
+  }
+  int oflags = SQLITE_OPEN_NOMUTEX |
+               ((flags & CVG_STORE_READONLY) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE);
+  int src = sqlite3_open_v2(st->path, &st->db, oflags, NULL);
+  if (src != SQLITE_OK) {
+    rc = sqlite_fail(st, src, "cannot open the replica", err);
+    goto fail;
+  }
+  sqlite3_extended_result_codes(st->db, 1);
+  sqlite3_busy_timeout(st->db, 5000);
+  if (flags & CVG_STORE_READONLY)
+    sqlite3_exec(st->db, "PRAGMA query_only=1", NULL, NULL, NULL);
+
+  /* The first read of the schema is where "file is not a database" shows itself. */
+  sqlite3_stmt *s = NULL;
+  src = sqlite3_prepare_v2(st->db,
+                           "SELECT name FROM sqlite_schema WHERE type IN ('table','view') AND "
+                           "name = ?1 COLLATE NOCASE",
+                           -1, &s, NULL);
+  if (src != SQLITE_OK) {
+    sqlite3_finalize(s);
+    rc = sqlite_fail(st, src, "cannot read the schema", err);
+    goto fail;
+  }
+  if (url->table) {
+    sqlite3_bind_text(s, 1, url->table, -1, SQLITE_STATIC);
+    src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+      st->table = strdup((const char *)sqlite3_column_text(s, 0));
+      sqlite3_finalize(s);
+      if (!st->table) {
+        rc = cvg_error_set(err, CVG_ENOMEM, input, "out of memory");
+        goto fail;
+      }
+    } else {
+      sqlite3_finalize(s);
+      if (src != SQLITE_DONE) {
+        rc = sqlite_fail(st, src, "cannot read the schema", err);
+        goto fail;
+      }
+      char tables[400];
+      list_tables(st->db, tables, sizeof tables);
+      rc = cvg_error_set(err, CVG_ENOTABLE, input, "no such table '%s'", url->table);
+      cvg_error_hint(err, "tables in this file: %s", tables[0] ? tables : "(none)");
+      goto fail;
+    }
+  } else {
+    sqlite3_finalize(s);
+    /* No ?table=: take the only user table, or ask. */
+    src = sqlite3_prepare_v2(st->db,
+                             "SELECT name FROM sqlite_schema WHERE type='table' AND name NOT "
+                             "LIKE 'sqlite\\_%' ESCAPE '\\' LIMIT 2",
+                             -1, &s, NULL);
+    int n = 0;
+    while (src == SQLITE_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
+      if (n++ == 0) {
+        st->table = strdup((const char *)sqlite3_column_text(s, 0));
+        if (!st->table) {
+          sqlite3_finalize(s);
+          rc = cvg_error_set(err, CVG_ENOMEM, input, "out of memory");
+          goto fail;
+        }
+      }
+      src = SQLITE_OK;
+    }
+    sqlite3_finalize(s);
+    if (src != SQLITE_DONE && src != SQLITE_OK) {
+      rc = sqlite_fail(st, src, "cannot read the schema", err);
+      goto fail;
+    }
+    if (n != 1) {
+      char tables[400];
+      list_tables(st->db, tables, sizeof tables);
+      rc = cvg_error_set(err, CVG_ENOTABLE, input,
+                         n ? "the URL names no table and the file has several"
+                           : "the URL names no table and the file has none");
+      cvg_error_hint(err, "add ?table=NAME to the URL; tables in this file: %s",
+                     tables[0] ? tables : "(none)");
+      goto fail;
+    }
+  }
+  *out = &st->base;
+  return CVG_OK;
+
+fail:
+  sqlite_close(&st->base);
+  return rc;
+}
+
+static cvg_affinity affinity_of(const char *t) {
+  /* SQLite's rules, section 3.1 of "Datatypes In SQLite", in their order. */
+  char up[128];
+  size_t n = 0;
+  for (; t[n] && n + 1 < sizeof up; n++)
+    up[n] = (char)((t[n] >= 'a' && t[n] <= 'z') ? t[n] - 32 : t[n]);
+  up[n] = '\0';
+  if (strstr(up, "INT"))
+    return CVG_AFF_INTEGER;
+  if (strstr(up, "CHAR") || strstr(up, "CLOB") || strstr(up, "TEXT"))
+    return CVG_AFF_TEXT;
+  if (strstr(up, "BLOB") || n == 0)
+    return CVG_AFF_BLOB;
+  if (strstr(up, "REAL") || strstr(up, "FLOA") || strstr(up, "DOUB"))
+    return CVG_AFF_REAL;
+  return CVG_AFF_NUMERIC;
+}
+
+static int sqlite_describe(cvg_store *base, cvg_table_desc *out, cvg_error *err) {
+  sqlite_store *st = (sqlite_store *)base;
+  memset(out, 0, sizeof *out);
+  int rc = CVG_OK;
+  sqlite3_stmt *s = NULL;
+  int src = sqlite3_prepare_v2(st->db,
+                               "SELECT name, type, pk FROM pragma_table_xinfo(?1) WHERE hidden "
+                               "<> 1 ORDER BY cid",
+                               -1, &s, NULL);
+  if (src != SQLITE_OK) {
+    rc = sqlite_fail(st, src, "cannot read the table's columns", err);
+    goto done;
+  }
+  sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
+  out->table = strdup(st->table);
+  if (!out->table) {
+    rc = cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
+    goto done;
+  }
+  size_t cap = 0;
+  while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+    if (out->n_cols == cap) {
+      size_t ncap = cap ? cap * 2 : 16;
+      cvg_column *c = realloc(out->cols, ncap * sizeof *c);
+      if (!c) {
+        rc = cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
+        goto done;
+      }
+      out->cols = c;
+      cap = ncap;
+    }
+    cvg_column *c = &out->cols[out->n_cols];
+    memset(c, 0, sizeof *c);
+    const char *name = (const char *)sqlite3_column_text(s, 0);
+    const char *type = (const char *)sqlite3_column_text(s, 1);
+    c->name = strdup(name ? name : "");
+    c->decl_type = strdup(type ? type : "");
+    if (!c->name || !c->decl_type) {
+      free(c->name);
+      free(c->decl_type);
+      rc = cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
+      goto done;
+    }
+    out->n_cols++;
+    c->affinity = affinity_of(c->decl_type);
+    c->pk = sqlite3_column_int(s, 2);
+    if (c->pk)
+      out->n_pk++;
+    const char *coll = NULL;
+    c->binary_collation = 1;
+    if (sqlite3_table_column_metadata(st->db, NULL, st->table, c->name, NULL, &coll, NULL, NULL,
+                                      NULL) == SQLITE_OK &&
+        coll && strcasecmp(coll, "BINARY") != 0)
+      c->binary_collation = 0;
+  }
+  if (src != SQLITE_DONE) {
+    rc = sqlite_fail(st, src, "cannot read the table's columns", err);
+    goto done;
+  }
+  sqlite3_finalize(s);
+  s = NULL;
+  if (sqlite3_prepare_v2(st->db, "SELECT sql FROM sqlite_schema WHERE name = ?1", -1, &s, NULL) ==
+      SQLITE_OK) {
+    sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0)) {
+      const char *sql = (const char *)sqlite3_column_text(s, 0);
+      const char *w = strcasestr(sql, "WITHOUT");
+      out->without_rowid = w && strcasestr(w, "ROWID") != NULL;
+    }
+  }
+done:
+  sqlite3_finalize(s);
+  if (rc)
+    cvg_table_desc_release(out);
+  return rc;
+}
+
+static int encode_column(sqlite3_stmt *s, int i, cvg_buf *b) {
+  switch (sqlite3_column_type(s, i)) {
+  case SQLITE_INTEGER:
+    return cvg_encode_int(b, sqlite3_column_int64(s, i));
+  case SQLITE_FLOAT:
+    return cvg_encode_real(b, sqlite3_column_double(s, i));
+  case SQLITE_TEXT: {
+    const unsigned char *p = sqlite3_column_text(s, i);
+    return cvg_encode_text(b, p, (size_t)sqlite3_column_bytes(s, i));
+  }
+  case SQLITE_BLOB: {
+    const void *p = sqlite3_column_blob(s, i);
+    return cvg_encode_blob(b, p, (size_t)sqlite3_column_bytes(s, i));
+  }
+  default:
+    return cvg_encode_null(b);
+  }
+}
+
+static void column_value(sqlite3_stmt *s, int i, cvg_value *v) {
+  switch (sqlite3_column_type(s, i)) {
+  case SQLITE_INTEGER:
+    v->type = CVG_INTEGER;
+    v->u.i = sqlite3_column_int64(s, i);
+    break;
+  case SQLITE_FLOAT:
+    v->type = CVG_REAL;
+    v->u.r = sqlite3_column_double(s, i);
+    break;
+  case SQLITE_TEXT:
+    v->type = CVG_TEXT;
+    v->u.s.p = sqlite3_column_text(s, i);
+    v->u.s.n = (size_t)sqlite3_column_bytes(s, i);
+    break;
+  case SQLITE_BLOB:
+    v->type = CVG_BLOB;
+    v->u.s.p = sqlite3_column_blob(s, i);
+    v->u.s.n = (size_t)sqlite3_column_bytes(s, i);
+    break;
+  default:
+    v->type = CVG_NULL;
+  }
+}
+
+/* Is a key column's collation BINARY? Unknown columns count as BINARY; describe() reports them. */
+static int key_is_binary(sqlite_store *st, const char *col) {
+  const char *coll = NULL;
+  if (sqlite3_table_column_metadata(st->db, NULL, st->table, col, NULL, &coll, NULL, NULL, NULL) !=
+      SQLITE_OK)
+    return 1;
+  return !coll || strcasecmp(coll, "BINARY") == 0;
+}
+
+static int sqlite_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **out,
+                            cvg_error *err) {
+  sqlite_store *st = (sqlite_store *)base;
+  sqlite_scan *sc = calloc(1, sizeof *sc);
+  if (!sc)
+    return cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
+  sc->base.ops = &cvgi_sqlite_ops;
+  sc->st = st;
+  cvg_buf_init(&sc->key, ROW_MAX);
+  cvg_buf_init(&sc->row, ROW_MAX);
+  cvg_buf_init(&sc->ver, ROW_MAX);
+  cvg_buf sql;
+  cvg_buf_init(&sql, SQL_MAX);
+  int rc = append_str(&sql, "SELECT ");
+  int col = 0;
+  for (size_t i = 0; !rc && i < spec->n_key; i++, col++) {
+    rc = (col ? append_str(&sql, ", ") : 0) || quote_ident(&sql, spec->key_cols[i]);
+  }
+  for (size_t i = 0; !rc && i < spec->n_cmp; i++, col++)
+    rc = append_str(&sql, ", ") || quote_ident(&sql, spec->cmp_cols[i]);
+  sc->n_key = (int)spec->n_key;
+  sc->n_cmp = (int)spec->n_cmp;
+  sc->ver_idx = sc->tomb_idx = sc->vv_idx = -1;
+  if (!rc && spec->version_col) {
+    sc->ver_idx = col++;
+    rc = append_str(&sql, ", ") || quote_ident(&sql, spec->version_col);
+  }
+  if (!rc && spec->tombstone_col) {
+    sc->tomb_idx = col++;
+    rc = append_str(&sql, ", ") || quote_ident(&sql, spec->tombstone_col);
+  }
+  if (!rc && spec->vvec_col) {
+    sc->vv_idx = col++;
+    rc = append_str(&sql, ", ") || quote_ident(&sql, spec->vvec_col);
+  }
+  rc = rc || append_str(&sql, " FROM ") || quote_ident(&sql, st->table);
+  if (!rc && spec->where && spec->where[0])
+    rc = append_str(&sql, " WHERE (\n") || append_str(&sql, spec->where) || append_str(&sql, "\n)");
+  rc = rc || append_str(&sql, " ORDER BY ");
+  for (size_t i = 0; !rc && i < spec->n_key; i++) {
+    rc = (i ? append_str(&sql, ", ") : 0) || quote_ident(&sql, spec->key_cols[i]);
+    if (!rc && !key_is_binary(st, spec->key_cols[i]))
+      rc = append_str(&sql, " COLLATE BINARY");
+  }
+  rc = rc || cvg_buf_append(&sql, "", 1);
+  if (rc) {
+    rc = cvg_error_set(err, rc == CVG_ETOOBIG ? CVG_ETOOBIG : CVG_ENOMEM, base->url,
+                       "cannot build the scan statement");
+    goto fail;
+  }
+  const char *tail = NULL;
+  int src = sqlite3_prepare_v2(st->db, (const char *)sql.data, (int)sql.len, &sc->stmt, &tail);
+  if (src != SQLITE_OK) {
+    const char *msg = sqlite3_errmsg(st->db);
+    if (spec->where && spec->where[0]) {
+      rc = cvg_error_set(err, CVG_ESQL, base->url, "cannot scan table '%s' with --where '%s': %s",
+                         st->table, spec->where, msg);
+      cvg_error_hint(err, "--where takes one SQL expression over the table's columns, e.g. "
+                          "\"updated_at > 1700000000\"");
+    } else {
+      rc = sqlite_fail(st, src, "cannot scan the table", err);
+    }
+    goto fail;
+  }
+  for (; tail && *tail; tail++) {
+    if (*tail != ' ' && *tail != '\n' && *tail != '\t' && *tail != '\r' && *tail != '\0') {
+      rc = cvg_error_set(err, CVG_ESQL, base->url,
+                         "--where '%s' is not a single expression (text follows it)", spec->where);
+      cvg_error_hint(err, "give one SQL expression, without ';'");
+      goto fail;
+    }
+  }
+  cvg_buf_release(&sql);
+  *out = (cvg_scan *)sc;
+  return CVG_OK;
+
+fail:
+  cvg_buf_release(&sql);
+  sqlite3_finalize(sc->stmt);
+  cvg_buf_release(&sc->key);
+  cvg_buf_release(&sc->row);
+  cvg_buf_release(&sc->ver);
+  free(sc);
+  return rc;
+}
+
+static int sqlite_scan_next(cvg_scan *base, cvg_scan_row *row, cvg_error *err) {
+  sqlite_scan *sc = (sqlite_scan *)base;
+  sqlite3_stmt *s = sc->stmt;
+  int src = sqlite3_step(s);
+  if (src == SQLITE_DONE)
+    return CVG_DONE;
+  if (src != SQLITE_ROW)
+    return sqlite_fail(sc->st, src, "scan failed", err);
+  int rc = CVG_OK;
+  cvg_buf_reset(&sc->key);
+  cvg_buf_reset(&sc->row);
+  int i = 0;
+  for (; !rc && i < sc->n_key; i++)
+    rc = encode_column(s, i, &sc->key);
+  for (int end = sc->n_key + sc->n_cmp; !rc && i < end; i++)
+    rc = encode_column(s, i, &sc->row);
+  row->version_len = 0;
+  row->version = NULL;
+  if (!rc && sc->ver_idx >= 0) {
+    cvg_buf_reset(&sc->ver);
+    rc = encode_column(s, sc->ver_idx, &sc->ver);
+    row->version = sc->ver.data;
+    row->version_len = sc->ver.len;
+  }
+  if (rc)
+    return cvg_error_set(err, rc, sc->st->base.url, "row too large to encode");
+  row->key = sc->key.data;
+  row->key_len = sc->key.len;
+  row->fp = cvg_fingerprint(sc->row.data ? (const void *)sc->row.data : (const void *)"", sc->row.len);
+  row->tombstone = 0;
+  if (sc->tomb_idx >= 0) {
+    cvg_value v;
+    column_value(s, sc->tomb_idx, &v);
+    row->tombstone = cvg_tombstone_truthy(&v);
+  }
+  row->vvec = NULL;
+  row->vvec_len = 0;
+  if (sc->vv_idx >= 0 && sqlite3_column_type(s, sc->vv_idx) != SQLITE_NULL) {
+    row->vvec = sqlite3_column_text(s, sc->vv_idx);
+    row->vvec_len = (size_t)sqlite3_column_bytes(s, sc->vv_idx);
+  }
+  return CVG_OK;
+}
+
+static void sqlite_scan_close(cvg_scan *base) {
+  sqlite_scan *sc = (sqlite_scan *)base;
+  sqlite3_finalize(sc->stmt);
+  cvg_buf_release(&sc->key);
+  cvg_buf_release(&sc->row);
+  cvg_buf_release(&sc->ver);
+  free(sc);
+}
+
+static int bind_value(sqlite3_stmt *s, int i, const cvg_value *v) {
+  switch (v->type) {
+  case CVG_INTEGER:
+    return sqlite3_bind_int64(s, i, v->u.i);
+  case CVG_REAL:
+    return sqlite3_bind_double(s, i, v->u.r);
+  case CVG_TEXT:
+    return sqlite3_bind_text(s, i, (const char *)v->u.s.p, (int)v->u.s.n, SQLITE_TRANSIENT);
+  case CVG_BLOB:
+    return sqlite3_bind_blob(s, i, v->u.s.p, (int)v->u.s.n, SQLITE_TRANSIENT);
+  default:
+    return sqlite3_bind_null(s, i);
+  }
+}
+
+#define FETCH_MAX_KEY 64
+
+static int sqlite_fetch(cvg_store *base, const cvg_scan_spec *spec, const unsigned char *key,
+                        size_t key_len, const char *const *cols, size_t n_cols, cvg_buf *out,
+                        int *found, cvg_error *err) {
+  sqlite_store *st = (sqlite_store *)base;
+  *found = 0;
+  cvg_value vals[FETCH_MAX_KEY];
+  size_t n_vals = 0;
+  cvg_buf scratch, sql;
+  cvg_buf_init(&scratch, ROW_MAX);
+  cvg_buf_init(&sql, SQL_MAX);
+  int rc = cvg_decode_tuple(key, key_len, vals, FETCH_MAX_KEY, &n_vals, &scratch);
+  if (rc || n_vals != spec->n_key) {
+    rc = cvg_error_set(err, CVG_ECORRUPT, base->url, "malformed key passed to fetch");
+    goto done;
+  }
+  rc = append_str(&sql, "SELECT ");
+  for (size_t i = 0; !rc && i < n_cols; i++)
+    rc = (i ? append_str(&sql, ", ") : 0) || quote_ident(&sql, cols[i]);
+  if (!rc && n_cols == 0)
+    rc = append_str(&sql, "1");
+  rc = rc || append_str(&sql, " FROM ") || quote_ident(&sql, st->table) ||
+       append_str(&sql, " WHERE ");
+  for (size_t i = 0; !rc && i < spec->n_key; i++) {
+    char ph[32];
+    snprintf(ph, sizeof ph, " %s ?%zu", vals[i].type == CVG_NULL ? "IS" : "=", i + 1);
+    rc = (i ? append_str(&sql, " AND ") : 0) || quote_ident(&sql, spec->key_cols[i]) ||
+         append_str(&sql, ph);
+  }
+  rc = rc || cvg_buf_append(&sql, "", 1);
+  if (rc) {
+    rc = cvg_error_set(err, CVG_ENOMEM, base->url, "cannot build the fetch statement");
+    goto done;
+  }
+  if (!st->fetch || strcmp(st->fetch_sql, (const char *)sql.data) != 0) {
+    sqlite3_finalize(st->fetch);
+    st->fetch = NULL;
+    free(st->fetch_sql);
+    st->fetch_sql = strdup((const char *)sql.data);
+    if (!st->fetch_sql) {
+      rc = cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
+      goto done;
+    }
+    int src = sqlite3_prepare_v2(st->db, st->fetch_sql, -1, &st->fetch, NULL);
+    if (src != SQLITE_OK) {
+      rc = sqlite_fail(st, src, "cannot fetch rows", err);
+      goto done;
+    }
+  }
+  sqlite3_reset(st->fetch);
+  for (size_t i = 0; i < n_vals; i++)
+    bind_value(st->fetch, (int)i + 1, &vals[i]);
+  int src = sqlite3_step(st->fetch);
+  if (src == SQLITE_ROW) {
+    *found = 1;
+    for (size_t i = 0; !rc && i < n_cols; i++)
+      rc = encode_column(st->fetch, (int)i, out);
+    if (rc)
+      rc = cvg_error_set(err, rc, base->url, "row too large to encode");
+  } else if (src != SQLITE_DONE) {
+    rc = sqlite_fail(st, src, "cannot fetch rows", err);
+  }
+  sqlite3_reset(st->fetch);
+done:
+  cvg_buf_release(&scratch);
+  cvg_buf_release(&sql);
+  return rc;
+}
+
+const cvg_store_ops cvgi_sqlite_ops = {
+    .scheme = "sqlite",
+    .open = sqlite_open,
+    .close = sqlite_close,
+    .describe = sqlite_describe,
+    .scan_open = sqlite_scan_open,
+    .scan_next = sqlite_scan_next,
+    .scan_close = sqlite_scan_close,
+    .fetch = sqlite_fetch,
+};

@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Engine-independent half of the replica interface: picks the engine by URL scheme and
+ * forwards every call through its cvg_store_ops. A new engine adds one line to `engines`.
+ */
+#include "converge/store.h"
+#include "store_int.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const cvg_store_ops *const engines[] = {&cvgi_sqlite_ops};
+
+int cvg_store_open(cvg_store **out, const char *url_text, unsigned flags, cvg_error *err) {
+  *out = NULL;
+  cvg_url url;
+  int rc = cvg_url_parse(&url, url_text, err);
+  if (rc)
+    return rc;
+  const cvg_store_ops *ops = NULL;
+  for (size_t i = 0; i < sizeof engines / sizeof engines[0]; i++)
+    if (strcmp(engines[i]->scheme, url.scheme) == 0)
+      ops = engines[i];
+  if (!ops) {
+    cvg_error_set(err, CVG_ESCHEME, url_text, "unsupported URL scheme '%s'", url.scheme);
+    cvg_error_hint(err, "this build reads: sqlite:///abs/path.db?table=T, sqlite:rel/path.db?table=T");
+    cvg_url_release(&url);
+    return CVG_ESCHEME;
+  }
+  cvg_store *st = NULL;
+  rc = ops->open(&st, &url, flags, err);
+  cvg_url_release(&url);
+  if (rc)
+    return rc;
+  st->ops = ops;
+  st->url = strdup(url_text);
+  if (!st->url) {
+    ops->close(st);
+    return cvg_error_set(err, CVG_ENOMEM, url_text, "out of memory");
+  }
+  *out = st;
+  return CVG_OK;
+}
+
+void cvg_store_close(cvg_store *st) {
+  if (!st)
+    return;
+  char *url = st->url;
+  st->ops->close(st);
+  free(url);
+}
+
+const char *cvg_store_url(const cvg_store *st) { return st ? st->url : ""; }
+
+int cvg_store_describe(cvg_store *st, cvg_table_desc *out, cvg_error *err) {
+  return st->ops->describe(st, out, err);
+}
+
+int cvg_scan_open(cvg_store *st, const cvg_scan_spec *spec, cvg_scan **out, cvg_error *err) {
+  *out = NULL;
+  return st->ops->scan_open(st, spec, out, err);
+}
+
+int cvg_scan_next(cvg_scan *sc, cvg_scan_row *row, cvg_error *err) {
+  return ((cvgi_scan_base *)sc)->ops->scan_next(sc, row, err);
+}
+
+void cvg_scan_close(cvg_scan *sc) {
+  if (sc)
+    ((cvgi_scan_base *)sc)->ops->scan_close(sc);
+}
+
+int cvg_store_fetch(cvg_store *st, const cvg_scan_spec *spec, const unsigned char *key,
+                    size_t key_len, const char *const *cols, size_t n_cols, cvg_buf *out,
+                    int *found, cvg_error *err) {
+  return st->ops->fetch(st, spec, key, key_len, cols, n_cols, out, found, err);
+}
+
+void cvg_table_desc_release(cvg_table_desc *d) {
+  if (!d)
+    return;
+  for (size_t i = 0; i < d->n_cols; i++) {
+    free(d->cols[i].name);
+    free(d->cols[i].decl_type);
+  }
+  free(d->cols);
+  free(d->table);
+  memset(d, 0, sizeof *d);
+}
+
+int cvg_table_desc_find(const cvg_table_desc *d, const char *name) {
+  for (size_t i = 0; i < d->n_cols; i++)
+    if (strcasecmp(d->cols[i].name, name) == 0)
+      return (int)i;
+  return -1;
+}
+
+int cvg_tombstone_truthy(const cvg_value *v) {
+  static const char *const live_words[] = {"", "0", "false", "f", "no", "n"};
+  switch (v->type) {
+  case CVG_NULL:
+    return 0;
+  case CVG_INTEGER:
+    return v->u.i != 0;
+  case CVG_REAL:
+    return v->u.r != 0.0;
+  case CVG_BLOB:
+    return v->u.s.n != 0;
+  case CVG_TEXT:
+    for (size_t i = 0; i < sizeof live_words / sizeof live_words[0]; i++) {
+      size_t n = strlen(live_words[i]);
+      if (v->u.s.n == n && strncasecmp((const char *)v->u.s.p, live_words[i], n) == 0)
+        return 0;
+    }
+    return 1;
+  }
+  return 1;
+}
