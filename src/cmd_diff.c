@@ -30,8 +30,8 @@ typedef struct out_ctx {
   size_t n_urls;
   const char *const *key_cols, *const *cmp_cols;
   size_t n_key, n_cmp;
-  int failed;              /* a report could not be produced */
-  cvg_error err;           /* why */
+  int failed;    /* a report could not be produced */
+  cvg_error err; /* why */
 } out_ctx;
 
 static const char *state_name(cvg_rstate s) {
@@ -299,8 +299,8 @@ static int summary_json(FILE *f, const out_ctx *o, const cvg_diff_summary *s, do
   }
   json_object_set_new(obj, "summary", json_true());
   for (size_t i = 0; i < o->n_urls; i++)
-    json_array_append_new(reps, json_pack("{s:s,s:I}", "url", o->urls[i], "rows",
-                                          (json_int_t)s->rows[i]));
+    json_array_append_new(
+        reps, json_pack("{s:s,s:I}", "url", o->urls[i], "rows", (json_int_t)s->rows[i]));
   json_object_set_new(obj, "replicas", reps);
   json_object_set_new(obj, "keys", json_integer((json_int_t)s->keys));
   json_object_set_new(obj, "divergent", json_integer((json_int_t)s->divergent));
@@ -332,23 +332,34 @@ static double now_seconds(void) {
 }
 
 int cmd_diff(int argc, char **argv) {
-  enum { O_KEY = 256, O_COLUMNS, O_EXCLUDE, O_VERSION, O_TOMBSTONE, O_VVEC, O_WHERE, O_SHARDS,
-         O_FORMAT, O_SUMMARY, O_LIMIT, O_HELP };
-  static const struct option longopts[] = {
-      {"key", required_argument, NULL, O_KEY},
-      {"columns", required_argument, NULL, O_COLUMNS},
-      {"exclude", required_argument, NULL, O_EXCLUDE},
-      {"version", required_argument, NULL, O_VERSION},
-      {"tombstone", required_argument, NULL, O_TOMBSTONE},
-      {"version-vector", required_argument, NULL, O_VVEC},
-      {"where", required_argument, NULL, O_WHERE},
-      {"shards", required_argument, NULL, O_SHARDS},
-      {"format", required_argument, NULL, O_FORMAT},
-      {"summary", no_argument, NULL, O_SUMMARY},
-      {"limit", required_argument, NULL, O_LIMIT},
-      {"quiet", no_argument, NULL, 'q'},
-      {"help", no_argument, NULL, O_HELP},
-      {NULL, 0, NULL, 0}};
+  enum {
+    O_KEY = 256,
+    O_COLUMNS,
+    O_EXCLUDE,
+    O_VERSION,
+    O_TOMBSTONE,
+    O_VVEC,
+    O_WHERE,
+    O_SHARDS,
+    O_FORMAT,
+    O_SUMMARY,
+    O_LIMIT,
+    O_HELP
+  };
+  static const struct option longopts[] = {{"key", required_argument, NULL, O_KEY},
+                                           {"columns", required_argument, NULL, O_COLUMNS},
+                                           {"exclude", required_argument, NULL, O_EXCLUDE},
+                                           {"version", required_argument, NULL, O_VERSION},
+                                           {"tombstone", required_argument, NULL, O_TOMBSTONE},
+                                           {"version-vector", required_argument, NULL, O_VVEC},
+                                           {"where", required_argument, NULL, O_WHERE},
+                                           {"shards", required_argument, NULL, O_SHARDS},
+                                           {"format", required_argument, NULL, O_FORMAT},
+                                           {"summary", no_argument, NULL, O_SUMMARY},
+                                           {"limit", required_argument, NULL, O_LIMIT},
+                                           {"quiet", no_argument, NULL, 'q'},
+                                           {"help", no_argument, NULL, O_HELP},
+                                           {NULL, 0, NULL, 0}};
   str_list keys = {0}, columns = {0}, exclude = {0};
   cvg_diff_options opt;
   memset(&opt, 0, sizeof opt);

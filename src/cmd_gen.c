@@ -11,24 +11,37 @@
 #include <sys/stat.h>
 
 int cmd_gen(int argc, char **argv) {
-  enum { O_ROWS = 256, O_REPLICAS, O_SEED, O_KEY, O_NULLS, O_VVEC, O_MISSING, O_EXTRA, O_STALE,
-         O_CONFLICT, O_TOMBSTONE, O_TABLE, O_OUT, O_HELP };
-  static const struct option longopts[] = {
-      {"rows", required_argument, NULL, O_ROWS},
-      {"replicas", required_argument, NULL, O_REPLICAS},
-      {"seed", required_argument, NULL, O_SEED},
-      {"key", required_argument, NULL, O_KEY},
-      {"nulls", required_argument, NULL, O_NULLS},
-      {"vvec", no_argument, NULL, O_VVEC},
-      {"missing", required_argument, NULL, O_MISSING},
-      {"extra", required_argument, NULL, O_EXTRA},
-      {"stale", required_argument, NULL, O_STALE},
-      {"conflict", required_argument, NULL, O_CONFLICT},
-      {"tombstone", required_argument, NULL, O_TOMBSTONE},
-      {"table", required_argument, NULL, O_TABLE},
-      {"out", required_argument, NULL, O_OUT},
-      {"help", no_argument, NULL, O_HELP},
-      {NULL, 0, NULL, 0}};
+  enum {
+    O_ROWS = 256,
+    O_REPLICAS,
+    O_SEED,
+    O_KEY,
+    O_NULLS,
+    O_VVEC,
+    O_MISSING,
+    O_EXTRA,
+    O_STALE,
+    O_CONFLICT,
+    O_TOMBSTONE,
+    O_TABLE,
+    O_OUT,
+    O_HELP
+  };
+  static const struct option longopts[] = {{"rows", required_argument, NULL, O_ROWS},
+                                           {"replicas", required_argument, NULL, O_REPLICAS},
+                                           {"seed", required_argument, NULL, O_SEED},
+                                           {"key", required_argument, NULL, O_KEY},
+                                           {"nulls", required_argument, NULL, O_NULLS},
+                                           {"vvec", no_argument, NULL, O_VVEC},
+                                           {"missing", required_argument, NULL, O_MISSING},
+                                           {"extra", required_argument, NULL, O_EXTRA},
+                                           {"stale", required_argument, NULL, O_STALE},
+                                           {"conflict", required_argument, NULL, O_CONFLICT},
+                                           {"tombstone", required_argument, NULL, O_TOMBSTONE},
+                                           {"table", required_argument, NULL, O_TABLE},
+                                           {"out", required_argument, NULL, O_OUT},
+                                           {"help", no_argument, NULL, O_HELP},
+                                           {NULL, 0, NULL, 0}};
   cvg_gen_options o;
   memset(&o, 0, sizeof o);
   o.rows = 1000;

@@ -62,7 +62,12 @@ typedef struct cvg_copy {
 } cvg_copy;
 
 /* Version vector order (lib/core/vvec.c). */
-typedef enum cvg_vv_order { CVG_VV_EQUAL, CVG_VV_BEFORE, CVG_VV_AFTER, CVG_VV_CONCURRENT } cvg_vv_order;
+typedef enum cvg_vv_order {
+  CVG_VV_EQUAL,
+  CVG_VV_BEFORE,
+  CVG_VV_AFTER,
+  CVG_VV_CONCURRENT
+} cvg_vv_order;
 
 /*
  * Compares two version vectors, each a JSON object mapping a writer to a non-negative integer
@@ -82,9 +87,9 @@ int cvg_classify(cvg_copy *copies, size_t n, int use_version, int use_vvec, cvg_
 typedef struct cvg_divergence {
   const unsigned char *key; /* encoded key; BORROWED for the callback */
   size_t key_len;
-  uint32_t shard;     /* shard of the key */
-  cvg_class cls;      /* never CVG_CLASS_NONE */
-  size_t n_copies;    /* one per replica, in the order the replicas were given */
+  uint32_t shard;  /* shard of the key */
+  cvg_class cls;   /* never CVG_CLASS_NONE */
+  size_t n_copies; /* one per replica, in the order the replicas were given */
   const cvg_copy *copies;
 } cvg_divergence;
 
@@ -107,13 +112,13 @@ typedef struct cvg_diff_options {
 } cvg_diff_options;
 
 typedef struct cvg_diff_summary {
-  uint64_t rows[CVG_DIFF_MAX_REPLICAS];     /* rows read from each replica */
-  uint64_t keys;                            /* distinct keys seen */
-  uint64_t divergent;                       /* divergent keys */
-  uint64_t by_class[CVG_CLASS__COUNT];      /* divergent keys per class */
-  uint64_t *by_shard;                       /* n_shards counters; OWNED by the diff */
+  uint64_t rows[CVG_DIFF_MAX_REPLICAS]; /* rows read from each replica */
+  uint64_t keys;                        /* distinct keys seen */
+  uint64_t divergent;                   /* divergent keys */
+  uint64_t by_class[CVG_CLASS__COUNT];  /* divergent keys per class */
+  uint64_t *by_shard;                   /* n_shards counters; OWNED by the diff */
   uint32_t n_shards;
-  int stopped_early;                        /* 1 if stop_at_first or the callback stopped it */
+  int stopped_early; /* 1 if stop_at_first or the callback stopped it */
 } cvg_diff_summary;
 
 typedef struct cvg_diff cvg_diff;
@@ -128,8 +133,7 @@ typedef int (*cvg_diff_cb)(void *ctx, const cvg_divergence *d);
  */
 int cvg_diff_prepare(cvg_diff **out, const cvg_diff_options *opt, cvg_error *err);
 /* Runs the comparison; summary is filled even when the callback stops it early. */
-int cvg_diff_run(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *summary,
-                 cvg_error *err);
+int cvg_diff_run(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *summary, cvg_error *err);
 void cvg_diff_free(cvg_diff *d);
 
 /* The settled column lists (BORROWED, valid until cvg_diff_free). */

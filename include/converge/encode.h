@@ -55,7 +55,9 @@ void cvg_buf_init(cvg_buf *b, size_t max);
 void cvg_buf_release(cvg_buf *b); /* frees data; the buffer may be reused after init */
 int cvg_buf_reserve(cvg_buf *b, size_t extra);
 int cvg_buf_append(cvg_buf *b, const void *p, size_t n);
-static inline void cvg_buf_reset(cvg_buf *b) { b->len = 0; }
+static inline void cvg_buf_reset(cvg_buf *b) {
+  b->len = 0;
+}
 
 /* Appends the canonical encoding of one value. Returns CVG_OK, CVG_ENOMEM or CVG_ETOOBIG. */
 int cvg_encode_value(cvg_buf *out, const cvg_value *v);
@@ -83,7 +85,9 @@ typedef struct cvg_fp {
 } cvg_fp;
 
 cvg_fp cvg_fingerprint(const void *encoded, size_t n);
-static inline int cvg_fp_equal(cvg_fp a, cvg_fp b) { return a.hi == b.hi && a.lo == b.lo; }
+static inline int cvg_fp_equal(cvg_fp a, cvg_fp b) {
+  return a.hi == b.hi && a.lo == b.lo;
+}
 /* Writes 32 lower-case hex digits and a NUL into hex[33] (big-endian, as XXH128 canonical). */
 void cvg_fp_hex(cvg_fp fp, char hex[33]);
 

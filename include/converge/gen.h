@@ -37,14 +37,14 @@ extern "C" {
 typedef enum cvg_gen_key { CVG_GEN_KEY_INT, CVG_GEN_KEY_COMPOSITE, CVG_GEN_KEY_TEXT } cvg_gen_key;
 
 typedef struct cvg_gen_options {
-  const char *dir;     /* output folder (must exist) */
-  const char *table;   /* table name; NULL: "accounts" */
-  uint64_t rows;       /* rows of the shared base table */
-  unsigned replicas;   /* 2..32 */
-  uint64_t seed;       /* everything random derives from it */
-  cvg_gen_key key;     /* key shape */
-  double nulls;        /* fraction of owner/currency values that are NULL, 0..1 */
-  int vvec;            /* add a version-vector column vclock */
+  const char *dir;   /* output folder (must exist) */
+  const char *table; /* table name; NULL: "accounts" */
+  uint64_t rows;     /* rows of the shared base table */
+  unsigned replicas; /* 2..32 */
+  uint64_t seed;     /* everything random derives from it */
+  cvg_gen_key key;   /* key shape */
+  double nulls;      /* fraction of owner/currency values that are NULL, 0..1 */
+  int vvec;          /* add a version-vector column vclock */
   uint64_t n_missing, n_extra, n_stale, n_conflict, n_tombstone; /* injected divergences */
 } cvg_gen_options;
 

@@ -18,29 +18,29 @@ extern "C" {
 #endif
 
 /* X(name, short message). Append only: the numeric values are part of the ABI. */
-#define CVG_STATUS_TABLE(X)                                                                       \
-  X(CVG_OK, "success")                                                                            \
-  X(CVG_DONE, "no more rows")                                                                     \
-  X(CVG_ENOMEM, "out of memory")                                                                  \
-  X(CVG_EINVAL, "invalid argument")                                                               \
-  X(CVG_EURL, "malformed replica URL")                                                            \
-  X(CVG_ESCHEME, "unsupported replica URL scheme")                                                \
-  X(CVG_ENOENT, "no such file")                                                                   \
-  X(CVG_EACCES, "permission denied")                                                              \
-  X(CVG_EIO, "input/output error")                                                                \
-  X(CVG_ENOTDB, "not a database")                                                                 \
-  X(CVG_ENOTABLE, "no such table")                                                                \
-  X(CVG_ENOCOLUMN, "no such column")                                                              \
-  X(CVG_ENOKEY, "table has no primary key")                                                       \
-  X(CVG_ESCHEMA, "schemas of the replicas disagree")                                              \
-  X(CVG_EORDER, "replica returned keys out of canonical order")                                   \
-  X(CVG_EDUPKEY, "duplicate key")                                                                 \
-  X(CVG_ESTORE, "replica store error")                                                            \
-  X(CVG_ESQL, "invalid SQL expression")                                                           \
-  X(CVG_ECORRUPT, "malformed encoded value")                                                      \
-  X(CVG_ETOOBIG, "value exceeds its size limit")                                                  \
-  X(CVG_EJSON, "malformed JSON")                                                                  \
-  X(CVG_ETHREAD, "thread error")                                                                  \
+#define CVG_STATUS_TABLE(X)                                                                        \
+  X(CVG_OK, "success")                                                                             \
+  X(CVG_DONE, "no more rows")                                                                      \
+  X(CVG_ENOMEM, "out of memory")                                                                   \
+  X(CVG_EINVAL, "invalid argument")                                                                \
+  X(CVG_EURL, "malformed replica URL")                                                             \
+  X(CVG_ESCHEME, "unsupported replica URL scheme")                                                 \
+  X(CVG_ENOENT, "no such file")                                                                    \
+  X(CVG_EACCES, "permission denied")                                                               \
+  X(CVG_EIO, "input/output error")                                                                 \
+  X(CVG_ENOTDB, "not a database")                                                                  \
+  X(CVG_ENOTABLE, "no such table")                                                                 \
+  X(CVG_ENOCOLUMN, "no such column")                                                               \
+  X(CVG_ENOKEY, "table has no primary key")                                                        \
+  X(CVG_ESCHEMA, "schemas of the replicas disagree")                                               \
+  X(CVG_EORDER, "replica returned keys out of canonical order")                                    \
+  X(CVG_EDUPKEY, "duplicate key")                                                                  \
+  X(CVG_ESTORE, "replica store error")                                                             \
+  X(CVG_ESQL, "invalid SQL expression")                                                            \
+  X(CVG_ECORRUPT, "malformed encoded value")                                                       \
+  X(CVG_ETOOBIG, "value exceeds its size limit")                                                   \
+  X(CVG_EJSON, "malformed JSON")                                                                   \
+  X(CVG_ETHREAD, "thread error")                                                                   \
   X(CVG_EBUSY, "replica is busy or locked")
 
 #define CVG_STATUS_ENUM(name, msg) name,

@@ -51,18 +51,18 @@ typedef enum cvg_affinity {
 } cvg_affinity;
 
 typedef struct cvg_column {
-  char *name;           /* OWNED; as declared */
-  char *decl_type;      /* OWNED; declared type, "" if none */
+  char *name;            /* OWNED; as declared */
+  char *decl_type;       /* OWNED; declared type, "" if none */
   cvg_affinity affinity; /* derived from decl_type */
-  int pk;               /* 0 if not in the primary key, else its 1-based position there */
-  int binary_collation; /* 1 if the column sorts by bytes (BINARY); 0 otherwise */
+  int pk;                /* 0 if not in the primary key, else its 1-based position there */
+  int binary_collation;  /* 1 if the column sorts by bytes (BINARY); 0 otherwise */
 } cvg_column;
 
 typedef struct cvg_table_desc {
   char *table;      /* OWNED; the table's name */
   cvg_column *cols; /* OWNED; n_cols entries in declaration order */
   size_t n_cols;
-  size_t n_pk;      /* columns in the primary key (0: none declared) */
+  size_t n_pk;       /* columns in the primary key (0: none declared) */
   int without_rowid; /* 1 for a WITHOUT ROWID table */
 } cvg_table_desc;
 

@@ -26,7 +26,7 @@ typedef struct inject {
 
 typedef struct gen_job {
   const cvg_gen_options *opt;
-  const inject *inj;  /* sorted by idx */
+  const inject *inj; /* sorted by idx */
   size_t n_inj;
   unsigned replica;
   char path[4096];
@@ -47,22 +47,31 @@ static uint64_t h(uint64_t seed, uint64_t idx, uint64_t field) {
 }
 
 static const char *const regions[] = {"ap-south", "eu-west", "sa-east", "us-east", "us-west"};
-static const char *const words[] = {"plain", "caf\xc3\xa9", "\xc3\xbc" "ber", "\xe6\x97\xa5\xe6\x9c\xac",
-                                    "\xc3\xb8re", "\xce\xa9mega", "na\xc3\xafve", "Zeta"};
-static const char *const names[] = {"alice", "bob", "carol", "dave", "erin", "frank",
-                                    "grace", "heidi", "ivan", "judy", "mallory", "niaj"};
+static const char *const words[] = {"plain",
+                                    "caf\xc3\xa9",
+                                    "\xc3\xbc"
+                                    "ber",
+                                    "\xe6\x97\xa5\xe6\x9c\xac",
+                                    "\xc3\xb8re",
+                                    "\xce\xa9mega",
+                                    "na\xc3\xafve",
+                                    "Zeta"};
+static const char *const names[] = {"alice", "bob",   "carol", "dave", "erin",    "frank",
+                                    "grace", "heidi", "ivan",  "judy", "mallory", "niaj"};
 static const char *const currencies[] = {"EUR", "USD", "JPY", "BRL"};
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 typedef struct row {
-  cvg_value v[10];     /* values in schema order */
+  cvg_value v[10]; /* values in schema order */
   size_t n;
-  char key_text[96];   /* storage for text keys */
-  char vclock[64];     /* storage for the version vector */
+  char key_text[96]; /* storage for text keys */
+  char vclock[64];   /* storage for the version vector */
 } row;
 
-static size_t key_cols(cvg_gen_key k) { return k == CVG_GEN_KEY_COMPOSITE ? 2 : 1; }
+static size_t key_cols(cvg_gen_key k) {
+  return k == CVG_GEN_KEY_COMPOSITE ? 2 : 1;
+}
 
 static void set_text(cvg_value *v, const char *s) {
   v->type = CVG_TEXT;
@@ -154,9 +163,9 @@ static void make_row(const cvg_gen_options *o, uint64_t idx, const inject *in, u
 }
 
 static int build_schema(const cvg_gen_options *o, cvg_table_desc *t, cvg_column *cols) {
-  static const char *const tail_names[] = {"owner", "balance", "currency", "score",
+  static const char *const tail_names[] = {"owner",      "balance", "currency", "score",
                                            "updated_at", "deleted", "vclock"};
-  static const char *const tail_types[] = {"TEXT", "INTEGER", "TEXT", "REAL",
+  static const char *const tail_types[] = {"TEXT",    "INTEGER", "TEXT", "REAL",
                                            "INTEGER", "INTEGER", "TEXT"};
   size_t n = 0;
   memset(t, 0, sizeof *t);
@@ -248,10 +257,10 @@ static int write_truth(const cvg_gen_options *o, const inject *inj, size_t n, cv
     for (size_t c = 0; c < nk && !rc; c++)
       rc = cvg_encode_value(&key, &w.v[c]);
     json_t *jk = rc ? NULL : cvg_key_to_json(key.data, key.len, kc, nk);
-    json_t *obj = jk ? json_pack("{s:o,s:s,s:s,s:i}", "key", jk, "class", kind_class[inj[i].kind],
-                                 "injected", kind_names[inj[i].kind], "replica",
-                                 (int)inj[i].victim + 1)
-                     : NULL;
+    json_t *obj =
+        jk ? json_pack("{s:o,s:s,s:s,s:i}", "key", jk, "class", kind_class[inj[i].kind], "injected",
+                       kind_names[inj[i].kind], "replica", (int)inj[i].victim + 1)
+           : NULL;
     if (!obj || json_dumpf(obj, f, JSON_COMPACT | JSON_ENSURE_ASCII) != 0 || fputc('\n', f) == EOF)
       rc = CVG_EIO;
     json_decref(obj);

@@ -26,8 +26,8 @@ static void mark_newest_by_version(cvg_copy *c, size_t n) {
   for (size_t i = 0; i < n; i++) {
     if (c[i].state == CVG_ABSENT)
       continue;
-    if (!best || cvg_key_compare(c[i].version, c[i].version_len, best->version,
-                                 best->version_len) > 0)
+    if (!best ||
+        cvg_key_compare(c[i].version, c[i].version_len, best->version, best->version_len) > 0)
       best = &c[i];
   }
   for (size_t i = 0; i < n; i++)
@@ -53,8 +53,8 @@ int cvg_classify(cvg_copy *c, size_t n, int use_version, int use_vvec, cvg_error
     n_absent += c[i].state == CVG_ABSENT;
     if (i > 0 && all_same)
       all_same = c[i].state == c[0].state && cvg_fp_equal(c[i].fp, c[0].fp) &&
-                 (!use_version || bytes_equal(c[i].version, c[i].version_len, c[0].version,
-                                              c[0].version_len)) &&
+                 (!use_version ||
+                  bytes_equal(c[i].version, c[i].version_len, c[0].version, c[0].version_len)) &&
                  (!use_vvec || bytes_equal(c[i].vvec, c[i].vvec_len, c[0].vvec, c[0].vvec_len));
   }
   if (n_live == 0)

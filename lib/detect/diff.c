@@ -31,46 +31,46 @@
 #define WARN_MAX 8192
 
 typedef struct batch {
-  size_t n;         /* rows in the batch */
-  size_t *key_off;  /* BATCH_ROWS + 1 offsets into keys */
-  size_t *ver_off;  /* ... into vers */
-  size_t *vv_off;   /* ... into vvs */
-  cvg_fp *fp;       /* fingerprints */
-  unsigned char *tomb; /* tombstone flags */
+  size_t n;                /* rows in the batch */
+  size_t *key_off;         /* BATCH_ROWS + 1 offsets into keys */
+  size_t *ver_off;         /* ... into vers */
+  size_t *vv_off;          /* ... into vvs */
+  cvg_fp *fp;              /* fingerprints */
+  unsigned char *tomb;     /* tombstone flags */
   cvg_buf keys, vers, vvs; /* arenas */
 } batch;
 
 typedef struct reader {
-  struct cvg_diff *d;  /* BORROWED; the owning diff */
-  size_t idx;          /* replica number */
-  cvg_scan *scan;      /* OWNED while running */
+  struct cvg_diff *d; /* BORROWED; the owning diff */
+  size_t idx;         /* replica number */
+  cvg_scan *scan;     /* OWNED while running */
   pthread_t thread;
-  int started;         /* thread was created */
-  pthread_mutex_t mu;  /* guards head, tail, eof, cancel, status, err */
+  int started;        /* thread was created */
+  pthread_mutex_t mu; /* guards head, tail, eof, cancel, status, err */
   pthread_cond_t cv;
   batch ring[RING];
-  size_t head;         /* batches published (writer) */
-  size_t tail;         /* batches handed back (merger) */
-  int eof;             /* the reader has published its last batch */
-  int cancel;          /* the merger asks the reader to stop */
-  int status;          /* CVG_OK, or the error that ended the scan */
-  cvg_error err;       /* detail of status */
-  cvg_buf prev;        /* last key of the previous batch, for the order check */
-  uint64_t rows;       /* rows read */
+  size_t head;   /* batches published (writer) */
+  size_t tail;   /* batches handed back (merger) */
+  int eof;       /* the reader has published its last batch */
+  int cancel;    /* the merger asks the reader to stop */
+  int status;    /* CVG_OK, or the error that ended the scan */
+  cvg_error err; /* detail of status */
+  cvg_buf prev;  /* last key of the previous batch, for the order check */
+  uint64_t rows; /* rows read */
   /* merger side */
-  batch *cur;          /* batch being merged, or NULL */
-  size_t pos;          /* next row in cur */
-  int done;            /* stream exhausted */
+  batch *cur; /* batch being merged, or NULL */
+  size_t pos; /* next row in cur */
+  int done;   /* stream exhausted */
 } reader;
 
 struct cvg_diff {
-  size_t n;                       /* replicas */
+  size_t n;                                   /* replicas */
   cvg_store *st[CVG_DIFF_MAX_REPLICAS];       /* OWNED scan connections */
   cvg_store *fetch_st[CVG_DIFF_MAX_REPLICAS]; /* OWNED fetch connections, opened lazily */
   char *urls[CVG_DIFF_MAX_REPLICAS];          /* OWNED copies */
-  char **key_cols;   /* OWNED list */
+  char **key_cols;                            /* OWNED list */
   size_t n_key;
-  char **cmp_cols;   /* OWNED list */
+  char **cmp_cols; /* OWNED list */
   size_t n_cmp;
   char *version_col, *tombstone_col, *vvec_col, *where; /* OWNED or NULL */
   uint32_t n_shards;
@@ -177,9 +177,11 @@ static int check_drift(cvg_diff *d, const cvg_table_desc *desc, cvg_error *err) 
         int k = cvg_table_desc_find(&desc[q], col->name);
         char line[700];
         if (k < 0)
-          snprintf(line, sizeof line, "column '%s' (%s) is on replica %zu but not on replica %zu "
-                   "(%s)", col->name, col->decl_type[0] ? col->decl_type : "no type", r + 1,
-                   q + 1, d->urls[q]);
+          snprintf(line, sizeof line,
+                   "column '%s' (%s) is on replica %zu but not on replica %zu "
+                   "(%s)",
+                   col->name, col->decl_type[0] ? col->decl_type : "no type", r + 1, q + 1,
+                   d->urls[q]);
         else if (desc[q].cols[k].affinity != col->affinity)
           snprintf(line, sizeof line, "column '%s' is %s on replica %zu but %s on replica %zu (%s)",
                    col->name, col->decl_type[0] ? col->decl_type : "untyped", r + 1,
@@ -203,8 +205,10 @@ static int check_drift(cvg_diff *d, const cvg_table_desc *desc, cvg_error *err) 
   }
   if (!fatal)
     return CVG_OK;
-  cvg_error_set(err, CVG_ESCHEMA, d->urls[0], "schema drift between the replicas (%d "
-                "difference%s in compared columns):%s", n_fatal, n_fatal == 1 ? "" : "s", msg);
+  cvg_error_set(err, CVG_ESCHEMA, d->urls[0],
+                "schema drift between the replicas (%d "
+                "difference%s in compared columns):%s",
+                n_fatal, n_fatal == 1 ? "" : "s", msg);
   cvg_error_hint(err, "compare only the columns all replicas share with --columns, or leave the "
                       "drifted ones out with --exclude");
   return CVG_ESCHEMA;
@@ -224,8 +228,7 @@ static int settle_key(cvg_diff *d, const cvg_diff_options *opt, const cvg_table_
   }
   for (size_t r = 0; r < d->n; r++) {
     if (desc[r].n_pk == 0) {
-      cvg_error_set(err, CVG_ENOKEY, d->urls[r], "table '%s' has no primary key",
-                    desc[r].table);
+      cvg_error_set(err, CVG_ENOKEY, d->urls[r], "table '%s' has no primary key", desc[r].table);
       cvg_error_hint(err, "name the columns that identify a row with --key COL[,COL...]");
       return CVG_ENOKEY;
     }
@@ -312,8 +315,7 @@ int cvg_diff_prepare(cvg_diff **out, const cvg_diff_options *opt, cvg_error *err
     return cvg_error_set(err, CVG_EINVAL, "", "at most %d replicas can be compared at once",
                          CVG_DIFF_MAX_REPLICAS);
   if (opt->n_shards < 1 || opt->n_shards > CVG_DIFF_MAX_SHARDS)
-    return cvg_error_set(err, CVG_EINVAL, "", "the shard count must be 1..%d",
-                         CVG_DIFF_MAX_SHARDS);
+    return cvg_error_set(err, CVG_EINVAL, "", "the shard count must be 1..%d", CVG_DIFF_MAX_SHARDS);
   for (size_t i = 0; i < opt->n_urls; i++)
     for (size_t j = i + 1; j < opt->n_urls; j++)
       if (strcmp(opt->urls[i], opt->urls[j]) == 0) {
@@ -405,7 +407,9 @@ const char *const *cvg_diff_cmp_cols(const cvg_diff *d, size_t *n) {
   return (const char *const *)d->cmp_cols;
 }
 
-const char *cvg_diff_warnings(const cvg_diff *d) { return d->warnings; }
+const char *cvg_diff_warnings(const cvg_diff *d) {
+  return d->warnings;
+}
 
 int cvg_diff_fetch(cvg_diff *d, size_t replica, const unsigned char *key, size_t key_len,
                    cvg_buf *out, int *found, cvg_error *err) {
@@ -652,7 +656,7 @@ static int merge(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
     }
     int stop = 0;
     if (cls != CVG_CLASS_NONE) {
-      cvg_divergence dv = {min, min_len, cvg_shard_of(min, min_len, d->n_shards), (cvg_class)cls,
+      cvg_divergence dv = {min,  min_len, cvg_shard_of(min, min_len, d->n_shards), (cvg_class)cls,
                            d->n, copies};
       sum->divergent++;
       sum->by_class[cls]++;

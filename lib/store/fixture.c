@@ -15,14 +15,16 @@
 #include <unistd.h>
 
 struct cvg_fixture {
-  sqlite3 *db;         /* OWNED */
-  sqlite3_stmt *ins;   /* OWNED insert statement */
-  char *path;          /* OWNED final path */
-  char *tmp;           /* OWNED temporary path */
-  size_t n_cols;       /* values per row */
+  sqlite3 *db;       /* OWNED */
+  sqlite3_stmt *ins; /* OWNED insert statement */
+  char *path;        /* OWNED final path */
+  char *tmp;         /* OWNED temporary path */
+  size_t n_cols;     /* values per row */
 };
 
-static int append(cvg_buf *b, const char *s) { return cvg_buf_append(b, s, strlen(s)); }
+static int append(cvg_buf *b, const char *s) {
+  return cvg_buf_append(b, s, strlen(s));
+}
 
 static int quote(cvg_buf *b, const char *name) {
   int rc = append(b, "\"");
@@ -80,8 +82,8 @@ int cvg_fixture_create(cvg_fixture **out, const char *path, const cvg_table_desc
   }
   int brc = append(&sql, "CREATE TABLE ") || quote(&sql, schema->table) || append(&sql, " (");
   for (size_t i = 0; !brc && i < schema->n_cols; i++) {
-    brc = (i ? append(&sql, ", ") : 0) || quote(&sql, schema->cols[i].name) ||
-          append(&sql, " ") || append(&sql, schema->cols[i].decl_type);
+    brc = (i ? append(&sql, ", ") : 0) || quote(&sql, schema->cols[i].name) || append(&sql, " ") ||
+          append(&sql, schema->cols[i].decl_type);
   }
   if (!brc && schema->n_pk) {
     brc = append(&sql, ", PRIMARY KEY (");

@@ -30,23 +30,23 @@
 #define ROW_MAX (1u << 30) /* largest encoded row we accept */
 
 typedef struct sqlite_store {
-  cvg_store base;         /* must be first */
-  sqlite3 *db;            /* OWNED connection */
-  char *path;             /* OWNED; file path as opened */
-  char *table;            /* OWNED; table name */
-  sqlite3_stmt *fetch;    /* OWNED; cached fetch statement, or NULL */
-  char *fetch_sql;        /* OWNED; the SQL of fetch */
+  cvg_store base;      /* must be first */
+  sqlite3 *db;         /* OWNED connection */
+  char *path;          /* OWNED; file path as opened */
+  char *table;         /* OWNED; table name */
+  sqlite3_stmt *fetch; /* OWNED; cached fetch statement, or NULL */
+  char *fetch_sql;     /* OWNED; the SQL of fetch */
 } sqlite_store;
 
 typedef struct sqlite_scan {
-  cvgi_scan_base base; /* must be first */
-  sqlite_store *st;    /* BORROWED; the store it reads */
-  sqlite3_stmt *stmt;  /* OWNED */
-  int n_key, n_cmp;    /* result columns: [0,n_key) key, then n_cmp compared columns */
+  cvgi_scan_base base;           /* must be first */
+  sqlite_store *st;              /* BORROWED; the store it reads */
+  sqlite3_stmt *stmt;            /* OWNED */
+  int n_key, n_cmp;              /* result columns: [0,n_key) key, then n_cmp compared columns */
   int ver_idx, tomb_idx, vv_idx; /* result column of each, or -1 */
-  cvg_buf key;         /* encoded key of the current row */
-  cvg_buf row;         /* encoded compared columns of the current row */
-  cvg_buf ver;         /* encoded version of the current row */
+  cvg_buf key;                   /* encoded key of the current row */
+  cvg_buf row;                   /* encoded compared columns of the current row */
+  cvg_buf ver;                   /* encoded version of the current row */
 } sqlite_scan;
 
 static int quote_ident(cvg_buf *b, const char *name) {
@@ -56,7 +56,9 @@ static int quote_ident(cvg_buf *b, const char *name) {
   return rc ? rc : cvg_buf_append(b, "\"", 1);
 }
 
-static int append_str(cvg_buf *b, const char *s) { return cvg_buf_append(b, s, strlen(s)); }
+static int append_str(cvg_buf *b, const char *s) {
+  return cvg_buf_append(b, s, strlen(s));
+}
 
 /* Maps a SQLite failure to a status and records the engine's message. */
 static int sqlite_fail(sqlite_store *st, int sqlite_rc, const char *doing, cvg_error *err) {
@@ -529,7 +531,8 @@ static int sqlite_scan_next(cvg_scan *base, cvg_scan_row *row, cvg_error *err) {
     return cvg_error_set(err, rc, sc->st->base.url, "row too large to encode");
   row->key = sc->key.data;
   row->key_len = sc->key.len;
-  row->fp = cvg_fingerprint(sc->row.data ? (const void *)sc->row.data : (const void *)"", sc->row.len);
+  row->fp =
+      cvg_fingerprint(sc->row.data ? (const void *)sc->row.data : (const void *)"", sc->row.len);
   row->tombstone = 0;
   if (sc->tomb_idx >= 0) {
     cvg_value v;

@@ -25,7 +25,8 @@ int cvg_store_open(cvg_store **out, const char *url_text, unsigned flags, cvg_er
       ops = engines[i];
   if (!ops) {
     cvg_error_set(err, CVG_ESCHEME, url_text, "unsupported URL scheme '%s'", url.scheme);
-    cvg_error_hint(err, "this build reads: sqlite:///abs/path.db?table=T, sqlite:rel/path.db?table=T");
+    cvg_error_hint(err,
+                   "this build reads: sqlite:///abs/path.db?table=T, sqlite:rel/path.db?table=T");
     cvg_url_release(&url);
     return CVG_ESCHEME;
   }
@@ -52,7 +53,9 @@ void cvg_store_close(cvg_store *st) {
   free(url);
 }
 
-const char *cvg_store_url(const cvg_store *st) { return st ? st->url : ""; }
+const char *cvg_store_url(const cvg_store *st) {
+  return st ? st->url : "";
+}
 
 int cvg_store_describe(cvg_store *st, cvg_table_desc *out, cvg_error *err) {
   return st->ops->describe(st, out, err);

@@ -90,7 +90,8 @@ int cvg_url_parse(cvg_url *out, const char *text, cvg_error *err) {
   }
   if (!scheme_ok) {
     cvg_error_set(err, CVG_EURL, text, "not a replica URL: no scheme");
-    cvg_error_hint(err, "write sqlite:///absolute/path.db?table=T or sqlite:relative/path.db?table=T");
+    cvg_error_hint(err,
+                   "write sqlite:///absolute/path.db?table=T or sqlite:relative/path.db?table=T");
     return CVG_EURL;
   }
   out->scheme = dup_n(text, slen);
@@ -119,7 +120,8 @@ int cvg_url_parse(cvg_url *out, const char *text, cvg_error *err) {
   }
   if (p == end_path) {
     rc = cvg_error_set(err, CVG_EURL, text, "the URL names no path");
-    cvg_error_hint(err, "write sqlite:///absolute/path.db?table=T or sqlite:relative/path.db?table=T");
+    cvg_error_hint(err,
+                   "write sqlite:///absolute/path.db?table=T or sqlite:relative/path.db?table=T");
     goto fail;
   }
   rc = pct_decode(p, (size_t)(end_path - p), &out->path, text, "path", err);
@@ -133,8 +135,8 @@ int cvg_url_parse(cvg_url *out, const char *text, cvg_error *err) {
       const char *e = amp ? amp : text + len;
       const char *eq = memchr(s, '=', (size_t)(e - s));
       if (!eq) {
-        rc = cvg_error_set(err, CVG_EURL, text, "query parameter '%.*s' has no value",
-                           (int)(e - s), s);
+        rc = cvg_error_set(err, CVG_EURL, text, "query parameter '%.*s' has no value", (int)(e - s),
+                           s);
         cvg_error_hint(err, "write name=value, e.g. ?table=accounts");
         goto fail;
       }
