@@ -92,11 +92,16 @@ int cvg_buf_append(cvg_buf *b, const void *p, size_t n) {
   return CVG_OK;
 }
 
-static void put_be64(unsigned char *p, uint64_t u) {
-  for (int i = 7; i >= 0; i--) {
-    p[i] = (unsigned char)(u & 0xFF);
-    u >>= 8;
-  }
+/* Written out so that compilers emit one byte swap and one store. */
+static inline void put_be64(unsigned char *p, uint64_t u) {
+  p[0] = (unsigned char)(u >> 56);
+  p[1] = (unsigned char)(u >> 48);
+  p[2] = (unsigned char)(u >> 40);
+  p[3] = (unsigned char)(u >> 32);
+  p[4] = (unsigned char)(u >> 24);
+  p[5] = (unsigned char)(u >> 16);
+  p[6] = (unsigned char)(u >> 8);
+  p[7] = (unsigned char)u;
 }
 
 static uint64_t get_be64(const unsigned char *p) {
@@ -107,17 +112,21 @@ static uint64_t get_be64(const unsigned char *p) {
 }
 
 int cvg_encode_null(cvg_buf *out) {
-  int rc = cvg_buf_reserve(out, 1);
-  if (rc)
-    return rc;
+  if (out->cap == out->len) {
+    int rc = cvg_buf_reserve(out, 1);
+    if (rc)
+      return rc;
+  }
   out->data[out->len++] = CVG_NULL;
   return CVG_OK;
 }
 
 int cvg_encode_int(cvg_buf *out, int64_t i) {
-  int rc = cvg_buf_reserve(out, 9);
-  if (rc)
-    return rc;
+  if (out->cap - out->len < 9) { /* the common case skips the call */
+    int rc = cvg_buf_reserve(out, 9);
+    if (rc)
+      return rc;
+  }
   unsigned char *p = out->data + out->len;
   p[0] = CVG_INTEGER;
   put_be64(p + 1, (uint64_t)i ^ UINT64_C(0x8000000000000000));
@@ -126,9 +135,11 @@ int cvg_encode_int(cvg_buf *out, int64_t i) {
 }
 
 int cvg_encode_real(cvg_buf *out, double r) {
-  int rc = cvg_buf_reserve(out, 9);
-  if (rc)
-    return rc;
+  if (out->cap - out->len < 9) {
+    int rc = cvg_buf_reserve(out, 9);
+    if (rc)
+      return rc;
+  }
   uint64_t u;
   if (r != r) {
     u = UINT64_C(0x7FF8000000000000);
@@ -154,9 +165,11 @@ static int encode_bytes(cvg_buf *out, unsigned char tag, const unsigned char *s,
   if (!nul) { /* the common case: one copy */
     if (n > SIZE_MAX - 2)
       return CVG_ETOOBIG;
-    int rc = cvg_buf_reserve(out, n + 2);
-    if (rc)
-      return rc;
+    if (out->cap - out->len < n + 2) {
+      int rc = cvg_buf_reserve(out, n + 2);
+      if (rc)
+        return rc;
+    }
     unsigned char *p = out->data + out->len;
     p[0] = tag;
     if (n)

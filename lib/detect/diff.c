@@ -24,7 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define BATCH_ROWS 1024
+#define BATCH_ROWS 8192
 #define BATCH_BYTES (4u << 20) /* a batch is flushed early once its arenas hold this much */
 #define RING 4
 #define ARENA_MAX ((size_t)1 << 31)
@@ -487,8 +487,8 @@ static int fill_batch(reader *r, batch *b) {
       return r->err.status;
     }
     if (cvg_buf_append(&b->keys, row.key, row.key_len) ||
-        cvg_buf_append(&b->vers, row.version, row.version_len) ||
-        cvg_buf_append(&b->vvs, row.vvec, row.vvec_len))
+        (row.version_len && cvg_buf_append(&b->vers, row.version, row.version_len)) ||
+        (row.vvec_len && cvg_buf_append(&b->vvs, row.vvec, row.vvec_len)))
       return cvg_error_set(&r->err, CVG_ENOMEM, r->d->urls[r->idx], "out of memory");
     b->fp[b->n] = row.fp;
     b->tomb[b->n] = (unsigned char)row.tombstone;

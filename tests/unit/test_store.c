@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SQLite replica and the diff engine on small tables made here: key discovery, scan order,
+ * NULLs, WITHOUT ROWID, non-binary collations, fetch, read-only opening, and the errors.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "converge/diff.h"
+#include "converge/store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[256];
+
+static void make_db(const char *name, const char *sql) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  unlink(path);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  char *msg = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+    fail_msg("setup SQL failed: %s", msg);
+  sqlite3_close(db);
+}
+
+static char *url(const char *name, const char *table) {
+  static char buf[4][600];
+  static int k;
+  char *b = buf[k++ % 4];
+  snprintf(b, 600, "sqlite://%s/%s?table=%s", dir, name, table);
+  return b;
+}
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(dir, sizeof dir, "/tmp/cvg-test-store-XXXXXX");
+  return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_describe_discovers_key(void **state) {
+  (void)state;
+  make_db("d.db", "CREATE TABLE t (b TEXT, a INTEGER, c REAL, PRIMARY KEY (a, b)) WITHOUT ROWID;"
+                  "CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT COLLATE NOCASE);");
+  cvg_store *st;
+  cvg_error err;
+  assert_int_equal(cvg_store_open(&st, url("d.db", "t"), CVG_STORE_READONLY, &err), CVG_OK);
+  cvg_table_desc d;
+  assert_int_equal(cvg_store_describe(st, &d, &err), CVG_OK);
+  assert_int_equal(d.n_cols, 3);
+  assert_int_equal(d.n_pk, 2);
+  assert_int_equal(d.cols[cvg_table_desc_find(&d, "A")].pk, 1);
+  assert_int_equal(d.cols[cvg_table_desc_find(&d, "b")].pk, 2);
+  assert_int_equal(d.cols[2].affinity, CVG_AFF_REAL);
+  assert_true(d.without_rowid);
+  cvg_table_desc_release(&d);
+  cvg_store_close(st);
+  assert_int_equal(cvg_store_open(&st, url("d.db", "U"), CVG_STORE_READONLY, &err), CVG_OK);
+  assert_int_equal(cvg_store_describe(st, &d, &err), CVG_OK);
+  assert_false(d.cols[1].binary_collation);
+  assert_false(d.without_rowid);
+  cvg_table_desc_release(&d);
+  cvg_store_close(st);
+}
+
+static void test_open_errors(void **state) {
+  (void)state;
+  cvg_store *st = NULL;
+  cvg_error err;
+  char u[600];
+  snprintf(u, sizeof u, "sqlite://%s/nope.db?table=t", dir);
+  assert_int_equal(cvg_store_open(&st, u, CVG_STORE_READONLY, &err), CVG_ENOENT);
+  assert_null(st);
+  assert_non_null(strstr(err.msg, "No such file"));
+  char path[512];
+  snprintf(path, sizeof path, "%s/junk.db", dir);
+  FILE *f = fopen(path, "w");
+  fputs("this is not a database, it is a text file that is long enough to have a header.....\n"
+        "more text more text more text more text more text more text more text more text\n",
+        f);
+  fclose(f);
+  assert_int_equal(cvg_store_open(&st, url("junk.db", "t"), CVG_STORE_READONLY, &err),
+                   CVG_ENOTDB);
+  make_db("e.db", "CREATE TABLE a (id INTEGER PRIMARY KEY); CREATE TABLE b (id INTEGER PRIMARY KEY);");
+  assert_int_equal(cvg_store_open(&st, url("e.db", "zzz"), CVG_STORE_READONLY, &err),
+                   CVG_ENOTABLE);
+  assert_non_null(strstr(err.hint, "a, b"));
+  /* no ?table= and two tables: ask */
+  snprintf(u, sizeof u, "sqlite://%s/e.db", dir);
+  assert_int_equal(cvg_store_open(&st, u, CVG_STORE_READONLY, &err), CVG_ENOTABLE);
+  assert_int_equal(cvg_store_open(&st, "sqlite://otherhost/x.db?table=t", CVG_STORE_READONLY,
+                                  &err),
+                   CVG_EURL);
+  snprintf(u, sizeof u, "sqlite://%s?table=t", dir);
+  assert_int_equal(cvg_store_open(&st, u, CVG_STORE_READONLY, &err), CVG_ENOTDB);
+  assert_non_null(strstr(err.msg, "directory"));
+}
+
+typedef struct collected {
+  int n;
+  char keys[64][64];
+  int cls[64];
+} collected;
+
+static int collect(void *ctx, const cvg_divergence *dv) {
+  collected *c = ctx;
+  if (c->n < 64) {
+    size_t n = dv->key_len < 63 ? dv->key_len : 63;
+    memcpy(c->keys[c->n], dv->key, n);
+    c->keys[c->n][n] = 0;
+    c->cls[c->n] = dv->cls;
+    c->n++;
+  }
+  return 0;
+}
+
+static int run_diff(const char *a, const char *b, const char *key, const char *version,
+                    collected *out, cvg_diff_summary *sum, cvg_error *err) {
+  const char *urls[2] = {a, b};
+  const char *keys[1] = {key};
+  cvg_diff_options o;
+  memset(&o, 0, sizeof o);
+  o.urls = urls;
+  o.n_urls = 2;
+  if (key) {
+    o.key_cols = keys;
+    o.n_key = 1;
+  }
+  o.version_col = version;
+  o.n_shards = 4;
+  cvg_diff *d;
+  int rc = cvg_diff_prepare(&d, &o, err);
+  if (rc)
+    return rc;
+  memset(out, 0, sizeof *out);
+  rc = cvg_diff_run(d, collect, out, sum, err);
+  cvg_diff_free(d);
+  return rc;
+}
+
+static void test_nulls_and_without_rowid(void **state) {
+  (void)state;
+  const char *schema = "CREATE TABLE t (r TEXT, id INTEGER, v TEXT, n REAL, PRIMARY KEY (r, id)) "
+                       "WITHOUT ROWID;";
+  char sql[1024];
+  snprintf(sql, sizeof sql,
+           "%s INSERT INTO t VALUES ('eu',1,NULL,1.5),('eu',2,'x',NULL),('us',1,'y',2.0),"
+           "('\xc3\xa9',1,'z',0)",
+           schema);
+  make_db("n1.db", sql);
+  snprintf(sql, sizeof sql,
+           "%s INSERT INTO t VALUES ('eu',1,NULL,1.5),('eu',2,NULL,NULL),('us',1,'y',2.0),"
+           "('\xc3\xa9',1,'z',0)",
+           schema);
+  make_db("n2.db", sql);
+  collected c;
+  cvg_diff_summary s;
+  cvg_error err;
+  assert_int_equal(run_diff(url("n1.db", "t"), url("n2.db", "t"), NULL, NULL, &c, &s, &err),
+                   CVG_OK);
+  assert_int_equal(s.keys, 4);
+  assert_int_equal(s.divergent, 1); /* NULL vs 'x' differs; NULL vs NULL does not */
+  assert_int_equal(c.cls[0], CVG_CLASS_CONFLICT);
+  assert_int_equal(s.rows[0], 4);
+}
+
+static void test_nocase_key_is_merged_in_byte_order(void **state) {
+  (void)state;
+  make_db("c1.db", "CREATE TABLE t (k TEXT PRIMARY KEY COLLATE NOCASE, v INT);"
+                   "INSERT INTO t VALUES ('b',1),('A',1),('c',1),('D',1);");
+  make_db("c2.db", "CREATE TABLE t (k TEXT PRIMARY KEY COLLATE NOCASE, v INT);"
+                   "INSERT INTO t VALUES ('b',1),('A',1),('c',2),('D',1);");
+  collected c;
+  cvg_diff_summary s;
+  cvg_error err;
+  assert_int_equal(run_diff(url("c1.db", "t"), url("c2.db", "t"), NULL, NULL, &c, &s, &err),
+                   CVG_OK);
+  assert_int_equal(s.keys, 4);
+  assert_int_equal(s.divergent, 1);
+}
+
+static void test_mixed_numeric_key_is_refused(void **state) {
+  (void)state;
+  make_db("m1.db", "CREATE TABLE t (k NUMERIC PRIMARY KEY, v INT);"
+                   "INSERT INTO t VALUES (1,1),(1.5,1),(2,1);");
+  make_db("m2.db", "CREATE TABLE t (k NUMERIC PRIMARY KEY, v INT);"
+                   "INSERT INTO t VALUES (1,1),(1.5,1),(2,1);");
+  collected c;
+  cvg_diff_summary s;
+  cvg_error err;
+  assert_int_equal(run_diff(url("m1.db", "t"), url("m2.db", "t"), NULL, NULL, &c, &s, &err),
+                   CVG_EORDER);
+  assert_non_null(strstr(err.hint, "integer and real"));
+}
+
+static void test_non_unique_key_is_refused(void **state) {
+  (void)state;
+  make_db("u1.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, g INT);"
+                   "INSERT INTO t VALUES (1,7),(2,7),(3,8);");
+  make_db("u2.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, g INT);"
+                   "INSERT INTO t VALUES (1,7),(2,7),(3,8);");
+  collected c;
+  cvg_diff_summary s;
+  cvg_error err;
+  assert_int_equal(run_diff(url("u1.db", "t"), url("u2.db", "t"), "g", NULL, &c, &s, &err),
+                   CVG_EDUPKEY);
+}
+
+static void test_fetch_and_readonly(void **state) {
+  (void)state;
+  make_db("f.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, b BLOB);"
+                  "INSERT INTO t VALUES (5,'five',x'00ff'),(6,NULL,NULL);");
+  cvg_store *st;
+  cvg_error err;
+  assert_int_equal(cvg_store_open(&st, url("f.db", "t"), CVG_STORE_READONLY, &err), CVG_OK);
+  const char *keys[] = {"id"}, *cols[] = {"v", "b"};
+  cvg_scan_spec spec = {.key_cols = keys, .n_key = 1, .cmp_cols = cols, .n_cmp = 2};
+  cvg_buf k, out, scratch;
+  cvg_buf_init(&k, 64);
+  cvg_buf_init(&out, 1024);
+  cvg_buf_init(&scratch, 1024);
+  cvg_encode_int(&k, 5);
+  int found = 0;
+  assert_int_equal(cvg_store_fetch(st, &spec, k.data, k.len, cols, 2, &out, &found, &err), CVG_OK);
+  assert_true(found);
+  cvg_value v[2];
+  size_t n;
+  assert_int_equal(cvg_decode_tuple(out.data, out.len, v, 2, &n, &scratch), CVG_OK);
+  assert_int_equal(v[0].type, CVG_TEXT);
+  assert_memory_equal(v[0].u.s.p, "five", 4);
+  assert_int_equal(v[1].type, CVG_BLOB);
+  assert_int_equal(v[1].u.s.n, 2);
+  cvg_buf_reset(&k);
+  cvg_encode_int(&k, 7);
+  assert_int_equal(cvg_store_fetch(st, &spec, k.data, k.len, cols, 2, &out, &found, &err), CVG_OK);
+  assert_false(found);
+  /* a --where that tries to add a statement is refused */
+  spec.where = "1; DROP TABLE t";
+  cvg_scan *sc = NULL;
+  assert_int_equal(cvg_scan_open(st, &spec, &sc, &err), CVG_ESQL);
+  spec.where = "id >";
+  assert_int_equal(cvg_scan_open(st, &spec, &sc, &err), CVG_ESQL);
+  spec.where = "v = 'five'";
+  assert_int_equal(cvg_scan_open(st, &spec, &sc, &err), CVG_OK);
+  cvg_scan_row row;
+  assert_int_equal(cvg_scan_next(sc, &row, &err), CVG_OK);
+  assert_int_equal(cvg_scan_next(sc, &row, &err), CVG_DONE);
+  cvg_scan_close(sc);
+  cvg_store_close(st);
+  cvg_buf_release(&k);
+  cvg_buf_release(&out);
+  cvg_buf_release(&scratch);
+  cvg_store_close(NULL); /* safe on NULL */
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_describe_discovers_key),
+      cmocka_unit_test(test_open_errors),
+      cmocka_unit_test(test_nulls_and_without_rowid),
+      cmocka_unit_test(test_nocase_key_is_merged_in_byte_order),
+      cmocka_unit_test(test_mixed_numeric_key_is_refused),
+      cmocka_unit_test(test_non_unique_key_is_refused),
+      cmocka_unit_test(test_fetch_and_readonly),
+  };
+  return cmocka_run_group_tests_name("store", tests, setup, teardown);
+}
