@@ -27,7 +27,8 @@ static void *read_all(void *arg) {
   sqlite3_stmt *s = NULL;
   char sql[512];
   snprintf(sql, sizeof sql, "SELECT * FROM \"%s\"", j->table);
-  if (sqlite3_open_v2(j->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+  if (sqlite3_open_v2(j->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+          SQLITE_OK ||
       sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
     fprintf(stderr, "rawread: %s: %s\n", j->path, sqlite3_errmsg(db));
     j->failed = 1;

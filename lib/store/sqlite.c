@@ -44,11 +44,11 @@ typedef struct sqlite_scan {
   sqlite3_stmt *stmt;            /* OWNED */
   int n_key, n_cmp;              /* result columns: [0,n_key) key, then n_cmp compared columns */
   int ver_idx, tomb_idx, vv_idx; /* result column of each, or -1 */
-  int ver_in_cmp;      /* the version is compared column ver_in_cmp (its bytes are reused), or -1 */
-  int tomb_in_cmp;     /* likewise for the tombstone column */
-  cvg_buf key;                   /* encoded key of the current row */
-  cvg_buf row;                   /* encoded compared columns of the current row */
-  cvg_buf ver;                   /* encoded version of the current row */
+  int ver_in_cmp;  /* the version is compared column ver_in_cmp (its bytes are reused), or -1 */
+  int tomb_in_cmp; /* likewise for the tombstone column */
+  cvg_buf key;     /* encoded key of the current row */
+  cvg_buf row;     /* encoded compared columns of the current row */
+  cvg_buf ver;     /* encoded version of the current row */
 } sqlite_scan;
 
 static int quote_ident(cvg_buf *b, const char *name) {

@@ -71,15 +71,42 @@ static void hex_of(const cvg_buf *b, char *out, size_t size) {
 static void test_order_single_values(void **state) {
   (void)state;
   cvg_value vals[] = {
-      vnull(),           vint(INT64_MIN),       vint(-1000000),    vint(-1),
-      vint(0),           vint(1),               vint(255),         vint(256),
-      vint(INT64_MAX),   vreal(-INFINITY),      vreal(-1e300),     vreal(-1.5),
-      vreal(-1e-300),    vreal(0.0),            vreal(1e-300),     vreal(1.5),
-      vreal(2.0),        vreal(1e300),          vreal(INFINITY),   vtext("", 0),
-      vtext("\0", 1),    vtext("\0\0", 2),      vtext("\x01", 1),  vtext("A", 1),
-      vtext("a", 1),     vtext("a\0", 2),       vtext("a\0b", 3),  vtext("ab", 2),
-      vtext("b", 1),     vtext("caf\xc3\xa9", 6), vtext("\xc3\xa9", 2), vtext("\xff", 1),
-      vblob("", 0),      vblob("\0", 1),        vblob("\x01\x02", 2), vblob("\xff\xff", 2),
+      vnull(),
+      vint(INT64_MIN),
+      vint(-1000000),
+      vint(-1),
+      vint(0),
+      vint(1),
+      vint(255),
+      vint(256),
+      vint(INT64_MAX),
+      vreal(-INFINITY),
+      vreal(-1e300),
+      vreal(-1.5),
+      vreal(-1e-300),
+      vreal(0.0),
+      vreal(1e-300),
+      vreal(1.5),
+      vreal(2.0),
+      vreal(1e300),
+      vreal(INFINITY),
+      vtext("", 0),
+      vtext("\0", 1),
+      vtext("\0\0", 2),
+      vtext("\x01", 1),
+      vtext("A", 1),
+      vtext("a", 1),
+      vtext("a\0", 2),
+      vtext("a\0b", 3),
+      vtext("ab", 2),
+      vtext("b", 1),
+      vtext("caf\xc3\xa9", 6),
+      vtext("\xc3\xa9", 2),
+      vtext("\xff", 1),
+      vblob("", 0),
+      vblob("\0", 1),
+      vblob("\x01\x02", 2),
+      vblob("\xff\xff", 2),
   };
   size_t n = sizeof vals / sizeof vals[0];
   cvg_buf a, b;
@@ -103,8 +130,8 @@ static void test_order_single_values(void **state) {
 static void test_order_tuples(void **state) {
   (void)state;
   cvg_value t[][2] = {
-      {vtext("a", 1), vint(2)},   {vtext("a", 1), vint(10)}, {vtext("a\0", 2), vint(1)},
-      {vtext("ab", 2), vint(1)},  {vtext("ab", 2), vtext("", 0)}, {vtext("b", 1), vnull()},
+      {vtext("a", 1), vint(2)},  {vtext("a", 1), vint(10)},      {vtext("a\0", 2), vint(1)},
+      {vtext("ab", 2), vint(1)}, {vtext("ab", 2), vtext("", 0)}, {vtext("b", 1), vnull()},
       {vtext("b", 1), vint(-5)},
   };
   size_t n = sizeof t / sizeof t[0];
@@ -144,8 +171,11 @@ static void test_order_random_integers(void **state) {
 
 static void test_round_trip(void **state) {
   (void)state;
-  cvg_value in[] = {vnull(), vint(-42), vint(INT64_MAX), vreal(-0.25), vreal(3.5e100),
-                    vtext("h\0llo\0", 7), vtext("", 0), vblob("\0\xff\0", 3), vint(INT64_MIN)};
+  cvg_value in[] = {vnull(),         vint(-42),
+                    vint(INT64_MAX), vreal(-0.25),
+                    vreal(3.5e100),  vtext("h\0llo\0", 7),
+                    vtext("", 0),    vblob("\0\xff\0", 3),
+                    vint(INT64_MIN)};
   size_t n = sizeof in / sizeof in[0];
   cvg_buf b, scratch;
   cvg_buf_init(&b, 1 << 20);
@@ -238,8 +268,8 @@ static void test_golden_bytes(void **state) {
 /* GOLDEN: fingerprints and shards of fixed rows (XXH3-128 / XXH3-64, seed 0). */
 static void test_golden_fingerprint_and_shard(void **state) {
   (void)state;
-  cvg_value row[] = {vtext("alice", 5), vint(1200), vtext("EUR", 3), vreal(12.5),
-                     vint(1700000000), vint(0)};
+  cvg_value row[] = {vtext("alice", 5), vint(1200),       vtext("EUR", 3),
+                     vreal(12.5),       vint(1700000000), vint(0)};
   cvg_value row_null[] = {vnull(), vint(1200), vnull(), vreal(12.5), vint(1700000000), vint(0)};
   cvg_value key[] = {vint(42)};
   cvg_value ckey[] = {vtext("eu-west", 7), vint(7)};
@@ -278,14 +308,10 @@ static void test_buf_max(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_order_single_values),
-      cmocka_unit_test(test_order_tuples),
-      cmocka_unit_test(test_order_random_integers),
-      cmocka_unit_test(test_round_trip),
-      cmocka_unit_test(test_negative_zero_and_nan),
-      cmocka_unit_test(test_golden_bytes),
-      cmocka_unit_test(test_golden_fingerprint_and_shard),
-      cmocka_unit_test(test_buf_max),
+      cmocka_unit_test(test_order_single_values),          cmocka_unit_test(test_order_tuples),
+      cmocka_unit_test(test_order_random_integers),        cmocka_unit_test(test_round_trip),
+      cmocka_unit_test(test_negative_zero_and_nan),        cmocka_unit_test(test_golden_bytes),
+      cmocka_unit_test(test_golden_fingerprint_and_shard), cmocka_unit_test(test_buf_max),
   };
   return cmocka_run_group_tests_name("encode", tests, NULL, NULL);
 }

@@ -94,17 +94,15 @@ static void test_open_errors(void **state) {
         "more text more text more text more text more text more text more text more text\n",
         f);
   fclose(f);
-  assert_int_equal(cvg_store_open(&st, url("junk.db", "t"), CVG_STORE_READONLY, &err),
-                   CVG_ENOTDB);
-  make_db("e.db", "CREATE TABLE a (id INTEGER PRIMARY KEY); CREATE TABLE b (id INTEGER PRIMARY KEY);");
-  assert_int_equal(cvg_store_open(&st, url("e.db", "zzz"), CVG_STORE_READONLY, &err),
-                   CVG_ENOTABLE);
+  assert_int_equal(cvg_store_open(&st, url("junk.db", "t"), CVG_STORE_READONLY, &err), CVG_ENOTDB);
+  make_db("e.db",
+          "CREATE TABLE a (id INTEGER PRIMARY KEY); CREATE TABLE b (id INTEGER PRIMARY KEY);");
+  assert_int_equal(cvg_store_open(&st, url("e.db", "zzz"), CVG_STORE_READONLY, &err), CVG_ENOTABLE);
   assert_non_null(strstr(err.hint, "a, b"));
   /* no ?table= and two tables: ask */
   snprintf(u, sizeof u, "sqlite://%s/e.db", dir);
   assert_int_equal(cvg_store_open(&st, u, CVG_STORE_READONLY, &err), CVG_ENOTABLE);
-  assert_int_equal(cvg_store_open(&st, "sqlite://otherhost/x.db?table=t", CVG_STORE_READONLY,
-                                  &err),
+  assert_int_equal(cvg_store_open(&st, "sqlite://otherhost/x.db?table=t", CVG_STORE_READONLY, &err),
                    CVG_EURL);
   snprintf(u, sizeof u, "sqlite://%s?table=t", dir);
   assert_int_equal(cvg_store_open(&st, u, CVG_STORE_READONLY, &err), CVG_ENOTDB);

@@ -39,10 +39,17 @@ static void test_errors(void **state) {
   (void)state;
   cvg_url u;
   cvg_error err;
-  const char *bad[] = {"",          "nocolon.db",         ":x",
-                       "sqlite:",   "sqlite:a.db?table",  "sqlite:a.db?table=",
-                       "sqlite:a.db?tabel=t", "sqlite:a.db?table=a&table=b", "sqlite:a%zz.db",
-                       "sqlite:a%00.db", "sqlite:a%2"};
+  const char *bad[] = {"",
+                       "nocolon.db",
+                       ":x",
+                       "sqlite:",
+                       "sqlite:a.db?table",
+                       "sqlite:a.db?table=",
+                       "sqlite:a.db?tabel=t",
+                       "sqlite:a.db?table=a&table=b",
+                       "sqlite:a%zz.db",
+                       "sqlite:a%00.db",
+                       "sqlite:a%2"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     cvg_error_clear(&err);
     int rc = cvg_url_parse(&u, bad[i], &err);
