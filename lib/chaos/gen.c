@@ -47,15 +47,9 @@ static uint64_t h(uint64_t seed, uint64_t idx, uint64_t field) {
 }
 
 static const char *const regions[] = {"ap-south", "eu-west", "sa-east", "us-east", "us-west"};
-static const char *const words[] = {"plain",
-                                    "caf\xc3\xa9",
-                                    "\xc3\xbc"
-                                    "ber",
-                                    "\xe6\x97\xa5\xe6\x9c\xac",
-                                    "\xc3\xb8re",
-                                    "\xce\xa9mega",
-                                    "na\xc3\xafve",
-                                    "Zeta"};
+static const char *const words[] = {
+    "plain",      "caf\303\251",  "\303\274ber",  "\346\227\245\346\234\254",
+    "\303\270re", "\316\251mega", "na\303\257ve", "Zeta"};
 static const char *const names[] = {"alice", "bob",   "carol", "dave", "erin",    "frank",
                                     "grace", "heidi", "ivan",  "judy", "mallory", "niaj"};
 static const char *const currencies[] = {"EUR", "USD", "JPY", "BRL"};
