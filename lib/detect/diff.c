@@ -641,10 +641,10 @@ static int merge(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
       size_t p = r->pos;
       c->state = b->tomb[p] ? CVG_TOMBSTONED : CVG_LIVE;
       c->fp = b->fp[p];
-      c->version = b->vers.data + b->ver_off[p];
       c->version_len = b->ver_off[p + 1] - b->ver_off[p];
-      c->vvec = b->vvs.data + b->vv_off[p];
+      c->version = c->version_len ? b->vers.data + b->ver_off[p] : NULL;
       c->vvec_len = b->vv_off[p + 1] - b->vv_off[p];
+      c->vvec = c->vvec_len ? b->vvs.data + b->vv_off[p] : NULL;
       r->pos++;
     }
     sum->keys++;
