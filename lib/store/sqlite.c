@@ -23,8 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "sqlite_btree.h"
 
 #define SQL_MAX (1u << 20) /* longest statement we build */
 #define ROW_MAX (1u << 30) /* largest encoded row we accept */
@@ -49,6 +53,20 @@ typedef struct sqlite_scan {
   cvg_buf key;     /* encoded key of the current row */
   cvg_buf row;     /* encoded compared columns of the current row */
   cvg_buf ver;     /* encoded version of the current row */
+  /* The fast path (sqlite_btree.c): set when the table's pages are read directly. */
+  int fast;                /* 1 when reading pages directly */
+  int in_txn;              /* a read transaction is open on st->db */
+  void *map;               /* OWNED mapping of the file */
+  size_t map_len;          /* its length */
+  cvgi_btree bt;           /* the walk */
+  int n_tcols;             /* columns of the table */
+  int ipk;                 /* table column that is the rowid alias */
+  int *cmp_t;              /* OWNED: table column of each compared column */
+  int ver_t, tomb_t, vv_t; /* table column of each, or -1 */
+  unsigned char *real_aff; /* OWNED: per table column, 1 if REAL affinity */
+  uint64_t *serial;        /* OWNED: serial type of each column of the current record */
+  size_t *offset;          /* OWNED: body offset of each */
+  size_t rec_cols;         /* columns present in the current record */
 } sqlite_scan;
 
 static int quote_ident(cvg_buf *b, const char *name) {
@@ -422,6 +440,316 @@ static int key_is_binary(sqlite_store *st, const char *col) {
   return !coll || strcasecmp(coll, "BINARY") == 0;
 }
 
+/* ---- the fast path: reading the table's pages directly (see sqlite_btree.c) ---- */
+
+static void fast_teardown(sqlite_scan *sc) {
+  if (sc->map)
+    munmap(sc->map, sc->map_len);
+  sc->map = NULL;
+  cvgi_btree_release(&sc->bt);
+  if (sc->in_txn)
+    sqlite3_exec(sc->st->db, "COMMIT", NULL, NULL, NULL);
+  sc->in_txn = 0;
+  free(sc->cmp_t);
+  free(sc->real_aff);
+  free(sc->serial);
+  free(sc->offset);
+  sc->cmp_t = NULL;
+  sc->real_aff = NULL;
+  sc->serial = NULL;
+  sc->offset = NULL;
+  sc->fast = 0;
+}
+
+static int find_col(char **names, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (strcasecmp(names[i], name) == 0)
+      return i;
+  return -1;
+}
+
+/*
+ * Turns the fast path on when it is safe, else leaves the scan on SQL. Safe means: no --where;
+ * the key is the table's INTEGER PRIMARY KEY (so rowid order is key order); no generated
+ * columns and no column defaults (old records may lack added columns); a UTF-8 database; no
+ * content in a WAL; and a read transaction held for the whole walk. CONVERGE_SQLITE_FASTPATH=0
+ * turns it off (the tests compare both paths).
+ */
+static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec) {
+  sqlite_store *st = sc->st;
+  const char *env = getenv("CONVERGE_SQLITE_FASTPATH");
+  if ((env && strcmp(env, "0") == 0) || (spec->where && spec->where[0]) || spec->n_key != 1)
+    return;
+  sqlite3_stmt *s = NULL;
+  char **names = NULL;
+  int n = 0, ok = 1, n_pk = 0, ipk = -1;
+  unsigned char *real_aff = NULL;
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT name, type, pk, hidden, dflt_value IS NOT NULL "
+                         "FROM pragma_table_xinfo(?1) ORDER BY cid",
+                         -1, &s, NULL) != SQLITE_OK)
+    goto out;
+  sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
+  while (ok && sqlite3_step(s) == SQLITE_ROW) {
+    char **nn = realloc(names, (size_t)(n + 1) * sizeof *nn);
+    unsigned char *ra = realloc(real_aff, (size_t)(n + 1));
+    if (!nn || !ra) {
+      if (nn)
+        names = nn;
+      if (ra)
+        real_aff = ra;
+      ok = 0;
+      break;
+    }
+    names = nn;
+    real_aff = ra;
+    const char *type = (const char *)sqlite3_column_text(s, 1);
+    names[n] = strdup((const char *)sqlite3_column_text(s, 0));
+    if (!names[n]) {
+      ok = 0;
+      break;
+    }
+    real_aff[n] = affinity_of(type ? type : "") == CVG_AFF_REAL;
+    if (sqlite3_column_int(s, 2)) {
+      n_pk++;
+      if (type && strcasecmp(type, "INTEGER") == 0)
+        ipk = n;
+    }
+    if (sqlite3_column_int(s, 3) != 0 || sqlite3_column_int(s, 4) != 0)
+      ok = 0; /* generated or hidden columns, or a default */
+    n++;
+  }
+  sqlite3_finalize(s);
+  s = NULL;
+  if (!ok || n_pk != 1 || ipk < 0 || strcasecmp(names[ipk], spec->key_cols[0]) != 0)
+    goto out;
+  /* The table's SQL: no WITHOUT ROWID, and no DESC (an "INTEGER PRIMARY KEY DESC" column is not
+   * a rowid alias). Take the read lock, then read the root page number under it. */
+  if (sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+    goto out;
+  sc->in_txn = 1;
+  if (sqlite3_prepare_v2(st->db, "SELECT rootpage, sql FROM sqlite_schema WHERE name = ?1", -1, &s,
+                         NULL) != SQLITE_OK)
+    goto out;
+  sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
+  if (sqlite3_step(s) != SQLITE_ROW || !sqlite3_column_text(s, 1))
+    goto out;
+  const char *sql = (const char *)sqlite3_column_text(s, 1);
+  if (strcasestr(sql, "WITHOUT") || strcasestr(sql, "DESC") || strncasecmp(sql, "CREATE TABLE", 12))
+    goto out;
+  uint32_t root = (uint32_t)sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  s = NULL;
+  char wal[4200];
+  struct stat sb;
+  snprintf(wal, sizeof wal, "%s-wal", st->path);
+  if (stat(wal, &sb) == 0 && sb.st_size > 0)
+    goto out; /* newer pages may live in the WAL */
+  int fd = open(st->path, O_RDONLY);
+  if (fd < 0)
+    goto out;
+  if (fstat(fd, &sb) != 0 || sb.st_size < 512) {
+    close(fd);
+    goto out;
+  }
+  void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+  close(fd);
+  if (map == MAP_FAILED)
+    goto out;
+  sc->map = map;
+  sc->map_len = (size_t)sb.st_size;
+  madvise(map, sc->map_len, MADV_SEQUENTIAL);
+  const unsigned char *h = map;
+  if (h[56] != 0 || h[57] != 0 || h[58] != 0 || h[59] != 1) /* text encoding: UTF-8 */
+    goto out;
+  if (cvgi_btree_init(&sc->bt, map, sc->map_len, root) != CVG_OK)
+    goto out;
+  sc->n_tcols = n;
+  sc->ipk = ipk;
+  sc->cmp_t = calloc(spec->n_cmp ? spec->n_cmp : 1, sizeof *sc->cmp_t);
+  sc->serial = calloc((size_t)n, sizeof *sc->serial);
+  sc->offset = calloc((size_t)n, sizeof *sc->offset);
+  if (!sc->cmp_t || !sc->serial || !sc->offset)
+    goto out;
+  for (size_t i = 0; i < spec->n_cmp; i++)
+    if ((sc->cmp_t[i] = find_col(names, n, spec->cmp_cols[i])) < 0)
+      goto out;
+  sc->ver_t = spec->version_col ? find_col(names, n, spec->version_col) : -1;
+  sc->tomb_t = spec->tombstone_col ? find_col(names, n, spec->tombstone_col) : -1;
+  sc->vv_t = spec->vvec_col ? find_col(names, n, spec->vvec_col) : -1;
+  if ((spec->version_col && sc->ver_t < 0) || (spec->tombstone_col && sc->tomb_t < 0) ||
+      (spec->vvec_col && sc->vv_t < 0))
+    goto out;
+  sc->real_aff = real_aff;
+  real_aff = NULL;
+  sc->fast = 1;
+out:
+  sqlite3_finalize(s);
+  for (int i = 0; i < n; i++)
+    free(names ? names[i] : NULL);
+  free(names);
+  free(real_aff);
+  if (!sc->fast)
+    fast_teardown(sc);
+}
+
+/* The value of table column t of the current record (rowid for the rowid alias). */
+static int fast_value(sqlite_scan *sc, int t, int64_t rowid, const unsigned char *body,
+                      size_t body_len, cvg_value *v) {
+  if (t == sc->ipk) {
+    v->type = CVG_INTEGER;
+    v->u.i = rowid;
+    return CVG_OK;
+  }
+  if ((size_t)t >= sc->rec_cols) {
+    v->type = CVG_NULL; /* a column added after the row was written, without a default */
+    return CVG_OK;
+  }
+  uint64_t st = sc->serial[t];
+  size_t off = sc->offset[t];
+  const unsigned char *p = body + off;
+  static const unsigned char int_len[] = {0, 1, 2, 3, 4, 6, 8};
+  if (st == 0) {
+    v->type = CVG_NULL;
+    return CVG_OK;
+  }
+  if (st <= 6) {
+    size_t len = int_len[st];
+    if (off + len > body_len)
+      return CVG_ECORRUPT;
+    uint64_t x = (p[0] & 0x80) ? ~UINT64_C(0) : 0; /* sign extension */
+    for (size_t i = 0; i < len; i++)
+      x = (x << 8) | p[i];
+    v->type = CVG_INTEGER;
+    v->u.i = (int64_t)x;
+  } else if (st == 7) {
+    if (off + 8 > body_len)
+      return CVG_ECORRUPT;
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++)
+      x = (x << 8) | p[i];
+    v->type = CVG_REAL;
+    memcpy(&v->u.r, &x, sizeof x);
+    return CVG_OK;
+  } else if (st == 8 || st == 9) {
+    v->type = CVG_INTEGER;
+    v->u.i = st == 9;
+  } else if (st >= 12) {
+    size_t len = (size_t)((st - 12) / 2);
+    if (off + len > body_len)
+      return CVG_ECORRUPT;
+    v->type = (st & 1) ? CVG_TEXT : CVG_BLOB;
+    v->u.s.p = p;
+    v->u.s.n = len;
+    return CVG_OK;
+  } else {
+    return CVG_ECORRUPT;
+  }
+  if (sc->real_aff[t]) { /* SQLite stores integral REALs as integers; it reads them as REAL */
+    double r = (double)v->u.i;
+    v->type = CVG_REAL;
+    v->u.r = r;
+  }
+  return CVG_OK;
+}
+
+static int fast_next(sqlite_scan *sc, cvg_scan_row *row, cvg_error *err) {
+  int64_t rowid;
+  const unsigned char *rec;
+  size_t rec_len;
+  int rc = cvgi_btree_next(&sc->bt, &rowid, &rec, &rec_len);
+  if (rc == CVG_DONE)
+    return CVG_DONE;
+  if (rc)
+    return cvg_error_set(err, rc, sc->st->base.url,
+                         "the database file is malformed (table b-tree page)");
+  /* Record header: varint header size, then one serial type per column. */
+  uint64_t hsize;
+  const unsigned char *end = rec + rec_len;
+  size_t k = cvgi_varint(rec, end, &hsize);
+  if (!k || hsize > rec_len)
+    return cvg_error_set(err, CVG_ECORRUPT, sc->st->base.url, "malformed record");
+  const unsigned char *hp = rec + k, *hend = rec + hsize;
+  size_t body_off = 0;
+  size_t c = 0;
+  static const unsigned char fixed_len[] = {0, 1, 2, 3, 4, 6, 8, 8, 0, 0, 0, 0};
+  while (hp < hend && c < (size_t)sc->n_tcols) {
+    uint64_t st;
+    size_t m = cvgi_varint(hp, hend, &st);
+    if (!m)
+      return cvg_error_set(err, CVG_ECORRUPT, sc->st->base.url, "malformed record header");
+    hp += m;
+    sc->serial[c] = st;
+    sc->offset[c] = body_off;
+    body_off += st < 12 ? fixed_len[st] : (size_t)((st - 12) / 2);
+    c++;
+  }
+  sc->rec_cols = c;
+  const unsigned char *body = rec + hsize;
+  size_t body_len = rec_len - (size_t)hsize;
+  if (body_off > body_len)
+    return cvg_error_set(err, CVG_ECORRUPT, sc->st->base.url, "malformed record body");
+
+  cvg_buf_reset(&sc->key);
+  cvg_buf_reset(&sc->row);
+  if (cvg_encode_int(&sc->key, rowid))
+    return cvg_error_set(err, CVG_ENOMEM, sc->st->base.url, "out of memory");
+  cvg_value v;
+  size_t ver_start = 0, ver_end = 0;
+  int have_ver = 0;
+  row->tombstone = 0;
+  for (int i = 0; i < sc->n_cmp; i++) {
+    int t = sc->cmp_t[i];
+    if ((rc = fast_value(sc, t, rowid, body, body_len, &v)))
+      return cvg_error_set(err, rc, sc->st->base.url, "malformed record");
+    if (t == sc->ver_t)
+      ver_start = sc->row.len;
+    if ((rc = cvg_encode_value(&sc->row, &v)))
+      return cvg_error_set(err, rc, sc->st->base.url, "row too large to encode");
+    if (t == sc->ver_t) {
+      ver_end = sc->row.len;
+      have_ver = 1;
+    }
+    if (t == sc->tomb_t)
+      row->tombstone = cvg_tombstone_truthy(&v);
+  }
+  row->version = NULL;
+  row->version_len = 0;
+  if (sc->ver_t >= 0) {
+    if (!have_ver) {
+      cvg_buf_reset(&sc->ver);
+      if ((rc = fast_value(sc, sc->ver_t, rowid, body, body_len, &v)) ||
+          (rc = cvg_encode_value(&sc->ver, &v)))
+        return cvg_error_set(err, rc, sc->st->base.url, "malformed record");
+      row->version = sc->ver.data;
+      row->version_len = sc->ver.len;
+    } else {
+      row->version = sc->row.data + ver_start;
+      row->version_len = ver_end - ver_start;
+    }
+  }
+  if (sc->tomb_t >= 0 && sc->tomb_in_cmp < 0) {
+    if ((rc = fast_value(sc, sc->tomb_t, rowid, body, body_len, &v)))
+      return cvg_error_set(err, rc, sc->st->base.url, "malformed record");
+    row->tombstone = cvg_tombstone_truthy(&v);
+  }
+  row->vvec = NULL;
+  row->vvec_len = 0;
+  if (sc->vv_t >= 0) {
+    if ((rc = fast_value(sc, sc->vv_t, rowid, body, body_len, &v)))
+      return cvg_error_set(err, rc, sc->st->base.url, "malformed record");
+    if (v.type == CVG_TEXT || v.type == CVG_BLOB) {
+      row->vvec = v.u.s.p;
+      row->vvec_len = v.u.s.n;
+    }
+  }
+  row->key = sc->key.data;
+  row->key_len = sc->key.len;
+  row->fp =
+      cvg_fingerprint(sc->row.data ? (const void *)sc->row.data : (const void *)"", sc->row.len);
+  return CVG_OK;
+}
+
 static int sqlite_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **out,
                             cvg_error *err) {
   sqlite_store *st = (sqlite_store *)base;
@@ -501,6 +829,7 @@ static int sqlite_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan
     }
   }
   cvg_buf_release(&sql);
+  fast_setup(sc, spec);
   *out = (cvg_scan *)sc;
   return CVG_OK;
 
@@ -516,6 +845,8 @@ fail:
 
 static int sqlite_scan_next(cvg_scan *base, cvg_scan_row *row, cvg_error *err) {
   sqlite_scan *sc = (sqlite_scan *)base;
+  if (sc->fast)
+    return fast_next(sc, row, err);
   sqlite3_stmt *s = sc->stmt;
   int src = sqlite3_step(s);
   if (src == SQLITE_DONE)
@@ -587,6 +918,7 @@ static int sqlite_scan_next(cvg_scan *base, cvg_scan_row *row, cvg_error *err) {
 
 static void sqlite_scan_close(cvg_scan *base) {
   sqlite_scan *sc = (sqlite_scan *)base;
+  fast_teardown(sc);
   sqlite3_finalize(sc->stmt);
   cvg_buf_release(&sc->key);
   cvg_buf_release(&sc->row);
