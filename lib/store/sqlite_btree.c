@@ -31,7 +31,9 @@
 /* Leaves between drops of the mapping from our resident set (bounded memory, see below). */
 #define LEAVES_PER_PURGE 2048
 
-static uint32_t be16(const unsigned char *p) { return (uint32_t)p[0] << 8 | p[1]; }
+static uint32_t be16(const unsigned char *p) {
+  return (uint32_t)p[0] << 8 | p[1];
+}
 static uint32_t be32(const unsigned char *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
@@ -93,7 +95,9 @@ int cvgi_btree_init(cvgi_btree *bt, const unsigned char *map, size_t map_len, ui
   return CVG_OK;
 }
 
-void cvgi_btree_release(cvgi_btree *bt) { cvg_buf_release(&bt->payload); }
+void cvgi_btree_release(cvgi_btree *bt) {
+  cvg_buf_release(&bt->payload);
+}
 
 /* Moves to the next leaf; CVG_DONE when there is none. */
 static int next_leaf(cvgi_btree *bt) {

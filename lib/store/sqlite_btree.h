@@ -22,15 +22,15 @@ typedef struct cvgi_btree {
     uint32_t pgno; /* interior page */
     uint32_t cell; /* next child to visit (cells, then the right-most pointer) */
   } stack[CVGI_BTREE_DEPTH];
-  int depth;                   /* entries on stack */
-  const unsigned char *leaf;   /* current leaf page, or NULL */
-  uint32_t leaf_hdr;           /* offset of its b-tree header (100 on page 1) */
-  uint32_t leaf_cells;         /* cells on it */
-  uint32_t leaf_idx;           /* next cell */
-  int done;                    /* the walk has finished */
-  cvg_buf payload;             /* a record that spills onto overflow pages, reassembled */
-  uint64_t pages_seen;         /* guard against cycles in a corrupt file */
-  uint64_t leaves;             /* leaves visited */
+  int depth;                 /* entries on stack */
+  const unsigned char *leaf; /* current leaf page, or NULL */
+  uint32_t leaf_hdr;         /* offset of its b-tree header (100 on page 1) */
+  uint32_t leaf_cells;       /* cells on it */
+  uint32_t leaf_idx;         /* next cell */
+  int done;                  /* the walk has finished */
+  cvg_buf payload;           /* a record that spills onto overflow pages, reassembled */
+  uint64_t pages_seen;       /* guard against cycles in a corrupt file */
+  uint64_t leaves;           /* leaves visited */
 } cvgi_btree;
 
 /* Prepares a walk of the table b-tree rooted at root. CVG_ECORRUPT if the header is unusable. */
