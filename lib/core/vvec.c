@@ -31,11 +31,13 @@ static int vv_load(const char *s, size_t n, json_t **out, cvg_error *err) {
   json_t *v;
   json_object_foreach(j, k, v) {
     if (!json_is_integer(v) || json_integer_value(v) < 0) {
+      /* k belongs to j: report before releasing it */
+      cvg_error_set(err, CVG_EJSON, "",
+                    "version vector '%.*s': the counter of writer '%s' is not a "
+                    "non-negative integer",
+                    (int)(n > 80 ? 80 : n), s, k);
       json_decref(j);
-      return cvg_error_set(err, CVG_EJSON, "",
-                           "version vector '%.*s': the counter of writer '%s' is not a "
-                           "non-negative integer",
-                           (int)(n > 80 ? 80 : n), s, k);
+      return CVG_EJSON;
     }
   }
   *out = j;
