@@ -6,6 +6,7 @@
  * (a crash mid-way leaves only the temporary name, which the next run replaces).
  */
 #include "converge/fixture.h"
+#include "store_int.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -21,17 +22,6 @@ struct cvg_fixture {
   char *tmp;         /* OWNED temporary path */
   size_t n_cols;     /* values per row */
 };
-
-static int append(cvg_buf *b, const char *s) {
-  return cvg_buf_append(b, s, strlen(s));
-}
-
-static int quote(cvg_buf *b, const char *name) {
-  int rc = append(b, "\"");
-  for (const char *p = name; !rc && *p; p++)
-    rc = *p == '"' ? append(b, "\"\"") : cvg_buf_append(b, p, 1);
-  return rc ? rc : append(b, "\"");
-}
 
 static int fail_db(cvg_fixture *fx, const char *doing, cvg_error *err) {
   return cvg_error_set(err, CVG_ESTORE, fx->path, "%s: %s", doing,
@@ -80,20 +70,22 @@ int cvg_fixture_create(cvg_fixture **out, const char *path, const cvg_table_desc
     rc = fail_db(fx, "cannot start writing", err);
     goto fail;
   }
-  int brc = append(&sql, "CREATE TABLE ") || quote(&sql, schema->table) || append(&sql, " (");
+  int brc = cvgi_append_str(&sql, "CREATE TABLE ") || cvgi_quote_ident(&sql, schema->table) ||
+            cvgi_append_str(&sql, " (");
   for (size_t i = 0; !brc && i < schema->n_cols; i++) {
-    brc = (i ? append(&sql, ", ") : 0) || quote(&sql, schema->cols[i].name) || append(&sql, " ") ||
-          append(&sql, schema->cols[i].decl_type);
+    brc = (i ? cvgi_append_str(&sql, ", ") : 0) || cvgi_quote_ident(&sql, schema->cols[i].name) ||
+          cvgi_append_str(&sql, " ") || cvgi_append_str(&sql, schema->cols[i].decl_type);
   }
   if (!brc && schema->n_pk) {
-    brc = append(&sql, ", PRIMARY KEY (");
+    brc = cvgi_append_str(&sql, ", PRIMARY KEY (");
     for (size_t p = 1; !brc && p <= schema->n_pk; p++)
       for (size_t i = 0; !brc && i < schema->n_cols; i++)
         if ((size_t)schema->cols[i].pk == p)
-          brc = (p > 1 ? append(&sql, ", ") : 0) || quote(&sql, schema->cols[i].name);
-    brc = brc || append(&sql, ")");
+          brc = (p > 1 ? cvgi_append_str(&sql, ", ") : 0) ||
+                cvgi_quote_ident(&sql, schema->cols[i].name);
+    brc = brc || cvgi_append_str(&sql, ")");
   }
-  brc = brc || append(&sql, schema->without_rowid ? ") WITHOUT ROWID" : ")") ||
+  brc = brc || cvgi_append_str(&sql, schema->without_rowid ? ") WITHOUT ROWID" : ")") ||
         cvg_buf_append(&sql, "", 1);
   if (brc) {
     rc = cvg_error_set(err, CVG_ENOMEM, path, "out of memory");
@@ -104,10 +96,11 @@ int cvg_fixture_create(cvg_fixture **out, const char *path, const cvg_table_desc
     goto fail;
   }
   cvg_buf_reset(&sql);
-  brc = append(&sql, "INSERT INTO ") || quote(&sql, schema->table) || append(&sql, " VALUES (");
+  brc = cvgi_append_str(&sql, "INSERT INTO ") || cvgi_quote_ident(&sql, schema->table) ||
+        cvgi_append_str(&sql, " VALUES (");
   for (size_t i = 0; !brc && i < schema->n_cols; i++)
-    brc = append(&sql, i ? ", ?" : "?");
-  brc = brc || append(&sql, ")") || cvg_buf_append(&sql, "", 1);
+    brc = cvgi_append_str(&sql, i ? ", ?" : "?");
+  brc = brc || cvgi_append_str(&sql, ")") || cvg_buf_append(&sql, "", 1);
   if (brc) {
     rc = cvg_error_set(err, CVG_ENOMEM, path, "out of memory");
     goto fail;

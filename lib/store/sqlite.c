@@ -69,17 +69,6 @@ typedef struct sqlite_scan {
   size_t rec_cols;         /* columns present in the current record */
 } sqlite_scan;
 
-static int quote_ident(cvg_buf *b, const char *name) {
-  int rc = cvg_buf_append(b, "\"", 1);
-  for (const char *p = name; !rc && *p; p++)
-    rc = *p == '"' ? cvg_buf_append(b, "\"\"", 2) : cvg_buf_append(b, p, 1);
-  return rc ? rc : cvg_buf_append(b, "\"", 1);
-}
-
-static int append_str(cvg_buf *b, const char *s) {
-  return cvg_buf_append(b, s, strlen(s));
-}
-
 /* Maps a SQLite failure to a status and records the engine's message. */
 static int sqlite_fail(sqlite_store *st, int sqlite_rc, const char *doing, cvg_error *err) {
   int status;
@@ -763,13 +752,13 @@ static int sqlite_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan
   cvg_buf_init(&sc->ver, ROW_MAX);
   cvg_buf sql;
   cvg_buf_init(&sql, SQL_MAX);
-  int rc = append_str(&sql, "SELECT ");
+  int rc = cvgi_append_str(&sql, "SELECT ");
   int col = 0;
   for (size_t i = 0; !rc && i < spec->n_key; i++, col++) {
-    rc = (col ? append_str(&sql, ", ") : 0) || quote_ident(&sql, spec->key_cols[i]);
+    rc = (col ? cvgi_append_str(&sql, ", ") : 0) || cvgi_quote_ident(&sql, spec->key_cols[i]);
   }
   for (size_t i = 0; !rc && i < spec->n_cmp; i++, col++)
-    rc = append_str(&sql, ", ") || quote_ident(&sql, spec->cmp_cols[i]);
+    rc = cvgi_append_str(&sql, ", ") || cvgi_quote_ident(&sql, spec->cmp_cols[i]);
   sc->n_key = (int)spec->n_key;
   sc->n_cmp = (int)spec->n_cmp;
   sc->ver_idx = sc->tomb_idx = sc->vv_idx = sc->ver_in_cmp = sc->tomb_in_cmp = -1;
@@ -781,24 +770,25 @@ static int sqlite_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan
   }
   if (!rc && spec->version_col && sc->ver_in_cmp < 0) {
     sc->ver_idx = col++;
-    rc = append_str(&sql, ", ") || quote_ident(&sql, spec->version_col);
+    rc = cvgi_append_str(&sql, ", ") || cvgi_quote_ident(&sql, spec->version_col);
   }
   if (!rc && spec->tombstone_col && sc->tomb_in_cmp < 0) {
     sc->tomb_idx = col++;
-    rc = append_str(&sql, ", ") || quote_ident(&sql, spec->tombstone_col);
+    rc = cvgi_append_str(&sql, ", ") || cvgi_quote_ident(&sql, spec->tombstone_col);
   }
   if (!rc && spec->vvec_col) {
     sc->vv_idx = col++;
-    rc = append_str(&sql, ", ") || quote_ident(&sql, spec->vvec_col);
+    rc = cvgi_append_str(&sql, ", ") || cvgi_quote_ident(&sql, spec->vvec_col);
   }
-  rc = rc || append_str(&sql, " FROM ") || quote_ident(&sql, st->table);
+  rc = rc || cvgi_append_str(&sql, " FROM ") || cvgi_quote_ident(&sql, st->table);
   if (!rc && spec->where && spec->where[0])
-    rc = append_str(&sql, " WHERE (\n") || append_str(&sql, spec->where) || append_str(&sql, "\n)");
-  rc = rc || append_str(&sql, " ORDER BY ");
+    rc = cvgi_append_str(&sql, " WHERE (\n") || cvgi_append_str(&sql, spec->where) ||
+         cvgi_append_str(&sql, "\n)");
+  rc = rc || cvgi_append_str(&sql, " ORDER BY ");
   for (size_t i = 0; !rc && i < spec->n_key; i++) {
-    rc = (i ? append_str(&sql, ", ") : 0) || quote_ident(&sql, spec->key_cols[i]);
+    rc = (i ? cvgi_append_str(&sql, ", ") : 0) || cvgi_quote_ident(&sql, spec->key_cols[i]);
     if (!rc && !key_is_binary(st, spec->key_cols[i]))
-      rc = append_str(&sql, " COLLATE BINARY");
+      rc = cvgi_append_str(&sql, " COLLATE BINARY");
   }
   rc = rc || cvg_buf_append(&sql, "", 1);
   if (rc) {
@@ -958,18 +948,18 @@ static int sqlite_fetch(cvg_store *base, const cvg_scan_spec *spec, const unsign
     rc = cvg_error_set(err, CVG_ECORRUPT, base->url, "malformed key passed to fetch");
     goto done;
   }
-  rc = append_str(&sql, "SELECT ");
+  rc = cvgi_append_str(&sql, "SELECT ");
   for (size_t i = 0; !rc && i < n_cols; i++)
-    rc = (i ? append_str(&sql, ", ") : 0) || quote_ident(&sql, cols[i]);
+    rc = (i ? cvgi_append_str(&sql, ", ") : 0) || cvgi_quote_ident(&sql, cols[i]);
   if (!rc && n_cols == 0)
-    rc = append_str(&sql, "1");
-  rc = rc || append_str(&sql, " FROM ") || quote_ident(&sql, st->table) ||
-       append_str(&sql, " WHERE ");
+    rc = cvgi_append_str(&sql, "1");
+  rc = rc || cvgi_append_str(&sql, " FROM ") || cvgi_quote_ident(&sql, st->table) ||
+       cvgi_append_str(&sql, " WHERE ");
   for (size_t i = 0; !rc && i < spec->n_key; i++) {
     char ph[32];
     snprintf(ph, sizeof ph, " %s ?%zu", vals[i].type == CVG_NULL ? "IS" : "=", i + 1);
-    rc = (i ? append_str(&sql, " AND ") : 0) || quote_ident(&sql, spec->key_cols[i]) ||
-         append_str(&sql, ph);
+    rc = (i ? cvgi_append_str(&sql, " AND ") : 0) || cvgi_quote_ident(&sql, spec->key_cols[i]) ||
+         cvgi_append_str(&sql, ph);
   }
   rc = rc || cvg_buf_append(&sql, "", 1);
   if (rc) {

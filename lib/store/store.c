@@ -81,6 +81,17 @@ int cvg_store_fetch(cvg_store *st, const cvg_scan_spec *spec, const unsigned cha
   return st->ops->fetch(st, spec, key, key_len, cols, n_cols, out, found, err);
 }
 
+int cvgi_append_str(cvg_buf *b, const char *s) {
+  return cvg_buf_append(b, s, strlen(s));
+}
+
+int cvgi_quote_ident(cvg_buf *b, const char *name) {
+  int rc = cvg_buf_append(b, "\"", 1);
+  for (const char *p = name; !rc && *p; p++)
+    rc = *p == '"' ? cvg_buf_append(b, "\"\"", 2) : cvg_buf_append(b, p, 1);
+  return rc ? rc : cvg_buf_append(b, "\"", 1);
+}
+
 void cvg_table_desc_release(cvg_table_desc *d) {
   if (!d)
     return;

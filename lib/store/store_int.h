@@ -14,4 +14,9 @@ typedef struct cvgi_scan_base {
 
 extern const cvg_store_ops cvgi_sqlite_ops;
 
+/* Appends name as a double-quoted SQL identifier (embedded quotes doubled). */
+int cvgi_quote_ident(cvg_buf *b, const char *name);
+/* Appends a NUL-terminated string (without its NUL). */
+int cvgi_append_str(cvg_buf *b, const char *s);
+
 #endif
