@@ -25,7 +25,7 @@ LDLIBS := $(PKG_LIBS) -lpthread -lm
 LIB_SRC := $(sort $(wildcard lib/*/*.c))
 SRC_SRC := $(sort $(wildcard src/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
-DOC_PAGES := docs/diff.md docs/gen.md
+DOC_PAGES := docs/diff.md docs/gen.md docs/check-config.md docs/watch.md
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)

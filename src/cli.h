@@ -20,6 +20,8 @@
 int cmd_diff(int argc, char **argv);
 int cmd_gen(int argc, char **argv);
 int cmd_help(int argc, char **argv);
+int cmd_check_config(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
 
 /* Prints the help page of a command to f; returns 0, or -1 if there is no such command. */
 int print_help(FILE *f, const char *cmd);

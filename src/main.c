@@ -13,6 +13,7 @@ static const struct {
   const char *name;
   int (*run)(int argc, char **argv);
 } commands[] = {
+    {"check-config", cmd_check_config},
     {"diff", cmd_diff},
     {"gen", cmd_gen},
     {"help", cmd_help},

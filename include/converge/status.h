@@ -41,7 +41,9 @@ extern "C" {
   X(CVG_ETOOBIG, "value exceeds its size limit")                                                   \
   X(CVG_EJSON, "malformed JSON")                                                                   \
   X(CVG_ETHREAD, "thread error")                                                                   \
-  X(CVG_EBUSY, "replica is busy or locked")
+  X(CVG_EBUSY, "replica is busy or locked")                                                        \
+  X(CVG_ECONFIG, "invalid catalog")                                                                \
+  X(CVG_EDOWN, "replica unreachable")
 
 #define CVG_STATUS_ENUM(name, msg) name,
 typedef enum cvg_status { CVG_STATUS_TABLE(CVG_STATUS_ENUM) CVG_STATUS__COUNT } cvg_status;

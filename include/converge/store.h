@@ -122,6 +122,8 @@ struct cvg_store {
  * URL and say what to do (no such file, not a database, no such table, ...).
  */
 int cvg_store_open(cvg_store **out, const char *url, unsigned flags, cvg_error *err);
+/* 1 if an engine serves URLs with this scheme ("sqlite"), else 0. */
+int cvg_store_scheme_known(const char *scheme);
 void cvg_store_close(cvg_store *st);
 const char *cvg_store_url(const cvg_store *st);
 

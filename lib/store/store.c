@@ -13,6 +13,13 @@
 
 static const cvg_store_ops *const engines[] = {&cvgi_sqlite_ops};
 
+int cvg_store_scheme_known(const char *scheme) {
+  for (size_t i = 0; i < sizeof engines / sizeof engines[0]; i++)
+    if (strcmp(engines[i]->scheme, scheme) == 0)
+      return 1;
+  return 0;
+}
+
 int cvg_store_open(cvg_store **out, const char *url_text, unsigned flags, cvg_error *err) {
   *out = NULL;
   cvg_url url;

@@ -1,0 +1,1084 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Loads converge.yaml (libyaml's document API) into the plain structs of catalog.h.
+ *
+ * The whole file is parsed into a libyaml document first, so every node keeps its position; then
+ * each mapping is walked against the keys it may hold. A mapping's keys are first collected into
+ * a small table (so order in the file does not matter and duplicates are caught), then read in a
+ * fixed order: top-level `probes:` are the defaults that each dataset's own `probes:` override.
+ *
+ * Every error names file:line:column (1-based) of the offending node, the key, and what is
+ * expected; the first error stops the load and nothing is returned.
+ */
+#include "converge/catalog.h"
+#include "converge/store.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define MAX_KEYS 32 /* most keys any mapping of the catalog may hold */
+
+typedef struct parser {
+  const char *file;     /* name used in messages */
+  yaml_document_t *doc; /* the parsed document */
+  cvg_error *err;       /* where the first error goes */
+} parser;
+
+/* A mapping's keys, collected before they are read. */
+typedef struct keyset {
+  const char *names[MAX_KEYS]; /* key text */
+  yaml_node_t *keys[MAX_KEYS]; /* key node (for positions) */
+  yaml_node_t *vals[MAX_KEYS]; /* value node */
+  size_t n;
+} keyset;
+
+static int fail(parser *p, const yaml_node_t *n, const char *hint, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+static int fail(parser *p, const yaml_node_t *n, const char *hint, const char *fmt, ...) {
+  char where[CVG_ERROR_INPUT_MAX], msg[CVG_ERROR_MSG_MAX];
+  if (n)
+    snprintf(where, sizeof where, "%s:%zu:%zu", p->file, n->start_mark.line + 1,
+             n->start_mark.column + 1);
+  else
+    snprintf(where, sizeof where, "%s", p->file);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  cvg_error_set(p->err, CVG_ECONFIG, where, "%s", msg);
+  if (hint)
+    cvg_error_hint(p->err, "%s", hint);
+  return CVG_ECONFIG;
+}
+
+static const char *kind_name(const yaml_node_t *n) {
+  switch (n->type) {
+  case YAML_SCALAR_NODE:
+    return "a scalar";
+  case YAML_SEQUENCE_NODE:
+    return "a list";
+  case YAML_MAPPING_NODE:
+    return "a mapping";
+  default:
+    return "nothing";
+  }
+}
+
+static const char *scalar(const yaml_node_t *n) {
+  return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static char *dup_str(const char *s) {
+  size_t n = strlen(s);
+  char *d = malloc(n + 1);
+  if (d)
+    memcpy(d, s, n + 1);
+  return d;
+}
+
+/* Collects the keys of mapping n, checking each against allowed (a NULL-terminated list). */
+static int collect(parser *p, yaml_node_t *n, const char *what, const char *const *allowed,
+                   keyset *ks) {
+  ks->n = 0;
+  if (n->type != YAML_MAPPING_NODE)
+    return fail(p, n, "write it as key: value lines", "%s must be a mapping, found %s", what,
+                kind_name(n));
+  for (yaml_node_pair_t *pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top; pr++) {
+    yaml_node_t *k = yaml_document_get_node(p->doc, pr->key);
+    yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
+    const char *name = scalar(k);
+    if (!name)
+      return fail(p, k, NULL, "a key of %s must be a plain word, found %s", what, kind_name(k));
+    size_t i = 0;
+    while (allowed[i] && strcmp(allowed[i], name) != 0)
+      i++;
+    if (!allowed[i]) {
+      char hint[CVG_ERROR_MSG_MAX] = "allowed keys here:";
+      size_t used = strlen(hint);
+      for (size_t j = 0; allowed[j] && used + strlen(allowed[j]) + 2 < sizeof hint; j++)
+        used += (size_t)snprintf(hint + used, sizeof hint - used, " %s", allowed[j]);
+      return fail(p, k, hint, "unknown key '%s' in %s", name, what);
+    }
+    for (size_t j = 0; j < ks->n; j++)
+      if (strcmp(ks->names[j], name) == 0)
+        return fail(p, k, "give each key once", "duplicate key '%s' in %s (first at line %zu)",
+                    name, what, ks->keys[j]->start_mark.line + 1);
+    if (ks->n == MAX_KEYS)
+      return fail(p, k, NULL, "too many keys in %s", what);
+    ks->names[ks->n] = name;
+    ks->keys[ks->n] = k;
+    ks->vals[ks->n] = v;
+    ks->n++;
+  }
+  return CVG_OK;
+}
+
+static yaml_node_t *get(const keyset *ks, const char *name) {
+  for (size_t i = 0; i < ks->n; i++)
+    if (strcmp(ks->names[i], name) == 0)
+      return ks->vals[i];
+  return NULL;
+}
+
+static int want_str(parser *p, yaml_node_t *v, const char *key, char **out) {
+  const char *s = scalar(v);
+  if (!s)
+    return fail(p, v, "give a single value", "'%s' must be a string, found %s", key, kind_name(v));
+  if (!*s)
+    return fail(p, v, NULL, "'%s' must not be empty", key);
+  char *d = dup_str(s);
+  if (!d)
+    return cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory reading the catalog");
+  free(*out);
+  *out = d;
+  return CVG_OK;
+}
+
+static int want_bool(parser *p, yaml_node_t *v, const char *key, int *out) {
+  const char *s = scalar(v);
+  static const char *const yes[] = {"true", "yes", "on", "True", "TRUE", NULL};
+  static const char *const no[] = {"false", "no", "off", "False", "FALSE", NULL};
+  for (size_t i = 0; s && yes[i]; i++)
+    if (strcmp(s, yes[i]) == 0)
+      return *out = 1, CVG_OK;
+  for (size_t i = 0; s && no[i]; i++)
+    if (strcmp(s, no[i]) == 0)
+      return *out = 0, CVG_OK;
+  return fail(p, v, "write true or false", "'%s' must be true or false, found %s%s%s", key,
+              s ? "'" : "", s ? s : kind_name(v), s ? "'" : "");
+}
+
+static int want_int(parser *p, yaml_node_t *v, const char *key, int64_t lo, int64_t hi,
+                    int64_t *out) {
+  const char *s = scalar(v);
+  char *end = NULL;
+  errno = 0;
+  long long x = s ? strtoll(s, &end, 10) : 0;
+  if (!s || !*s || *end || errno || x < lo || x > hi) {
+    char hint[96];
+    snprintf(hint, sizeof hint, "write a whole number from %lld to %lld", (long long)lo,
+             (long long)hi);
+    return fail(p, v, hint, "'%s' must be a whole number, found %s%s%s", key, s ? "'" : "",
+                s ? s : kind_name(v), s ? "'" : "");
+  }
+  *out = x;
+  return CVG_OK;
+}
+
+static int want_double(parser *p, yaml_node_t *v, const char *key, double lo, double hi,
+                       double *out) {
+  const char *s = scalar(v);
+  char *end = NULL;
+  errno = 0;
+  double x = s ? strtod(s, &end) : 0;
+  if (!s || !*s || *end || errno || !isfinite(x) || x < lo || x > hi) {
+    char hint[96];
+    snprintf(hint, sizeof hint, "write a number from %g to %g", lo, hi);
+    return fail(p, v, hint, "'%s' must be a number, found %s%s%s", key, s ? "'" : "",
+                s ? s : kind_name(v), s ? "'" : "");
+  }
+  *out = x;
+  return CVG_OK;
+}
+
+int cvg_parse_duration(const char *s, double *out) {
+  if (!s || !*s)
+    return -1;
+  char *end = NULL;
+  errno = 0;
+  double x = strtod(s, &end);
+  if (end == s || errno || !isfinite(x) || x < 0)
+    return -1;
+  double mult = 1;
+  if (*end == '\0' || strcmp(end, "s") == 0)
+    mult = 1;
+  else if (strcmp(end, "ms") == 0)
+    mult = 0.001;
+  else if (strcmp(end, "m") == 0)
+    mult = 60;
+  else if (strcmp(end, "h") == 0)
+    mult = 3600;
+  else if (strcmp(end, "d") == 0)
+    mult = 86400;
+  else
+    return -1;
+  *out = x * mult;
+  return 0;
+}
+
+static int want_duration(parser *p, yaml_node_t *v, const char *key, double *out) {
+  const char *s = scalar(v);
+  double x;
+  if (!s || cvg_parse_duration(s, &x) != 0 || x > 366.0 * 86400)
+    return fail(p, v, "write seconds (1.5) or a number with a unit: 250ms, 10s, 5m, 1h, 1d",
+                "'%s' must be a duration, found %s%s%s", key, s ? "'" : "", s ? s : kind_name(v),
+                s ? "'" : "");
+  *out = x;
+  return CVG_OK;
+}
+
+/* A list of names: [a, b] or a single name. */
+static int want_list(parser *p, yaml_node_t *v, const char *key, char ***out, size_t *n_out) {
+  size_t n = v->type == YAML_SEQUENCE_NODE
+                 ? (size_t)(v->data.sequence.items.top - v->data.sequence.items.start)
+                 : 1;
+  if (v->type == YAML_MAPPING_NODE)
+    return fail(p, v, "write [a, b] or a single column name", "'%s' must be a list of names", key);
+  if (n == 0)
+    return fail(p, v, "name at least one column", "'%s' must not be empty", key);
+  char **items = calloc(n, sizeof *items);
+  if (!items)
+    return cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory reading the catalog");
+  *out = items;
+  *n_out = n;
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *it = v->type == YAML_SEQUENCE_NODE
+                          ? yaml_document_get_node(p->doc, v->data.sequence.items.start[i])
+                          : v;
+    int rc = want_str(p, it, key, &items[i]);
+    if (rc)
+      return rc;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(items[j], items[i]) == 0)
+        return fail(p, it, NULL, "'%s' names column '%s' twice", key, items[i]);
+  }
+  return CVG_OK;
+}
+
+static void free_list(char **l, size_t n) {
+  for (size_t i = 0; l && i < n; i++)
+    free(l[i]);
+  free(l);
+}
+
+static int is_ident(const char *s) {
+  if (!*s || !(isalpha((unsigned char)*s) || *s == '_'))
+    return 0;
+  for (; *s; s++)
+    if (!(isalnum((unsigned char)*s) || *s == '_'))
+      return 0;
+  return 1;
+}
+
+/* ---- secrets ------------------------------------------------------------------------------- */
+
+/* Appends n bytes to a heap string of capacity *cap, growing it. */
+static int append(char **s, size_t *len, size_t *cap, const char *src, size_t n) {
+  if (*len + n + 1 > *cap) {
+    size_t c = (*cap ? *cap : 64);
+    while (c < *len + n + 1)
+      c *= 2;
+    if (c > CVG_URL_MAX * 2)
+      return -1;
+    char *g = realloc(*s, c);
+    if (!g)
+      return -1;
+    *s = g;
+    *cap = c;
+  }
+  memcpy(*s + *len, src, n);
+  *len += n;
+  (*s)[*len] = '\0';
+  return 0;
+}
+
+/* Replaces every ${NAME} in text by the environment variable NAME. */
+static int expand_env(parser *p, yaml_node_t *v, const char *text, char **out) {
+  char *s = NULL;
+  size_t len = 0, cap = 0;
+  for (const char *c = text; *c;) {
+    if (c[0] == '$' && c[1] == '{') {
+      const char *close = strchr(c + 2, '}');
+      if (!close) {
+        free(s);
+        return fail(p, v, "write ${NAME} with a closing brace", "unclosed ${ in 'url'");
+      }
+      char name[256];
+      size_t nl = (size_t)(close - c - 2);
+      if (nl == 0 || nl >= sizeof name) {
+        free(s);
+        return fail(p, v, "write ${NAME}, NAME an environment variable", "bad ${} in 'url'");
+      }
+      memcpy(name, c + 2, nl);
+      name[nl] = '\0';
+      const char *val = getenv(name);
+      if (!val) {
+        free(s);
+        return fail(p, v, "set the variable in converge's environment, or write the value",
+                    "'url' uses ${%s}, but the environment variable %s is not set", name, name);
+      }
+      if (append(&s, &len, &cap, val, strlen(val))) {
+        free(s);
+        return fail(p, v, NULL, "'url' is too long after expanding ${%s}", name);
+      }
+      c = close + 1;
+    } else {
+      if (append(&s, &len, &cap, c, 1)) {
+        free(s);
+        return fail(p, v, NULL, "'url' is too long");
+      }
+      c++;
+    }
+  }
+  if (!s && !(s = dup_str("")))
+    return cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory");
+  *out = s;
+  return CVG_OK;
+}
+
+/* Where the userinfo of scheme://user:pass@host/... lies: [*ui, *at) or 0 if none. */
+static int find_userinfo(const char *url, size_t *ui, size_t *at) {
+  const char *sep = strstr(url, "://");
+  if (!sep)
+    return 0;
+  size_t start = (size_t)(sep - url) + 3;
+  size_t end = start + strcspn(url + start, "/?#");
+  for (size_t i = end; i > start; i--)
+    if (url[i - 1] == '@') {
+      *ui = start;
+      *at = i - 1;
+      return 1;
+    }
+  return 0;
+}
+
+/* The URL with the password of its userinfo, and any password= query value, shown as ***. */
+static char *redact(const char *url) {
+  char *s = NULL;
+  size_t len = 0, cap = 0, ui, at;
+  const char *rest = url;
+  if (find_userinfo(url, &ui, &at)) {
+    const char *colon = memchr(url + ui, ':', at - ui);
+    if (colon) {
+      if (append(&s, &len, &cap, url, (size_t)(colon - url) + 1) ||
+          append(&s, &len, &cap, "***", 3))
+        goto oom;
+      rest = url + at;
+    }
+  }
+  for (const char *c = rest; *c;) {
+    if ((c == rest || c[-1] == '?' || c[-1] == '&') && strncmp(c, "password=", 9) == 0) {
+      if (append(&s, &len, &cap, "password=***", 12))
+        goto oom;
+      c += 9;
+      c += strcspn(c, "&#");
+      continue;
+    }
+    if (append(&s, &len, &cap, c, 1))
+      goto oom;
+    c++;
+  }
+  if (!s)
+    return dup_str("");
+  return s;
+oom:
+  free(s);
+  return NULL;
+}
+
+/* Puts the first line of file into the URL's userinfo as the password (percent-encoded). */
+static int add_password(parser *p, yaml_node_t *v, const char *file, char **url) {
+  size_t ui, at;
+  if (!find_userinfo(*url, &ui, &at))
+    return fail(p, v, "write the user in the URL: postgresql://user@host:port/db?table=T",
+                "'password_file' needs a user name in the replica's URL");
+  if (memchr(*url + ui, ':', at - ui))
+    return fail(p, v, "remove the password from the URL, or drop password_file",
+                "'password_file' given, but the URL already has a password");
+  FILE *f = fopen(file, "r");
+  if (!f)
+    return fail(p, v, "check the path and that converge may read it",
+                "cannot read password_file '%s': %s", file, strerror(errno));
+  char line[1024];
+  if (!fgets(line, sizeof line, f))
+    line[0] = '\0';
+  fclose(f);
+  line[strcspn(line, "\r\n")] = '\0';
+  if (!line[0])
+    return fail(p, v, "put the password on the file's first line", "password_file '%s' is empty",
+                file);
+  char *s = NULL;
+  size_t len = 0, cap = 0;
+  int bad = append(&s, &len, &cap, *url, at) || append(&s, &len, &cap, ":", 1);
+  for (const char *c = line; !bad && *c; c++) {
+    unsigned char ch = (unsigned char)*c;
+    if (isalnum(ch) || strchr("-._~", ch)) {
+      bad = append(&s, &len, &cap, c, 1);
+    } else {
+      char enc[4];
+      snprintf(enc, sizeof enc, "%%%02X", ch);
+      bad = append(&s, &len, &cap, enc, 3);
+    }
+  }
+  if (!bad)
+    bad = append(&s, &len, &cap, *url + at, strlen(*url + at));
+  explicit_bzero(line, sizeof line);
+  if (bad) {
+    free(s);
+    return fail(p, v, NULL, "URL too long with the password");
+  }
+  free(*url);
+  *url = s;
+  return CVG_OK;
+}
+
+/* ---- the parts of the catalog ---------------------------------------------------------------- */
+
+static void probes_defaults(cvg_cat_probes *pr) {
+  memset(pr, 0, sizeof *pr);
+  pr->heartbeat_interval = 1;
+  pr->stall_after = 3;
+  pr->canary_interval = 10;
+  pr->canary_timeout = 30;
+  pr->create_tables = 1;
+  pr->sweep_interval = 5;
+  pr->full_sweep_interval = 3600;
+  pr->full_sweep_rate = 0;
+  pr->window_start = pr->window_end = -1;
+  pr->confirm_within = 60;
+  pr->max_tracked = 100000;
+}
+
+static int probes_copy(cvg_cat_probes *dst, const cvg_cat_probes *src) {
+  *dst = *src;
+  dst->heartbeat_table =
+      dup_str(src->heartbeat_table ? src->heartbeat_table : "converge_heartbeat");
+  dst->canary_table = dup_str(src->canary_table ? src->canary_table : "converge_canary");
+  return dst->heartbeat_table && dst->canary_table ? CVG_OK : CVG_ENOMEM;
+}
+
+static int parse_window(parser *p, yaml_node_t *v, cvg_cat_probes *pr) {
+  const char *s = scalar(v);
+  unsigned h1, m1, h2, m2;
+  char tail;
+  if (!s || sscanf(s, "%u:%u-%u:%u%c", &h1, &m1, &h2, &m2, &tail) != 4 || h1 > 23 || h2 > 24 ||
+      m1 > 59 || m2 > 59 || (h2 == 24 && m2 != 0) || (h1 * 60 + m1 == h2 * 60 + m2))
+    return fail(p, v, "write \"HH:MM-HH:MM\" in UTC, e.g. \"01:00-05:00\" (it may wrap midnight)",
+                "'window' must be a time range");
+  pr->window_start = (int)(h1 * 60 + m1);
+  pr->window_end = (int)(h2 * 60 + m2);
+  return CVG_OK;
+}
+
+/* A probe given as `false`/`off` is turned off; otherwise a mapping of its settings. */
+static int probe_off(yaml_node_t *v) {
+  const char *s = scalar(v);
+  return s && (strcmp(s, "false") == 0 || strcmp(s, "off") == 0 || strcmp(s, "no") == 0);
+}
+
+static int parse_probes(parser *p, yaml_node_t *n, cvg_cat_probes *pr) {
+  static const char *const top[] = {"heartbeat",      "canary",        "sweep", "full_sweep",
+                                    "confirm_within", "create_tables", NULL};
+  static const char *const hb[] = {"interval", "table", "stall_after", NULL};
+  static const char *const ca[] = {"interval", "timeout", "table", NULL};
+  static const char *const sw[] = {"interval", "max_tracked", NULL};
+  static const char *const fs[] = {"interval", "rows_per_second", "window", NULL};
+  keyset ks, sub;
+  int rc = collect(p, n, "probes", top, &ks);
+  yaml_node_t *v;
+  int64_t x;
+  if (rc)
+    return rc;
+  if ((v = get(&ks, "heartbeat"))) {
+    if (probe_off(v)) {
+      pr->heartbeat_interval = 0;
+    } else {
+      if ((rc = collect(p, v, "probes.heartbeat", hb, &sub)))
+        return rc;
+      yaml_node_t *w;
+      if ((w = get(&sub, "interval")) &&
+          (rc = want_duration(p, w, "interval", &pr->heartbeat_interval)))
+        return rc;
+      if ((w = get(&sub, "table"))) {
+        if ((rc = want_str(p, w, "table", &pr->heartbeat_table)))
+          return rc;
+        if (!is_ident(pr->heartbeat_table))
+          return fail(p, w, "use letters, digits and _", "'table' must be a plain table name");
+      }
+      if ((w = get(&sub, "stall_after"))) {
+        if ((rc = want_int(p, w, "stall_after", 1, 1000, &x)))
+          return rc;
+        pr->stall_after = (int)x;
+      }
+    }
+  }
+  if ((v = get(&ks, "canary"))) {
+    if (probe_off(v)) {
+      pr->canary_interval = 0;
+    } else {
+      if ((rc = collect(p, v, "probes.canary", ca, &sub)))
+        return rc;
+      yaml_node_t *w;
+      if ((w = get(&sub, "interval")) &&
+          (rc = want_duration(p, w, "interval", &pr->canary_interval)))
+        return rc;
+      if ((w = get(&sub, "timeout")) && (rc = want_duration(p, w, "timeout", &pr->canary_timeout)))
+        return rc;
+      if ((w = get(&sub, "table"))) {
+        if ((rc = want_str(p, w, "table", &pr->canary_table)))
+          return rc;
+        if (!is_ident(pr->canary_table))
+          return fail(p, w, "use letters, digits and _", "'table' must be a plain table name");
+      }
+      if (pr->canary_timeout <= 0)
+        return fail(p, w ? w : v, NULL, "canary 'timeout' must be more than 0");
+    }
+  }
+  if ((v = get(&ks, "sweep"))) {
+    if (probe_off(v)) {
+      pr->sweep_interval = 0;
+    } else {
+      if ((rc = collect(p, v, "probes.sweep", sw, &sub)))
+        return rc;
+      yaml_node_t *w;
+      if ((w = get(&sub, "interval")) &&
+          (rc = want_duration(p, w, "interval", &pr->sweep_interval)))
+        return rc;
+      if ((w = get(&sub, "max_tracked"))) {
+        if ((rc = want_int(p, w, "max_tracked", 1, 100000000, &x)))
+          return rc;
+        pr->max_tracked = (size_t)x;
+      }
+    }
+  }
+  if ((v = get(&ks, "full_sweep"))) {
+    if (probe_off(v)) {
+      pr->full_sweep_interval = 0;
+    } else {
+      if ((rc = collect(p, v, "probes.full_sweep", fs, &sub)))
+        return rc;
+      yaml_node_t *w;
+      if ((w = get(&sub, "interval")) &&
+          (rc = want_duration(p, w, "interval", &pr->full_sweep_interval)))
+        return rc;
+      if ((w = get(&sub, "rows_per_second")) &&
+          (rc = want_double(p, w, "rows_per_second", 0, 1e12, &pr->full_sweep_rate)))
+        return rc;
+      if ((w = get(&sub, "window")) && (rc = parse_window(p, w, pr)))
+        return rc;
+    }
+  }
+  if ((v = get(&ks, "confirm_within")) &&
+      (rc = want_duration(p, v, "confirm_within", &pr->confirm_within)))
+    return rc;
+  if ((v = get(&ks, "create_tables")) &&
+      (rc = want_bool(p, v, "create_tables", &pr->create_tables)))
+    return rc;
+  return CVG_OK;
+}
+
+static int parse_invariants(parser *p, yaml_node_t *n, cvg_cat_invariants *inv) {
+  static const char *const keys[] = {"max_lag_seconds",
+                                     "max_divergent_rows",
+                                     "max_divergent_fraction",
+                                     "min_agreeing_replicas",
+                                     "equal_aggregate",
+                                     "max_divergence_age_seconds",
+                                     NULL};
+  static const char *const agg_keys[] = {"expr", "tolerance", NULL};
+  keyset ks;
+  int rc = collect(p, n, "invariants", keys, &ks);
+  yaml_node_t *v;
+  if (rc)
+    return rc;
+  if ((v = get(&ks, "max_lag_seconds")) &&
+      (rc = want_double(p, v, "max_lag_seconds", 0, 1e9, &inv->max_lag_seconds)))
+    return rc;
+  if ((v = get(&ks, "max_divergent_rows")) &&
+      (rc = want_int(p, v, "max_divergent_rows", 0, INT64_MAX, &inv->max_divergent_rows)))
+    return rc;
+  if ((v = get(&ks, "max_divergent_fraction")) &&
+      (rc = want_double(p, v, "max_divergent_fraction", 0, 1, &inv->max_divergent_fraction)))
+    return rc;
+  if ((v = get(&ks, "min_agreeing_replicas")) &&
+      (rc = want_int(p, v, "min_agreeing_replicas", 1, 64, &inv->min_agreeing_replicas)))
+    return rc;
+  if ((v = get(&ks, "max_divergence_age_seconds")) &&
+      (rc = want_double(p, v, "max_divergence_age_seconds", 0, 1e9,
+                        &inv->max_divergence_age_seconds)))
+    return rc;
+  if ((v = get(&ks, "equal_aggregate"))) {
+    size_t n_agg = v->type == YAML_SEQUENCE_NODE
+                       ? (size_t)(v->data.sequence.items.top - v->data.sequence.items.start)
+                       : 1;
+    inv->aggregates = calloc(n_agg, sizeof *inv->aggregates);
+    if (!inv->aggregates)
+      return cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory");
+    for (size_t i = 0; i < n_agg; i++) {
+      yaml_node_t *it = v->type == YAML_SEQUENCE_NODE
+                            ? yaml_document_get_node(p->doc, v->data.sequence.items.start[i])
+                            : v;
+      cvg_cat_aggregate *a = &inv->aggregates[i];
+      inv->n_aggregates = i + 1;
+      if (it->type == YAML_SCALAR_NODE) {
+        if ((rc = want_str(p, it, "equal_aggregate", &a->expr)))
+          return rc;
+      } else {
+        keyset ak;
+        if ((rc = collect(p, it, "equal_aggregate", agg_keys, &ak)))
+          return rc;
+        yaml_node_t *e = get(&ak, "expr"), *t = get(&ak, "tolerance");
+        if (!e)
+          return fail(p, it, "e.g. {expr: \"sum(balance)\", tolerance: 0.01}",
+                      "equal_aggregate entry lacks 'expr'");
+        if ((rc = want_str(p, e, "expr", &a->expr)))
+          return rc;
+        if (t && (rc = want_double(p, t, "tolerance", 0, 1e300, &a->tolerance)))
+          return rc;
+      }
+      if (strchr(a->expr, ';'))
+        return fail(p, it, "write one aggregate expression such as sum(balance)",
+                    "equal_aggregate expression must not contain ';'");
+    }
+  }
+  return CVG_OK;
+}
+
+static int parse_replica(parser *p, yaml_node_t *n, cvg_cat_replica *r) {
+  static const char *const keys[] = {"name", "url", "authority", "region", "password_file", NULL};
+  keyset ks;
+  int rc = collect(p, n, "a replica", keys, &ks);
+  yaml_node_t *v;
+  if (rc)
+    return rc;
+  r->line = (int)n->start_mark.line + 1;
+  r->column = (int)n->start_mark.column + 1;
+  if (!(v = get(&ks, "name")))
+    return fail(p, n, "give each replica a name: primary, replica-eu, ...", "replica lacks 'name'");
+  if ((rc = want_str(p, v, "name", &r->name)))
+    return rc;
+  if (!(v = get(&ks, "url")))
+    return fail(p, n, "e.g. url: sqlite:///srv/a.db?table=accounts", "replica '%s' lacks 'url'",
+                r->name);
+  const char *raw = scalar(v);
+  if (!raw || !*raw)
+    return fail(p, v, "e.g. url: sqlite:///srv/a.db?table=accounts",
+                "'url' of replica '%s' must be a URL string", r->name);
+  if ((rc = expand_env(p, v, raw, &r->url)))
+    return rc;
+  yaml_node_t *pf = get(&ks, "password_file");
+  if (pf) {
+    const char *file = scalar(pf);
+    if (!file || !*file)
+      return fail(p, pf, NULL, "'password_file' must be a path");
+    if ((rc = add_password(p, pf, file, &r->url)))
+      return rc;
+  }
+  if (!(r->url_display = redact(r->url)))
+    return cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory");
+  cvg_url u;
+  cvg_error uerr;
+  cvg_error_clear(&uerr);
+  if (cvg_url_parse(&u, r->url, &uerr) != CVG_OK)
+    return fail(p, v, uerr.hint[0] ? uerr.hint : NULL, "bad 'url' of replica '%s' (%s): %s",
+                r->name, r->url_display, uerr.msg);
+  int has_table = u.table != NULL;
+  int known = cvg_store_scheme_known(u.scheme);
+  char scheme[64];
+  snprintf(scheme, sizeof scheme, "%s", u.scheme);
+  cvg_url_release(&u);
+  if (!known)
+    return fail(p, v, "supported: sqlite:///abs/path.db?table=T",
+                "'url' of replica '%s' has an unsupported scheme '%s'", r->name, scheme);
+  if (!has_table)
+    return fail(p, v, "add ?table=NAME to the URL", "'url' of replica '%s' names no table",
+                r->name);
+  if ((v = get(&ks, "authority")) && (rc = want_bool(p, v, "authority", &r->authority)))
+    return rc;
+  if ((v = get(&ks, "region"))) {
+    if ((rc = want_str(p, v, "region", &r->region)))
+      return rc;
+  } else if (!(r->region = dup_str(""))) {
+    return cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory");
+  }
+  return CVG_OK;
+}
+
+static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaults,
+                         cvg_cat_dataset *d) {
+  static const char *const keys[] = {
+      "name",  "key",  "columns",         "exclude",  "version", "tombstone",  "origin", "shards",
+      "owner", "team", "payload_samples", "replicas", "probes",  "invariants", NULL};
+  keyset ks;
+  int rc = collect(p, n, "a dataset", keys, &ks);
+  yaml_node_t *v;
+  if (rc)
+    return rc;
+  d->line = (int)n->start_mark.line + 1;
+  d->column = (int)n->start_mark.column + 1;
+  d->shards = 16;
+  d->authority = -1;
+  d->inv.max_lag_seconds = -1;
+  d->inv.max_divergent_rows = -1;
+  d->inv.max_divergent_fraction = -1;
+  d->inv.min_agreeing_replicas = -1;
+  d->inv.max_divergence_age_seconds = -1;
+  if ((rc = probes_copy(&d->probes, defaults)))
+    return cvg_error_set(p->err, rc, p->file, "out of memory");
+  if (!(v = get(&ks, "name")))
+    return fail(p, n, "e.g. name: accounts", "dataset lacks 'name'");
+  if ((rc = want_str(p, v, "name", &d->name)))
+    return rc;
+  for (const char *c = d->name; *c; c++)
+    if (!(isalnum((unsigned char)*c) || strchr("_-.", *c)))
+      return fail(p, v, "use letters, digits, '_', '-' and '.'",
+                  "dataset name '%s' has the character '%c'", d->name, *c);
+  if ((v = get(&ks, "key")) && (rc = want_list(p, v, "key", &d->key, &d->n_key)))
+    return rc;
+  if ((v = get(&ks, "columns")) && (rc = want_list(p, v, "columns", &d->columns, &d->n_columns)))
+    return rc;
+  if ((v = get(&ks, "exclude")) && (rc = want_list(p, v, "exclude", &d->exclude, &d->n_exclude)))
+    return rc;
+  if ((v = get(&ks, "version")) && (rc = want_str(p, v, "version", &d->version)))
+    return rc;
+  if ((v = get(&ks, "tombstone")) && (rc = want_str(p, v, "tombstone", &d->tombstone)))
+    return rc;
+  if ((v = get(&ks, "origin")) && (rc = want_str(p, v, "origin", &d->origin)))
+    return rc;
+  if ((v = get(&ks, "shards"))) {
+    int64_t x;
+    if ((rc = want_int(p, v, "shards", 1, 65536, &x)))
+      return rc;
+    d->shards = (uint32_t)x;
+  }
+  yaml_node_t *owner = get(&ks, "owner"), *team = get(&ks, "team");
+  if (owner && team)
+    return fail(p, team, "keep one of them", "'owner' and 'team' mean the same; give one");
+  if ((owner || team) &&
+      (rc = want_str(p, owner ? owner : team, owner ? "owner" : "team", &d->owner)))
+    return rc;
+  if (!d->owner && !(d->owner = dup_str("")))
+    return cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory");
+  if ((v = get(&ks, "payload_samples")) &&
+      (rc = want_bool(p, v, "payload_samples", &d->payload_samples)))
+    return rc;
+  if ((v = get(&ks, "probes")) && (rc = parse_probes(p, v, &d->probes)))
+    return rc;
+  if ((v = get(&ks, "invariants")) && (rc = parse_invariants(p, v, &d->inv)))
+    return rc;
+  if (!(v = get(&ks, "replicas")))
+    return fail(p, n, "list at least two replicas, each with name and url",
+                "dataset '%s' lacks 'replicas'", d->name);
+  if (v->type != YAML_SEQUENCE_NODE)
+    return fail(p, v, "write a list: - name: ... url: ...", "'replicas' must be a list, found %s",
+                kind_name(v));
+  size_t nr = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  if (nr > 32)
+    return fail(p, v, NULL, "dataset '%s' has %zu replicas; at most 32 are supported", d->name, nr);
+  if (!(d->replicas = calloc(nr ? nr : 1, sizeof *d->replicas)))
+    return cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory");
+  for (size_t i = 0; i < nr; i++) {
+    yaml_node_t *rn = yaml_document_get_node(p->doc, v->data.sequence.items.start[i]);
+    d->n_replicas = i + 1;
+    if ((rc = parse_replica(p, rn, &d->replicas[i])))
+      return rc;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(d->replicas[j].name, d->replicas[i].name) == 0)
+        return fail(p, rn, "give each replica of a dataset its own name",
+                    "dataset '%s' has two replicas named '%s'", d->name, d->replicas[i].name);
+    if (d->replicas[i].authority) {
+      if (d->authority >= 0)
+        return fail(p, rn, "mark one replica as the source of truth",
+                    "dataset '%s': replicas '%s' and '%s' are both 'authority: true'", d->name,
+                    d->replicas[d->authority].name, d->replicas[i].name);
+      d->authority = (int)i;
+    }
+  }
+  if (nr < 2)
+    return fail(p, v, "a dataset is compared across two replicas or more",
+                "dataset '%s' has %zu replica(s); it needs at least 2", d->name, nr);
+  if (d->inv.min_agreeing_replicas > (int64_t)nr)
+    return fail(p, get(&ks, "invariants"), NULL,
+                "min_agreeing_replicas is %lld but dataset '%s' has only %zu replicas",
+                (long long)d->inv.min_agreeing_replicas, d->name, nr);
+  return CVG_OK;
+}
+
+static void dataset_free(cvg_cat_dataset *d) {
+  free(d->name);
+  free_list(d->key, d->n_key);
+  free_list(d->columns, d->n_columns);
+  free_list(d->exclude, d->n_exclude);
+  free(d->version);
+  free(d->tombstone);
+  free(d->origin);
+  free(d->owner);
+  for (size_t i = 0; d->replicas && i < d->n_replicas; i++) {
+    cvg_cat_replica *r = &d->replicas[i];
+    free(r->name);
+    if (r->url) {
+      explicit_bzero(r->url, strlen(r->url));
+      free(r->url);
+    }
+    free(r->url_display);
+    free(r->region);
+  }
+  free(d->replicas);
+  free(d->probes.heartbeat_table);
+  free(d->probes.canary_table);
+  for (size_t i = 0; d->inv.aggregates && i < d->inv.n_aggregates; i++)
+    free(d->inv.aggregates[i].expr);
+  free(d->inv.aggregates);
+}
+
+void cvg_catalog_free(cvg_catalog *cat) {
+  if (!cat)
+    return;
+  for (size_t i = 0; cat->datasets && i < cat->n_datasets; i++)
+    dataset_free(&cat->datasets[i]);
+  free(cat->datasets);
+  free(cat->path);
+  free(cat->listen);
+  free(cat->log_format);
+  free(cat->log_level);
+  free(cat->warnings);
+  free(cat);
+}
+
+int cvg_parse_listen(const char *s, char **host, unsigned *port) {
+  const char *colon;
+  const char *h = s;
+  size_t hl;
+  if (s[0] == '[') {
+    const char *rb = strchr(s, ']');
+    if (!rb || rb[1] != ':')
+      return -1;
+    h = s + 1;
+    hl = (size_t)(rb - s - 1);
+    colon = rb + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon || memchr(s, ':', (size_t)(colon - s)))
+      return -1;
+    hl = (size_t)(colon - s);
+  }
+  char *end;
+  errno = 0;
+  unsigned long pn = strtoul(colon + 1, &end, 10);
+  if (!colon[1] || *end || errno || pn > 65535 || hl == 0)
+    return -1;
+  char *hs = malloc(hl + 1);
+  if (!hs)
+    return -1;
+  memcpy(hs, h, hl);
+  hs[hl] = '\0';
+  *host = hs;
+  *port = (unsigned)pn;
+  return 0;
+}
+
+static int add_warning(cvg_catalog *cat, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+static int add_warning(cvg_catalog *cat, const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  size_t old = cat->warnings ? strlen(cat->warnings) : 0, add = strlen(line);
+  char *w = realloc(cat->warnings, old + add + 2);
+  if (!w)
+    return CVG_ENOMEM;
+  memcpy(w + old, line, add);
+  w[old + add] = '\n';
+  w[old + add + 1] = '\0';
+  cat->warnings = w;
+  return CVG_OK;
+}
+
+static int parse_root(parser *p, yaml_node_t *root, cvg_catalog *cat) {
+  static const char *const keys[] = {"listen", "log", "workers", "probes", "datasets", NULL};
+  static const char *const log_keys[] = {"format", "level", NULL};
+  keyset ks;
+  yaml_node_t *v;
+  int rc = collect(p, root, "the catalog", keys, &ks);
+  if (rc)
+    return rc;
+  cat->workers = 4;
+  if ((v = get(&ks, "listen"))) {
+    if ((rc = want_str(p, v, "listen", &cat->listen)))
+      return rc;
+    char *host;
+    unsigned port;
+    if (cvg_parse_listen(cat->listen, &host, &port) != 0)
+      return fail(p, v, "write host:port, e.g. 127.0.0.1:9464 (or [::1]:9464)",
+                  "'listen' must be an address, found '%s'", cat->listen);
+    free(host);
+  } else if (!(cat->listen = dup_str("127.0.0.1:9464"))) {
+    return CVG_ENOMEM;
+  }
+  if (!(cat->log_format = dup_str("json")) || !(cat->log_level = dup_str("info")))
+    return CVG_ENOMEM;
+  if ((v = get(&ks, "log"))) {
+    keyset lk;
+    yaml_node_t *w;
+    if ((rc = collect(p, v, "log", log_keys, &lk)))
+      return rc;
+    if ((w = get(&lk, "format"))) {
+      if ((rc = want_str(p, w, "format", &cat->log_format)))
+        return rc;
+      if (strcmp(cat->log_format, "json") && strcmp(cat->log_format, "logfmt"))
+        return fail(p, w, "write json or logfmt", "log 'format' must be json or logfmt");
+    }
+    if ((w = get(&lk, "level"))) {
+      if ((rc = want_str(p, w, "level", &cat->log_level)))
+        return rc;
+      if (strcmp(cat->log_level, "debug") && strcmp(cat->log_level, "info") &&
+          strcmp(cat->log_level, "warn") && strcmp(cat->log_level, "error"))
+        return fail(p, w, "write debug, info, warn or error", "log 'level' is not a level");
+    }
+  }
+  if ((v = get(&ks, "workers"))) {
+    int64_t x;
+    if ((rc = want_int(p, v, "workers", 1, 256, &x)))
+      return rc;
+    cat->workers = (int)x;
+  }
+  cvg_cat_probes defaults;
+  probes_defaults(&defaults);
+  if ((v = get(&ks, "probes")) && (rc = parse_probes(p, v, &defaults)))
+    goto out;
+  if (!(v = get(&ks, "datasets"))) {
+    rc = fail(p, root, "list the datasets to watch: datasets: [- name: ..., replicas: ...]",
+              "the catalog has no 'datasets'");
+    goto out;
+  }
+  if (v->type != YAML_SEQUENCE_NODE) {
+    rc = fail(p, v, "write a list: - name: accounts ...", "'datasets' must be a list, found %s",
+              kind_name(v));
+    goto out;
+  }
+  size_t nd = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  if (nd == 0) {
+    rc = fail(p, v, "declare at least one dataset", "'datasets' is empty");
+    goto out;
+  }
+  if (!(cat->datasets = calloc(nd, sizeof *cat->datasets))) {
+    rc = CVG_ENOMEM;
+    goto out;
+  }
+  for (size_t i = 0; i < nd; i++) {
+    yaml_node_t *dn = yaml_document_get_node(p->doc, v->data.sequence.items.start[i]);
+    cat->n_datasets = i + 1;
+    if ((rc = parse_dataset(p, dn, &defaults, &cat->datasets[i])))
+      goto out;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(cat->datasets[j].name, cat->datasets[i].name) == 0) {
+        rc = fail(p, dn, "give each dataset its own name", "two datasets are named '%s'",
+                  cat->datasets[i].name);
+        goto out;
+      }
+    cvg_cat_dataset *d = &cat->datasets[i];
+    if (d->authority < 0 && (d->probes.heartbeat_interval > 0 || d->probes.canary_interval > 0))
+      add_warning(cat,
+                  "%s:%d:%d: dataset '%s' has no replica with 'authority: true'; heartbeat and "
+                  "canary probes are off for it",
+                  p->file, d->line, d->column, d->name);
+    if (!d->version && d->probes.sweep_interval > 0)
+      add_warning(cat,
+                  "%s:%d:%d: dataset '%s' has no 'version' column; incremental sweeps are off, "
+                  "only full sweeps find divergences",
+                  p->file, d->line, d->column, d->name);
+  }
+out:
+  free(defaults.heartbeat_table);
+  free(defaults.canary_table);
+  return rc;
+}
+
+int cvg_catalog_parse(cvg_catalog **out, const char *name, const char *text, size_t len,
+                      cvg_error *err) {
+  *out = NULL;
+  yaml_parser_t yp;
+  yaml_document_t doc;
+  parser p = {name, &doc, err};
+  cvg_catalog *cat = calloc(1, sizeof *cat);
+  if (!cat || !yaml_parser_initialize(&yp)) {
+    free(cat);
+    return cvg_error_set(err, CVG_ENOMEM, name, "out of memory reading the catalog");
+  }
+  yaml_parser_set_input_string(&yp, (const unsigned char *)text, len);
+  if (!yaml_parser_load(&yp, &doc)) {
+    char where[CVG_ERROR_INPUT_MAX];
+    yaml_mark_t m = yp.problem_mark;
+    snprintf(where, sizeof where, "%s:%zu:%zu", name, m.line + 1, m.column + 1);
+    cvg_error_set(err, CVG_ECONFIG, where, "YAML syntax error: %s%s%s",
+                  yp.problem ? yp.problem : "unknown", yp.context ? " " : "",
+                  yp.context ? yp.context : "");
+    cvg_error_hint(err, "check indentation (spaces, not tabs), colons and quotes near there");
+    yaml_parser_delete(&yp);
+    free(cat);
+    return CVG_ECONFIG;
+  }
+  int rc;
+  yaml_node_t *root = yaml_document_get_root_node(&doc);
+  if (!root || (root->type == YAML_SCALAR_NODE && !root->data.scalar.length)) {
+    rc = cvg_error_set(err, CVG_ECONFIG, name, "the catalog is empty");
+    cvg_error_hint(err, "see examples/converge.yaml for a catalog to start from");
+  } else {
+    rc = parse_root(&p, root, cat);
+  }
+  if (rc == CVG_OK && !(cat->path = dup_str(name)))
+    rc = CVG_ENOMEM;
+  if (rc == CVG_OK && !cat->warnings && !(cat->warnings = dup_str("")))
+    rc = CVG_ENOMEM;
+  if (rc == CVG_ENOMEM)
+    cvg_error_set(err, CVG_ENOMEM, name, "out of memory reading the catalog");
+  yaml_document_delete(&doc);
+  yaml_parser_delete(&yp);
+  if (rc) {
+    cvg_catalog_free(cat);
+    return rc;
+  }
+  *out = cat;
+  return CVG_OK;
+}
+
+int cvg_catalog_load(cvg_catalog **out, const char *path, cvg_error *err) {
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    int e = errno;
+    cvg_error_set(err,
+                  e == ENOENT   ? CVG_ENOENT
+                  : e == EACCES ? CVG_EACCES
+                                : CVG_EIO,
+                  path, "cannot open the catalog: %s", strerror(e));
+    if (err)
+      err->sys_errno = e;
+    cvg_error_hint(err, "give the path of a converge.yaml with -c; see examples/converge.yaml");
+    return err ? err->status : CVG_EIO;
+  }
+  char *buf = malloc(CVG_CATALOG_MAX_BYTES + 1);
+  if (!buf) {
+    fclose(f);
+    return cvg_error_set(err, CVG_ENOMEM, path, "out of memory");
+  }
+  size_t n = fread(buf, 1, CVG_CATALOG_MAX_BYTES + 1, f);
+  int rd_err = ferror(f);
+  fclose(f);
+  int rc;
+  if (rd_err)
+    rc = cvg_error_set(err, CVG_EIO, path, "cannot read the catalog (is it a directory?)");
+  else if (n > CVG_CATALOG_MAX_BYTES)
+    rc = cvg_error_set(err, CVG_ETOOBIG, path, "the catalog is larger than %u bytes",
+                       CVG_CATALOG_MAX_BYTES);
+  else
+    rc = cvg_catalog_parse(out, path, buf, n, err);
+  free(buf);
+  return rc;
+}

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * converge check-config FILE: loads a catalog, and either explains the first error (with
+ * file:line:column) or explains what `converge watch` would do with it. Passwords never appear:
+ * only url_display is printed.
+ */
+#include "cli.h"
+#include "converge/catalog.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+static void print_interval(const char *what, double s) {
+  if (s <= 0)
+    printf("    %-16s off\n", what);
+  else
+    printf("    %-16s every %gs\n", what, s);
+}
+
+static void explain(const cvg_catalog *cat) {
+  printf("%s: OK — %zu dataset(s); HTTP on %s; %d probe worker(s); logs %s at level %s\n",
+         cat->path, cat->n_datasets, cat->listen, cat->workers, cat->log_format, cat->log_level);
+  for (size_t i = 0; i < cat->n_datasets; i++) {
+    const cvg_cat_dataset *d = &cat->datasets[i];
+    printf("\ndataset %s (line %d)%s%s\n", d->name, d->line, d->owner[0] ? ", owner " : "",
+           d->owner);
+    printf("  key: ");
+    if (d->n_key == 0)
+      printf("the table's primary key");
+    for (size_t k = 0; k < d->n_key; k++)
+      printf("%s%s", k ? ", " : "", d->key[k]);
+    printf("\n  compared: ");
+    if (d->n_columns == 0)
+      printf("every non-key column");
+    for (size_t k = 0; k < d->n_columns; k++)
+      printf("%s%s", k ? ", " : "", d->columns[k]);
+    for (size_t k = 0; k < d->n_exclude; k++)
+      printf("%s%s", k ? ", " : " except ", d->exclude[k]);
+    printf("\n  version: %s; tombstone: %s; origin: %s; shards: %u; payload samples: %s\n",
+           d->version ? d->version : "(none)", d->tombstone ? d->tombstone : "(none)",
+           d->origin ? d->origin : "(none)", d->shards, d->payload_samples ? "allowed" : "no");
+    printf("  replicas:\n");
+    for (size_t r = 0; r < d->n_replicas; r++) {
+      const cvg_cat_replica *rp = &d->replicas[r];
+      printf("    %-12s %s%s%s%s\n", rp->name, rp->url_display,
+             rp->authority ? "  (authority)" : "", rp->region[0] ? "  region " : "", rp->region);
+    }
+    const cvg_cat_probes *p = &d->probes;
+    printf("  probes:\n");
+    int hb = d->authority >= 0 ? 1 : 0;
+    print_interval("heartbeat", hb ? p->heartbeat_interval : 0);
+    if (hb && p->heartbeat_interval > 0)
+      printf("    %-16s table %s, stalled after %d reads without progress\n", "",
+             p->heartbeat_table, p->stall_after);
+    print_interval("canary", hb ? p->canary_interval : 0);
+    if (hb && p->canary_interval > 0)
+      printf("    %-16s table %s, timeout %gs\n", "", p->canary_table, p->canary_timeout);
+    print_interval("incremental", d->version ? p->sweep_interval : 0);
+    print_interval("full sweep", p->full_sweep_interval);
+    if (p->full_sweep_interval > 0) {
+      if (p->full_sweep_rate > 0)
+        printf("    %-16s at most %g rows/s per replica\n", "", p->full_sweep_rate);
+      if (p->window_start >= 0)
+        printf("    %-16s only between %02d:%02d and %02d:%02d UTC\n", "", p->window_start / 60,
+               p->window_start % 60, p->window_end / 60, p->window_end % 60);
+    }
+    printf("    %-16s a divergence is confirmed after the replica's lag, at most %gs\n", "confirm",
+           p->confirm_within);
+    const cvg_cat_invariants *iv = &d->inv;
+    printf("  invariants:%s\n", iv->max_lag_seconds < 0 && iv->max_divergent_rows < 0 &&
+                                        iv->max_divergent_fraction < 0 &&
+                                        iv->min_agreeing_replicas < 0 &&
+                                        iv->max_divergence_age_seconds < 0 && iv->n_aggregates == 0
+                                    ? " (none)"
+                                    : "");
+    if (iv->max_lag_seconds >= 0)
+      printf("    max_lag_seconds %g\n", iv->max_lag_seconds);
+    if (iv->max_divergent_rows >= 0)
+      printf("    max_divergent_rows %lld\n", (long long)iv->max_divergent_rows);
+    if (iv->max_divergent_fraction >= 0)
+      printf("    max_divergent_fraction %g\n", iv->max_divergent_fraction);
+    if (iv->min_agreeing_replicas >= 0)
+      printf("    min_agreeing_replicas %lld\n", (long long)iv->min_agreeing_replicas);
+    if (iv->max_divergence_age_seconds >= 0)
+      printf("    max_divergence_age_seconds %g\n", iv->max_divergence_age_seconds);
+    for (size_t a = 0; a < iv->n_aggregates; a++)
+      printf("    equal_aggregate %s (tolerance %g)\n", iv->aggregates[a].expr,
+             iv->aggregates[a].tolerance);
+  }
+  if (cat->warnings[0])
+    printf("\nwarnings:\n%s", cat->warnings);
+}
+
+int cmd_check_config(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"help", no_argument, NULL, 'h'}, {"quiet", no_argument, NULL, 'q'}, {NULL, 0, NULL, 0}};
+  int quiet = 0, c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
+    if (c == 'h')
+      return print_help(stdout, "check-config"), 0;
+    if (c == 'q')
+      quiet = 1;
+    else
+      return usage_error("check-config", "unknown option");
+  }
+  if (argc - optind != 1)
+    return usage_error("check-config", "give exactly one catalog file");
+  cvg_catalog *cat = NULL;
+  cvg_error err;
+  cvg_error_clear(&err);
+  if (cvg_catalog_load(&cat, argv[optind], &err) != CVG_OK) {
+    print_error(&err);
+    return EXIT_TROUBLE;
+  }
+  if (!quiet)
+    explain(cat);
+  else if (cat->warnings[0])
+    fputs(cat->warnings, stderr);
+  cvg_catalog_free(cat);
+  return 0;
+}
