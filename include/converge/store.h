@@ -23,6 +23,7 @@
 #include "converge/status.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -80,6 +81,10 @@ typedef struct cvg_scan_spec {
   const char *tombstone_col; /* NULL: no tombstone */
   const char *vvec_col;      /* NULL: no version vector */
   const char *where;         /* NULL: every row; else an SQL expression over the table */
+  /* Incremental scans: when since is set, only rows whose version >= the encoded value since
+   * (one encoded value) are read, in no particular order. Needs version_col. */
+  const unsigned char *since;
+  size_t since_len;
 } cvg_scan_spec;
 
 /* One scanned row. Pointers BORROWED until the next cvg_scan_next() or cvg_scan_close(). */
@@ -109,6 +114,20 @@ typedef struct cvg_store_ops {
   void (*scan_close)(cvg_scan *sc);
   int (*fetch)(cvg_store *st, const cvg_scan_spec *spec, const unsigned char *key, size_t key_len,
                const char *const *cols, size_t n_cols, cvg_buf *out, int *found, cvg_error *err);
+  /* The rest may be NULL when an engine lacks them (see the cvg_store_* wrappers). */
+  int (*lookup)(cvg_store *st, const cvg_scan_spec *spec, const unsigned char *key,
+                size_t key_len, cvg_scan_row *row, int *found, cvg_error *err);
+  int (*heartbeat_write)(cvg_store *st, const char *table, const char *source, int64_t seq,
+                         double ts, int create, cvg_error *err);
+  int (*heartbeat_read)(cvg_store *st, const char *table, const char *source, int64_t *seq,
+                        double *ts, int *found, cvg_error *err);
+  int (*canary_write)(cvg_store *st, const char *table, const char *source, const char *token,
+                      double ts, int create, cvg_error *err);
+  int (*canary_seen)(cvg_store *st, const char *table, const char *token, int *found,
+                     cvg_error *err);
+  int (*canary_purge)(cvg_store *st, const char *table, const char *source, double before,
+                      cvg_error *err);
+  int (*scalar)(cvg_store *st, const char *expr, double *out, int *is_null, cvg_error *err);
 } cvg_store_ops;
 
 /* Every engine's handle begins with this. */
@@ -140,6 +159,35 @@ void cvg_scan_close(cvg_scan *sc);
 int cvg_store_fetch(cvg_store *st, const cvg_scan_spec *spec, const unsigned char *key,
                     size_t key_len, const char *const *cols, size_t n_cols, cvg_buf *out,
                     int *found, cvg_error *err);
+
+/*
+ * The state of one key, as a scan would yield it: *found 0 when no such row. The row's pointers
+ * are BORROWED until the next lookup on st. The statement is cached per spec, so looking up many
+ * keys with the same spec costs one index probe each.
+ */
+int cvg_store_lookup(cvg_store *st, const cvg_scan_spec *spec, const unsigned char *key,
+                     size_t key_len, cvg_scan_row *row, int *found, cvg_error *err);
+
+/*
+ * converge's own tables, beside the user's table on the same replica and never mixed with its
+ * data. Heartbeat table: (source TEXT PRIMARY KEY, seq INTEGER, ts REAL unix seconds); canary
+ * table: (token TEXT PRIMARY KEY, source TEXT, ts REAL). Writes need a store opened without
+ * CVG_STORE_READONLY; create 1 creates the table when absent. Reads fail with CVG_ENOTABLE when
+ * the table does not exist (yet) on that replica.
+ */
+int cvg_store_heartbeat_write(cvg_store *st, const char *table, const char *source, int64_t seq,
+                              double ts, int create, cvg_error *err);
+int cvg_store_heartbeat_read(cvg_store *st, const char *table, const char *source, int64_t *seq,
+                             double *ts, int *found, cvg_error *err);
+int cvg_store_canary_write(cvg_store *st, const char *table, const char *source,
+                           const char *token, double ts, int create, cvg_error *err);
+int cvg_store_canary_seen(cvg_store *st, const char *table, const char *token, int *found,
+                          cvg_error *err);
+/* Deletes source's canaries written before the time before. */
+int cvg_store_canary_purge(cvg_store *st, const char *table, const char *source, double before,
+                           cvg_error *err);
+/* Evaluates one SQL aggregate (sum(balance)) over the table; *is_null when it is NULL. */
+int cvg_store_scalar(cvg_store *st, const char *expr, double *out, int *is_null, cvg_error *err);
 
 /* Is a tombstone column value "deleted"? NULL, 0, 0.0, '', '0', 'false', 'f', 'no', 'n' (any
  * case) and an empty blob mean live; everything else means deleted. */

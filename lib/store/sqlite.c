@@ -40,9 +40,13 @@ typedef struct sqlite_store {
   char *table;         /* OWNED; table name */
   sqlite3_stmt *fetch; /* OWNED; cached fetch statement, or NULL */
   char *fetch_sql;     /* OWNED; the SQL of fetch */
+  struct sqlite_scan *lookup; /* OWNED; cached key lookup (a SCAN_LOOKUP scan), or NULL */
+  char *lookup_sig;           /* OWNED; the spec lookup was built for */
+  int readonly;               /* opened with CVG_STORE_READONLY */
 } sqlite_store;
 
-typedef struct sqlite_scan {
+typedef struct sqlite_scan sqlite_scan;
+struct sqlite_scan {
   cvgi_scan_base base;           /* must be first */
   sqlite_store *st;              /* BORROWED; the store it reads */
   sqlite3_stmt *stmt;            /* OWNED */
@@ -67,7 +71,7 @@ typedef struct sqlite_scan {
   uint64_t *serial;        /* OWNED: serial type of each column of the current record */
   size_t *offset;          /* OWNED: body offset of each */
   size_t rec_cols;         /* columns present in the current record */
-} sqlite_scan;
+};
 
 /* Maps a SQLite failure to a status and records the engine's message. */
 static int sqlite_fail(sqlite_store *st, int sqlite_rc, const char *doing, cvg_error *err) {
@@ -108,12 +112,17 @@ static int sqlite_fail(sqlite_store *st, int sqlite_rc, const char *doing, cvg_e
   return status;
 }
 
+static void sqlite_scan_close(cvg_scan *base);
+
 static void sqlite_close(cvg_store *base) {
   sqlite_store *st = (sqlite_store *)base;
   if (!st)
     return;
   sqlite3_finalize(st->fetch);
   free(st->fetch_sql);
+  if (st->lookup)
+    sqlite_scan_close((cvg_scan *)st->lookup);
+  free(st->lookup_sig);
   sqlite3_close_v2(st->db);
   free(st->path);
   free(st->table);
@@ -199,7 +208,8 @@ static int sqlite_open(cvg_store **out, const cvg_url *url, unsigned flags, cvg_
   }
   sqlite3_extended_result_codes(st->db, 1);
   sqlite3_busy_timeout(st->db, 5000);
-  if (flags & CVG_STORE_READONLY)
+  st->readonly = (flags & CVG_STORE_READONLY) != 0;
+  if (st->readonly)
     sqlite3_exec(st->db, "PRAGMA query_only=1", NULL, NULL, NULL);
 
   /* The first read of the schema is where "file is not a database" shows itself. */
@@ -739,9 +749,48 @@ static int fast_next(sqlite_scan *sc, cvg_scan_row *row, cvg_error *err) {
   return CVG_OK;
 }
 
+/* What a statement built by scan_build selects. */
+static void sqlite_scan_close(cvg_scan *base);
+static int bind_value(sqlite3_stmt *s, int i, const cvg_value *v);
+
+enum scan_mode {
+  SCAN_ALL,    /* every row (or --where), in key order */
+  SCAN_SINCE,  /* rows whose version >= ?1 (spec->since), in no particular order */
+  SCAN_LOOKUP  /* the row whose key IS ?1..?n */
+};
+
+static int scan_build(sqlite_store *st, const cvg_scan_spec *spec, enum scan_mode mode,
+                      sqlite_scan **out, cvg_error *err);
+
 static int sqlite_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **out,
                             cvg_error *err) {
-  sqlite_store *st = (sqlite_store *)base;
+  sqlite_scan *sc = NULL;
+  int rc = scan_build((sqlite_store *)base, spec, spec->since ? SCAN_SINCE : SCAN_ALL, &sc, err);
+  if (rc)
+    return rc;
+  if (spec->since) {
+    cvg_value v;
+    cvg_buf scratch;
+    size_t nv = 0;
+    cvg_buf_init(&scratch, ROW_MAX);
+    rc = cvg_decode_tuple(spec->since, spec->since_len, &v, 1, &nv, &scratch);
+    if (rc || nv != 1) {
+      cvg_buf_release(&scratch);
+      sqlite_scan_close((cvg_scan *)sc);
+      return cvg_error_set(err, CVG_ECORRUPT, base->url, "malformed version watermark");
+    }
+    bind_value(sc->stmt, 1, &v);
+    cvg_buf_release(&scratch);
+  } else {
+    fast_setup(sc, spec);
+  }
+  *out = (cvg_scan *)sc;
+  return CVG_OK;
+}
+
+static int scan_build(sqlite_store *st, const cvg_scan_spec *spec, enum scan_mode mode,
+                      sqlite_scan **out, cvg_error *err) {
+  cvg_store *base = &st->base;
   sqlite_scan *sc = calloc(1, sizeof *sc);
   if (!sc)
     return cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
@@ -781,14 +830,32 @@ static int sqlite_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan
     rc = cvgi_append_str(&sql, ", ") || cvgi_quote_ident(&sql, spec->vvec_col);
   }
   rc = rc || cvgi_append_str(&sql, " FROM ") || cvgi_quote_ident(&sql, st->table);
+  if (!rc && mode == SCAN_SINCE) {
+    if (!spec->version_col) {
+      cvg_buf_release(&sql);
+      free(sc);
+      return cvg_error_set(err, CVG_EINVAL, base->url, "an incremental scan needs a version");
+    }
+    rc = cvgi_append_str(&sql, " WHERE ") || cvgi_quote_ident(&sql, spec->version_col) ||
+         cvgi_append_str(&sql, " >= ?1");
+  } else if (!rc && mode == SCAN_LOOKUP) {
+    for (size_t i = 0; !rc && i < spec->n_key; i++) {
+      char ph[32];
+      snprintf(ph, sizeof ph, " IS ?%zu", i + 1);
+      rc = cvgi_append_str(&sql, i ? " AND " : " WHERE ") ||
+           cvgi_quote_ident(&sql, spec->key_cols[i]) || cvgi_append_str(&sql, ph);
+    }
+  }
   if (!rc && spec->where && spec->where[0])
-    rc = cvgi_append_str(&sql, " WHERE (\n") || cvgi_append_str(&sql, spec->where) ||
-         cvgi_append_str(&sql, "\n)");
-  rc = rc || cvgi_append_str(&sql, " ORDER BY ");
-  for (size_t i = 0; !rc && i < spec->n_key; i++) {
-    rc = (i ? cvgi_append_str(&sql, ", ") : 0) || cvgi_quote_ident(&sql, spec->key_cols[i]);
-    if (!rc && !key_is_binary(st, spec->key_cols[i]))
-      rc = cvgi_append_str(&sql, " COLLATE BINARY");
+    rc = cvgi_append_str(&sql, mode == SCAN_ALL ? " WHERE (\n" : " AND (\n") ||
+         cvgi_append_str(&sql, spec->where) || cvgi_append_str(&sql, "\n)");
+  if (!rc && mode == SCAN_ALL) {
+    rc = cvgi_append_str(&sql, " ORDER BY ");
+    for (size_t i = 0; !rc && i < spec->n_key; i++) {
+      rc = (i ? cvgi_append_str(&sql, ", ") : 0) || cvgi_quote_ident(&sql, spec->key_cols[i]);
+      if (!rc && !key_is_binary(st, spec->key_cols[i]))
+        rc = cvgi_append_str(&sql, " COLLATE BINARY");
+    }
   }
   rc = rc || cvg_buf_append(&sql, "", 1);
   if (rc) {
@@ -819,8 +886,7 @@ static int sqlite_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan
     }
   }
   cvg_buf_release(&sql);
-  fast_setup(sc, spec);
-  *out = (cvg_scan *)sc;
+  *out = sc;
   return CVG_OK;
 
 fail:
@@ -1001,6 +1067,250 @@ done:
   return rc;
 }
 
+/* A string that changes whenever a lookup statement built from spec would. */
+static int spec_signature(const cvg_scan_spec *spec, cvg_buf *b) {
+  int rc = 0;
+  for (size_t i = 0; !rc && i < spec->n_key; i++)
+    rc = cvgi_append_str(b, "k") || cvgi_quote_ident(b, spec->key_cols[i]);
+  for (size_t i = 0; !rc && i < spec->n_cmp; i++)
+    rc = cvgi_append_str(b, "c") || cvgi_quote_ident(b, spec->cmp_cols[i]);
+  if (!rc && spec->version_col)
+    rc = cvgi_append_str(b, "v") || cvgi_quote_ident(b, spec->version_col);
+  if (!rc && spec->tombstone_col)
+    rc = cvgi_append_str(b, "t") || cvgi_quote_ident(b, spec->tombstone_col);
+  if (!rc && spec->vvec_col)
+    rc = cvgi_append_str(b, "x") || cvgi_quote_ident(b, spec->vvec_col);
+  if (!rc && spec->where)
+    rc = cvgi_append_str(b, "w") || cvgi_append_str(b, spec->where);
+  return rc || cvg_buf_append(b, "", 1);
+}
+
+static int sqlite_lookup(cvg_store *base, const cvg_scan_spec *spec, const unsigned char *key,
+                         size_t key_len, cvg_scan_row *row, int *found, cvg_error *err) {
+  sqlite_store *st = (sqlite_store *)base;
+  *found = 0;
+  cvg_value vals[FETCH_MAX_KEY];
+  size_t n_vals = 0;
+  cvg_buf scratch, sig;
+  cvg_buf_init(&scratch, ROW_MAX);
+  cvg_buf_init(&sig, SQL_MAX);
+  int rc = cvg_decode_tuple(key, key_len, vals, FETCH_MAX_KEY, &n_vals, &scratch);
+  if (rc || n_vals != spec->n_key) {
+    rc = cvg_error_set(err, CVG_ECORRUPT, base->url, "malformed key passed to lookup");
+    goto done;
+  }
+  if (spec_signature(spec, &sig)) {
+    rc = cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
+    goto done;
+  }
+  if (!st->lookup || strcmp(st->lookup_sig, (const char *)sig.data) != 0) {
+    if (st->lookup)
+      sqlite_scan_close((cvg_scan *)st->lookup);
+    st->lookup = NULL;
+    free(st->lookup_sig);
+    st->lookup_sig = strdup((const char *)sig.data);
+    if (!st->lookup_sig) {
+      rc = cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
+      goto done;
+    }
+    if ((rc = scan_build(st, spec, SCAN_LOOKUP, &st->lookup, err)))
+      goto done;
+  }
+  sqlite3_reset(st->lookup->stmt);
+  for (size_t i = 0; i < n_vals; i++)
+    bind_value(st->lookup->stmt, (int)i + 1, &vals[i]);
+  rc = sqlite_scan_next((cvg_scan *)st->lookup, row, err);
+  if (rc == CVG_OK)
+    *found = 1;
+  else if (rc == CVG_DONE)
+    rc = CVG_OK;
+done:
+  cvg_buf_release(&scratch);
+  cvg_buf_release(&sig);
+  return rc;
+}
+
+/* ---- converge's own tables: heartbeat and canary rows, never the user's data ---- */
+
+/* Runs sql (with ?1.. bound by the caller through bind) to completion. Returns CVG_ENOTABLE
+ * when a table it names does not exist. */
+static int own_prepare(sqlite_store *st, const char *const *parts, size_t n_parts,
+                       const char *table, sqlite3_stmt **out, cvg_error *err) {
+  cvg_buf sql;
+  cvg_buf_init(&sql, SQL_MAX);
+  int rc = 0;
+  for (size_t i = 0; !rc && i < n_parts; i++)
+    rc = parts[i] ? cvgi_append_str(&sql, parts[i]) : cvgi_quote_ident(&sql, table);
+  rc = rc || cvg_buf_append(&sql, "", 1);
+  if (rc) {
+    cvg_buf_release(&sql);
+    return cvg_error_set(err, CVG_ENOMEM, st->base.url, "out of memory");
+  }
+  int src = sqlite3_prepare_v2(st->db, (const char *)sql.data, -1, out, NULL);
+  cvg_buf_release(&sql);
+  if (src == SQLITE_OK)
+    return CVG_OK;
+  const char *msg = sqlite3_errmsg(st->db);
+  if (strstr(msg, "no such table")) {
+    cvg_error_set(err, CVG_ENOTABLE, st->base.url, "no table '%s' (converge's own table)", table);
+    cvg_error_hint(err, "it is created on the authority when create_tables is true, and reaches "
+                        "other replicas through replication");
+    return CVG_ENOTABLE;
+  }
+  return sqlite_fail(st, src, "cannot use converge's table", err);
+}
+
+static int own_step(sqlite_store *st, sqlite3_stmt *s, const char *doing, cvg_error *err) {
+  int src = sqlite3_step(s);
+  int rc = src == SQLITE_DONE || src == SQLITE_ROW ? CVG_OK : sqlite_fail(st, src, doing, err);
+  sqlite3_finalize(s);
+  return rc;
+}
+
+static int own_writable(sqlite_store *st, cvg_error *err) {
+  if (!st->readonly)
+    return CVG_OK;
+  return cvg_error_set(err, CVG_EACCES, st->base.url, "the replica was opened read-only");
+}
+
+static int sqlite_own_create(sqlite_store *st, const char *table, const char *cols,
+                             cvg_error *err) {
+  const char *parts[] = {"CREATE TABLE IF NOT EXISTS ", NULL, cols};
+  sqlite3_stmt *s = NULL;
+  int rc = own_prepare(st, parts, 3, table, &s, err);
+  return rc ? rc : own_step(st, s, "cannot create converge's table", err);
+}
+
+static int sqlite_heartbeat_write(cvg_store *base, const char *table, const char *source,
+                                  int64_t seq, double ts, int create, cvg_error *err) {
+  sqlite_store *st = (sqlite_store *)base;
+  int rc = own_writable(st, err);
+  if (!rc && create)
+    rc = sqlite_own_create(
+        st, table, " (source TEXT PRIMARY KEY, seq INTEGER NOT NULL, ts REAL NOT NULL)", err);
+  if (rc)
+    return rc;
+  const char *parts[] = {"INSERT INTO ", NULL,
+                         " (source, seq, ts) VALUES (?1, ?2, ?3) ON CONFLICT(source) DO UPDATE "
+                         "SET seq = excluded.seq, ts = excluded.ts"};
+  sqlite3_stmt *s = NULL;
+  if ((rc = own_prepare(st, parts, 3, table, &s, err)))
+    return rc;
+  sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(s, 2, seq);
+  sqlite3_bind_double(s, 3, ts);
+  return own_step(st, s, "cannot write the heartbeat", err);
+}
+
+static int sqlite_heartbeat_read(cvg_store *base, const char *table, const char *source,
+                                 int64_t *seq, double *ts, int *found, cvg_error *err) {
+  sqlite_store *st = (sqlite_store *)base;
+  const char *parts[] = {"SELECT seq, ts FROM ", NULL, " WHERE source = ?1"};
+  sqlite3_stmt *s = NULL;
+  *found = 0;
+  int rc = own_prepare(st, parts, 3, table, &s, err);
+  if (rc)
+    return rc;
+  sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
+  int src = sqlite3_step(s);
+  if (src == SQLITE_ROW) {
+    *found = 1;
+    *seq = sqlite3_column_int64(s, 0);
+    *ts = sqlite3_column_double(s, 1);
+  } else if (src != SQLITE_DONE) {
+    rc = sqlite_fail(st, src, "cannot read the heartbeat", err);
+  }
+  sqlite3_finalize(s);
+  return rc;
+}
+
+static int sqlite_canary_write(cvg_store *base, const char *table, const char *source,
+                               const char *token, double ts, int create, cvg_error *err) {
+  sqlite_store *st = (sqlite_store *)base;
+  int rc = own_writable(st, err);
+  if (!rc && create)
+    rc = sqlite_own_create(
+        st, table, " (token TEXT PRIMARY KEY, source TEXT NOT NULL, ts REAL NOT NULL)", err);
+  if (rc)
+    return rc;
+  const char *parts[] = {"INSERT OR REPLACE INTO ", NULL, " (token, source, ts) VALUES (?1, ?2, ?3)"};
+  sqlite3_stmt *s = NULL;
+  if ((rc = own_prepare(st, parts, 3, table, &s, err)))
+    return rc;
+  sqlite3_bind_text(s, 1, token, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 2, source, -1, SQLITE_STATIC);
+  sqlite3_bind_double(s, 3, ts);
+  return own_step(st, s, "cannot write the canary", err);
+}
+
+static int sqlite_canary_seen(cvg_store *base, const char *table, const char *token, int *found,
+                              cvg_error *err) {
+  sqlite_store *st = (sqlite_store *)base;
+  const char *parts[] = {"SELECT 1 FROM ", NULL, " WHERE token = ?1"};
+  sqlite3_stmt *s = NULL;
+  *found = 0;
+  int rc = own_prepare(st, parts, 3, table, &s, err);
+  if (rc)
+    return rc;
+  sqlite3_bind_text(s, 1, token, -1, SQLITE_STATIC);
+  int src = sqlite3_step(s);
+  if (src == SQLITE_ROW)
+    *found = 1;
+  else if (src != SQLITE_DONE)
+    rc = sqlite_fail(st, src, "cannot read the canary", err);
+  sqlite3_finalize(s);
+  return rc;
+}
+
+static int sqlite_canary_purge(cvg_store *base, const char *table, const char *source,
+                               double before, cvg_error *err) {
+  sqlite_store *st = (sqlite_store *)base;
+  int rc = own_writable(st, err);
+  if (rc)
+    return rc;
+  const char *parts[] = {"DELETE FROM ", NULL, " WHERE source = ?1 AND ts < ?2"};
+  sqlite3_stmt *s = NULL;
+  if ((rc = own_prepare(st, parts, 3, table, &s, err)))
+    return rc;
+  sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
+  sqlite3_bind_double(s, 2, before);
+  return own_step(st, s, "cannot purge old canaries", err);
+}
+
+static int sqlite_scalar(cvg_store *base, const char *expr, double *out, int *is_null,
+                         cvg_error *err) {
+  sqlite_store *st = (sqlite_store *)base;
+  cvg_buf sql;
+  cvg_buf_init(&sql, SQL_MAX);
+  int rc = cvgi_append_str(&sql, "SELECT (\n") || cvgi_append_str(&sql, expr) ||
+           cvgi_append_str(&sql, "\n) FROM ") || cvgi_quote_ident(&sql, st->table) ||
+           cvg_buf_append(&sql, "", 1);
+  if (rc) {
+    cvg_buf_release(&sql);
+    return cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
+  }
+  sqlite3_stmt *s = NULL;
+  const char *tail = NULL;
+  int src = sqlite3_prepare_v2(st->db, (const char *)sql.data, -1, &s, &tail);
+  cvg_buf_release(&sql);
+  if (src != SQLITE_OK || (tail && *tail)) {
+    rc = cvg_error_set(err, CVG_ESQL, base->url, "cannot evaluate aggregate '%s': %s", expr,
+                       src != SQLITE_OK ? sqlite3_errmsg(st->db) : "text follows it");
+    cvg_error_hint(err, "give one aggregate over the table's columns, e.g. sum(balance)");
+    sqlite3_finalize(s);
+    return rc;
+  }
+  src = sqlite3_step(s);
+  if (src == SQLITE_ROW) {
+    *is_null = sqlite3_column_type(s, 0) == SQLITE_NULL;
+    *out = sqlite3_column_double(s, 0);
+  } else {
+    rc = sqlite_fail(st, src, "cannot evaluate the aggregate", err);
+  }
+  sqlite3_finalize(s);
+  return rc;
+}
+
 const cvg_store_ops cvgi_sqlite_ops = {
     .scheme = "sqlite",
     .open = sqlite_open,
@@ -1010,4 +1320,11 @@ const cvg_store_ops cvgi_sqlite_ops = {
     .scan_next = sqlite_scan_next,
     .scan_close = sqlite_scan_close,
     .fetch = sqlite_fetch,
+    .lookup = sqlite_lookup,
+    .heartbeat_write = sqlite_heartbeat_write,
+    .heartbeat_read = sqlite_heartbeat_read,
+    .canary_write = sqlite_canary_write,
+    .canary_seen = sqlite_canary_seen,
+    .canary_purge = sqlite_canary_purge,
+    .scalar = sqlite_scalar,
 };

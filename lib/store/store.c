@@ -139,3 +139,55 @@ int cvg_tombstone_truthy(const cvg_value *v) {
   }
   return 1;
 }
+
+static int unsupported(cvg_store *st, const char *what, cvg_error *err) {
+  return cvg_error_set(err, CVG_EINVAL, st->url, "the %s engine cannot %s", st->ops->scheme, what);
+}
+
+int cvg_store_lookup(cvg_store *st, const cvg_scan_spec *spec, const unsigned char *key,
+                     size_t key_len, cvg_scan_row *row, int *found, cvg_error *err) {
+  if (!st->ops->lookup)
+    return unsupported(st, "look up keys", err);
+  return st->ops->lookup(st, spec, key, key_len, row, found, err);
+}
+
+int cvg_store_heartbeat_write(cvg_store *st, const char *table, const char *source, int64_t seq,
+                              double ts, int create, cvg_error *err) {
+  if (!st->ops->heartbeat_write)
+    return unsupported(st, "write heartbeats", err);
+  return st->ops->heartbeat_write(st, table, source, seq, ts, create, err);
+}
+
+int cvg_store_heartbeat_read(cvg_store *st, const char *table, const char *source, int64_t *seq,
+                             double *ts, int *found, cvg_error *err) {
+  if (!st->ops->heartbeat_read)
+    return unsupported(st, "read heartbeats", err);
+  return st->ops->heartbeat_read(st, table, source, seq, ts, found, err);
+}
+
+int cvg_store_canary_write(cvg_store *st, const char *table, const char *source,
+                           const char *token, double ts, int create, cvg_error *err) {
+  if (!st->ops->canary_write)
+    return unsupported(st, "write canaries", err);
+  return st->ops->canary_write(st, table, source, token, ts, create, err);
+}
+
+int cvg_store_canary_seen(cvg_store *st, const char *table, const char *token, int *found,
+                          cvg_error *err) {
+  if (!st->ops->canary_seen)
+    return unsupported(st, "read canaries", err);
+  return st->ops->canary_seen(st, table, token, found, err);
+}
+
+int cvg_store_canary_purge(cvg_store *st, const char *table, const char *source, double before,
+                           cvg_error *err) {
+  if (!st->ops->canary_purge)
+    return unsupported(st, "purge canaries", err);
+  return st->ops->canary_purge(st, table, source, before, err);
+}
+
+int cvg_store_scalar(cvg_store *st, const char *expr, double *out, int *is_null, cvg_error *err) {
+  if (!st->ops->scalar)
+    return unsupported(st, "evaluate aggregates", err);
+  return st->ops->scalar(st, expr, out, is_null, err);
+}
