@@ -109,6 +109,9 @@ typedef struct cvg_diff_options {
   const char *where;         /* NULL: all rows */
   uint32_t n_shards;         /* >= 1 */
   int stop_at_first;         /* 1: stop at the first divergence (for --quiet) */
+  int digests;               /* 1: also compute every replica's shard digests (encode.h) */
+  double rows_per_sec;       /* > 0: each reader reads at most this many rows per second */
+  const volatile int *cancel; /* when set and *cancel becomes nonzero, the run stops early */
 } cvg_diff_options;
 
 typedef struct cvg_diff_summary {
@@ -119,6 +122,9 @@ typedef struct cvg_diff_summary {
   uint64_t *by_shard;                   /* n_shards counters; OWNED by the diff */
   uint32_t n_shards;
   int stopped_early; /* 1 if stop_at_first or the callback stopped it */
+  /* With digests: replica i's digest of shard s is digest[i * n_shards + s]. OWNED by the diff;
+   * NULL without digests. */
+  cvg_fp *digest;
 } cvg_diff_summary;
 
 typedef struct cvg_diff cvg_diff;

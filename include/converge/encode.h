@@ -94,6 +94,26 @@ void cvg_fp_hex(cvg_fp fp, char hex[33]);
 /* The shard of an encoded key: XXH3-64 of the key bytes modulo n_shards (n_shards >= 1). */
 uint32_t cvg_shard_of(const void *key, size_t n, uint32_t n_shards);
 
+/*
+ * Shard digests. A shard's digest on a replica is the sum, modulo 2^128, of one contribution per
+ * live row: XXH3-128 of (XXH3-64 of the key, 8 bytes big-endian) + (the row fingerprint, 16
+ * bytes) + (the encoded version). A sum is independent of row order and can be updated one row
+ * at a time: add the new contribution, subtract the old. Absent and tombstoned rows contribute
+ * nothing, as the classifier treats "deleted everywhere" as agreement.
+ */
+cvg_fp cvg_digest_contribution(const unsigned char *key, size_t key_len, cvg_fp fp,
+                               const unsigned char *version, size_t version_len);
+static inline void cvg_digest_add(cvg_fp *d, cvg_fp c) {
+  uint64_t lo = d->lo + c.lo;
+  d->hi += c.hi + (lo < d->lo);
+  d->lo = lo;
+}
+static inline void cvg_digest_sub(cvg_fp *d, cvg_fp c) {
+  uint64_t lo = d->lo - c.lo;
+  d->hi -= c.hi + (lo > d->lo);
+  d->lo = lo;
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -324,3 +324,29 @@ uint32_t cvg_shard_of(const void *key, size_t n, uint32_t n_shards) {
     return 0;
   return (uint32_t)(XXH3_64bits(key, n) % n_shards);
 }
+
+cvg_fp cvg_digest_contribution(const unsigned char *key, size_t key_len, cvg_fp fp,
+                               const unsigned char *version, size_t version_len) {
+  unsigned char buf[24 + 64];
+  uint64_t kh = XXH3_64bits(key, key_len);
+  for (int i = 0; i < 8; i++) {
+    buf[i] = (unsigned char)(kh >> (56 - 8 * i));
+    buf[8 + i] = (unsigned char)(fp.hi >> (56 - 8 * i));
+    buf[16 + i] = (unsigned char)(fp.lo >> (56 - 8 * i));
+  }
+  XXH128_hash_t h;
+  if (version_len <= 64) {
+    if (version_len)
+      memcpy(buf + 24, version, version_len);
+    h = XXH3_128bits(buf, 24 + version_len);
+  } else { /* a long version (text): hash it into the fixed part first */
+    XXH128_hash_t vh = XXH3_128bits(version, version_len);
+    for (int i = 0; i < 8; i++) {
+      buf[24 + i] = (unsigned char)(vh.high64 >> (56 - 8 * i));
+      buf[32 + i] = (unsigned char)(vh.low64 >> (56 - 8 * i));
+    }
+    h = XXH3_128bits(buf, 40);
+  }
+  cvg_fp c = {h.high64, h.low64};
+  return c;
+}

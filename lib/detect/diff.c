@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define BATCH_ROWS 8192
 #define BATCH_BYTES (4u << 20) /* a batch is flushed early once its arenas hold this much */
@@ -57,6 +58,7 @@ typedef struct reader {
   cvg_error err; /* detail of status */
   cvg_buf prev;  /* last key of the previous batch, for the order check */
   uint64_t rows; /* rows read */
+  double started_at; /* monotonic seconds at start, for the throttle */
   /* merger side */
   batch *cur; /* batch being merged, or NULL */
   size_t pos; /* next row in cur */
@@ -79,6 +81,10 @@ struct cvg_diff {
   char warnings[WARN_MAX];
   reader *readers;    /* OWNED during run */
   uint64_t *by_shard; /* OWNED */
+  int digests;        /* compute shard digests */
+  cvg_fp *digest;     /* OWNED; n * n_shards when digests */
+  double rows_per_sec;        /* reader throttle, 0 = none */
+  const volatile int *cancel; /* BORROWED; stop when nonzero */
 };
 
 /* ---- string lists ---- */
@@ -333,6 +339,9 @@ int cvg_diff_prepare(cvg_diff **out, const cvg_diff_options *opt, cvg_error *err
   d->n = opt->n_urls;
   d->n_shards = opt->n_shards;
   d->stop_at_first = opt->stop_at_first;
+  d->digests = opt->digests;
+  d->rows_per_sec = opt->rows_per_sec;
+  d->cancel = opt->cancel;
   for (size_t i = 0; i < d->n; i++) {
     d->urls[i] = strdup(opt->urls[i]);
     if (!d->urls[i]) {
@@ -363,7 +372,9 @@ int cvg_diff_prepare(cvg_diff **out, const cvg_diff_options *opt, cvg_error *err
   d->spec.vvec_col = d->vvec_col;
   d->spec.where = d->where;
   d->by_shard = calloc(d->n_shards, sizeof *d->by_shard);
-  if (!d->by_shard) {
+  if (d->digests)
+    d->digest = calloc((size_t)d->n * d->n_shards, sizeof *d->digest);
+  if (!d->by_shard || (d->digests && !d->digest)) {
     rc = cvg_error_set(err, CVG_ENOMEM, "", "out of memory");
     goto fail;
   }
@@ -394,6 +405,7 @@ void cvg_diff_free(cvg_diff *d) {
   free(d->vvec_col);
   free(d->where);
   free(d->by_shard);
+  free(d->digest);
   free(d);
 }
 
@@ -501,6 +513,31 @@ static int fill_batch(reader *r, batch *b) {
   return CVG_OK;
 }
 
+static double mono_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Holds a reader to rows_per_sec: after each batch, sleeps until the rows read so far are due.
+ * Sleeps in short steps so that a cancelled run stops promptly. */
+static void throttle(reader *r) {
+  double rate = r->d->rows_per_sec;
+  if (rate <= 0)
+    return;
+  for (;;) {
+    double due = r->started_at + (double)r->rows / rate, now = mono_now();
+    pthread_mutex_lock(&r->mu);
+    int cancel = r->cancel;
+    pthread_mutex_unlock(&r->mu);
+    if (now >= due || cancel || (r->d->cancel && *r->d->cancel))
+      return;
+    double step = due - now < 0.1 ? due - now : 0.1;
+    struct timespec ts = {(time_t)step, (long)((step - (double)(time_t)step) * 1e9)};
+    nanosleep(&ts, NULL);
+  }
+}
+
 static void *reader_main(void *arg) {
   reader *r = arg;
   int rc = CVG_OK;
@@ -514,6 +551,7 @@ static void *reader_main(void *arg) {
     if (cancel)
       break;
     rc = fill_batch(r, b);
+    throttle(r);
     if (b->n) { /* remember the last key for the order check across batches */
       size_t n;
       const unsigned char *k = bkey(b, b->n - 1, &n);
@@ -648,6 +686,14 @@ static int merge(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
       r->pos++;
     }
     sum->keys++;
+    if (d->digests) {
+      uint32_t shard = cvg_shard_of(min, min_len, d->n_shards);
+      for (size_t i = 0; i < d->n; i++)
+        if (copies[i].state == CVG_LIVE)
+          cvg_digest_add(&d->digest[i * d->n_shards + shard],
+                         cvg_digest_contribution(min, min_len, copies[i].fp, copies[i].version,
+                                                 copies[i].version_len));
+    }
     int cls = cvg_classify(copies, d->n, use_version, use_vvec, err);
     if (cls < 0) {
       if (err)
@@ -672,6 +718,8 @@ static int merge(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
       if (!r->done && r->pos == r->cur->n && (rc = next_batch(r, err)))
         return rc;
     }
+    if (d->cancel && *d->cancel)
+      stop = 1;
     if (stop) {
       sum->stopped_early = 1;
       return CVG_OK;
@@ -684,6 +732,10 @@ int cvg_diff_run(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
   memset(d->by_shard, 0, d->n_shards * sizeof *d->by_shard);
   sum->by_shard = d->by_shard;
   sum->n_shards = d->n_shards;
+  if (d->digests) {
+    memset(d->digest, 0, d->n * d->n_shards * sizeof *d->digest);
+    sum->digest = d->digest;
+  }
   int rc = CVG_OK;
   d->readers = calloc(d->n, sizeof *d->readers);
   if (!d->readers)
@@ -692,6 +744,7 @@ int cvg_diff_run(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
     reader *r = &d->readers[i];
     r->d = d;
     r->idx = i;
+    r->started_at = mono_now();
     cvg_buf_init(&r->prev, ARENA_MAX);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
