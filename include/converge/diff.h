@@ -103,14 +103,14 @@ typedef struct cvg_diff_options {
   size_t n_columns;
   const char *const *exclude; /* removed from the compared columns */
   size_t n_exclude;
-  const char *version_col;   /* NULL: none */
-  const char *tombstone_col; /* NULL: none */
-  const char *vvec_col;      /* NULL: none */
-  const char *where;         /* NULL: all rows */
-  uint32_t n_shards;         /* >= 1 */
-  int stop_at_first;         /* 1: stop at the first divergence (for --quiet) */
-  int digests;               /* 1: also compute every replica's shard digests (encode.h) */
-  double rows_per_sec;       /* > 0: each reader reads at most this many rows per second */
+  const char *version_col;    /* NULL: none */
+  const char *tombstone_col;  /* NULL: none */
+  const char *vvec_col;       /* NULL: none */
+  const char *where;          /* NULL: all rows */
+  uint32_t n_shards;          /* >= 1 */
+  int stop_at_first;          /* 1: stop at the first divergence (for --quiet) */
+  int digests;                /* 1: also compute every replica's shard digests (encode.h) */
+  double rows_per_sec;        /* > 0: each reader reads at most this many rows per second */
   const volatile int *cancel; /* when set and *cancel becomes nonzero, the run stops early */
 } cvg_diff_options;
 
@@ -125,6 +125,10 @@ typedef struct cvg_diff_summary {
   /* With digests: replica i's digest of shard s is digest[i * n_shards + s]. OWNED by the diff;
    * NULL without digests. */
   cvg_fp *digest;
+  /* The greatest encoded version read from each replica (a watermark for incremental scans);
+   * length 0 when none. OWNED by the diff, valid until the next run or cvg_diff_free. */
+  const unsigned char *max_version[CVG_DIFF_MAX_REPLICAS];
+  size_t max_version_len[CVG_DIFF_MAX_REPLICAS];
 } cvg_diff_summary;
 
 typedef struct cvg_diff cvg_diff;

@@ -115,8 +115,8 @@ typedef struct cvg_store_ops {
   int (*fetch)(cvg_store *st, const cvg_scan_spec *spec, const unsigned char *key, size_t key_len,
                const char *const *cols, size_t n_cols, cvg_buf *out, int *found, cvg_error *err);
   /* The rest may be NULL when an engine lacks them (see the cvg_store_* wrappers). */
-  int (*lookup)(cvg_store *st, const cvg_scan_spec *spec, const unsigned char *key,
-                size_t key_len, cvg_scan_row *row, int *found, cvg_error *err);
+  int (*lookup)(cvg_store *st, const cvg_scan_spec *spec, const unsigned char *key, size_t key_len,
+                cvg_scan_row *row, int *found, cvg_error *err);
   int (*heartbeat_write)(cvg_store *st, const char *table, const char *source, int64_t seq,
                          double ts, int create, cvg_error *err);
   int (*heartbeat_read)(cvg_store *st, const char *table, const char *source, int64_t *seq,
@@ -179,8 +179,8 @@ int cvg_store_heartbeat_write(cvg_store *st, const char *table, const char *sour
                               double ts, int create, cvg_error *err);
 int cvg_store_heartbeat_read(cvg_store *st, const char *table, const char *source, int64_t *seq,
                              double *ts, int *found, cvg_error *err);
-int cvg_store_canary_write(cvg_store *st, const char *table, const char *source,
-                           const char *token, double ts, int create, cvg_error *err);
+int cvg_store_canary_write(cvg_store *st, const char *table, const char *source, const char *token,
+                           double ts, int create, cvg_error *err);
 int cvg_store_canary_seen(cvg_store *st, const char *table, const char *token, int *found,
                           cvg_error *err);
 /* Deletes source's canaries written before the time before. */

@@ -50,14 +50,14 @@ typedef struct reader {
   pthread_mutex_t mu; /* guards head, tail, eof, cancel, status, err */
   pthread_cond_t cv;
   batch ring[RING];
-  size_t head;   /* batches published (writer) */
-  size_t tail;   /* batches handed back (merger) */
-  int eof;       /* the reader has published its last batch */
-  int cancel;    /* the merger asks the reader to stop */
-  int status;    /* CVG_OK, or the error that ended the scan */
-  cvg_error err; /* detail of status */
-  cvg_buf prev;  /* last key of the previous batch, for the order check */
-  uint64_t rows; /* rows read */
+  size_t head;       /* batches published (writer) */
+  size_t tail;       /* batches handed back (merger) */
+  int eof;           /* the reader has published its last batch */
+  int cancel;        /* the merger asks the reader to stop */
+  int status;        /* CVG_OK, or the error that ended the scan */
+  cvg_error err;     /* detail of status */
+  cvg_buf prev;      /* last key of the previous batch, for the order check */
+  uint64_t rows;     /* rows read */
   double started_at; /* monotonic seconds at start, for the throttle */
   /* merger side */
   batch *cur; /* batch being merged, or NULL */
@@ -79,12 +79,13 @@ struct cvg_diff {
   int stop_at_first;
   cvg_scan_spec spec; /* views of the lists above */
   char warnings[WARN_MAX];
-  reader *readers;    /* OWNED during run */
-  uint64_t *by_shard; /* OWNED */
-  int digests;        /* compute shard digests */
-  cvg_fp *digest;     /* OWNED; n * n_shards when digests */
-  double rows_per_sec;        /* reader throttle, 0 = none */
-  const volatile int *cancel; /* BORROWED; stop when nonzero */
+  reader *readers;                       /* OWNED during run */
+  uint64_t *by_shard;                    /* OWNED */
+  int digests;                           /* compute shard digests */
+  cvg_fp *digest;                        /* OWNED; n * n_shards when digests */
+  cvg_buf maxver[CVG_DIFF_MAX_REPLICAS]; /* greatest version read from each replica */
+  double rows_per_sec;                   /* reader throttle, 0 = none */
+  const volatile int *cancel;            /* BORROWED; stop when nonzero */
 };
 
 /* ---- string lists ---- */
@@ -331,6 +332,9 @@ int cvg_diff_prepare(cvg_diff **out, const cvg_diff_options *opt, cvg_error *err
       }
 
   cvg_diff *d = calloc(1, sizeof *d);
+  if (d)
+    for (size_t i = 0; i < CVG_DIFF_MAX_REPLICAS; i++)
+      cvg_buf_init(&d->maxver[i], 1u << 20);
   cvg_table_desc desc[CVG_DIFF_MAX_REPLICAS];
   memset(desc, 0, sizeof desc);
   if (!d)
@@ -406,6 +410,8 @@ void cvg_diff_free(cvg_diff *d) {
   free(d->where);
   free(d->by_shard);
   free(d->digest);
+  for (size_t i = 0; i < CVG_DIFF_MAX_REPLICAS; i++)
+    cvg_buf_release(&d->maxver[i]);
   free(d);
 }
 
@@ -681,6 +687,13 @@ static int merge(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
       c->fp = b->fp[p];
       c->version_len = b->ver_off[p + 1] - b->ver_off[p];
       c->version = c->version_len ? b->vers.data + b->ver_off[p] : NULL;
+      if (c->version_len &&
+          (d->maxver[i].len == 0 ||
+           cvg_key_compare(c->version, c->version_len, d->maxver[i].data, d->maxver[i].len) > 0)) {
+        cvg_buf_reset(&d->maxver[i]);
+        if (cvg_buf_append(&d->maxver[i], c->version, c->version_len))
+          return cvg_error_set(err, CVG_ENOMEM, d->urls[i], "out of memory");
+      }
       c->vvec_len = b->vv_off[p + 1] - b->vv_off[p];
       c->vvec = c->vvec_len ? b->vvs.data + b->vv_off[p] : NULL;
       r->pos++;
@@ -736,6 +749,8 @@ int cvg_diff_run(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
     memset(d->digest, 0, d->n * d->n_shards * sizeof *d->digest);
     sum->digest = d->digest;
   }
+  for (size_t i = 0; i < d->n; i++)
+    cvg_buf_reset(&d->maxver[i]);
   int rc = CVG_OK;
   d->readers = calloc(d->n, sizeof *d->readers);
   if (!d->readers)
@@ -770,8 +785,11 @@ int cvg_diff_run(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
 done:
   if (d->readers) {
     stop_readers(d); /* joined: rows are final */
-    for (size_t i = 0; i < d->n; i++)
+    for (size_t i = 0; i < d->n; i++) {
       sum->rows[i] = d->readers[i].rows;
+      sum->max_version[i] = d->maxver[i].data;
+      sum->max_version_len[i] = d->maxver[i].len;
+    }
   }
   free_readers(d);
   return rc;

@@ -34,12 +34,12 @@
 #define ROW_MAX (1u << 30) /* largest encoded row we accept */
 
 typedef struct sqlite_store {
-  cvg_store base;      /* must be first */
-  sqlite3 *db;         /* OWNED connection */
-  char *path;          /* OWNED; file path as opened */
-  char *table;         /* OWNED; table name */
-  sqlite3_stmt *fetch; /* OWNED; cached fetch statement, or NULL */
-  char *fetch_sql;     /* OWNED; the SQL of fetch */
+  cvg_store base;             /* must be first */
+  sqlite3 *db;                /* OWNED connection */
+  char *path;                 /* OWNED; file path as opened */
+  char *table;                /* OWNED; table name */
+  sqlite3_stmt *fetch;        /* OWNED; cached fetch statement, or NULL */
+  char *fetch_sql;            /* OWNED; the SQL of fetch */
   struct sqlite_scan *lookup; /* OWNED; cached key lookup (a SCAN_LOOKUP scan), or NULL */
   char *lookup_sig;           /* OWNED; the spec lookup was built for */
   int readonly;               /* opened with CVG_STORE_READONLY */
@@ -754,9 +754,9 @@ static void sqlite_scan_close(cvg_scan *base);
 static int bind_value(sqlite3_stmt *s, int i, const cvg_value *v);
 
 enum scan_mode {
-  SCAN_ALL,    /* every row (or --where), in key order */
-  SCAN_SINCE,  /* rows whose version >= ?1 (spec->since), in no particular order */
-  SCAN_LOOKUP  /* the row whose key IS ?1..?n */
+  SCAN_ALL,   /* every row (or --where), in key order */
+  SCAN_SINCE, /* rows whose version >= ?1 (spec->since), in no particular order */
+  SCAN_LOOKUP /* the row whose key IS ?1..?n */
 };
 
 static int scan_build(sqlite_store *st, const cvg_scan_spec *spec, enum scan_mode mode,
@@ -1233,7 +1233,8 @@ static int sqlite_canary_write(cvg_store *base, const char *table, const char *s
         st, table, " (token TEXT PRIMARY KEY, source TEXT NOT NULL, ts REAL NOT NULL)", err);
   if (rc)
     return rc;
-  const char *parts[] = {"INSERT OR REPLACE INTO ", NULL, " (token, source, ts) VALUES (?1, ?2, ?3)"};
+  const char *parts[] = {"INSERT OR REPLACE INTO ", NULL,
+                         " (token, source, ts) VALUES (?1, ?2, ?3)"};
   sqlite3_stmt *s = NULL;
   if ((rc = own_prepare(st, parts, 3, table, &s, err)))
     return rc;

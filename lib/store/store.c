@@ -165,8 +165,8 @@ int cvg_store_heartbeat_read(cvg_store *st, const char *table, const char *sourc
   return st->ops->heartbeat_read(st, table, source, seq, ts, found, err);
 }
 
-int cvg_store_canary_write(cvg_store *st, const char *table, const char *source,
-                           const char *token, double ts, int create, cvg_error *err) {
+int cvg_store_canary_write(cvg_store *st, const char *table, const char *source, const char *token,
+                           double ts, int create, cvg_error *err) {
   if (!st->ops->canary_write)
     return unsupported(st, "write canaries", err);
   return st->ops->canary_write(st, table, source, token, ts, create, err);
