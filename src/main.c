@@ -17,6 +17,7 @@ static const struct {
     {"diff", cmd_diff},
     {"gen", cmd_gen},
     {"help", cmd_help},
+    {"watch", cmd_watch},
 };
 
 int main(int argc, char **argv) {

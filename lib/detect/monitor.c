@@ -1,0 +1,2196 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The monitor of `converge watch` (monitor.h): probes, their schedule, and what they found.
+ *
+ * Jobs. Each probe of each dataset (and, for per-replica probes, of each replica) is one job
+ * with an interval. The scheduler thread hands due jobs to one of two pools — quick probes
+ * (heartbeat, canary, invariants) and sweeps — and never runs a job twice at once. A job owns
+ * its replica connections (opened on first use, closed after any error so that the next run
+ * reconnects), so no connection is ever shared between threads.
+ *
+ * Heartbeat. The authority's job writes (source = dataset name, seq, ts = wall time) into the
+ * heartbeat table; each other replica's job reads that row as it arrived through replication:
+ * lag = now - ts. A replica whose seq has not moved for stall_after reads while the authority's
+ * did is "stalled"; one with no heartbeat table or row yet is "stopped" (lag unknown); one that
+ * cannot be reached is "down".
+ *
+ * Canary. The authority's job writes a row with a fresh token; each other replica's job polls
+ * for the tokens it has not seen, records now - written in a histogram when one appears, and
+ * counts a failure when one has not appeared within the timeout.
+ *
+ * Divergences. Every key found divergent is tracked in a hash table (key -> class, when first
+ * seen, each replica's state and version, each replica's digest contribution). A key is
+ * "suspected" when first seen and "confirmed" when a later check, made more than the involved
+ * replicas' lag (plus one heartbeat interval) after it was first seen, still finds it divergent;
+ * the wait never exceeds confirm_within, and a replica of unknown lag waits that long. Keys that
+ * agree again are dropped.
+ *
+ * Incremental check (with a version column): each replica's rows with version >= its watermark
+ * (the greatest version seen so far) are read through an index on the version column, every
+ * tracked key is added, and each of these keys is looked up on the replicas that did not yield
+ * it; so a re-check after k changes costs O(k) lookups. The full sweep reads everything with
+ * the diff engine (rate-limited, in its window), replaces the tracked set, the digests and the
+ * watermarks, and catches what versions cannot show: hard deletes and silent corruption.
+ *
+ * Shard digests. The full sweep computes each replica's digest of each shard exactly
+ * (encode.h). An incremental check adds each compared key's new contribution and subtracts the
+ * one remembered for a tracked key; a key that was agreeing had the same unknown contribution
+ * on every replica, so its old value is left in place. Absolute digests therefore drift from
+ * the table's true sum between full sweeps, but by the same amount on every replica: the
+ * comparison between replicas — all that "this shard differs" needs — stays exact.
+ *
+ * Locks: m->mu guards the job table and pools; each dataset's mu guards its state and is held
+ * only for memory work (never across a database call); its sweep_mu keeps the full and the
+ * incremental sweep of a dataset from running together.
+ */
+#include "converge/monitor.h"
+#include "converge/diff.h"
+#include "converge/json.h"
+#include "converge/store.h"
+#include "converge/version.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#define CONV_BUCKETS 14
+static const double conv_le[CONV_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                             1,     2.5,  5,     10,   30,  60,   120};
+#define SWEEP_BUCKETS 10
+static const double sweep_le[SWEEP_BUCKETS] = {0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600};
+#define MAX_CANARIES 64        /* canaries in flight per dataset */
+#define MAX_CHANGED (1u << 20) /* an incremental check reading more asks for a full sweep */
+#define CANARY_POLL 0.1        /* seconds between canary polls */
+#define INVARIANT_INTERVAL 1.0 /* seconds between invariant evaluations */
+
+typedef struct hist {
+  uint64_t bucket[CONV_BUCKETS + 1]; /* non-cumulative counts; last is +Inf */
+  double sum;
+  uint64_t count;
+} hist;
+
+static void hist_add(hist *h, const double *le, size_t n_le, double v) {
+  size_t i = 0;
+  while (i < n_le && v > le[i])
+    i++;
+  h->bucket[i]++;
+  h->sum += v;
+  h->count++;
+}
+
+typedef enum rstate { RS_UNKNOWN = 0, RS_OK, RS_LAGGING, RS_STALLED, RS_STOPPED, RS_DOWN } rstate;
+static const char *const rstate_names[] = {"unknown", "ok",      "lagging",
+                                           "stalled", "stopped", "down"};
+
+enum { KIND_INCR = 0, KIND_FULL = 1 };
+static const char *const kind_names[] = {"incremental", "full"};
+
+typedef struct rep {
+  const cvg_cat_replica *cfg; /* BORROWED from the catalog */
+  int up;                     /* -1 not yet known, 0 down, 1 up */
+  char error[2 * CVG_ERROR_MSG_MAX +
+             8];            /* last error (never holds a password: URLs are url_display) */
+  int hb_seen;              /* a heartbeat row has been read */
+  int64_t hb_seq;           /* newest heartbeat seq seen */
+  double hb_ts;             /* its wall time */
+  int64_t auth_seq_at_last; /* the authority's seq when hb_seq last moved */
+  int no_progress;          /* reads without progress while the authority advanced */
+  int hb_table_absent;      /* the heartbeat table is not there (yet) */
+  double lag;               /* seconds; NAN when unknown */
+  rstate state;
+  hist conv;                /* canary convergence seconds */
+  uint64_t canaries_seen;   /* canaries that arrived */
+  uint64_t canary_failures; /* canaries that did not arrive within the timeout */
+  unsigned char wm[256];    /* watermark: greatest encoded version seen */
+  size_t wm_len;            /* 0: none yet */
+  uint64_t rows_read[2];    /* by kind */
+  uint64_t probe_errors;    /* failed probe runs */
+  cvg_fp *digest;           /* OWNED; n_shards entries */
+  int digest_valid;         /* 1 once a full sweep included this replica */
+  double *agg;              /* OWNED; aggregate values, one per equal_aggregate */
+  unsigned char *agg_ok;    /* OWNED; 1 when agg[i] is known */
+} rep;
+
+/* A tracked divergent key. One allocation: the struct, then n contributions, n+1 version
+ * offsets, n replica states, the key and the versions. */
+typedef struct tracked {
+  uint64_t hash;     /* XXH3-64 of the key */
+  uint32_t shard;    /* shard of the key */
+  cvg_class cls;     /* current class */
+  int confirmed;     /* 0 suspected, 1 confirmed */
+  int agreeing;      /* size of the largest group of replicas that agree */
+  double first_seen; /* wall time first found divergent */
+  double confirmed_at;
+  double last_checked;
+  size_t key_len;
+  cvg_fp *contrib;        /* per replica: digest contribution (zero when absent) */
+  uint32_t *ver_off;      /* per replica: version bytes at [ver_off[i], ver_off[i+1]) */
+  unsigned char *rstates; /* per replica: 0 absent, 1 live, 2 tombstone, 3 unknown (down) */
+  unsigned char *key;     /* key bytes, then the versions */
+} tracked;
+
+typedef struct canary {
+  char token[64];      /* unique token */
+  double written_mono; /* monotonic time of the write */
+  uint32_t pending;    /* replicas that have not seen it (bit per replica) */
+} canary;
+
+typedef struct inv_result {
+  const char *name; /* invariant name, or the aggregate expression */
+  int known;        /* 0 until it can be judged */
+  int ok;           /* 1 holds */
+  double value;     /* the measured value */
+  double limit;     /* the declared bound */
+} inv_result;
+
+typedef struct dset {
+  struct cvg_monitor *m;
+  const cvg_cat_dataset *cfg; /* BORROWED */
+  size_t idx;
+  pthread_mutex_t mu;       /* guards all below */
+  pthread_mutex_t sweep_mu; /* one sweep at a time */
+  rep *reps;                /* OWNED; cfg->n_replicas */
+  size_t n;
+  int64_t hb_seq;  /* last seq written on the authority */
+  int hb_write_ok; /* last write succeeded */
+  canary canaries[MAX_CANARIES];
+  size_t n_canaries;
+  tracked **tab; /* OWNED open-addressing table of tracked keys, tab_cap slots */
+  size_t tab_cap, n_tracked;
+  uint64_t dropped;      /* divergent keys not tracked because max_tracked was reached */
+  uint64_t resolved[2];  /* tracked keys that agreed again, by state (suspected, confirmed) */
+  uint64_t keys_total;   /* keys seen by the last full sweep */
+  int have_full;         /* a full sweep has completed */
+  int full_requested;    /* an incremental check asks for a full sweep */
+  double last_full_wall; /* wall time of the last full sweep's end */
+  double last_incr_wall;
+  hist sweep_dur[2];
+  uint64_t sweeps_ok[2], sweeps_err[2];
+  int schema_drift;       /* 1 when replicas' schemas differ */
+  char schema_msg[1024];  /* what differs */
+  inv_result inv[6 + 16]; /* the invariants */
+  size_t n_inv;
+} dset;
+
+typedef enum jkind {
+  J_HB_WRITE,
+  J_HB_READ,
+  J_CANARY_WRITE,
+  J_CANARY_POLL,
+  J_INCR,
+  J_FULL,
+  J_INV
+} jkind;
+
+typedef struct job {
+  jkind kind;
+  dset *ds;
+  size_t rep;       /* replica, for per-replica jobs */
+  double interval;  /* seconds */
+  double next_due;  /* monotonic */
+  int running;      /* handed to a pool and not finished */
+  int pool;         /* 0 quick, 1 sweeps */
+  cvg_store *st;    /* OWNED connection of single-replica jobs */
+  cvg_store **sts;  /* OWNED connections of incremental checks, one per replica */
+  struct job *next; /* in a pool's queue */
+} job;
+
+typedef struct pool {
+  pthread_t *threads;
+  size_t n_threads, started;
+  job *head, *tail; /* queue */
+  pthread_cond_t cv;
+} pool;
+
+struct cvg_monitor {
+  const cvg_catalog *cat; /* BORROWED */
+  cvg_logger *lg;         /* BORROWED */
+  dset *ds;               /* OWNED; cat->n_datasets */
+  size_t n_ds;
+  job *jobs; /* OWNED */
+  size_t n_jobs;
+  pthread_mutex_t mu; /* guards jobs' running/next_due, pools, stopping */
+  pthread_cond_t sched_cv;
+  pool pools[2];
+  pthread_t sched;
+  int sched_started;
+  int stopping;
+  volatile int cancel; /* asks a running full sweep to stop */
+  double sched_beat;   /* monotonic time of the scheduler's last loop */
+  double started_wall;
+};
+
+static double mono_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void fmt_double(char *buf, size_t n, double v) {
+  if (isnan(v))
+    snprintf(buf, n, "NaN");
+  else if (isinf(v))
+    snprintf(buf, n, v > 0 ? "+Inf" : "-Inf");
+  else
+    snprintf(buf, n, "%.17g", v);
+}
+
+/* ---- tracked keys: an open-addressing table with linear probing and backward-shift delete */
+
+static size_t slot_of(const dset *ds, uint64_t h) {
+  return (size_t)h & (ds->tab_cap - 1);
+}
+
+static tracked *tr_find(dset *ds, const unsigned char *key, size_t key_len, uint64_t h,
+                        size_t *slot) {
+  if (!ds->tab_cap)
+    return NULL;
+  for (size_t i = slot_of(ds, h);; i = (i + 1) & (ds->tab_cap - 1)) {
+    tracked *t = ds->tab[i];
+    if (!t) {
+      if (slot)
+        *slot = i;
+      return NULL;
+    }
+    if (t->hash == h && t->key_len == key_len && memcmp(t->key, key, key_len) == 0) {
+      if (slot)
+        *slot = i;
+      return t;
+    }
+  }
+}
+
+static int tr_grow(dset *ds) {
+  size_t cap = ds->tab_cap ? ds->tab_cap * 2 : 1024;
+  tracked **tab = calloc(cap, sizeof *tab);
+  if (!tab)
+    return CVG_ENOMEM;
+  for (size_t i = 0; i < ds->tab_cap; i++) {
+    tracked *t = ds->tab[i];
+    if (!t)
+      continue;
+    size_t j = (size_t)t->hash & (cap - 1);
+    while (tab[j])
+      j = (j + 1) & (cap - 1);
+    tab[j] = t;
+  }
+  free(ds->tab);
+  ds->tab = tab;
+  ds->tab_cap = cap;
+  return CVG_OK;
+}
+
+static void tr_remove_slot(dset *ds, size_t i) {
+  free(ds->tab[i]);
+  ds->tab[i] = NULL;
+  ds->n_tracked--;
+  size_t mask = ds->tab_cap - 1;
+  for (size_t j = (i + 1) & mask; ds->tab[j]; j = (j + 1) & mask) {
+    size_t home = (size_t)ds->tab[j]->hash & mask;
+    /* move j back to i when i lies cyclically in [home, j) */
+    if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+      ds->tab[i] = ds->tab[j];
+      ds->tab[j] = NULL;
+      i = j;
+    }
+  }
+}
+
+static void tr_clear(dset *ds) {
+  for (size_t i = 0; i < ds->tab_cap; i++)
+    free(ds->tab[i]);
+  free(ds->tab);
+  ds->tab = NULL;
+  ds->tab_cap = ds->n_tracked = 0;
+}
+
+/* The state of one key on each replica, as gathered by a check. */
+typedef struct keystate {
+  cvg_copy copies[CVG_DIFF_MAX_REPLICAS];     /* per replica (absent for down ones) */
+  unsigned char known[CVG_DIFF_MAX_REPLICAS]; /* 1 when the replica was read */
+} keystate;
+
+/* Largest group of read replicas with the same state, fingerprint and version. */
+static int agreeing_group(const keystate *ks, size_t n) {
+  int best = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!ks->known[i])
+      continue;
+    int g = 0;
+    for (size_t j = 0; j < n; j++) {
+      if (!ks->known[j])
+        continue;
+      const cvg_copy *a = &ks->copies[i], *b = &ks->copies[j];
+      int same = a->state == b->state;
+      if (same && a->state == CVG_LIVE)
+        same = cvg_fp_equal(a->fp, b->fp) && a->version_len == b->version_len &&
+               (a->version_len == 0 || memcmp(a->version, b->version, a->version_len) == 0);
+      if (a->state != CVG_LIVE && b->state != CVG_LIVE)
+        same = 1; /* absent and tombstoned agree: deleted */
+      g += same;
+    }
+    if (g > best)
+      best = g;
+  }
+  return best;
+}
+
+static cvg_fp contribution(const unsigned char *key, size_t key_len, const cvg_copy *c) {
+  cvg_fp zero = {0, 0};
+  if (c->state != CVG_LIVE)
+    return zero;
+  return cvg_digest_contribution(key, key_len, c->fp, c->version, c->version_len);
+}
+
+/* How long a divergence on these replicas must persist before it is confirmed. */
+static double confirm_wait(const dset *ds) {
+  double wait = ds->cfg->probes.confirm_within, worst = 0;
+  int unknown = ds->cfg->authority < 0 || ds->cfg->probes.heartbeat_interval <= 0;
+  for (size_t i = 0; i < ds->n && !unknown; i++) {
+    if ((int)i == ds->cfg->authority || ds->reps[i].up == 0)
+      continue;
+    if (isnan(ds->reps[i].lag))
+      unknown = 1;
+    else if (ds->reps[i].lag > worst)
+      worst = ds->reps[i].lag;
+  }
+  if (unknown)
+    return wait;
+  /* A row written at t reaches a replica by t + D, and the newest heartbeat there is at most one
+   * interval older than that, so D <= lag. One more interval absorbs probe scheduling jitter. */
+  worst += 2 * ds->cfg->probes.heartbeat_interval;
+  return worst < wait ? worst : wait;
+}
+
+/*
+ * Records the result of checking one key (called with ds->mu held). cls is its class among the
+ * replicas read. Updates digests, the tracked set and the confirmation state.
+ */
+static void record_key(dset *ds, const unsigned char *key, size_t key_len, cvg_class cls,
+                       const keystate *ks, double now, double wait, int update_digests) {
+  uint64_t h = XXH3_64bits(key, key_len);
+  size_t slot = 0;
+  tracked *t = tr_find(ds, key, key_len, h, &slot);
+  uint32_t shard = cvg_shard_of(key, key_len, ds->cfg->shards);
+  if (update_digests) {
+    for (size_t i = 0; i < ds->n; i++) {
+      if (!ks->known[i] || !ds->reps[i].digest_valid)
+        continue;
+      cvg_fp c = contribution(key, key_len, &ks->copies[i]);
+      if (t)
+        cvg_digest_sub(&ds->reps[i].digest[shard], t->contrib[i]);
+      if (t || cls != CVG_CLASS_NONE)
+        cvg_digest_add(&ds->reps[i].digest[shard], c);
+    }
+  }
+  if (cls == CVG_CLASS_NONE) {
+    if (t) {
+      ds->resolved[t->confirmed]++;
+      tr_remove_slot(ds, slot);
+    }
+    return;
+  }
+  size_t vlen = 0;
+  for (size_t i = 0; i < ds->n; i++)
+    vlen += ks->known[i] ? ks->copies[i].version_len : (t ? t->ver_off[i + 1] - t->ver_off[i] : 0);
+  size_t n = ds->n;
+  size_t size =
+      sizeof(tracked) + n * sizeof(cvg_fp) + (n + 1) * sizeof(uint32_t) + n + key_len + vlen;
+  tracked *nt = malloc(size);
+  if (!nt)
+    return; /* out of memory: the key stays as it was; the next check retries */
+  unsigned char *p = (unsigned char *)(nt + 1);
+  nt->contrib = (cvg_fp *)p;
+  p += n * sizeof(cvg_fp);
+  nt->ver_off = (uint32_t *)p;
+  p += (n + 1) * sizeof(uint32_t);
+  nt->rstates = p;
+  p += n;
+  nt->key = p;
+  memcpy(nt->key, key, key_len);
+  nt->key_len = key_len;
+  nt->hash = h;
+  nt->shard = shard;
+  nt->cls = cls;
+  nt->first_seen = t ? t->first_seen : now;
+  nt->confirmed = t ? t->confirmed : 0;
+  nt->confirmed_at = t ? t->confirmed_at : 0;
+  nt->last_checked = now;
+  nt->agreeing = agreeing_group(ks, n);
+  uint32_t off = (uint32_t)key_len;
+  for (size_t i = 0; i < n; i++) {
+    nt->ver_off[i] = off - (uint32_t)key_len;
+    if (ks->known[i]) {
+      const cvg_copy *c = &ks->copies[i];
+      nt->contrib[i] = contribution(key, key_len, c);
+      nt->rstates[i] = c->state == CVG_LIVE ? 1 : c->state == CVG_TOMBSTONED ? 2 : 0;
+      if (c->version_len)
+        memcpy(nt->key + off, c->version, c->version_len);
+      off += (uint32_t)c->version_len;
+    } else if (t) {
+      nt->contrib[i] = t->contrib[i];
+      nt->rstates[i] = 3;
+      size_t l = t->ver_off[i + 1] - t->ver_off[i];
+      memcpy(nt->key + off, t->key + t->key_len + t->ver_off[i], l);
+      off += (uint32_t)l;
+    } else {
+      memset(&nt->contrib[i], 0, sizeof nt->contrib[i]);
+      nt->rstates[i] = 3;
+    }
+  }
+  nt->ver_off[n] = off - (uint32_t)key_len;
+  if (!nt->confirmed && now - nt->first_seen > wait && t) {
+    nt->confirmed = 1;
+    nt->confirmed_at = now;
+  }
+  if (t) {
+    free(t);
+    ds->tab[slot] = nt;
+    return;
+  }
+  if (ds->n_tracked >= ds->cfg->probes.max_tracked) {
+    ds->dropped++;
+    free(nt);
+    return;
+  }
+  if ((ds->n_tracked + 1) * 2 > ds->tab_cap) {
+    if (tr_grow(ds) != CVG_OK) {
+      free(nt);
+      return;
+    }
+    tr_find(ds, key, key_len, h, &slot);
+  }
+  ds->tab[slot] = nt;
+  ds->n_tracked++;
+}
+
+/* ---- logging helpers ---- */
+
+static void logf_event(cvg_monitor *m, cvg_log_level lvl, const char *event, const dset *ds,
+                       const rep *r, const char *k1, const char *v1, const char *k2,
+                       const char *v2) {
+  cvg_log(m->lg, lvl, event, "dataset", ds->cfg->name, r ? "replica" : k1, r ? r->cfg->name : v1,
+          r ? k1 : k2, r ? v1 : v2, r ? k2 : NULL, r ? v2 : NULL, (const char *)NULL);
+}
+
+/* Marks a replica up or down (ds->mu held), logging transitions. */
+static void set_up(cvg_monitor *m, dset *ds, rep *r, int up, const cvg_error *err) {
+  if (up) {
+    if (r->up == 0)
+      logf_event(m, CVG_LOG_INFO, "replica_up", ds, r, NULL, NULL, NULL, NULL);
+    r->up = 1;
+    r->error[0] = '\0';
+    return;
+  }
+  char msg[CVG_ERROR_MSG_MAX + CVG_ERROR_MSG_MAX + 8];
+  snprintf(msg, sizeof msg, "%s%s%s", err ? err->msg : "unreachable",
+           err && err->hint[0] ? "; " : "", err && err->hint[0] ? err->hint : "");
+  if (r->up != 0 || strcmp(r->error, msg) != 0)
+    logf_event(m, CVG_LOG_WARN, "replica_down", ds, r, "error", msg, NULL, NULL);
+  snprintf(r->error, sizeof r->error, "%s", msg);
+  r->up = 0;
+  r->state = RS_DOWN;
+  r->probe_errors++;
+}
+
+/* Opens *st for replica r if it is not open. */
+static int ensure_open(cvg_store **st, const rep *r, unsigned flags, cvg_error *err) {
+  if (*st)
+    return CVG_OK;
+  int rc = cvg_store_open(st, r->cfg->url, flags, err);
+  if (rc && err) /* never show the expanded URL: it may hold a password */
+    snprintf(err->input, sizeof err->input, "%s", r->cfg->url_display);
+  return rc;
+}
+
+static void drop_conn(cvg_store **st) {
+  cvg_store_close(*st);
+  *st = NULL;
+}
+
+/* ---- heartbeat ---- */
+
+static void job_hb_write(cvg_monitor *m, job *j) {
+  dset *ds = j->ds;
+  const cvg_cat_probes *p = &ds->cfg->probes;
+  rep *r = &ds->reps[ds->cfg->authority];
+  cvg_error err;
+  cvg_error_clear(&err);
+  int rc = ensure_open(&j->st, r, 0, &err);
+  int64_t seq = 0;
+  if (!rc && ds->hb_seq == 0) { /* continue the sequence across restarts */
+    double ts;
+    int found = 0;
+    int64_t old = 0;
+    if (cvg_store_heartbeat_read(j->st, p->heartbeat_table, ds->cfg->name, &old, &ts, &found,
+                                 NULL) == CVG_OK &&
+        found)
+      seq = old;
+  }
+  pthread_mutex_lock(&ds->mu);
+  seq = (seq > ds->hb_seq ? seq : ds->hb_seq) + 1;
+  pthread_mutex_unlock(&ds->mu);
+  double now = wall_now();
+  if (!rc)
+    rc = cvg_store_heartbeat_write(j->st, p->heartbeat_table, ds->cfg->name, seq, now,
+                                   p->create_tables, &err);
+  pthread_mutex_lock(&ds->mu);
+  if (rc) {
+    ds->hb_write_ok = 0;
+    set_up(m, ds, r, 0, &err);
+  } else {
+    ds->hb_seq = seq;
+    ds->hb_write_ok = 1;
+    set_up(m, ds, r, 1, NULL);
+    r->hb_seen = 1;
+    r->hb_seq = seq;
+    r->hb_ts = now;
+    r->lag = 0;
+    r->state = RS_OK;
+  }
+  pthread_mutex_unlock(&ds->mu);
+  if (rc)
+    drop_conn(&j->st);
+}
+
+/* The lag above which a replica is "lagging" rather than "ok". */
+static double lag_threshold(const cvg_cat_dataset *d) {
+  if (d->inv.max_lag_seconds >= 0)
+    return d->inv.max_lag_seconds;
+  return 3 * d->probes.heartbeat_interval + 1;
+}
+
+static void job_hb_read(cvg_monitor *m, job *j) {
+  dset *ds = j->ds;
+  rep *r = &ds->reps[j->rep];
+  const cvg_cat_probes *p = &ds->cfg->probes;
+  cvg_error err;
+  cvg_error_clear(&err);
+  int64_t seq = 0;
+  double ts = 0;
+  int found = 0;
+  int rc = ensure_open(&j->st, r, CVG_STORE_READONLY, &err);
+  int hb = ds->cfg->authority >= 0 && p->heartbeat_interval > 0;
+  if (!rc && hb)
+    rc =
+        cvg_store_heartbeat_read(j->st, p->heartbeat_table, ds->cfg->name, &seq, &ts, &found, &err);
+  int absent = rc == CVG_ENOTABLE;
+  if (absent)
+    rc = CVG_OK;
+  double now = wall_now();
+  pthread_mutex_lock(&ds->mu);
+  if (rc) {
+    set_up(m, ds, r, 0, &err);
+  } else {
+    set_up(m, ds, r, 1, NULL);
+    rstate before = r->state;
+    r->hb_table_absent = absent;
+    if (!hb) {
+      r->state = RS_OK;
+    } else if (absent || !found) {
+      r->lag = NAN;
+      r->state = RS_STOPPED;
+    } else {
+      if (!r->hb_seen || seq != r->hb_seq) {
+        r->no_progress = 0;
+        r->auth_seq_at_last = ds->hb_seq;
+      } else if (ds->hb_write_ok && ds->hb_seq > r->auth_seq_at_last) {
+        r->no_progress++;
+        r->auth_seq_at_last = ds->hb_seq;
+      }
+      r->hb_seen = 1;
+      r->hb_seq = seq;
+      r->hb_ts = ts;
+      r->lag = now - ts > 0 ? now - ts : 0;
+      if (r->no_progress >= p->stall_after)
+        r->state = RS_STALLED;
+      else if (r->lag > lag_threshold(ds->cfg))
+        r->state = RS_LAGGING;
+      else
+        r->state = RS_OK;
+    }
+    if (before != r->state) {
+      char lag[32];
+      fmt_double(lag, sizeof lag, r->lag);
+      logf_event(m, r->state == RS_OK ? CVG_LOG_INFO : CVG_LOG_WARN, "replica_state", ds, r,
+                 "state", rstate_names[r->state], "lag_seconds", lag);
+    }
+  }
+  pthread_mutex_unlock(&ds->mu);
+  if (rc)
+    drop_conn(&j->st);
+}
+
+/* ---- canary ---- */
+
+static void job_canary_write(cvg_monitor *m, job *j) {
+  dset *ds = j->ds;
+  const cvg_cat_probes *p = &ds->cfg->probes;
+  rep *r = &ds->reps[ds->cfg->authority];
+  cvg_error err;
+  cvg_error_clear(&err);
+  char token[64];
+  double wall = wall_now();
+  snprintf(token, sizeof token, "%" PRIx64 "-%" PRIx64, (uint64_t)(wall * 1e6),
+           XXH3_64bits_withSeed(&j, sizeof j, (uint64_t)(wall * 1e9)) ^ (uint64_t)random());
+  int rc = ensure_open(&j->st, r, 0, &err);
+  if (!rc) /* keep the table small: canaries older than ten timeouts are gone */
+    cvg_store_canary_purge(j->st, p->canary_table, ds->cfg->name,
+                           wall - 10 * (p->canary_timeout > 60 ? p->canary_timeout : 60), NULL);
+  if (!rc)
+    rc = cvg_store_canary_write(j->st, p->canary_table, ds->cfg->name, token, wall,
+                                p->create_tables, &err);
+  pthread_mutex_lock(&ds->mu);
+  if (rc) {
+    set_up(m, ds, r, 0, &err);
+  } else {
+    if (ds->n_canaries == MAX_CANARIES) { /* the oldest has long timed out: count and drop */
+      memmove(&ds->canaries[0], &ds->canaries[1], (MAX_CANARIES - 1) * sizeof ds->canaries[0]);
+      ds->n_canaries--;
+    }
+    canary *c = &ds->canaries[ds->n_canaries++];
+    snprintf(c->token, sizeof c->token, "%s", token);
+    c->written_mono = mono_now();
+    c->pending = 0;
+    for (size_t i = 0; i < ds->n; i++)
+      if ((int)i != ds->cfg->authority)
+        c->pending |= 1u << i;
+  }
+  pthread_mutex_unlock(&ds->mu);
+  if (rc)
+    drop_conn(&j->st);
+}
+
+static void job_canary_poll(cvg_monitor *m, job *j) {
+  dset *ds = j->ds;
+  rep *r = &ds->reps[j->rep];
+  const cvg_cat_probes *p = &ds->cfg->probes;
+  uint32_t bit = 1u << j->rep;
+  char tokens[MAX_CANARIES][64];
+  size_t n = 0;
+  pthread_mutex_lock(&ds->mu);
+  for (size_t i = 0; i < ds->n_canaries; i++)
+    if (ds->canaries[i].pending & bit)
+      memcpy(tokens[n++], ds->canaries[i].token, 64);
+  pthread_mutex_unlock(&ds->mu);
+  if (n == 0)
+    return;
+  cvg_error err;
+  cvg_error_clear(&err);
+  int seen[MAX_CANARIES] = {0};
+  int rc = ensure_open(&j->st, r, CVG_STORE_READONLY, &err);
+  for (size_t i = 0; !rc && i < n; i++) {
+    rc = cvg_store_canary_seen(j->st, p->canary_table, tokens[i], &seen[i], &err);
+    if (rc == CVG_ENOTABLE) /* not replicated here yet */
+      rc = CVG_OK;
+  }
+  double now = mono_now();
+  pthread_mutex_lock(&ds->mu);
+  if (rc)
+    set_up(m, ds, r, 0, &err);
+  for (size_t k = 0; k < ds->n_canaries; k++) {
+    canary *c = &ds->canaries[k];
+    if (!(c->pending & bit))
+      continue;
+    size_t i = 0;
+    while (i < n && strcmp(tokens[i], c->token) != 0)
+      i++;
+    if (i < n && seen[i]) {
+      hist_add(&r->conv, conv_le, CONV_BUCKETS, now - c->written_mono);
+      r->canaries_seen++;
+      c->pending &= ~bit;
+    } else if (now - c->written_mono > p->canary_timeout) {
+      r->canary_failures++;
+      c->pending &= ~bit;
+      char t[32];
+      snprintf(t, sizeof t, "%g", p->canary_timeout);
+      logf_event(m, CVG_LOG_WARN, "canary_timeout", ds, r, "timeout_seconds", t, "token", c->token);
+    }
+  }
+  size_t w = 0; /* drop canaries every replica has settled */
+  for (size_t k = 0; k < ds->n_canaries; k++)
+    if (ds->canaries[k].pending)
+      ds->canaries[w++] = ds->canaries[k];
+  ds->n_canaries = w;
+  pthread_mutex_unlock(&ds->mu);
+  if (rc)
+    drop_conn(&j->st);
+}
+
+/* ---- sweeps ---- */
+
+/* The up replicas of ds (opening the job's connections as needed); returns how many. */
+static size_t open_replicas(cvg_monitor *m, dset *ds, cvg_store **sts, size_t *idx) {
+  size_t k = 0;
+  for (size_t i = 0; i < ds->n; i++) {
+    cvg_error err;
+    cvg_error_clear(&err);
+    int rc = ensure_open(&sts[i], &ds->reps[i], CVG_STORE_READONLY, &err);
+    if (rc == CVG_OK) {
+      cvg_table_desc desc;
+      memset(&desc, 0, sizeof desc);
+      rc = cvg_store_describe(sts[i], &desc, &err); /* a cheap query: is it still there? */
+      cvg_table_desc_release(&desc);
+    }
+    pthread_mutex_lock(&ds->mu);
+    set_up(m, ds, &ds->reps[i], rc == CVG_OK, &err);
+    pthread_mutex_unlock(&ds->mu);
+    if (rc)
+      drop_conn(&sts[i]);
+    else
+      idx[k++] = i;
+  }
+  return k;
+}
+
+/* Prepares a diff over the replicas idx[0..k) to settle columns and see schema drift. */
+static int prepare(cvg_monitor *m, dset *ds, const size_t *idx, size_t k, int digests,
+                   cvg_diff **out, cvg_error *err) {
+  const cvg_cat_dataset *c = ds->cfg;
+  const char *urls[CVG_DIFF_MAX_REPLICAS];
+  for (size_t i = 0; i < k; i++)
+    urls[i] = c->replicas[idx[i]].url;
+  cvg_diff_options o;
+  memset(&o, 0, sizeof o);
+  o.urls = urls;
+  o.n_urls = k;
+  o.key_cols = (const char *const *)c->key;
+  o.n_key = c->n_key;
+  o.columns = (const char *const *)c->columns;
+  o.n_columns = c->n_columns;
+  o.exclude = (const char *const *)c->exclude;
+  o.n_exclude = c->n_exclude;
+  o.version_col = c->version;
+  o.tombstone_col = c->tombstone;
+  o.n_shards = c->shards;
+  o.digests = digests;
+  o.rows_per_sec = c->probes.full_sweep_rate;
+  o.cancel = &m->cancel;
+  int rc = cvg_diff_prepare(out, &o, err);
+  const char *warn = rc == CVG_OK ? cvg_diff_warnings(*out) : "";
+  pthread_mutex_lock(&ds->mu);
+  int was = ds->schema_drift;
+  if (rc == CVG_ESCHEMA) {
+    ds->schema_drift = 1;
+    snprintf(ds->schema_msg, sizeof ds->schema_msg, "%s", err->msg);
+  } else if (rc == CVG_OK) {
+    ds->schema_drift = warn[0] != '\0';
+    snprintf(ds->schema_msg, sizeof ds->schema_msg, "%s", warn);
+  }
+  if (rc == CVG_OK || rc == CVG_ESCHEMA) {
+    if (ds->schema_drift != was)
+      cvg_log(m->lg, ds->schema_drift ? CVG_LOG_WARN : CVG_LOG_INFO,
+              ds->schema_drift ? "schema_drift" : "schema_drift_resolved", "dataset", c->name,
+              "detail", ds->schema_msg, (const char *)NULL);
+  }
+  pthread_mutex_unlock(&ds->mu);
+  return rc;
+}
+
+static void sweep_done(cvg_monitor *m, dset *ds, int kind, int rc, double started,
+                       const cvg_error *err) {
+  double dur = mono_now() - started;
+  pthread_mutex_lock(&ds->mu);
+  hist_add(&ds->sweep_dur[kind], sweep_le, SWEEP_BUCKETS, dur);
+  if (rc == CVG_OK)
+    ds->sweeps_ok[kind]++;
+  else
+    ds->sweeps_err[kind]++;
+  pthread_mutex_unlock(&ds->mu);
+  if (rc && rc != CVG_ESCHEMA)
+    cvg_log(m->lg, CVG_LOG_WARN, "sweep_failed", "dataset", ds->cfg->name, "kind", kind_names[kind],
+            "error", err ? err->msg : "", "input", err ? err->input : "", (const char *)NULL);
+}
+
+typedef struct full_ctx {
+  dset *ds;
+  const size_t *idx; /* replica of each diff input */
+  size_t k;
+  double now, wait;
+  size_t n_seen; /* divergences seen */
+} full_ctx;
+
+static int full_cb(void *vctx, const cvg_divergence *dv) {
+  full_ctx *fc = vctx;
+  keystate ks;
+  memset(&ks, 0, sizeof ks);
+  for (size_t i = 0; i < fc->k; i++) {
+    ks.copies[fc->idx[i]] = dv->copies[i];
+    ks.known[fc->idx[i]] = 1;
+  }
+  pthread_mutex_lock(&fc->ds->mu);
+  record_key(fc->ds, dv->key, dv->key_len, dv->cls, &ks, fc->now, fc->wait, 0);
+  uint64_t h = XXH3_64bits(dv->key, dv->key_len);
+  tracked *t = tr_find(fc->ds, dv->key, dv->key_len, h, NULL);
+  if (t)
+    t->last_checked = -t->last_checked - 1; /* mark: seen by this sweep (restored below) */
+  pthread_mutex_unlock(&fc->ds->mu);
+  fc->n_seen++;
+  return 0;
+}
+
+static int in_window(const cvg_cat_probes *p) {
+  if (p->window_start < 0)
+    return 1;
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  int min = tm.tm_hour * 60 + tm.tm_min;
+  if (p->window_start < p->window_end)
+    return min >= p->window_start && min < p->window_end;
+  return min >= p->window_start || min < p->window_end;
+}
+
+static int full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err) {
+  size_t idx[CVG_DIFF_MAX_REPLICAS];
+  size_t k = open_replicas(m, ds, sts, idx);
+  if (k < 2)
+    return cvg_error_set(err, CVG_EDOWN, ds->cfg->name,
+                         "fewer than two replicas reachable; nothing to compare");
+  cvg_diff *d = NULL;
+  int rc = prepare(m, ds, idx, k, 1, &d, err);
+  if (rc)
+    return rc;
+  pthread_mutex_lock(&ds->mu);
+  full_ctx fc = {ds, idx, k, wall_now(), confirm_wait(ds), 0};
+  pthread_mutex_unlock(&ds->mu);
+  cvg_diff_summary sum;
+  rc = cvg_diff_run(d, full_cb, &fc, &sum, err);
+  pthread_mutex_lock(&ds->mu);
+  if (rc == CVG_OK && !sum.stopped_early) {
+    /* Keys tracked but not found divergent by the sweep agree now (on the replicas read). */
+    for (size_t i = 0; i < ds->tab_cap;) {
+      tracked *t = ds->tab[i];
+      if (t && t->last_checked >= 0) {
+        int involved_down = 0;
+        for (size_t r = 0; r < ds->n; r++)
+          if (t->rstates[r] != 3 && !ds->reps[r].up)
+            involved_down = 1;
+        if (!involved_down) {
+          ds->resolved[t->confirmed]++;
+          tr_remove_slot(ds, i);
+          continue; /* slot i now holds a shifted entry (or NULL) */
+        }
+      }
+      i++;
+    }
+    for (size_t i = 0; i < ds->tab_cap; i++)
+      if (ds->tab[i] && ds->tab[i]->last_checked < 0)
+        ds->tab[i]->last_checked = -ds->tab[i]->last_checked - 1;
+    for (size_t i = 0; i < k; i++) {
+      rep *r = &ds->reps[idx[i]];
+      memcpy(r->digest, sum.digest + i * ds->cfg->shards, ds->cfg->shards * sizeof(cvg_fp));
+      r->digest_valid = 1;
+      r->rows_read[KIND_FULL] += sum.rows[i];
+      if (sum.max_version_len[i] && sum.max_version_len[i] <= sizeof r->wm &&
+          (r->wm_len == 0 ||
+           cvg_key_compare(sum.max_version[i], sum.max_version_len[i], r->wm, r->wm_len) > 0)) {
+        memcpy(r->wm, sum.max_version[i], sum.max_version_len[i]);
+        r->wm_len = sum.max_version_len[i];
+      }
+    }
+    for (size_t r = 0; r < ds->n; r++) {
+      int in = 0;
+      for (size_t i = 0; i < k; i++)
+        in |= idx[i] == r;
+      if (!in)
+        ds->reps[r].digest_valid = 0;
+    }
+    ds->keys_total = sum.keys;
+    ds->have_full = 1;
+    ds->full_requested = 0;
+    ds->last_full_wall = wall_now();
+  } else {
+    for (size_t i = 0; i < ds->tab_cap; i++)
+      if (ds->tab[i] && ds->tab[i]->last_checked < 0)
+        ds->tab[i]->last_checked = -ds->tab[i]->last_checked - 1;
+    if (rc == CVG_OK)
+      rc = cvg_error_set(err, CVG_EINVAL, ds->cfg->name, "full sweep cancelled");
+  }
+  pthread_mutex_unlock(&ds->mu);
+  cvg_diff_free(d);
+  return rc;
+}
+
+/* Keys an incremental check compares, with what each replica's scan already said. */
+typedef struct change {
+  unsigned char *key; /* OWNED copy */
+  size_t key_len;
+  uint64_t hash;
+  cvg_copy copies[CVG_DIFF_MAX_REPLICAS];
+  unsigned char have[CVG_DIFF_MAX_REPLICAS]; /* the replica's scan yielded this key */
+} change;
+
+typedef struct changeset {
+  change *items;
+  size_t n, cap;
+  size_t *slots; /* open addressing: index+1 into items, 0 empty */
+  size_t slot_cap;
+} changeset;
+
+static void cs_free(changeset *cs) {
+  for (size_t i = 0; i < cs->n; i++)
+    free(cs->items[i].key);
+  free(cs->items);
+  free(cs->slots);
+  memset(cs, 0, sizeof *cs);
+}
+
+static change *cs_get(changeset *cs, const unsigned char *key, size_t key_len) {
+  uint64_t h = XXH3_64bits(key, key_len);
+  if ((cs->n + 1) * 2 > cs->slot_cap) {
+    size_t cap = cs->slot_cap ? cs->slot_cap * 2 : 4096;
+    size_t *slots = calloc(cap, sizeof *slots);
+    if (!slots)
+      return NULL;
+    for (size_t i = 0; i < cs->n; i++) {
+      size_t s = (size_t)cs->items[i].hash & (cap - 1);
+      while (slots[s])
+        s = (s + 1) & (cap - 1);
+      slots[s] = i + 1;
+    }
+    free(cs->slots);
+    cs->slots = slots;
+    cs->slot_cap = cap;
+  }
+  size_t s = (size_t)h & (cs->slot_cap - 1);
+  for (; cs->slots[s]; s = (s + 1) & (cs->slot_cap - 1)) {
+    change *c = &cs->items[cs->slots[s] - 1];
+    if (c->hash == h && c->key_len == key_len && memcmp(c->key, key, key_len) == 0)
+      return c;
+  }
+  if (cs->n == cs->cap) {
+    size_t cap = cs->cap ? cs->cap * 2 : 1024;
+    change *items = realloc(cs->items, cap * sizeof *items);
+    if (!items)
+      return NULL;
+    cs->items = items;
+    cs->cap = cap;
+  }
+  change *c = &cs->items[cs->n];
+  memset(c, 0, sizeof *c);
+  c->key = malloc(key_len ? key_len : 1);
+  if (!c->key)
+    return NULL;
+  memcpy(c->key, key, key_len);
+  c->key_len = key_len;
+  c->hash = h;
+  cs->slots[s] = ++cs->n;
+  return c;
+}
+
+/* Keeps a copy of a scanned or looked-up row in c for replica i. */
+static int cs_set(change *c, size_t i, const cvg_scan_row *row, int found) {
+  cvg_copy *cp = &c->copies[i];
+  memset(cp, 0, sizeof *cp);
+  c->have[i] = 1;
+  if (!found)
+    return CVG_OK;
+  cp->state = row->tombstone ? CVG_TOMBSTONED : CVG_LIVE;
+  cp->fp = row->fp;
+  cp->version_len = row->version_len;
+  if (row->version_len) {
+    unsigned char *v = malloc(row->version_len);
+    if (!v)
+      return CVG_ENOMEM;
+    memcpy(v, row->version, row->version_len);
+    cp->version = v; /* OWNED by the change: cs_free_versions() */
+  }
+  return CVG_OK;
+}
+
+static void cs_free_versions(changeset *cs, size_t n_rep) {
+  for (size_t k = 0; k < cs->n; k++)
+    for (size_t i = 0; i < n_rep; i++)
+      free((void *)cs->items[k].copies[i].version);
+}
+
+static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *compared,
+                       cvg_error *err) {
+  size_t idx[CVG_DIFF_MAX_REPLICAS];
+  *compared = 0;
+  size_t k = open_replicas(m, ds, sts, idx);
+  if (k < 2)
+    return cvg_error_set(err, CVG_EDOWN, ds->cfg->name,
+                         "fewer than two replicas reachable; nothing to compare");
+  cvg_diff *d = NULL;
+  int rc = prepare(m, ds, idx, k, 0, &d, err);
+  if (rc)
+    return rc;
+  size_t n_key, n_cmp;
+  cvg_scan_spec spec;
+  memset(&spec, 0, sizeof spec);
+  spec.key_cols = cvg_diff_key_cols(d, &n_key);
+  spec.n_key = n_key;
+  spec.cmp_cols = cvg_diff_cmp_cols(d, &n_cmp);
+  spec.n_cmp = n_cmp;
+  spec.version_col = ds->cfg->version;
+  spec.tombstone_col = ds->cfg->tombstone;
+  changeset cs;
+  memset(&cs, 0, sizeof cs);
+  unsigned char new_wm[CVG_DIFF_MAX_REPLICAS][256];
+  size_t new_wm_len[CVG_DIFF_MAX_REPLICAS] = {0};
+  uint64_t rows[CVG_DIFF_MAX_REPLICAS] = {0};
+
+  /* 1. rows past each replica's watermark */
+  for (size_t x = 0; !rc && ds->cfg->version && x < k; x++) {
+    size_t i = idx[x];
+    pthread_mutex_lock(&ds->mu);
+    unsigned char wm[256];
+    size_t wm_len = ds->reps[i].wm_len;
+    memcpy(wm, ds->reps[i].wm, wm_len);
+    pthread_mutex_unlock(&ds->mu);
+    if (!wm_len)
+      continue; /* no watermark until a full sweep has read this replica */
+    memcpy(new_wm[i], wm, wm_len);
+    new_wm_len[i] = wm_len;
+    spec.since = wm;
+    spec.since_len = wm_len;
+    cvg_scan *sc = NULL;
+    rc = cvg_scan_open(sts[i], &spec, &sc, err);
+    cvg_scan_row row;
+    while (!rc && (rc = cvg_scan_next(sc, &row, err)) == CVG_OK) {
+      rows[i]++;
+      if (cs.n >= MAX_CHANGED) {
+        pthread_mutex_lock(&ds->mu);
+        ds->full_requested = 1;
+        pthread_mutex_unlock(&ds->mu);
+        rc = cvg_error_set(err, CVG_ETOOBIG, ds->cfg->name,
+                           "more than %u rows changed since the last check; a full sweep "
+                           "follows",
+                           MAX_CHANGED);
+        break;
+      }
+      change *c = cs_get(&cs, row.key, row.key_len);
+      if (!c || cs_set(c, i, &row, 1)) {
+        rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
+        break;
+      }
+      if (row.version_len && row.version_len <= 256 &&
+          cvg_key_compare(row.version, row.version_len, new_wm[i], new_wm_len[i]) > 0) {
+        memcpy(new_wm[i], row.version, row.version_len);
+        new_wm_len[i] = row.version_len;
+      }
+    }
+    if (rc == CVG_DONE)
+      rc = CVG_OK;
+    cvg_scan_close(sc);
+    spec.since = NULL;
+    spec.since_len = 0;
+    if (rc && rc != CVG_ETOOBIG && rc != CVG_ENOMEM) {
+      pthread_mutex_lock(&ds->mu);
+      set_up(m, ds, &ds->reps[i], 0, err);
+      pthread_mutex_unlock(&ds->mu);
+      drop_conn(&sts[i]);
+    }
+  }
+  /* 2. every tracked key is re-checked */
+  if (!rc) {
+    pthread_mutex_lock(&ds->mu);
+    for (size_t s = 0; s < ds->tab_cap && !rc; s++)
+      if (ds->tab[s] && !cs_get(&cs, ds->tab[s]->key, ds->tab[s]->key_len))
+        rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
+    pthread_mutex_unlock(&ds->mu);
+  }
+  /* 3. look each key up where the scans did not yield it */
+  for (size_t c = 0; !rc && c < cs.n; c++) {
+    change *ch = &cs.items[c];
+    for (size_t x = 0; !rc && x < k; x++) {
+      size_t i = idx[x];
+      if (ch->have[i])
+        continue;
+      cvg_scan_row row;
+      int found = 0;
+      rc = cvg_store_lookup(sts[i], &spec, ch->key, ch->key_len, &row, &found, err);
+      if (!rc && cs_set(ch, i, &row, found))
+        rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
+    }
+  }
+  /* 4. classify and record */
+  if (!rc) {
+    double now = wall_now();
+    pthread_mutex_lock(&ds->mu);
+    double wait = confirm_wait(ds);
+    for (size_t c = 0; c < cs.n; c++) {
+      change *ch = &cs.items[c];
+      keystate ks;
+      memset(&ks, 0, sizeof ks);
+      cvg_copy sub[CVG_DIFF_MAX_REPLICAS];
+      for (size_t x = 0; x < k; x++) {
+        ks.copies[idx[x]] = ch->copies[idx[x]];
+        ks.known[idx[x]] = 1;
+        sub[x] = ch->copies[idx[x]];
+      }
+      int cls = cvg_classify(sub, k, ds->cfg->version != NULL, 0, NULL);
+      if (cls < 0)
+        continue;
+      record_key(ds, ch->key, ch->key_len, (cvg_class)cls, &ks, now, wait, 1);
+    }
+    for (size_t x = 0; x < k; x++) {
+      rep *r = &ds->reps[idx[x]];
+      r->rows_read[KIND_INCR] += rows[idx[x]];
+      if (new_wm_len[idx[x]] &&
+          (r->wm_len == 0 ||
+           cvg_key_compare(new_wm[idx[x]], new_wm_len[idx[x]], r->wm, r->wm_len) > 0)) {
+        memcpy(r->wm, new_wm[idx[x]], new_wm_len[idx[x]]);
+        r->wm_len = new_wm_len[idx[x]];
+      }
+    }
+    ds->last_incr_wall = now;
+    pthread_mutex_unlock(&ds->mu);
+    *compared = cs.n;
+  }
+  /* 5. equal aggregates */
+  for (size_t a = 0; !rc && a < ds->cfg->inv.n_aggregates; a++) {
+    for (size_t x = 0; x < k; x++) {
+      double v = 0;
+      int is_null = 0;
+      cvg_error aerr;
+      cvg_error_clear(&aerr);
+      int arc = cvg_store_scalar(sts[idx[x]], ds->cfg->inv.aggregates[a].expr, &v, &is_null, &aerr);
+      pthread_mutex_lock(&ds->mu);
+      ds->reps[idx[x]].agg[a] = is_null ? 0 : v;
+      ds->reps[idx[x]].agg_ok[a] = arc == CVG_OK;
+      pthread_mutex_unlock(&ds->mu);
+      if (arc)
+        cvg_log(m->lg, CVG_LOG_WARN, "aggregate_failed", "dataset", ds->cfg->name, "replica",
+                ds->reps[idx[x]].cfg->name, "error", aerr.msg, (const char *)NULL);
+    }
+  }
+  cs_free_versions(&cs, ds->n);
+  cs_free(&cs);
+  cvg_diff_free(d);
+  return rc;
+}
+
+static void job_full(cvg_monitor *m, job *j) {
+  dset *ds = j->ds;
+  if (!in_window(&ds->cfg->probes)) {
+    j->interval = 60; /* look again in a minute */
+    return;
+  }
+  j->interval = ds->cfg->probes.full_sweep_interval;
+  pthread_mutex_lock(&ds->sweep_mu);
+  double t0 = mono_now();
+  cvg_error err;
+  cvg_error_clear(&err);
+  int rc = full_sweep(m, ds, j->sts, &err);
+  sweep_done(m, ds, KIND_FULL, rc, t0, &err);
+  pthread_mutex_unlock(&ds->sweep_mu);
+  if (rc == CVG_OK) {
+    char n[32], dur[32];
+    snprintf(n, sizeof n, "%zu", ds->n_tracked);
+    snprintf(dur, sizeof dur, "%.3f", mono_now() - t0);
+    cvg_log(m->lg, CVG_LOG_INFO, "full_sweep", "dataset", ds->cfg->name, "tracked", n,
+            "duration_seconds", dur, (const char *)NULL);
+  }
+  /* The job's connections are not kept between full sweeps: they are hours apart. */
+  for (size_t i = 0; i < ds->n; i++)
+    drop_conn(&j->sts[i]);
+}
+
+static void job_incr(cvg_monitor *m, job *j) {
+  dset *ds = j->ds;
+  if (pthread_mutex_trylock(&ds->sweep_mu) != 0)
+    return; /* a full sweep is running: it will do better */
+  double t0 = mono_now();
+  cvg_error err;
+  cvg_error_clear(&err);
+  uint64_t n = 0;
+  int rc = incremental(m, ds, j->sts, &n, &err);
+  sweep_done(m, ds, KIND_INCR, rc, t0, &err);
+  pthread_mutex_unlock(&ds->sweep_mu);
+}
+
+/* ---- invariants ---- */
+
+static void set_inv(cvg_monitor *m, dset *ds, size_t i, const char *name, int known, int ok,
+                    double value, double limit) {
+  inv_result *r = &ds->inv[i];
+  int was_known = r->known, was_ok = r->ok;
+  r->name = name;
+  r->known = known;
+  r->ok = ok;
+  r->value = value;
+  r->limit = limit;
+  if (known && (!was_known || was_ok != ok) && (was_known || !ok)) {
+    char v[32], l[32];
+    fmt_double(v, sizeof v, value);
+    fmt_double(l, sizeof l, limit);
+    cvg_log(m->lg, ok ? CVG_LOG_INFO : CVG_LOG_WARN,
+            ok ? "invariant_restored" : "invariant_violated", "dataset", ds->cfg->name, "invariant",
+            name, "value", v, "limit", l, (const char *)NULL);
+  }
+}
+
+static void job_inv(cvg_monitor *m, job *j) {
+  dset *ds = j->ds;
+  const cvg_cat_invariants *iv = &ds->cfg->inv;
+  double now = wall_now();
+  pthread_mutex_lock(&ds->mu);
+  size_t n = 0, n_up = 0;
+  for (size_t i = 0; i < ds->n; i++)
+    n_up += ds->reps[i].up != 0;
+  uint64_t confirmed = 0;
+  double oldest = 0;
+  int min_agree = (int)n_up;
+  for (size_t s = 0; s < ds->tab_cap; s++) {
+    tracked *t = ds->tab[s];
+    if (!t || !t->confirmed)
+      continue;
+    confirmed++;
+    if (now - t->first_seen > oldest)
+      oldest = now - t->first_seen;
+    if (t->agreeing < min_agree)
+      min_agree = t->agreeing;
+  }
+  if (iv->max_lag_seconds >= 0) {
+    double worst = 0;
+    int known = ds->cfg->authority >= 0;
+    for (size_t i = 0; i < ds->n; i++)
+      if ((int)i != ds->cfg->authority && ds->reps[i].up != 0) {
+        if (ds->reps[i].up < 0)
+          known = 0;
+        else if (isnan(ds->reps[i].lag))
+          worst = INFINITY; /* no heartbeat has arrived: stopped */
+        else if (ds->reps[i].lag > worst)
+          worst = ds->reps[i].lag;
+      }
+    set_inv(m, ds, n++, "max_lag_seconds", known, worst <= iv->max_lag_seconds, worst,
+            iv->max_lag_seconds);
+  }
+  if (iv->max_divergent_rows >= 0)
+    set_inv(m, ds, n++, "max_divergent_rows", ds->have_full,
+            confirmed <= (uint64_t)iv->max_divergent_rows, (double)confirmed,
+            (double)iv->max_divergent_rows);
+  if (iv->max_divergent_fraction >= 0) {
+    double f = ds->keys_total ? (double)confirmed / (double)ds->keys_total : 0;
+    set_inv(m, ds, n++, "max_divergent_fraction", ds->have_full, f <= iv->max_divergent_fraction, f,
+            iv->max_divergent_fraction);
+  }
+  if (iv->min_agreeing_replicas >= 0)
+    set_inv(m, ds, n++, "min_agreeing_replicas", ds->have_full,
+            min_agree >= iv->min_agreeing_replicas, (double)min_agree,
+            (double)iv->min_agreeing_replicas);
+  if (iv->max_divergence_age_seconds >= 0)
+    set_inv(m, ds, n++, "max_divergence_age_seconds", ds->have_full,
+            oldest <= iv->max_divergence_age_seconds, oldest, iv->max_divergence_age_seconds);
+  for (size_t a = 0; a < iv->n_aggregates && n < sizeof ds->inv / sizeof ds->inv[0]; a++) {
+    double lo = INFINITY, hi = -INFINITY;
+    int known = 1, count = 0;
+    for (size_t i = 0; i < ds->n; i++) {
+      if (ds->reps[i].up != 1)
+        continue;
+      if (!ds->reps[i].agg_ok[a]) {
+        known = 0;
+        continue;
+      }
+      count++;
+      if (ds->reps[i].agg[a] < lo)
+        lo = ds->reps[i].agg[a];
+      if (ds->reps[i].agg[a] > hi)
+        hi = ds->reps[i].agg[a];
+    }
+    double spread = count ? hi - lo : 0;
+    set_inv(m, ds, n++, iv->aggregates[a].expr, known && count >= 2,
+            spread <= iv->aggregates[a].tolerance, spread, iv->aggregates[a].tolerance);
+  }
+  ds->n_inv = n;
+  pthread_mutex_unlock(&ds->mu);
+  (void)j;
+}
+
+/* ---- scheduler and pools ---- */
+
+static void run_job(cvg_monitor *m, job *j) {
+  switch (j->kind) {
+  case J_HB_WRITE:
+    job_hb_write(m, j);
+    break;
+  case J_HB_READ:
+    job_hb_read(m, j);
+    break;
+  case J_CANARY_WRITE:
+    job_canary_write(m, j);
+    break;
+  case J_CANARY_POLL:
+    job_canary_poll(m, j);
+    break;
+  case J_INCR:
+    job_incr(m, j);
+    break;
+  case J_FULL:
+    job_full(m, j);
+    break;
+  case J_INV:
+    job_inv(m, j);
+    break;
+  }
+}
+
+static void *worker_main(void *arg) {
+  cvg_monitor *m = ((void **)arg)[0];
+  int which = (int)(intptr_t)((void **)arg)[1];
+  free(arg);
+  pool *p = &m->pools[which];
+  pthread_mutex_lock(&m->mu);
+  for (;;) {
+    while (!p->head && !m->stopping)
+      pthread_cond_wait(&p->cv, &m->mu);
+    if (m->stopping)
+      break;
+    job *j = p->head;
+    p->head = j->next;
+    if (!p->head)
+      p->tail = NULL;
+    pthread_mutex_unlock(&m->mu);
+    run_job(m, j);
+    pthread_mutex_lock(&m->mu);
+    double now = mono_now();
+    j->running = 0;
+    j->next_due += j->interval;
+    if (j->next_due < now)
+      j->next_due = now; /* fell behind: run again soon, never in a burst */
+    pthread_cond_signal(&m->sched_cv);
+  }
+  pthread_mutex_unlock(&m->mu);
+  return NULL;
+}
+
+static void *sched_main(void *arg) {
+  cvg_monitor *m = arg;
+  pthread_mutex_lock(&m->mu);
+  while (!m->stopping) {
+    double now = mono_now();
+    m->sched_beat = now;
+    double next = now + 0.5;
+    for (size_t i = 0; i < m->n_jobs; i++) {
+      job *j = &m->jobs[i];
+      if (j->running)
+        continue;
+      if (j->kind == J_FULL && j->ds->full_requested && j->next_due > now)
+        j->next_due = now; /* an incremental check overflowed */
+      if (j->next_due <= now) {
+        j->running = 1;
+        j->next = NULL;
+        pool *p = &m->pools[j->pool];
+        if (p->tail)
+          p->tail->next = j;
+        else
+          p->head = j;
+        p->tail = j;
+        pthread_cond_signal(&p->cv);
+      } else if (j->next_due < next) {
+        next = j->next_due;
+      }
+    }
+    double wait = next - mono_now();
+    if (wait < 0.001)
+      wait = 0.001;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double until = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + wait;
+    ts.tv_sec = (time_t)until;
+    ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+    pthread_cond_timedwait(&m->sched_cv, &m->mu, &ts);
+  }
+  pthread_mutex_unlock(&m->mu);
+  return NULL;
+}
+
+static int add_job(cvg_monitor *m, jkind kind, dset *ds, size_t r, double interval, int pool_,
+                   double first) {
+  job *j = &m->jobs[m->n_jobs++];
+  memset(j, 0, sizeof *j);
+  j->kind = kind;
+  j->ds = ds;
+  j->rep = r;
+  j->interval = interval;
+  j->pool = pool_;
+  j->next_due = first;
+  if (kind == J_INCR || kind == J_FULL) {
+    j->sts = calloc(ds->n, sizeof *j->sts);
+    if (!j->sts)
+      return CVG_ENOMEM;
+  }
+  return CVG_OK;
+}
+
+int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, cvg_error *err) {
+  *out = NULL;
+  cvg_monitor *m = calloc(1, sizeof *m);
+  if (!m)
+    return cvg_error_set(err, CVG_ENOMEM, cat->path, "out of memory");
+  m->cat = cat;
+  m->lg = lg;
+  m->n_ds = cat->n_datasets;
+  pthread_mutex_init(&m->mu, NULL);
+  pthread_cond_init(&m->sched_cv, NULL);
+  pthread_cond_init(&m->pools[0].cv, NULL);
+  pthread_cond_init(&m->pools[1].cv, NULL);
+  m->ds = calloc(m->n_ds, sizeof *m->ds);
+  size_t max_jobs = 0;
+  for (size_t i = 0; i < m->n_ds; i++)
+    max_jobs += 5 + 2 * cat->datasets[i].n_replicas;
+  m->jobs = calloc(max_jobs, sizeof *m->jobs);
+  if (!m->ds || !m->jobs)
+    goto oom;
+  double now = mono_now();
+  for (size_t i = 0; i < m->n_ds; i++) {
+    dset *ds = &m->ds[i];
+    const cvg_cat_dataset *c = &cat->datasets[i];
+    ds->m = m;
+    ds->cfg = c;
+    ds->idx = i;
+    ds->n = c->n_replicas;
+    pthread_mutex_init(&ds->mu, NULL);
+    pthread_mutex_init(&ds->sweep_mu, NULL);
+    ds->reps = calloc(ds->n, sizeof *ds->reps);
+    if (!ds->reps)
+      goto oom;
+    for (size_t r = 0; r < ds->n; r++) {
+      rep *rp = &ds->reps[r];
+      rp->cfg = &c->replicas[r];
+      rp->up = -1;
+      rp->lag = NAN;
+      rp->digest = calloc(c->shards, sizeof *rp->digest);
+      rp->agg = calloc(c->inv.n_aggregates + 1, sizeof *rp->agg);
+      rp->agg_ok = calloc(c->inv.n_aggregates + 1, 1);
+      if (!rp->digest || !rp->agg || !rp->agg_ok)
+        goto oom;
+    }
+    const cvg_cat_probes *p = &c->probes;
+    int hb = c->authority >= 0 && p->heartbeat_interval > 0;
+    int rc = 0;
+    if (hb)
+      rc = add_job(m, J_HB_WRITE, ds, (size_t)c->authority, p->heartbeat_interval, 0, now);
+    for (size_t r = 0; !rc && r < ds->n; r++)
+      if ((int)r != c->authority)
+        rc = add_job(m, J_HB_READ, ds, r, hb ? p->heartbeat_interval : 5, 0, now + 0.05);
+    if (!rc && c->authority >= 0 && p->canary_interval > 0) {
+      rc = add_job(m, J_CANARY_WRITE, ds, (size_t)c->authority, p->canary_interval, 0, now + 0.1);
+      double poll = p->canary_interval / 10 < CANARY_POLL ? p->canary_interval / 10 : CANARY_POLL;
+      for (size_t r = 0; !rc && r < ds->n; r++)
+        if ((int)r != c->authority)
+          rc = add_job(m, J_CANARY_POLL, ds, r, poll, 0, now + 0.1);
+    }
+    if (!rc && p->full_sweep_interval > 0)
+      rc = add_job(m, J_FULL, ds, 0, p->full_sweep_interval, 1, now + 0.2);
+    if (!rc && p->sweep_interval > 0)
+      rc = add_job(m, J_INCR, ds, 0, p->sweep_interval, 1, now + p->sweep_interval);
+    if (!rc)
+      rc = add_job(m, J_INV, ds, 0, INVARIANT_INTERVAL, 0, now + 1);
+    if (rc)
+      goto oom;
+  }
+  m->pools[0].n_threads = (size_t)cat->workers;
+  m->pools[1].n_threads = (size_t)cat->workers;
+  m->started_wall = wall_now();
+  *out = m;
+  return CVG_OK;
+oom:
+  cvg_monitor_free(m);
+  return cvg_error_set(err, CVG_ENOMEM, cat->path, "out of memory");
+}
+
+int cvg_monitor_start(cvg_monitor *m, cvg_error *err) {
+  for (int p = 0; p < 2; p++) {
+    pool *pl = &m->pools[p];
+    pl->threads = calloc(pl->n_threads, sizeof *pl->threads);
+    if (!pl->threads)
+      goto fail;
+    for (size_t i = 0; i < pl->n_threads; i++) {
+      void **arg = malloc(2 * sizeof *arg);
+      if (!arg)
+        goto fail;
+      arg[0] = m;
+      arg[1] = (void *)(intptr_t)p;
+      if (pthread_create(&pl->threads[i], NULL, worker_main, arg) != 0) {
+        free(arg);
+        goto fail;
+      }
+      pl->started++;
+    }
+  }
+  m->sched_beat = mono_now();
+  if (pthread_create(&m->sched, NULL, sched_main, m) != 0)
+    goto fail;
+  m->sched_started = 1;
+  return CVG_OK;
+fail:
+  cvg_monitor_stop(m);
+  return cvg_error_set(err, CVG_ETHREAD, m->cat->path, "cannot start the probe threads");
+}
+
+void cvg_monitor_stop(cvg_monitor *m) {
+  if (!m)
+    return;
+  pthread_mutex_lock(&m->mu);
+  m->stopping = 1;
+  m->cancel = 1;
+  pthread_cond_broadcast(&m->sched_cv);
+  pthread_cond_broadcast(&m->pools[0].cv);
+  pthread_cond_broadcast(&m->pools[1].cv);
+  pthread_mutex_unlock(&m->mu);
+  if (m->sched_started)
+    pthread_join(m->sched, NULL);
+  m->sched_started = 0;
+  for (int p = 0; p < 2; p++) {
+    for (size_t i = 0; i < m->pools[p].started; i++)
+      pthread_join(m->pools[p].threads[i], NULL);
+    m->pools[p].started = 0;
+    free(m->pools[p].threads);
+    m->pools[p].threads = NULL;
+  }
+}
+
+void cvg_monitor_free(cvg_monitor *m) {
+  if (!m)
+    return;
+  cvg_monitor_stop(m);
+  for (size_t i = 0; i < m->n_jobs; i++) {
+    job *j = &m->jobs[i];
+    cvg_store_close(j->st);
+    for (size_t r = 0; j->sts && r < j->ds->n; r++)
+      cvg_store_close(j->sts[r]);
+    free(j->sts);
+  }
+  free(m->jobs);
+  for (size_t i = 0; m->ds && i < m->n_ds; i++) {
+    dset *ds = &m->ds[i];
+    for (size_t r = 0; ds->reps && r < ds->n; r++) {
+      free(ds->reps[r].digest);
+      free(ds->reps[r].agg);
+      free(ds->reps[r].agg_ok);
+    }
+    free(ds->reps);
+    tr_clear(ds);
+    pthread_mutex_destroy(&ds->mu);
+    pthread_mutex_destroy(&ds->sweep_mu);
+  }
+  free(m->ds);
+  pthread_cond_destroy(&m->pools[0].cv);
+  pthread_cond_destroy(&m->pools[1].cv);
+  pthread_cond_destroy(&m->sched_cv);
+  pthread_mutex_destroy(&m->mu);
+  free(m);
+}
+
+int cvg_monitor_recheck(cvg_monitor *m, size_t ds_idx, uint64_t *compared, cvg_error *err) {
+  if (ds_idx >= m->n_ds)
+    return cvg_error_set(err, CVG_EINVAL, "", "no dataset %zu", ds_idx);
+  dset *ds = &m->ds[ds_idx];
+  job *j = NULL;
+  for (size_t i = 0; i < m->n_jobs && !j; i++)
+    if (m->jobs[i].ds == ds && m->jobs[i].kind == J_INCR)
+      j = &m->jobs[i];
+  if (!j)
+    return cvg_error_set(err, CVG_EINVAL, ds->cfg->name, "incremental sweeps are off");
+  pthread_mutex_lock(&ds->sweep_mu);
+  double t0 = mono_now();
+  int rc = incremental(m, ds, j->sts, compared, err);
+  sweep_done(m, ds, KIND_INCR, rc, t0, err);
+  pthread_mutex_unlock(&ds->sweep_mu);
+  return rc;
+}
+
+int cvg_monitor_full_sweep(cvg_monitor *m, size_t ds_idx, cvg_error *err) {
+  if (ds_idx >= m->n_ds)
+    return cvg_error_set(err, CVG_EINVAL, "", "no dataset %zu", ds_idx);
+  dset *ds = &m->ds[ds_idx];
+  cvg_store *sts[CVG_DIFF_MAX_REPLICAS] = {0};
+  pthread_mutex_lock(&ds->sweep_mu);
+  double t0 = mono_now();
+  int rc = full_sweep(m, ds, sts, err);
+  sweep_done(m, ds, KIND_FULL, rc, t0, err);
+  pthread_mutex_unlock(&ds->sweep_mu);
+  for (size_t i = 0; i < ds->n; i++)
+    cvg_store_close(sts[i]);
+  return rc;
+}
+
+int cvg_monitor_healthy(cvg_monitor *m) {
+  pthread_mutex_lock(&m->mu);
+  int ok = m->sched_started && !m->stopping && mono_now() - m->sched_beat < 5;
+  pthread_mutex_unlock(&m->mu);
+  return ok;
+}
+
+/* ---- rendering: the Prometheus text format ---- */
+
+typedef struct out {
+  cvg_buf *b;
+  int rc;
+} out;
+
+static void emit(out *o, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+static void emit(out *o, const char *fmt, ...) {
+  if (o->rc)
+    return;
+  char line[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return;
+  if ((size_t)n >= sizeof line)
+    n = (int)sizeof line - 1;
+  o->rc = cvg_buf_append(o->b, line, (size_t)n);
+}
+
+/* A label value escaped as the text format requires (\\, \", \n). */
+static const char *esc(char *buf, size_t size, const char *s) {
+  size_t j = 0;
+  for (; *s && j + 3 < size; s++) {
+    if (*s == '\\' || *s == '"') {
+      buf[j++] = '\\';
+      buf[j++] = *s;
+    } else if (*s == '\n') {
+      buf[j++] = '\\';
+      buf[j++] = 'n';
+    } else {
+      buf[j++] = *s;
+    }
+  }
+  buf[j] = '\0';
+  return buf;
+}
+
+static void head(out *o, const char *name, const char *type, const char *help) {
+  emit(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void emit_hist(out *o, const char *name, const char *labels, const hist *h, const double *le,
+                      size_t n_le) {
+  uint64_t cum = 0;
+  for (size_t i = 0; i < n_le; i++) {
+    cum += h->bucket[i];
+    emit(o, "%s_bucket{%s,le=\"%g\"} %" PRIu64 "\n", name, labels, le[i], cum);
+  }
+  cum += h->bucket[n_le];
+  emit(o, "%s_bucket{%s,le=\"+Inf\"} %" PRIu64 "\n", name, labels, cum);
+  char sum[40];
+  fmt_double(sum, sizeof sum, h->sum);
+  emit(o, "%s_sum{%s} %s\n%s_count{%s} %" PRIu64 "\n", name, labels, sum, name, labels, h->count);
+}
+
+/* Calls fn for every dataset with its lock held. */
+#define FOR_DS(m, ds) for (dset *ds = (m)->ds; ds < (m)->ds + (m)->n_ds; ds++)
+
+int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
+  out o = {b, 0};
+  char e1[512], e2[512], e3[512], val[40];
+  head(&o, "converge_build_info", "gauge", "The converge version, as a label; always 1.");
+  emit(&o, "converge_build_info{version=\"%s\"} 1\n", CVG_VERSION);
+  head(&o, "converge_start_time_seconds", "gauge", "When converge watch started (unix seconds).");
+  emit(&o, "converge_start_time_seconds %.3f\n", m->started_wall);
+
+  /* One family at a time, each over every dataset, as the format wants families contiguous. */
+  head(&o, "converge_replica_up", "gauge",
+       "1 when the replica could be reached at the last probe, 0 when it could not.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (size_t i = 0; i < ds->n; i++)
+      if (ds->reps[i].up >= 0)
+        emit(&o, "converge_replica_up{dataset=\"%s\",replica=\"%s\",region=\"%s\"} %d\n",
+             esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name),
+             esc(e3, sizeof e3, ds->reps[i].cfg->region), ds->reps[i].up);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_replication_lag_seconds", "gauge",
+       "Now minus the newest heartbeat seen on the replica; NaN when no heartbeat arrived yet.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (size_t i = 0; i < ds->n && ds->cfg->authority >= 0; i++)
+      if (ds->reps[i].up == 1 && ds->reps[i].state != RS_UNKNOWN) {
+        fmt_double(val, sizeof val, ds->reps[i].lag);
+        emit(&o, "converge_replication_lag_seconds{dataset=\"%s\",replica=\"%s\"} %s\n",
+             esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name), val);
+      }
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_heartbeat_sequence", "gauge",
+       "Sequence number of the newest heartbeat seen on the replica.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (size_t i = 0; i < ds->n; i++)
+      if (ds->reps[i].hb_seen)
+        emit(&o, "converge_heartbeat_sequence{dataset=\"%s\",replica=\"%s\"} %" PRId64 "\n",
+             esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name),
+             ds->reps[i].hb_seq);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_replica_state", "gauge",
+       "1 for the replica's current replication state: ok, lagging, stalled (heartbeat not "
+       "advancing while the authority's does), stopped (no heartbeat arrived), down.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (size_t i = 0; i < ds->n; i++) {
+      if (ds->reps[i].state == RS_UNKNOWN)
+        continue;
+      for (int s = RS_OK; s <= RS_DOWN; s++)
+        emit(&o, "converge_replica_state{dataset=\"%s\",replica=\"%s\",state=\"%s\"} %d\n",
+             esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name),
+             rstate_names[s], (int)ds->reps[i].state == s);
+    }
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_convergence_seconds", "histogram",
+       "Time from writing a canary on the authority to seeing it on the replica.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (size_t i = 0; i < ds->n && ds->cfg->authority >= 0 && ds->cfg->probes.canary_interval > 0;
+         i++) {
+      if ((int)i == ds->cfg->authority)
+        continue;
+      char labels[1100];
+      snprintf(labels, sizeof labels, "dataset=\"%s\",replica=\"%s\"",
+               esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name));
+      emit_hist(&o, "converge_convergence_seconds", labels, &ds->reps[i].conv, conv_le,
+                CONV_BUCKETS);
+    }
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_canary_failures_total", "counter",
+       "Canaries not seen on the replica within the timeout: a silent replication break.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (size_t i = 0; i < ds->n && ds->cfg->authority >= 0 && ds->cfg->probes.canary_interval > 0;
+         i++)
+      if ((int)i != ds->cfg->authority)
+        emit(&o, "converge_canary_failures_total{dataset=\"%s\",replica=\"%s\"} %" PRIu64 "\n",
+             esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name),
+             ds->reps[i].canary_failures);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_divergent_rows", "gauge",
+       "Divergent keys by dataset, shard, class and state (suspected or confirmed); shards "
+       "without divergent keys are not listed.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    /* count per (shard, class, state) over the tracked keys: sort-free, by a small scan per
+     * shard that has any. */
+    uint32_t ns = ds->cfg->shards;
+    uint64_t *cnt = calloc((size_t)ns * CVG_CLASS__COUNT * 2, sizeof *cnt);
+    if (!cnt) {
+      o.rc = CVG_ENOMEM;
+    } else {
+      for (size_t s = 0; s < ds->tab_cap; s++) {
+        tracked *t = ds->tab[s];
+        if (t)
+          cnt[((size_t)t->shard * CVG_CLASS__COUNT + t->cls) * 2 + (size_t)t->confirmed]++;
+      }
+      for (uint32_t sh = 0; sh < ns; sh++)
+        for (int c = 1; c < CVG_CLASS__COUNT; c++)
+          for (int st = 0; st < 2; st++) {
+            uint64_t v = cnt[((size_t)sh * CVG_CLASS__COUNT + (size_t)c) * 2 + (size_t)st];
+            if (v)
+              emit(&o,
+                   "converge_divergent_rows{dataset=\"%s\",shard=\"%u\",class=\"%s\",state=\"%s\"}"
+                   " %" PRIu64 "\n",
+                   esc(e1, sizeof e1, ds->cfg->name), sh, cvg_class_name((cvg_class)c),
+                   st ? "confirmed" : "suspected", v);
+          }
+      free(cnt);
+    }
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_dataset_divergent_rows", "gauge",
+       "Divergent keys of the dataset by class and state, over all shards.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    uint64_t cnt[CVG_CLASS__COUNT][2];
+    memset(cnt, 0, sizeof cnt);
+    for (size_t s = 0; s < ds->tab_cap; s++)
+      if (ds->tab[s])
+        cnt[ds->tab[s]->cls][ds->tab[s]->confirmed]++;
+    for (int c = 1; c < CVG_CLASS__COUNT; c++)
+      for (int st = 0; st < 2; st++)
+        emit(&o,
+             "converge_dataset_divergent_rows{dataset=\"%s\",class=\"%s\",state=\"%s\"} %" PRIu64
+             "\n",
+             esc(e1, sizeof e1, ds->cfg->name), cvg_class_name((cvg_class)c),
+             st ? "confirmed" : "suspected", cnt[c][st]);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_divergent_shards", "gauge",
+       "Shards whose digests differ between the reachable replicas.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    uint64_t diff = 0;
+    for (uint32_t sh = 0; sh < ds->cfg->shards; sh++) {
+      const cvg_fp *ref = NULL;
+      for (size_t i = 0; i < ds->n; i++) {
+        if (ds->reps[i].up != 1 || !ds->reps[i].digest_valid)
+          continue;
+        if (!ref) {
+          ref = &ds->reps[i].digest[sh];
+        } else if (!cvg_fp_equal(*ref, ds->reps[i].digest[sh])) {
+          diff++;
+          break;
+        }
+      }
+    }
+    if (ds->have_full)
+      emit(&o, "converge_divergent_shards{dataset=\"%s\"} %" PRIu64 "\n",
+           esc(e1, sizeof e1, ds->cfg->name), diff);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_dataset_rows", "gauge", "Keys seen by the last full sweep.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    if (ds->have_full)
+      emit(&o, "converge_dataset_rows{dataset=\"%s\"} %" PRIu64 "\n",
+           esc(e1, sizeof e1, ds->cfg->name), ds->keys_total);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_untracked_divergences_total", "counter",
+       "Divergent keys not tracked because the dataset's max_tracked was reached.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    emit(&o, "converge_untracked_divergences_total{dataset=\"%s\"} %" PRIu64 "\n",
+         esc(e1, sizeof e1, ds->cfg->name), ds->dropped);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_divergences_resolved_total", "counter",
+       "Divergent keys that agreed again, by the state they had reached: suspected ones were "
+       "rows in flight, confirmed ones were repaired or healed.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (int st = 0; st < 2; st++)
+      emit(&o, "converge_divergences_resolved_total{dataset=\"%s\",state=\"%s\"} %" PRIu64 "\n",
+           esc(e1, sizeof e1, ds->cfg->name), st ? "confirmed" : "suspected", ds->resolved[st]);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_sweep_rows_total", "counter", "Rows read from the replica by sweeps.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (size_t i = 0; i < ds->n; i++)
+      for (int k = 0; k < 2; k++)
+        emit(&o,
+             "converge_sweep_rows_total{dataset=\"%s\",replica=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
+             esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name),
+             kind_names[k], ds->reps[i].rows_read[k]);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_sweeps_total", "counter", "Sweeps run, by kind and result.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (int k = 0; k < 2; k++)
+      emit(&o,
+           "converge_sweeps_total{dataset=\"%s\",kind=\"%s\",result=\"ok\"} %" PRIu64 "\n"
+           "converge_sweeps_total{dataset=\"%s\",kind=\"%s\",result=\"error\"} %" PRIu64 "\n",
+           esc(e1, sizeof e1, ds->cfg->name), kind_names[k], ds->sweeps_ok[k], e1, kind_names[k],
+           ds->sweeps_err[k]);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_sweep_duration_seconds", "histogram", "How long sweeps take, by kind.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (int k = 0; k < 2; k++) {
+      char labels[700];
+      snprintf(labels, sizeof labels, "dataset=\"%s\",kind=\"%s\"",
+               esc(e1, sizeof e1, ds->cfg->name), kind_names[k]);
+      emit_hist(&o, "converge_sweep_duration_seconds", labels, &ds->sweep_dur[k], sweep_le,
+                SWEEP_BUCKETS);
+    }
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_last_full_sweep_timestamp_seconds", "gauge",
+       "When the last full sweep of the dataset ended (unix seconds).");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    if (ds->have_full)
+      emit(&o, "converge_last_full_sweep_timestamp_seconds{dataset=\"%s\"} %.3f\n",
+           esc(e1, sizeof e1, ds->cfg->name), ds->last_full_wall);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_schema_drift", "gauge",
+       "1 when the replicas' schemas (columns or declared types) differ.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    emit(&o, "converge_schema_drift{dataset=\"%s\"} %d\n", esc(e1, sizeof e1, ds->cfg->name),
+         ds->schema_drift);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_invariant_ok", "gauge",
+       "1 when the declared invariant holds, 0 when it is violated; absent until it can be "
+       "judged.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (size_t i = 0; i < ds->n_inv; i++)
+      if (ds->inv[i].known)
+        emit(&o, "converge_invariant_ok{dataset=\"%s\",invariant=\"%s\"} %d\n",
+             esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->inv[i].name), ds->inv[i].ok);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_invariant_value", "gauge",
+       "The measured value each invariant is judged on (lag seconds, rows, fraction, replicas, "
+       "aggregate spread, seconds).");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (size_t i = 0; i < ds->n_inv; i++)
+      if (ds->inv[i].known) {
+        fmt_double(val, sizeof val, ds->inv[i].value);
+        emit(&o, "converge_invariant_value{dataset=\"%s\",invariant=\"%s\"} %s\n",
+             esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->inv[i].name), val);
+      }
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_aggregate_value", "gauge",
+       "The value of each equal_aggregate expression on each replica.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (size_t a = 0; a < ds->cfg->inv.n_aggregates; a++)
+      for (size_t i = 0; i < ds->n; i++)
+        if (ds->reps[i].agg_ok[a]) {
+          fmt_double(val, sizeof val, ds->reps[i].agg[a]);
+          emit(&o, "converge_aggregate_value{dataset=\"%s\",replica=\"%s\",expr=\"%s\"} %s\n",
+               esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name),
+               esc(e3, sizeof e3, ds->cfg->inv.aggregates[a].expr), val);
+        }
+    pthread_mutex_unlock(&ds->mu);
+  }
+  head(&o, "converge_probe_errors_total", "counter",
+       "Probe runs that failed to reach or read the replica.");
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (size_t i = 0; i < ds->n; i++)
+      emit(&o, "converge_probe_errors_total{dataset=\"%s\",replica=\"%s\"} %" PRIu64 "\n",
+           esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name),
+           ds->reps[i].probe_errors);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  return o.rc;
+}
+
+/* ---- rendering: JSON ---- */
+
+static json_t *jnum(double v) {
+  return isfinite(v) ? json_real(v) : json_null();
+}
+
+/* Settled key columns are not kept; keys are shown with the catalog's key names, or k1, k2... */
+static json_t *key_json(const dset *ds, const unsigned char *key, size_t key_len) {
+  const char *names[64];
+  char gen[64][8];
+  size_t n = ds->cfg->n_key;
+  if (n == 0 || n > 64) {
+    cvg_value vals[64];
+    size_t nv = 0;
+    cvg_buf scratch;
+    cvg_buf_init(&scratch, 1u << 20);
+    if (cvg_decode_tuple(key, key_len, vals, 64, &nv, &scratch) != CVG_OK)
+      nv = 0;
+    cvg_buf_release(&scratch);
+    n = nv;
+    for (size_t i = 0; i < n; i++) {
+      snprintf(gen[i], sizeof gen[i], "k%zu", i + 1);
+      names[i] = gen[i];
+    }
+  } else {
+    for (size_t i = 0; i < n; i++)
+      names[i] = ds->cfg->key[i];
+  }
+  json_t *j = cvg_key_to_json(key, key_len, names, n);
+  return j ? j : json_null();
+}
+
+static json_t *version_json(const unsigned char *v, size_t n) {
+  if (!n)
+    return json_null();
+  cvg_value val;
+  size_t nv = 0;
+  cvg_buf scratch;
+  cvg_buf_init(&scratch, 1u << 20);
+  json_t *j = NULL;
+  if (cvg_decode_tuple(v, n, &val, 1, &nv, &scratch) == CVG_OK && nv == 1)
+    j = cvg_value_to_json(&val);
+  cvg_buf_release(&scratch);
+  return j ? j : json_null();
+}
+
+static const char *const copy_state[] = {"absent", "live", "tombstone", "unknown"};
+
+static json_t *tracked_json(const dset *ds, const tracked *t) {
+  json_t *o = json_object();
+  json_object_set_new(o, "dataset", json_string(ds->cfg->name));
+  json_object_set_new(o, "key", key_json(ds, t->key, t->key_len));
+  json_object_set_new(o, "shard", json_integer(t->shard));
+  json_object_set_new(o, "class", json_string(cvg_class_name(t->cls)));
+  json_object_set_new(o, "state", json_string(t->confirmed ? "confirmed" : "suspected"));
+  json_object_set_new(o, "first_seen", json_real(t->first_seen));
+  json_object_set_new(o, "confirmed_at", t->confirmed ? json_real(t->confirmed_at) : json_null());
+  json_object_set_new(o, "last_checked", json_real(t->last_checked));
+  json_object_set_new(o, "agreeing_replicas", json_integer(t->agreeing));
+  json_t *reps = json_object();
+  for (size_t i = 0; i < ds->n; i++) {
+    json_t *r = json_object();
+    json_object_set_new(r, "state", json_string(copy_state[t->rstates[i]]));
+    json_object_set_new(
+        r, "version",
+        version_json(t->key + t->key_len + t->ver_off[i], t->ver_off[i + 1] - t->ver_off[i]));
+    json_object_set_new(reps, ds->reps[i].cfg->name, r);
+  }
+  json_object_set_new(o, "replicas", reps);
+  return o;
+}
+
+static int dump_into(json_t *j, cvg_buf *b) {
+  if (!j)
+    return CVG_ENOMEM;
+  char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(j);
+  if (!s)
+    return CVG_ENOMEM;
+  int rc = cvg_buf_append(b, s, strlen(s));
+  free(s);
+  return rc;
+}
+
+#define STATUS_SAMPLES 10 /* sample keys per dataset in /api/v1/status */
+
+int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *b) {
+  json_t *root = json_object();
+  json_object_set_new(root, "version", json_string(CVG_VERSION));
+  json_object_set_new(root, "catalog", json_string(m->cat->path));
+  json_object_set_new(root, "started_at", json_real(m->started_wall));
+  json_object_set_new(root, "now", json_real(wall_now()));
+  json_t *dsa = json_array();
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    json_t *d = json_object();
+    json_object_set_new(d, "name", json_string(ds->cfg->name));
+    json_object_set_new(d, "owner", json_string(ds->cfg->owner));
+    json_object_set_new(d, "shards", json_integer(ds->cfg->shards));
+    json_object_set_new(d, "rows",
+                        ds->have_full ? json_integer((json_int_t)ds->keys_total) : json_null());
+    json_object_set_new(d, "last_full_sweep",
+                        ds->have_full ? json_real(ds->last_full_wall) : json_null());
+    json_object_set_new(d, "last_incremental_sweep",
+                        ds->last_incr_wall > 0 ? json_real(ds->last_incr_wall) : json_null());
+    json_object_set_new(d, "schema_drift", json_boolean(ds->schema_drift));
+    json_object_set_new(d, "schema_detail", json_string(ds->schema_msg));
+    json_t *ra = json_array();
+    for (size_t i = 0; i < ds->n; i++) {
+      const rep *r = &ds->reps[i];
+      json_t *rj = json_object();
+      json_object_set_new(rj, "name", json_string(r->cfg->name));
+      json_object_set_new(rj, "url", json_string(r->cfg->url_display));
+      json_object_set_new(rj, "authority", json_boolean(r->cfg->authority));
+      json_object_set_new(rj, "region", json_string(r->cfg->region));
+      json_object_set_new(rj, "up", r->up < 0 ? json_null() : json_boolean(r->up));
+      json_object_set_new(rj, "state", json_string(rstate_names[r->state]));
+      json_object_set_new(rj, "lag_seconds", jnum(r->lag));
+      json_object_set_new(rj, "heartbeat_seq", r->hb_seen ? json_integer(r->hb_seq) : json_null());
+      json_object_set_new(rj, "canaries_seen", json_integer((json_int_t)r->canaries_seen));
+      json_object_set_new(rj, "canary_failures", json_integer((json_int_t)r->canary_failures));
+      json_object_set_new(rj, "error", r->error[0] ? json_string(r->error) : json_null());
+      json_array_append_new(ra, rj);
+    }
+    json_object_set_new(d, "replicas", ra);
+    json_t *ia = json_array();
+    for (size_t i = 0; i < ds->n_inv; i++) {
+      json_t *ij = json_object();
+      json_object_set_new(ij, "name", json_string(ds->inv[i].name));
+      json_object_set_new(ij, "status",
+                          json_string(!ds->inv[i].known ? "unknown"
+                                      : ds->inv[i].ok   ? "ok"
+                                                        : "violated"));
+      json_object_set_new(ij, "value", ds->inv[i].known ? jnum(ds->inv[i].value) : json_null());
+      json_object_set_new(ij, "limit", jnum(ds->inv[i].limit));
+      json_array_append_new(ia, ij);
+    }
+    json_object_set_new(d, "invariants", ia);
+    uint64_t by[CVG_CLASS__COUNT][2];
+    memset(by, 0, sizeof by);
+    json_t *samples = json_array();
+    json_t *shards = json_object();
+    for (size_t s = 0; s < ds->tab_cap; s++) {
+      tracked *t = ds->tab[s];
+      if (!t)
+        continue;
+      by[t->cls][t->confirmed]++;
+      char sh[16];
+      snprintf(sh, sizeof sh, "%u", t->shard);
+      json_t *c = json_object_get(shards, sh);
+      json_object_set_new(shards, sh, json_integer(c ? json_integer_value(c) + 1 : 1));
+      if (json_array_size(samples) < STATUS_SAMPLES)
+        json_array_append_new(samples, tracked_json(ds, t));
+    }
+    json_t *dv = json_object();
+    uint64_t sus = 0, conf = 0;
+    json_t *cls = json_object();
+    for (int c = 1; c < CVG_CLASS__COUNT; c++) {
+      sus += by[c][0];
+      conf += by[c][1];
+      json_t *cj = json_object();
+      json_object_set_new(cj, "suspected", json_integer((json_int_t)by[c][0]));
+      json_object_set_new(cj, "confirmed", json_integer((json_int_t)by[c][1]));
+      json_object_set_new(cls, cvg_class_name((cvg_class)c), cj);
+    }
+    json_object_set_new(dv, "suspected", json_integer((json_int_t)sus));
+    json_object_set_new(dv, "confirmed", json_integer((json_int_t)conf));
+    json_object_set_new(dv, "by_class", cls);
+    json_object_set_new(dv, "by_shard", shards);
+    json_object_set_new(dv, "untracked", json_integer((json_int_t)ds->dropped));
+    json_object_set_new(dv, "samples", samples);
+    json_object_set_new(d, "divergences", dv);
+    json_array_append_new(dsa, d);
+    pthread_mutex_unlock(&ds->mu);
+  }
+  json_object_set_new(root, "datasets", dsa);
+  return dump_into(root, b);
+}
+
+int cvg_monitor_divergences_json(cvg_monitor *m, const char *dataset, long shard, const char *cls,
+                                 const char *state, size_t limit, cvg_buf *b) {
+  int found = dataset == NULL;
+  json_t *arr = json_array();
+  size_t total = 0;
+  FOR_DS(m, ds) {
+    if (dataset && strcmp(dataset, ds->cfg->name) != 0)
+      continue;
+    found = 1;
+    pthread_mutex_lock(&ds->mu);
+    for (size_t s = 0; s < ds->tab_cap; s++) {
+      tracked *t = ds->tab[s];
+      if (!t || (shard >= 0 && (long)t->shard != shard) ||
+          (cls && strcmp(cls, cvg_class_name(t->cls)) != 0) ||
+          (state && strcmp(state, t->confirmed ? "confirmed" : "suspected") != 0))
+        continue;
+      total++;
+      if (json_array_size(arr) < limit)
+        json_array_append_new(arr, tracked_json(ds, t));
+    }
+    pthread_mutex_unlock(&ds->mu);
+  }
+  if (!found) {
+    json_decref(arr);
+    return CVG_ENOENT;
+  }
+  json_t *root = json_object();
+  json_object_set_new(root, "total", json_integer((json_int_t)total));
+  json_object_set_new(root, "returned", json_integer((json_int_t)json_array_size(arr)));
+  json_object_set_new(root, "divergences", arr);
+  return dump_into(root, b);
+}
