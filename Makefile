@@ -3,7 +3,7 @@
 #
 #   make              build build/converge and build/libconverge.a
 #   make test         bootstrap, build with gcc, unit tests (gcc, and clang with ASan+UBSan),
-#                     format check, CLI tests, short fuzz runs
+#                     format check, CLI tests, short fuzz runs, converge watch end to end
 #   make bench        benchmarks against peers (bench/)
 #   make demo         the demo on SQLite replicas
 #   make install      into $(PREFIX) (default /usr/local); DESTDIR is honoured
@@ -31,7 +31,7 @@ SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 C_FILES := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all lib unit unit-run test test-cli bench demo install format format-check fuzz \
+.PHONY: all lib unit unit-run test test-cli test-watch bench demo install format format-check fuzz \
         fuzz-run bootstrap clean
 
 all: $(BUILD)/converge $(BUILD)/libconverge.a
@@ -79,9 +79,14 @@ test: bootstrap
 	@$(MAKE) --no-print-directory fuzz-run
 	@echo "== CLI tests (the ASan+UBSan build of converge)"
 	@tests/cli/run build/asan/converge
+	@echo "== converge watch end to end (ASan+UBSan build; real promtool and Prometheus)"
+	@tests/watch/run build/asan/converge
 
 test-cli: all
 	@tests/cli/run $(BUILD)/converge
+
+test-watch: all
+	@tests/watch/run $(BUILD)/converge
 
 bench: bootstrap all
 	@bench/diff_vs_sqldiff $(BUILD)/converge

@@ -1293,8 +1293,9 @@ static int sqlite_scalar(cvg_store *base, const char *expr, double *out, int *is
   sqlite3_stmt *s = NULL;
   const char *tail = NULL;
   int src = sqlite3_prepare_v2(st->db, (const char *)sql.data, -1, &s, &tail);
+  int trailing = tail && *tail; /* tail points into sql */
   cvg_buf_release(&sql);
-  if (src != SQLITE_OK || (tail && *tail)) {
+  if (src != SQLITE_OK || trailing) {
     rc = cvg_error_set(err, CVG_ESQL, base->url, "cannot evaluate aggregate '%s': %s", expr,
                        src != SQLITE_OK ? sqlite3_errmsg(st->db) : "text follows it");
     cvg_error_hint(err, "give one aggregate over the table's columns, e.g. sum(balance)");
