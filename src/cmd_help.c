@@ -23,13 +23,16 @@ static const char overview[] =
     "commands:\n"
     "  diff URL URL [URL...]   compare two or more replicas of a table, row by row\n"
     "  gen --out DIR           write replicas with injected divergences and their ground truth\n"
+    "  watch -c converge.yaml  monitor datasets continuously; Prometheus metrics and a JSON API\n"
+    "  check-config FILE       validate a catalog (converge.yaml) and explain it\n"
     "  help [COMMAND]          show this overview or a command's manual\n"
     "  version                 print the version\n"
     "\n"
     "replica URLs: sqlite:///abs/path.db?table=T  or  sqlite:rel/path.db?table=T\n"
     "exit status of diff: 0 identical, 1 differences found, 2 trouble\n"
     "\n"
-    "'converge help diff' shows the manual of diff.\n";
+    "'converge help diff' shows the manual of diff; likewise gen, watch, check-config.\n"
+    "The catalog format is described in docs/catalog.md.\n";
 
 int print_help(FILE *f, const char *cmd) {
   if (!cmd) {
