@@ -163,7 +163,8 @@ int cvg_store_fetch(cvg_store *st, const cvg_scan_spec *spec, const unsigned cha
 /*
  * The state of one key, as a scan would yield it: *found 0 when no such row. The row's pointers
  * are BORROWED until the next lookup on st. The statement is cached per spec, so looking up many
- * keys with the same spec costs one index probe each.
+ * keys with the same spec costs one index probe each; no read transaction stays open between
+ * lookups. Version vectors are not returned (vvec is NULL).
  */
 int cvg_store_lookup(cvg_store *st, const cvg_scan_spec *spec, const unsigned char *key,
                      size_t key_len, cvg_scan_row *row, int *found, cvg_error *err);

@@ -1124,6 +1124,12 @@ static int sqlite_lookup(cvg_store *base, const cvg_scan_spec *spec, const unsig
     *found = 1;
   else if (rc == CVG_DONE)
     rc = CVG_OK;
+  /* Key, values and version were copied into the scan's buffers; the version vector was not,
+   * and is not returned. Resetting ends the statement's read transaction, which would
+   * otherwise block writers of a rollback-journal database between lookups. */
+  row->vvec = NULL;
+  row->vvec_len = 0;
+  sqlite3_reset(st->lookup->stmt);
 done:
   cvg_buf_release(&scratch);
   cvg_buf_release(&sig);

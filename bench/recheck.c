@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Incremental re-check vs a full `converge diff`, on one replica pair (bench/watch drives it).
+ *
+ *   recheck CONVERGE A.db B.db CHANGES RUNS
+ *
+ * Loads a catalog for the pair (version updated_at, tombstone deleted, 1000 shards), runs one
+ * full sweep to set the watermarks, then RUNS times, alternating:
+ *   1. writes CHANGES row updates to both files (new versions, as replication would) plus 10
+ *      to A only (in flight: the check must find exactly those 10);
+ *   2. times cvg_monitor_recheck() — the incremental check `converge watch` runs;
+ *   3. times the CONVERGE diff program on the same pair, as a child process;
+ *   4. copies the 10 in-flight rows to B, so the pair is identical again.
+ * Prints each run, the medians and the ratio.
+ */
+#include "converge/catalog.h"
+#include "converge/monitor.h"
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, const char *detail) {
+  fprintf(stderr, "recheck: %s: %s\n", what, detail);
+  exit(2);
+}
+
+static sqlite3 *open_db(const char *path) {
+  sqlite3 *db;
+  if (sqlite3_open(path, &db) != SQLITE_OK)
+    die(path, sqlite3_errmsg(db));
+  sqlite3_busy_timeout(db, 10000);
+  return db;
+}
+
+static void exec(sqlite3 *db, const char *sql) {
+  char *msg = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+    die(sql, msg ? msg : "?");
+}
+
+static long long scalar(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *s;
+  if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW)
+    die(sql, sqlite3_errmsg(db));
+  long long v = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  return v;
+}
+
+/* Updates the rows ids[0..n) on db with version ver + i. */
+static void update(sqlite3 *db, const long long *ids, size_t n, long long ver) {
+  sqlite3_stmt *s;
+  exec(db, "BEGIN");
+  if (sqlite3_prepare_v2(db,
+                         "UPDATE accounts SET balance = coalesce(balance, 0) + 1, updated_at = ?2 "
+                         "WHERE id = ?1",
+                         -1, &s, NULL) != SQLITE_OK)
+    die("prepare update", sqlite3_errmsg(db));
+  for (size_t i = 0; i < n; i++) {
+    sqlite3_bind_int64(s, 1, ids[i]);
+    sqlite3_bind_int64(s, 2, ver + (long long)i);
+    if (sqlite3_step(s) != SQLITE_DONE)
+      die("update", sqlite3_errmsg(db));
+    sqlite3_reset(s);
+  }
+  sqlite3_finalize(s);
+  exec(db, "COMMIT");
+}
+
+static double run_diff(const char *converge, const char *a, const char *b) {
+  char ua[4200], ub[4200];
+  snprintf(ua, sizeof ua, "sqlite:%s?table=accounts", a);
+  snprintf(ub, sizeof ub, "sqlite:%s?table=accounts", b);
+  char *argv[] = {(char *)converge, "diff",    "-q", "--version", "updated_at",
+                  "--tombstone",    "deleted", ua,   ub,          NULL};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", 1, 0);
+  double t0 = now();
+  pid_t pid;
+  if (posix_spawn(&pid, converge, &fa, NULL, argv, environ) != 0)
+    die("spawn", converge);
+  int status;
+  waitpid(pid, &status, 0);
+  double t = now() - t0;
+  posix_spawn_file_actions_destroy(&fa);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) > 1)
+    die("converge diff failed", converge);
+  return t;
+}
+
+/* Divergent keys the monitor tracks, from its status JSON. */
+static long long divergent(cvg_monitor *m) {
+  cvg_buf b;
+  cvg_buf_init(&b, 1u << 26);
+  if (cvg_monitor_status_json(m, &b) != CVG_OK)
+    die("status", "cannot render");
+  json_error_t je;
+  json_t *j = json_loadb((const char *)b.data, b.len, 0, &je);
+  cvg_buf_release(&b);
+  json_t *dv = json_object_get(json_array_get(json_object_get(j, "datasets"), 0), "divergences");
+  long long n = (long long)(json_integer_value(json_object_get(dv, "suspected")) +
+                            json_integer_value(json_object_get(dv, "confirmed")));
+  json_decref(j);
+  return n;
+}
+
+static int cmp_double(const void *x, const void *y) {
+  double a = *(const double *)x, b = *(const double *)y;
+  return (a > b) - (a < b);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 6) {
+    fprintf(stderr, "usage: recheck CONVERGE A.db B.db CHANGES RUNS\n");
+    return 2;
+  }
+  const char *converge = argv[1], *a = argv[2], *b = argv[3];
+  size_t changes = (size_t)atol(argv[4]);
+  int runs = atoi(argv[5]);
+  if (runs < 1 || runs > 99 || changes < 1)
+    die("arguments", "CHANGES >= 1, RUNS 1..99");
+  char yaml[10000];
+  snprintf(yaml, sizeof yaml,
+           "datasets:\n  - name: accounts\n    key: [id]\n    version: updated_at\n"
+           "    tombstone: deleted\n    shards: 1000\n    replicas:\n"
+           "      - {name: a, url: \"sqlite://%s?table=accounts\", authority: true}\n"
+           "      - {name: b, url: \"sqlite://%s?table=accounts\"}\n",
+           a, b);
+  cvg_catalog *cat;
+  cvg_monitor *m;
+  cvg_error err;
+  if (cvg_catalog_parse(&cat, "bench.yaml", yaml, strlen(yaml), &err) != CVG_OK ||
+      cvg_monitor_new(&m, cat, NULL, &err) != CVG_OK)
+    die(err.input, err.msg);
+  sqlite3 *da = open_db(a), *db = open_db(b);
+  long long n_rows = scalar(da, "SELECT max(id) FROM accounts");
+  long long ver = scalar(da, "SELECT max(updated_at) FROM accounts") + 1;
+  double t0 = now();
+  if (cvg_monitor_full_sweep(m, 0, &err) != CVG_OK)
+    die(err.input, err.msg);
+  printf("initial full sweep (sets the watermarks): %.2f s\n", now() - t0);
+  if (divergent(m) != 0)
+    die("the pair", "is not identical at the start");
+  uint64_t compared = 0;
+  if (cvg_monitor_recheck(m, 0, &compared, &err) != CVG_OK) /* settle: nothing changed yet */
+    die(err.input, err.msg);
+  long long *ids = malloc((changes + 10) * sizeof *ids);
+  if (!ids)
+    die("malloc", "out of memory");
+  srand(42);
+  double tr[99], td[99];
+  for (int r = 0; r < runs; r++) {
+    for (size_t i = 0; i < changes + 10; i++) {
+      int dup;
+      do { /* the 10 in-flight ids differ from every other id of the run */
+        ids[i] = 1 + (long long)(((unsigned long long)rand() << 16 ^ (unsigned long long)rand()) %
+                                 (unsigned long long)n_rows);
+        dup = 0;
+        for (size_t k = changes; i >= changes && k < i; k++)
+          dup |= ids[k] == ids[i];
+        for (size_t k = 0; i >= changes && k < changes && !dup; k++)
+          dup |= ids[k] == ids[i];
+      } while (dup);
+    }
+    update(da, ids, changes, ver);
+    update(db, ids, changes, ver);
+    update(da, ids + changes, 10, ver + (long long)changes); /* in flight to B */
+    ver += (long long)changes + 10;
+    t0 = now();
+    if (cvg_monitor_recheck(m, 0, &compared, &err) != CVG_OK)
+      die(err.input, err.msg);
+    tr[r] = now() - t0;
+    long long found = divergent(m);
+    if (found != 10) {
+      fprintf(stderr, "recheck: the check tracks %lld divergent keys, want the 10 in flight\n",
+              found);
+      cvg_buf b;
+      cvg_buf_init(&b, 1u << 26);
+      cvg_monitor_divergences_json(m, NULL, -1, NULL, NULL, 3, &b);
+      fprintf(stderr, "%.*s\n", (int)b.len, (const char *)b.data);
+      return 1;
+    }
+    td[r] = run_diff(converge, a, b);
+    printf("run %d: incremental re-check %.4f s (%llu keys compared)   full converge diff %.2f s\n",
+           r + 1, tr[r], (unsigned long long)compared, td[r]);
+    update(db, ids + changes, 10, ver - 10); /* replication catches up */
+  }
+  double mr = median(tr, runs), md = median(td, runs);
+  printf("rows: %lld per replica; changed per run: %zu on both + 10 on one\n", n_rows, changes);
+  printf("median: incremental re-check %.4f s, full diff %.2f s -> re-check is %.0fx faster\n", mr,
+         md, md / mr);
+  sqlite3_close(da);
+  sqlite3_close(db);
+  cvg_monitor_free(m);
+  cvg_catalog_free(cat);
+  free(ids);
+  return 0;
+}
