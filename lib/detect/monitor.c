@@ -1018,6 +1018,59 @@ static void cs_free_versions(changeset *cs, size_t n_rep) {
       free((void *)cs->items[k].copies[i].version);
 }
 
+/* One replica's incremental read, run on its own thread (its connection is used by no one
+ * else meanwhile). Rows are packed into an arena: since_rec, key bytes, version bytes. */
+typedef struct since_rec {
+  cvg_fp fp;
+  uint32_t key_len, ver_len;
+  int tomb;
+} since_rec;
+
+typedef struct since_read {
+  cvg_store *st;         /* BORROWED: the job's connection to the replica */
+  cvg_scan_spec spec;    /* with since = wm */
+  unsigned char wm[256]; /* the watermark read from */
+  size_t wm_len;
+  unsigned char new_wm[256]; /* the greatest version read */
+  size_t new_wm_len;
+  cvg_buf rows; /* the arena */
+  uint64_t n_rows;
+  int rc;        /* status of the read */
+  cvg_error err; /* its detail */
+  int active;    /* the replica was read */
+  int started;   /* a thread was started */
+  pthread_t thread;
+} since_read;
+
+static void *since_main(void *arg) {
+  since_read *sr = arg;
+  cvg_scan *sc = NULL;
+  int rc = cvg_scan_open(sr->st, &sr->spec, &sc, &sr->err);
+  cvg_scan_row row;
+  while (!rc && (rc = cvg_scan_next(sc, &row, &sr->err)) == CVG_OK) {
+    since_rec h = {row.fp, (uint32_t)row.key_len, (uint32_t)row.version_len, row.tombstone};
+    if (sr->n_rows >= MAX_CHANGED) /* the caller stops there too */
+      break;
+    if (cvg_buf_append(&sr->rows, &h, sizeof h) ||
+        cvg_buf_append(&sr->rows, row.key, row.key_len) ||
+        (row.version_len && cvg_buf_append(&sr->rows, row.version, row.version_len))) {
+      rc = cvg_error_set(&sr->err, CVG_ENOMEM, cvg_store_url(sr->st), "out of memory");
+      break;
+    }
+    sr->n_rows++;
+    if (row.version_len && row.version_len <= sizeof sr->new_wm &&
+        cvg_key_compare(row.version, row.version_len, sr->new_wm, sr->new_wm_len) > 0) {
+      memcpy(sr->new_wm, row.version, row.version_len);
+      sr->new_wm_len = row.version_len;
+    }
+  }
+  if (rc == CVG_DONE)
+    rc = CVG_OK;
+  cvg_scan_close(sc);
+  sr->rc = rc;
+  return NULL;
+}
+
 static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *compared,
                        cvg_error *err) {
   size_t idx[CVG_DIFF_MAX_REPLICAS];
@@ -1045,25 +1098,58 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
   size_t new_wm_len[CVG_DIFF_MAX_REPLICAS] = {0};
   uint64_t rows[CVG_DIFF_MAX_REPLICAS] = {0};
 
-  /* 1. rows past each replica's watermark */
-  for (size_t x = 0; !rc && ds->cfg->version && x < k; x++) {
+  /* 1. rows past each replica's watermark, every replica read by its own thread */
+  since_read reads[CVG_DIFF_MAX_REPLICAS];
+  memset(reads, 0, sizeof reads);
+  for (size_t x = 0; ds->cfg->version && x < k; x++) {
     size_t i = idx[x];
+    since_read *sr = &reads[x];
+    sr->st = sts[i];
+    sr->spec = spec;
+    cvg_buf_init(&sr->rows, (size_t)1 << 31);
+    cvg_error_clear(&sr->err);
     pthread_mutex_lock(&ds->mu);
-    unsigned char wm[256];
-    size_t wm_len = ds->reps[i].wm_len;
-    memcpy(wm, ds->reps[i].wm, wm_len);
+    sr->wm_len = ds->reps[i].wm_len;
+    memcpy(sr->wm, ds->reps[i].wm, sr->wm_len);
     pthread_mutex_unlock(&ds->mu);
-    if (!wm_len)
+    if (!sr->wm_len)
       continue; /* no watermark until a full sweep has read this replica */
-    memcpy(new_wm[i], wm, wm_len);
-    new_wm_len[i] = wm_len;
-    spec.since = wm;
-    spec.since_len = wm_len;
-    cvg_scan *sc = NULL;
-    rc = cvg_scan_open(sts[i], &spec, &sc, err);
-    cvg_scan_row row;
-    while (!rc && (rc = cvg_scan_next(sc, &row, err)) == CVG_OK) {
-      rows[i]++;
+    memcpy(sr->new_wm, sr->wm, sr->wm_len);
+    sr->new_wm_len = sr->wm_len;
+    sr->spec.since = sr->wm;
+    sr->spec.since_len = sr->wm_len;
+    sr->active = 1;
+    sr->started = k > 1 && pthread_create(&sr->thread, NULL, since_main, sr) == 0;
+    if (!sr->started)
+      since_main(sr);
+  }
+  for (size_t x = 0; ds->cfg->version && x < k; x++) {
+    since_read *sr = &reads[x];
+    size_t i = idx[x];
+    if (sr->started)
+      pthread_join(sr->thread, NULL);
+    if (!sr->active)
+      continue;
+    rows[i] = sr->n_rows;
+    memcpy(new_wm[i], sr->new_wm, sr->new_wm_len);
+    new_wm_len[i] = sr->new_wm_len;
+    if (!rc && sr->rc) {
+      rc = sr->rc;
+      if (err)
+        *err = sr->err;
+      if (rc != CVG_ENOMEM) {
+        pthread_mutex_lock(&ds->mu);
+        set_up(m, ds, &ds->reps[i], 0, &sr->err);
+        pthread_mutex_unlock(&ds->mu);
+        drop_conn(&sts[i]);
+      }
+    }
+    /* fold the rows into the change set */
+    const unsigned char *p = sr->rows.data, *e = p + sr->rows.len;
+    while (!rc && p < e) {
+      since_rec h;
+      memcpy(&h, p, sizeof h);
+      p += sizeof h;
       if (cs.n >= MAX_CHANGED) {
         pthread_mutex_lock(&ds->mu);
         ds->full_requested = 1;
@@ -1074,29 +1160,22 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
                            MAX_CHANGED);
         break;
       }
+      cvg_scan_row row;
+      memset(&row, 0, sizeof row);
+      row.key = p;
+      row.key_len = h.key_len;
+      row.version = p + h.key_len;
+      row.version_len = h.ver_len;
+      row.fp = h.fp;
+      row.tombstone = h.tomb;
+      p += h.key_len + h.ver_len;
       change *c = cs_get(&cs, row.key, row.key_len);
-      if (!c || cs_set(c, i, &row, 1)) {
+      if (!c || cs_set(c, i, &row, 1))
         rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
-        break;
-      }
-      if (row.version_len && row.version_len <= 256 &&
-          cvg_key_compare(row.version, row.version_len, new_wm[i], new_wm_len[i]) > 0) {
-        memcpy(new_wm[i], row.version, row.version_len);
-        new_wm_len[i] = row.version_len;
-      }
-    }
-    if (rc == CVG_DONE)
-      rc = CVG_OK;
-    cvg_scan_close(sc);
-    spec.since = NULL;
-    spec.since_len = 0;
-    if (rc && rc != CVG_ETOOBIG && rc != CVG_ENOMEM) {
-      pthread_mutex_lock(&ds->mu);
-      set_up(m, ds, &ds->reps[i], 0, err);
-      pthread_mutex_unlock(&ds->mu);
-      drop_conn(&sts[i]);
     }
   }
+  for (size_t x = 0; x < k; x++)
+    cvg_buf_release(&reads[x].rows);
   /* 2. every tracked key is re-checked */
   if (!rc) {
     pthread_mutex_lock(&ds->mu);

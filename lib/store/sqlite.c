@@ -71,6 +71,9 @@ struct sqlite_scan {
   uint64_t *serial;        /* OWNED: serial type of each column of the current record */
   size_t *offset;          /* OWNED: body offset of each */
   size_t rec_cols;         /* columns present in the current record */
+  int64_t *rowids;         /* OWNED: incremental fast path, the rows to read, ascending */
+  size_t n_rowids;         /* entries in rowids */
+  size_t rowid_pos;        /* next to read */
 };
 
 /* Maps a SQLite failure to a status and records the engine's message. */
@@ -442,6 +445,9 @@ static int key_is_binary(sqlite_store *st, const char *col) {
 /* ---- the fast path: reading the table's pages directly (see sqlite_btree.c) ---- */
 
 static void fast_teardown(sqlite_scan *sc) {
+  free(sc->rowids);
+  sc->rowids = NULL;
+  sc->n_rowids = sc->rowid_pos = 0;
   if (sc->map)
     munmap(sc->map, sc->map_len);
   sc->map = NULL;
@@ -652,16 +658,38 @@ static int fast_value(sqlite_scan *sc, int t, int64_t rowid, const unsigned char
   return CVG_OK;
 }
 
+static int fast_decode(sqlite_scan *sc, int64_t rowid, const unsigned char *rec, size_t rec_len,
+                       cvg_scan_row *row, cvg_error *err);
+
 static int fast_next(sqlite_scan *sc, cvg_scan_row *row, cvg_error *err) {
   int64_t rowid;
   const unsigned char *rec;
   size_t rec_len;
-  int rc = cvgi_btree_next(&sc->bt, &rowid, &rec, &rec_len);
+  int rc;
+  if (sc->rowids) { /* an incremental scan: the rows the version index named, in rowid order */
+    int found = 0;
+    while (!found) {
+      if (sc->rowid_pos == sc->n_rowids)
+        return CVG_DONE;
+      rowid = sc->rowids[sc->rowid_pos++];
+      if ((rc = cvgi_btree_seek(&sc->bt, rowid, &rec, &rec_len, &found)))
+        return cvg_error_set(err, rc, sc->st->base.url,
+                             "the database file is malformed (table b-tree page)");
+    }
+    return fast_decode(sc, rowid, rec, rec_len, row, err);
+  }
+  rc = cvgi_btree_next(&sc->bt, &rowid, &rec, &rec_len);
   if (rc == CVG_DONE)
     return CVG_DONE;
   if (rc)
     return cvg_error_set(err, rc, sc->st->base.url,
                          "the database file is malformed (table b-tree page)");
+  return fast_decode(sc, rowid, rec, rec_len, row, err);
+}
+
+static int fast_decode(sqlite_scan *sc, int64_t rowid, const unsigned char *rec, size_t rec_len,
+                       cvg_scan_row *row, cvg_error *err) {
+  int rc;
   /* Record header: varint header size, then one serial type per column. */
   uint64_t hsize;
   const unsigned char *end = rec + rec_len;
@@ -762,6 +790,63 @@ enum scan_mode {
 static int scan_build(sqlite_store *st, const cvg_scan_spec *spec, enum scan_mode mode,
                       sqlite_scan **out, cvg_error *err);
 
+static int cmp_rowid(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+#define SINCE_MAX_ROWIDS ((size_t)1 << 22) /* more changed rows than this: the SQL path */
+
+/*
+ * The incremental fast path: the rowids of rows whose version >= since come from the version
+ * column's index (SELECT rowid ... reads only the index when there is one), sorted, then each
+ * row is read by a b-tree descent in the mapped file — under the read transaction fast_setup
+ * holds. Reading a changed row this way costs a page or two instead of a trip through the VDBE.
+ * Falls back to the SQL path (already bound) on any trouble.
+ */
+static void since_rowids(sqlite_scan *sc, const cvg_scan_spec *spec, const cvg_value *since) {
+  cvg_buf sql;
+  cvg_buf_init(&sql, SQL_MAX);
+  sqlite3_stmt *s = NULL;
+  int ok = !(cvgi_append_str(&sql, "SELECT rowid FROM ") || cvgi_quote_ident(&sql, sc->st->table) ||
+             cvgi_append_str(&sql, " WHERE ") || cvgi_quote_ident(&sql, spec->version_col) ||
+             cvgi_append_str(&sql, " >= ?1") || cvg_buf_append(&sql, "", 1));
+  ok = ok && sqlite3_prepare_v2(sc->st->db, (const char *)sql.data, -1, &s, NULL) == SQLITE_OK;
+  cvg_buf_release(&sql);
+  size_t cap = 0;
+  if (ok) {
+    bind_value(s, 1, since);
+    int src;
+    while (ok && (src = sqlite3_step(s)) == SQLITE_ROW) {
+      if (sc->n_rowids == cap) {
+        cap = cap ? cap * 2 : 1024;
+        int64_t *g = cap <= SINCE_MAX_ROWIDS ? realloc(sc->rowids, cap * sizeof *g) : NULL;
+        if (!g) {
+          ok = 0;
+          break;
+        }
+        sc->rowids = g;
+      }
+      sc->rowids[sc->n_rowids++] = sqlite3_column_int64(s, 0);
+    }
+    ok = ok && src == SQLITE_DONE;
+  }
+  sqlite3_finalize(s);
+  if (!ok) {
+    fast_teardown(sc);
+    return;
+  }
+  if (!sc->rowids) { /* nothing changed: an empty list, not the table walk */
+    sc->rowids = malloc(sizeof *sc->rowids);
+    if (!sc->rowids) {
+      fast_teardown(sc);
+      return;
+    }
+  }
+  qsort(sc->rowids, sc->n_rowids, sizeof *sc->rowids, cmp_rowid);
+  madvise(sc->map, sc->map_len, MADV_NORMAL); /* fault-around maps neighbouring pages too */
+}
+
 static int sqlite_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **out,
                             cvg_error *err) {
   sqlite_scan *sc = NULL;
@@ -780,6 +865,9 @@ static int sqlite_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan
       return cvg_error_set(err, CVG_ECORRUPT, base->url, "malformed version watermark");
     }
     bind_value(sc->stmt, 1, &v);
+    fast_setup(sc, spec);
+    if (sc->fast)
+      since_rowids(sc, spec, &v);
     cvg_buf_release(&scratch);
   } else {
     fast_setup(sc, spec);

@@ -76,6 +76,7 @@ int cvgi_btree_init(cvgi_btree *bt, const unsigned char *map, size_t map_len, ui
   bt->usable = bt->page_size - map[20];
   bt->map = map;
   bt->map_len = map_len;
+  bt->root = root;
   const unsigned char *pg = page_at(bt, root);
   if (!pg)
     return CVG_ECORRUPT;
@@ -152,20 +153,11 @@ static int next_leaf(cvgi_btree *bt) {
   return CVG_DONE;
 }
 
-int cvgi_btree_next(cvgi_btree *bt, int64_t *rowid, const unsigned char **rec, size_t *rec_len) {
-  while (!bt->leaf || bt->leaf_idx >= bt->leaf_cells) {
-    bt->leaf = NULL;
-    if (bt->done)
-      return CVG_DONE;
-    int rc = next_leaf(bt);
-    if (rc == CVG_DONE)
-      bt->done = 1;
-    if (rc)
-      return rc;
-  }
-  const unsigned char *pg = bt->leaf;
+/* The rowid and record of cell idx of a leaf table page (hdr: offset of its header). */
+static int leaf_cell(cvgi_btree *bt, const unsigned char *pg, uint32_t hdr, uint32_t idx,
+                     int64_t *rowid, const unsigned char **rec, size_t *rec_len) {
   const unsigned char *end = pg + bt->usable;
-  uint32_t off = be16(pg + bt->leaf_hdr + 8 + 2 * bt->leaf_idx++);
+  uint32_t off = be16(pg + hdr + 8 + 2 * idx);
   if (off >= bt->usable)
     return CVG_ECORRUPT;
   const unsigned char *p = pg + off;
@@ -179,6 +171,8 @@ int cvgi_btree_next(cvgi_btree *bt, int64_t *rowid, const unsigned char **rec, s
     return CVG_ECORRUPT;
   p += k;
   *rowid = (int64_t)rid;
+  if (!rec)
+    return CVG_OK;
   uint64_t U = bt->usable, X = U - 35;
   if (size <= X) {
     if (p + size > end)
@@ -212,4 +206,76 @@ int cvgi_btree_next(cvgi_btree *bt, int64_t *rowid, const unsigned char **rec, s
   *rec = bt->payload.data;
   *rec_len = bt->payload.len;
   return CVG_OK;
+}
+
+int cvgi_btree_next(cvgi_btree *bt, int64_t *rowid, const unsigned char **rec, size_t *rec_len) {
+  while (!bt->leaf || bt->leaf_idx >= bt->leaf_cells) {
+    bt->leaf = NULL;
+    if (bt->done)
+      return CVG_DONE;
+    int rc = next_leaf(bt);
+    if (rc == CVG_DONE)
+      bt->done = 1;
+    if (rc)
+      return rc;
+  }
+  return leaf_cell(bt, bt->leaf, bt->leaf_hdr, bt->leaf_idx++, rowid, rec, rec_len);
+}
+
+/*
+ * Interior table cells are (u32 left child, varint key): the child holds rowids <= key, the
+ * right-most pointer everything greater. Both levels are searched by bisection.
+ */
+int cvgi_btree_seek(cvgi_btree *bt, int64_t rowid, const unsigned char **rec, size_t *rec_len,
+                    int *found) {
+  *found = 0;
+  /* Like the walk, keep the resident set bounded: every few thousand seeks, drop the mapping's
+   * pages (the page cache keeps them). No pointer into the mapping is held by the caller now. */
+  if (++bt->seeks % LEAVES_PER_PURGE == 0)
+    madvise((void *)bt->map, bt->map_len, MADV_DONTNEED);
+  uint32_t pgno = bt->root;
+  for (int depth = 0; depth < CVGI_BTREE_DEPTH; depth++) {
+    const unsigned char *pg = page_at(bt, pgno);
+    uint32_t hdr = pgno == 1 ? 100 : 0;
+    if (!pg)
+      return CVG_ECORRUPT;
+    uint32_t n = be16(pg + hdr + 3);
+    if (pg[hdr] == 0x05) {
+      if (hdr + 12 + 2 * n > bt->page_size)
+        return CVG_ECORRUPT;
+      uint32_t lo = 0, hi = n;
+      while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2, off = be16(pg + hdr + 12 + 2 * mid);
+        uint64_t key;
+        if (off + 4 >= bt->usable || !cvgi_varint(pg + off + 4, pg + bt->usable, &key))
+          return CVG_ECORRUPT;
+        if ((int64_t)key < rowid)
+          lo = mid + 1;
+        else
+          hi = mid;
+      }
+      pgno = lo < n ? be32(pg + be16(pg + hdr + 12 + 2 * lo)) : be32(pg + hdr + 8);
+      continue;
+    }
+    if (pg[hdr] != 0x0D || hdr + 8 + 2 * n > bt->page_size)
+      return CVG_ECORRUPT;
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+      uint32_t mid = lo + (hi - lo) / 2;
+      int64_t r;
+      int rc = leaf_cell(bt, pg, hdr, mid, &r, NULL, NULL);
+      if (rc)
+        return rc;
+      if (r < rowid) {
+        lo = mid + 1;
+      } else if (r > rowid) {
+        hi = mid;
+      } else {
+        *found = 1;
+        return leaf_cell(bt, pg, hdr, mid, &r, rec, rec_len);
+      }
+    }
+    return CVG_OK;
+  }
+  return CVG_ECORRUPT; /* deeper than any real b-tree: a cycle */
 }

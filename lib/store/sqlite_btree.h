@@ -31,6 +31,8 @@ typedef struct cvgi_btree {
   cvg_buf payload;           /* a record that spills onto overflow pages, reassembled */
   uint64_t pages_seen;       /* guard against cycles in a corrupt file */
   uint64_t leaves;           /* leaves visited */
+  uint32_t root;             /* root page of the table */
+  uint64_t seeks;            /* cvgi_btree_seek calls */
 } cvgi_btree;
 
 /* Prepares a walk of the table b-tree rooted at root. CVG_ECORRUPT if the header is unusable. */
@@ -39,6 +41,11 @@ void cvgi_btree_release(cvgi_btree *bt);
 /* Next row in rowid order: CVG_OK with rowid and the record (BORROWED until the next call),
  * CVG_DONE at the end, CVG_ECORRUPT on a malformed page. */
 int cvgi_btree_next(cvgi_btree *bt, int64_t *rowid, const unsigned char **rec, size_t *rec_len);
+
+/* Finds the row with this rowid by descending from the root: *found 0 when there is none, else
+ * the record (BORROWED until the next call). CVG_ECORRUPT on a malformed page. */
+int cvgi_btree_seek(cvgi_btree *bt, int64_t rowid, const unsigned char **rec, size_t *rec_len,
+                    int *found);
 
 /* Reads a SQLite varint at p (at most end - p bytes); returns its length, 0 if truncated. */
 size_t cvgi_varint(const unsigned char *p, const unsigned char *end, uint64_t *v);

@@ -266,6 +266,127 @@ static void test_fetch_and_readonly(void **state) {
   cvg_store_close(NULL); /* safe on NULL */
 }
 
+/* Rows with version >= since, as (key int, fp lo) pairs sorted by key, into out; returns count. */
+static size_t since_rows(cvg_store *st, const cvg_scan_spec *base, int64_t since, int64_t *keys,
+                         uint64_t *fps, int *tombs, size_t max) {
+  cvg_buf w, scratch;
+  cvg_buf_init(&w, 64);
+  cvg_buf_init(&scratch, 64);
+  cvg_encode_int(&w, since);
+  cvg_scan_spec spec = *base;
+  spec.since = w.data;
+  spec.since_len = w.len;
+  cvg_scan *sc = NULL;
+  cvg_error err;
+  assert_int_equal(cvg_scan_open(st, &spec, &sc, &err), CVG_OK);
+  cvg_scan_row row;
+  size_t n = 0;
+  int rc;
+  while ((rc = cvg_scan_next(sc, &row, &err)) == CVG_OK) {
+    assert_true(n < max);
+    cvg_value v;
+    size_t nv;
+    assert_int_equal(cvg_decode_tuple(row.key, row.key_len, &v, 1, &nv, &scratch), CVG_OK);
+    size_t at = n++;
+    while (at > 0 && keys[at - 1] > v.u.i) { /* insertion sort: the order is the engine's */
+      keys[at] = keys[at - 1];
+      fps[at] = fps[at - 1];
+      tombs[at] = tombs[at - 1];
+      at--;
+    }
+    keys[at] = v.u.i;
+    fps[at] = row.fp.lo;
+    tombs[at] = row.tombstone;
+  }
+  assert_int_equal(rc, CVG_DONE);
+  cvg_scan_close(sc);
+  cvg_buf_release(&w);
+  cvg_buf_release(&scratch);
+  return n;
+}
+
+static void test_incremental_scan_and_own_tables(void **state) {
+  (void)state;
+  /* no defaults and an INTEGER PRIMARY KEY: eligible for the direct b-tree path; 3000 rows so
+   * the table b-tree has interior pages; one row large enough to spill onto overflow pages */
+  make_db("inc.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, ver INTEGER, del INTEGER);"
+                    "CREATE INDEX t_ver ON t(ver);"
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<3000)"
+                    " INSERT INTO t SELECT i, printf('row %d', i), i % 1000, i % 7 = 0 FROM n;"
+                    "UPDATE t SET v = printf('%.*c', 9000, 'x'), ver = 995 WHERE id = 1234;");
+  const char *keys[] = {"id"}, *cols[] = {"v", "ver"};
+  cvg_scan_spec spec = {.key_cols = keys,
+                        .n_key = 1,
+                        .cmp_cols = cols,
+                        .n_cmp = 2,
+                        .version_col = "ver",
+                        .tombstone_col = "del"};
+  int64_t k1[400], k2[400];
+  uint64_t f1[400], f2[400];
+  int t1[400], t2[400];
+  cvg_store *st;
+  cvg_error err;
+  assert_int_equal(cvg_store_open(&st, url("inc.db", "t"), CVG_STORE_READONLY, &err), CVG_OK);
+  size_t n1 = since_rows(st, &spec, 990, k1, f1, t1, 400);
+  setenv("CONVERGE_SQLITE_FASTPATH", "0", 1);
+  size_t n2 = since_rows(st, &spec, 990, k2, f2, t2, 400);
+  unsetenv("CONVERGE_SQLITE_FASTPATH");
+  assert_int_equal(n1, 31); /* ver 990..999: 3 rows each, plus id 1234 */
+  assert_int_equal(n1, n2);
+  for (size_t i = 0; i < n1; i++) {
+    assert_int_equal(k1[i], k2[i]);
+    assert_true(f1[i] == f2[i]);
+    assert_int_equal(t1[i], t2[i]);
+    assert_int_equal(t1[i], k1[i] % 7 == 0);
+  }
+  assert_int_equal(since_rows(st, &spec, 5000, k1, f1, t1, 400), 0);
+  /* lookups give the same fingerprint as the scans */
+  cvg_buf key;
+  cvg_buf_init(&key, 64);
+  cvg_encode_int(&key, k2[3]);
+  cvg_scan_row row;
+  int found = 0;
+  assert_int_equal(cvg_store_lookup(st, &spec, key.data, key.len, &row, &found, &err), CVG_OK);
+  assert_true(found);
+  assert_true(row.fp.lo == f2[3]);
+  cvg_buf_reset(&key);
+  cvg_encode_int(&key, 99999);
+  assert_int_equal(cvg_store_lookup(st, &spec, key.data, key.len, &row, &found, &err), CVG_OK);
+  assert_false(found);
+  cvg_buf_release(&key);
+  /* converge's own tables: absent, then written on a writable store and read back */
+  int64_t seq = 0;
+  double ts = 0;
+  assert_int_equal(cvg_store_heartbeat_read(st, "converge_heartbeat", "d", &seq, &ts, &found, &err),
+                   CVG_ENOTABLE);
+  assert_int_equal(cvg_store_heartbeat_write(st, "converge_heartbeat", "d", 1, 2.5, 1, &err),
+                   CVG_EACCES); /* opened read-only */
+  cvg_store *rw;
+  assert_int_equal(cvg_store_open(&rw, url("inc.db", "t"), 0, &err), CVG_OK);
+  assert_int_equal(cvg_store_heartbeat_write(rw, "converge_heartbeat", "d", 7, 123.5, 1, &err),
+                   CVG_OK);
+  assert_int_equal(cvg_store_heartbeat_write(rw, "converge_heartbeat", "d", 8, 124.5, 1, &err),
+                   CVG_OK);
+  assert_int_equal(cvg_store_heartbeat_read(st, "converge_heartbeat", "d", &seq, &ts, &found, &err),
+                   CVG_OK);
+  assert_true(found && seq == 8 && ts == 124.5);
+  assert_int_equal(cvg_store_canary_write(rw, "converge_canary", "d", "tok1", 10.0, 1, &err),
+                   CVG_OK);
+  assert_int_equal(cvg_store_canary_seen(st, "converge_canary", "tok1", &found, &err), CVG_OK);
+  assert_true(found);
+  assert_int_equal(cvg_store_canary_purge(rw, "converge_canary", "d", 11.0, &err), CVG_OK);
+  assert_int_equal(cvg_store_canary_seen(st, "converge_canary", "tok1", &found, &err), CVG_OK);
+  assert_false(found);
+  double agg;
+  int is_null;
+  assert_int_equal(cvg_store_scalar(st, "count(*)", &agg, &is_null, &err), CVG_OK);
+  assert_true(agg == 3000 && !is_null);
+  assert_int_equal(cvg_store_scalar(st, "count(*)) FROM t; SELECT (1", &agg, &is_null, &err),
+                   CVG_ESQL);
+  cvg_store_close(rw);
+  cvg_store_close(st);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_describe_discovers_key),
@@ -275,6 +396,7 @@ int main(void) {
       cmocka_unit_test(test_mixed_numeric_key_is_refused),
       cmocka_unit_test(test_non_unique_key_is_refused),
       cmocka_unit_test(test_fetch_and_readonly),
+      cmocka_unit_test(test_incremental_scan_and_own_tables),
   };
   return cmocka_run_group_tests_name("store", tests, setup, teardown);
 }
