@@ -132,8 +132,8 @@ static double median(double *v, int n) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6) {
-    fprintf(stderr, "usage: recheck CONVERGE A.db B.db CHANGES RUNS\n");
+  if (argc != 6 && argc != 7) {
+    fprintf(stderr, "usage: recheck CONVERGE A.db B.db CHANGES RUNS [keep_mapped]\n");
     return 2;
   }
   const char *converge = argv[1], *a = argv[2], *b = argv[3];
@@ -144,10 +144,11 @@ int main(int argc, char **argv) {
   char yaml[10000];
   snprintf(yaml, sizeof yaml,
            "datasets:\n  - name: accounts\n    key: [id]\n    version: updated_at\n"
-           "    tombstone: deleted\n    shards: 1000\n    replicas:\n"
+           "    tombstone: deleted\n    shards: 1000\n"
+           "    probes: {sweep: {keep_mapped: %s}}\n    replicas:\n"
            "      - {name: a, url: \"sqlite://%s?table=accounts\", authority: true}\n"
            "      - {name: b, url: \"sqlite://%s?table=accounts\"}\n",
-           a, b);
+           argc == 7 ? "true" : "false", a, b);
   cvg_catalog *cat;
   cvg_monitor *m;
   cvg_error err;

@@ -72,6 +72,7 @@ typedef struct cvg_cat_probes {
                                    -1 when unrestricted */
   double confirm_within;        /* upper bound on the confirmation wait; default 60 */
   size_t max_tracked;           /* most divergent keys tracked per dataset; default 100000 */
+  int keep_mapped;              /* incremental checks keep SQLite files mapped; default 0 */
 } cvg_cat_probes;
 
 typedef struct cvg_cat_dataset {

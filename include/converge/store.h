@@ -103,6 +103,10 @@ typedef struct cvg_store cvg_store;
 typedef struct cvg_scan cvg_scan;
 
 #define CVG_STORE_READONLY 0x1u /* never write: diffing and probes */
+/* SQLite: keep the file mapped (and its pages mapped in) between incremental scans, so that
+ * re-reading changed rows costs memory accesses instead of page faults. The file's pages then
+ * count in the process's resident memory (as shared page cache, not private memory). */
+#define CVG_STORE_KEEP_MAPPED 0x2u
 
 typedef struct cvg_store_ops {
   const char *scheme; /* URL scheme this engine serves */

@@ -481,7 +481,7 @@ static int parse_probes(parser *p, yaml_node_t *n, cvg_cat_probes *pr) {
                                     "confirm_within", "create_tables", NULL};
   static const char *const hb[] = {"interval", "table", "stall_after", NULL};
   static const char *const ca[] = {"interval", "timeout", "table", NULL};
-  static const char *const sw[] = {"interval", "max_tracked", NULL};
+  static const char *const sw[] = {"interval", "max_tracked", "keep_mapped", NULL};
   static const char *const fs[] = {"interval", "rows_per_second", "window", NULL};
   keyset ks, sub;
   int rc = collect(p, n, "probes", top, &ks);
@@ -549,6 +549,8 @@ static int parse_probes(parser *p, yaml_node_t *n, cvg_cat_probes *pr) {
           return rc;
         pr->max_tracked = (size_t)x;
       }
+      if ((w = get(&sub, "keep_mapped")) && (rc = want_bool(p, w, "keep_mapped", &pr->keep_mapped)))
+        return rc;
     }
   }
   if ((v = get(&ks, "full_sweep"))) {

@@ -733,12 +733,13 @@ static void job_canary_poll(cvg_monitor *m, job *j) {
 /* ---- sweeps ---- */
 
 /* The up replicas of ds (opening the job's connections as needed); returns how many. */
-static size_t open_replicas(cvg_monitor *m, dset *ds, cvg_store **sts, size_t *idx) {
+static size_t open_replicas(cvg_monitor *m, dset *ds, cvg_store **sts, size_t *idx,
+                            unsigned flags) {
   size_t k = 0;
   for (size_t i = 0; i < ds->n; i++) {
     cvg_error err;
     cvg_error_clear(&err);
-    int rc = ensure_open(&sts[i], &ds->reps[i], CVG_STORE_READONLY, &err);
+    int rc = ensure_open(&sts[i], &ds->reps[i], CVG_STORE_READONLY | flags, &err);
     if (rc == CVG_OK) {
       cvg_table_desc desc;
       memset(&desc, 0, sizeof desc);
@@ -856,7 +857,7 @@ static int in_window(const cvg_cat_probes *p) {
 
 static int full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err) {
   size_t idx[CVG_DIFF_MAX_REPLICAS];
-  size_t k = open_replicas(m, ds, sts, idx);
+  size_t k = open_replicas(m, ds, sts, idx, 0);
   if (k < 2)
     return cvg_error_set(err, CVG_EDOWN, ds->cfg->name,
                          "fewer than two replicas reachable; nothing to compare");
@@ -925,37 +926,76 @@ static int full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err)
   return rc;
 }
 
-/* Keys an incremental check compares, with what each replica's scan already said. */
+/* A bump allocator for the keys and versions of one check: chunks never move, so pointers into
+ * them stay valid, and everything is freed at once. */
+typedef struct chunk {
+  struct chunk *next;
+  size_t used, cap;
+  unsigned char data[];
+} chunk;
+
+static void *arena_alloc(chunk **head, size_t n) {
+  if (!*head || (*head)->cap - (*head)->used < n) {
+    size_t cap = n > 65536 ? n : 65536;
+    chunk *c = malloc(sizeof *c + cap);
+    if (!c)
+      return NULL;
+    c->next = *head;
+    c->used = 0;
+    c->cap = cap;
+    *head = c;
+  }
+  void *p = (*head)->data + (*head)->used;
+  (*head)->used += n;
+  return p;
+}
+
+static void arena_free(chunk **head) {
+  while (*head) {
+    chunk *next = (*head)->next;
+    free(*head);
+    *head = next;
+  }
+}
+
+/* Keys an incremental check compares, with what each replica said of them. */
 typedef struct change {
-  unsigned char *key; /* OWNED copy */
+  const unsigned char *key; /* in the arena */
   size_t key_len;
   uint64_t hash;
-  cvg_copy copies[CVG_DIFF_MAX_REPLICAS];
-  unsigned char have[CVG_DIFF_MAX_REPLICAS]; /* the replica's scan yielded this key */
+  uint32_t have; /* bit i: replica i's copy is known (scanned or looked up) */
 } change;
 
 typedef struct changeset {
   change *items;
+  cvg_copy *copies; /* n_rep per item: item k's copy on replica i is copies[k * n_rep + i] */
+  size_t n_rep;
   size_t n, cap;
   size_t *slots; /* open addressing: index+1 into items, 0 empty */
   size_t slot_cap;
+  chunk *arena; /* keys and versions */
 } changeset;
 
 static void cs_free(changeset *cs) {
-  for (size_t i = 0; i < cs->n; i++)
-    free(cs->items[i].key);
   free(cs->items);
+  free(cs->copies);
   free(cs->slots);
+  arena_free(&cs->arena);
   memset(cs, 0, sizeof *cs);
 }
 
-static change *cs_get(changeset *cs, const unsigned char *key, size_t key_len) {
+static cvg_copy *cs_copy(changeset *cs, size_t k, size_t i) {
+  return &cs->copies[k * cs->n_rep + i];
+}
+
+/* The index of key in the set, added if new; SIZE_MAX when out of memory. */
+static size_t cs_get(changeset *cs, const unsigned char *key, size_t key_len) {
   uint64_t h = XXH3_64bits(key, key_len);
   if ((cs->n + 1) * 2 > cs->slot_cap) {
     size_t cap = cs->slot_cap ? cs->slot_cap * 2 : 4096;
     size_t *slots = calloc(cap, sizeof *slots);
     if (!slots)
-      return NULL;
+      return SIZE_MAX;
     for (size_t i = 0; i < cs->n; i++) {
       size_t s = (size_t)cs->items[i].hash & (cap - 1);
       while (slots[s])
@@ -970,52 +1010,52 @@ static change *cs_get(changeset *cs, const unsigned char *key, size_t key_len) {
   for (; cs->slots[s]; s = (s + 1) & (cs->slot_cap - 1)) {
     change *c = &cs->items[cs->slots[s] - 1];
     if (c->hash == h && c->key_len == key_len && memcmp(c->key, key, key_len) == 0)
-      return c;
+      return cs->slots[s] - 1;
   }
   if (cs->n == cs->cap) {
     size_t cap = cs->cap ? cs->cap * 2 : 1024;
     change *items = realloc(cs->items, cap * sizeof *items);
     if (!items)
-      return NULL;
+      return SIZE_MAX;
     cs->items = items;
+    cvg_copy *copies = realloc(cs->copies, cap * cs->n_rep * sizeof *copies);
+    if (!copies)
+      return SIZE_MAX;
+    cs->copies = copies;
     cs->cap = cap;
   }
   change *c = &cs->items[cs->n];
-  memset(c, 0, sizeof *c);
-  c->key = malloc(key_len ? key_len : 1);
-  if (!c->key)
-    return NULL;
-  memcpy(c->key, key, key_len);
+  unsigned char *k = arena_alloc(&cs->arena, key_len ? key_len : 1);
+  if (!k)
+    return SIZE_MAX;
+  memcpy(k, key, key_len);
+  c->key = k;
   c->key_len = key_len;
   c->hash = h;
+  c->have = 0;
+  memset(cs_copy(cs, cs->n, 0), 0, cs->n_rep * sizeof(cvg_copy));
   cs->slots[s] = ++cs->n;
-  return c;
+  return cs->n - 1;
 }
 
-/* Keeps a copy of a scanned or looked-up row in c for replica i. */
-static int cs_set(change *c, size_t i, const cvg_scan_row *row, int found) {
-  cvg_copy *cp = &c->copies[i];
+/* Keeps replica i's copy of item k: the row, or absent when !found. */
+static int cs_set(changeset *cs, size_t k, size_t i, const cvg_scan_row *row, int found) {
+  cvg_copy *cp = cs_copy(cs, k, i);
   memset(cp, 0, sizeof *cp);
-  c->have[i] = 1;
+  cs->items[k].have |= 1u << i;
   if (!found)
     return CVG_OK;
   cp->state = row->tombstone ? CVG_TOMBSTONED : CVG_LIVE;
   cp->fp = row->fp;
   cp->version_len = row->version_len;
   if (row->version_len) {
-    unsigned char *v = malloc(row->version_len);
+    unsigned char *v = arena_alloc(&cs->arena, row->version_len);
     if (!v)
       return CVG_ENOMEM;
     memcpy(v, row->version, row->version_len);
-    cp->version = v; /* OWNED by the change: cs_free_versions() */
+    cp->version = v;
   }
   return CVG_OK;
-}
-
-static void cs_free_versions(changeset *cs, size_t n_rep) {
-  for (size_t k = 0; k < cs->n; k++)
-    for (size_t i = 0; i < n_rep; i++)
-      free((void *)cs->items[k].copies[i].version);
 }
 
 /* One replica's incremental read, run on its own thread (its connection is used by no one
@@ -1075,7 +1115,8 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
                        cvg_error *err) {
   size_t idx[CVG_DIFF_MAX_REPLICAS];
   *compared = 0;
-  size_t k = open_replicas(m, ds, sts, idx);
+  size_t k =
+      open_replicas(m, ds, sts, idx, ds->cfg->probes.keep_mapped ? CVG_STORE_KEEP_MAPPED : 0);
   if (k < 2)
     return cvg_error_set(err, CVG_EDOWN, ds->cfg->name,
                          "fewer than two replicas reachable; nothing to compare");
@@ -1094,6 +1135,7 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
   spec.tombstone_col = ds->cfg->tombstone;
   changeset cs;
   memset(&cs, 0, sizeof cs);
+  cs.n_rep = ds->n;
   unsigned char new_wm[CVG_DIFF_MAX_REPLICAS][256];
   size_t new_wm_len[CVG_DIFF_MAX_REPLICAS] = {0};
   uint64_t rows[CVG_DIFF_MAX_REPLICAS] = {0};
@@ -1169,8 +1211,8 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
       row.fp = h.fp;
       row.tombstone = h.tomb;
       p += h.key_len + h.ver_len;
-      change *c = cs_get(&cs, row.key, row.key_len);
-      if (!c || cs_set(c, i, &row, 1))
+      size_t c = cs_get(&cs, row.key, row.key_len);
+      if (c == SIZE_MAX || cs_set(&cs, c, i, &row, 1))
         rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
     }
   }
@@ -1180,21 +1222,20 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
   if (!rc) {
     pthread_mutex_lock(&ds->mu);
     for (size_t s = 0; s < ds->tab_cap && !rc; s++)
-      if (ds->tab[s] && !cs_get(&cs, ds->tab[s]->key, ds->tab[s]->key_len))
+      if (ds->tab[s] && cs_get(&cs, ds->tab[s]->key, ds->tab[s]->key_len) == SIZE_MAX)
         rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
     pthread_mutex_unlock(&ds->mu);
   }
   /* 3. look each key up where the scans did not yield it */
   for (size_t c = 0; !rc && c < cs.n; c++) {
-    change *ch = &cs.items[c];
     for (size_t x = 0; !rc && x < k; x++) {
       size_t i = idx[x];
-      if (ch->have[i])
+      if (cs.items[c].have & (1u << i))
         continue;
       cvg_scan_row row;
       int found = 0;
-      rc = cvg_store_lookup(sts[i], &spec, ch->key, ch->key_len, &row, &found, err);
-      if (!rc && cs_set(ch, i, &row, found))
+      rc = cvg_store_lookup(sts[i], &spec, cs.items[c].key, cs.items[c].key_len, &row, &found, err);
+      if (!rc && cs_set(&cs, c, i, &row, found))
         rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
     }
   }
@@ -1204,19 +1245,22 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
     pthread_mutex_lock(&ds->mu);
     double wait = confirm_wait(ds);
     for (size_t c = 0; c < cs.n; c++) {
-      change *ch = &cs.items[c];
-      keystate ks;
-      memset(&ks, 0, sizeof ks);
       cvg_copy sub[CVG_DIFF_MAX_REPLICAS];
-      for (size_t x = 0; x < k; x++) {
-        ks.copies[idx[x]] = ch->copies[idx[x]];
-        ks.known[idx[x]] = 1;
-        sub[x] = ch->copies[idx[x]];
-      }
+      for (size_t x = 0; x < k; x++)
+        sub[x] = *cs_copy(&cs, c, idx[x]);
       int cls = cvg_classify(sub, k, ds->cfg->version != NULL, 0, NULL);
       if (cls < 0)
         continue;
-      record_key(ds, ch->key, ch->key_len, (cvg_class)cls, &ks, now, wait, 1);
+      uint64_t h = cs.items[c].hash;
+      if (cls == CVG_CLASS_NONE && !tr_find(ds, cs.items[c].key, cs.items[c].key_len, h, NULL))
+        continue; /* agrees and was not tracked: nothing to record (see "Shard digests") */
+      keystate ks;
+      memset(&ks, 0, sizeof ks);
+      for (size_t x = 0; x < k; x++) {
+        ks.copies[idx[x]] = sub[x];
+        ks.known[idx[x]] = 1;
+      }
+      record_key(ds, cs.items[c].key, cs.items[c].key_len, (cvg_class)cls, &ks, now, wait, 1);
     }
     for (size_t x = 0; x < k; x++) {
       rep *r = &ds->reps[idx[x]];
@@ -1249,7 +1293,6 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
                 ds->reps[idx[x]].cfg->name, "error", aerr.msg, (const char *)NULL);
     }
   }
-  cs_free_versions(&cs, ds->n);
   cs_free(&cs);
   cvg_diff_free(d);
   return rc;

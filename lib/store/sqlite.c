@@ -43,6 +43,11 @@ typedef struct sqlite_store {
   struct sqlite_scan *lookup; /* OWNED; cached key lookup (a SCAN_LOOKUP scan), or NULL */
   char *lookup_sig;           /* OWNED; the spec lookup was built for */
   int readonly;               /* opened with CVG_STORE_READONLY */
+  int keep_map;               /* opened with CVG_STORE_KEEP_MAPPED */
+  void *map;                  /* OWNED: the kept mapping of the file, or NULL */
+  size_t map_len;             /* its length */
+  dev_t map_dev;              /* the file it maps */
+  ino_t map_ino;
 } sqlite_store;
 
 typedef struct sqlite_scan sqlite_scan;
@@ -71,6 +76,7 @@ struct sqlite_scan {
   uint64_t *serial;        /* OWNED: serial type of each column of the current record */
   size_t *offset;          /* OWNED: body offset of each */
   size_t rec_cols;         /* columns present in the current record */
+  int map_kept;            /* map is the store's kept mapping: not ours to unmap */
   int64_t *rowids;         /* OWNED: incremental fast path, the rows to read, ascending */
   size_t n_rowids;         /* entries in rowids */
   size_t rowid_pos;        /* next to read */
@@ -126,6 +132,8 @@ static void sqlite_close(cvg_store *base) {
   if (st->lookup)
     sqlite_scan_close((cvg_scan *)st->lookup);
   free(st->lookup_sig);
+  if (st->map)
+    munmap(st->map, st->map_len);
   sqlite3_close_v2(st->db);
   free(st->path);
   free(st->table);
@@ -212,6 +220,7 @@ static int sqlite_open(cvg_store **out, const cvg_url *url, unsigned flags, cvg_
   sqlite3_extended_result_codes(st->db, 1);
   sqlite3_busy_timeout(st->db, 5000);
   st->readonly = (flags & CVG_STORE_READONLY) != 0;
+  st->keep_map = (flags & CVG_STORE_KEEP_MAPPED) != 0;
   if (st->readonly)
     sqlite3_exec(st->db, "PRAGMA query_only=1", NULL, NULL, NULL);
 
@@ -448,9 +457,10 @@ static void fast_teardown(sqlite_scan *sc) {
   free(sc->rowids);
   sc->rowids = NULL;
   sc->n_rowids = sc->rowid_pos = 0;
-  if (sc->map)
+  if (sc->map && !sc->map_kept)
     munmap(sc->map, sc->map_len);
   sc->map = NULL;
+  sc->map_kept = 0;
   cvgi_btree_release(&sc->bt);
   if (sc->in_txn)
     sqlite3_exec(sc->st->db, "COMMIT", NULL, NULL, NULL);
@@ -480,7 +490,7 @@ static int find_col(char **names, int n, const char *name) {
  * content in a WAL; and a read transaction held for the whole walk. CONVERGE_SQLITE_FASTPATH=0
  * turns it off (the tests compare both paths).
  */
-static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec) {
+static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
   sqlite_store *st = sc->st;
   const char *env = getenv("CONVERGE_SQLITE_FASTPATH");
   if ((env && strcmp(env, "0") == 0) || (spec->where && spec->where[0]) || spec->n_key != 1)
@@ -557,18 +567,42 @@ static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec) {
     close(fd);
     goto out;
   }
-  void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-  close(fd);
-  if (map == MAP_FAILED)
-    goto out;
+  void *map;
+  if (since && st->keep_map) {
+    /* The kept mapping is valid for this file at this size; the size is checked here, under
+     * the read transaction, so no page past the end is ever touched. */
+    if (!st->map || st->map_len != (size_t)sb.st_size || st->map_dev != sb.st_dev ||
+        st->map_ino != sb.st_ino) {
+      if (st->map)
+        munmap(st->map, st->map_len);
+      st->map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+      if (st->map == MAP_FAILED)
+        st->map = NULL;
+      st->map_len = (size_t)sb.st_size;
+      st->map_dev = sb.st_dev;
+      st->map_ino = sb.st_ino;
+    }
+    close(fd);
+    if (!st->map)
+      goto out;
+    map = st->map;
+    sc->map_kept = 1;
+  } else {
+    map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+      goto out;
+  }
   sc->map = map;
   sc->map_len = (size_t)sb.st_size;
-  madvise(map, sc->map_len, MADV_SEQUENTIAL);
+  if (!sc->map_kept)
+    madvise(map, sc->map_len, since ? MADV_NORMAL : MADV_SEQUENTIAL);
   const unsigned char *h = map;
   if (h[56] != 0 || h[57] != 0 || h[58] != 0 || h[59] != 1) /* text encoding: UTF-8 */
     goto out;
   if (cvgi_btree_init(&sc->bt, map, sc->map_len, root) != CVG_OK)
     goto out;
+  sc->bt.keep_resident = sc->map_kept;
   sc->n_tcols = n;
   sc->ipk = ipk;
   sc->cmp_t = calloc(spec->n_cmp ? spec->n_cmp : 1, sizeof *sc->cmp_t);
@@ -844,7 +878,6 @@ static void since_rowids(sqlite_scan *sc, const cvg_scan_spec *spec, const cvg_v
     }
   }
   qsort(sc->rowids, sc->n_rowids, sizeof *sc->rowids, cmp_rowid);
-  madvise(sc->map, sc->map_len, MADV_NORMAL); /* fault-around maps neighbouring pages too */
 }
 
 static int sqlite_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **out,
@@ -865,12 +898,12 @@ static int sqlite_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan
       return cvg_error_set(err, CVG_ECORRUPT, base->url, "malformed version watermark");
     }
     bind_value(sc->stmt, 1, &v);
-    fast_setup(sc, spec);
+    fast_setup(sc, spec, 1);
     if (sc->fast)
       since_rowids(sc, spec, &v);
     cvg_buf_release(&scratch);
   } else {
-    fast_setup(sc, spec);
+    fast_setup(sc, spec, 0);
   }
   *out = (cvg_scan *)sc;
   return CVG_OK;

@@ -33,6 +33,12 @@ typedef struct cvgi_btree {
   uint64_t leaves;           /* leaves visited */
   uint32_t root;             /* root page of the table */
   uint64_t seeks;            /* cvgi_btree_seek calls */
+  int keep_resident;         /* never drop the mapping's pages (a kept mapping) */
+  struct {
+    uint32_t pgno;  /* page at this depth of the last seek's path */
+    int64_t lo, hi; /* it holds the rowids in (lo, hi] */
+  } path[CVGI_BTREE_DEPTH];
+  int path_len; /* entries in path; 0 before the first seek */
 } cvgi_btree;
 
 /* Prepares a walk of the table b-tree rooted at root. CVG_ECORRUPT if the header is unusable. */
