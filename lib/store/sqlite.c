@@ -44,9 +44,11 @@ typedef struct sqlite_store {
   char *lookup_sig;           /* OWNED; the spec lookup was built for */
   int readonly;               /* opened with CVG_STORE_READONLY */
   int keep_map;               /* opened with CVG_STORE_KEEP_MAPPED */
-  void *map;                  /* OWNED: the kept mapping of the file, or NULL */
-  size_t map_len;             /* its length */
-  dev_t map_dev;              /* the file it maps */
+  dev_t file_dev;             /* the file opened: a probe checks the path still names it */
+  ino_t file_ino;
+  void *map;      /* OWNED: the kept mapping of the file, or NULL */
+  size_t map_len; /* its length */
+  dev_t map_dev;  /* the file it maps */
   ino_t map_ino;
 } sqlite_store;
 
@@ -219,6 +221,8 @@ static int sqlite_open(cvg_store **out, const cvg_url *url, unsigned flags, cvg_
   }
   sqlite3_extended_result_codes(st->db, 1);
   sqlite3_busy_timeout(st->db, 5000);
+  st->file_dev = sb.st_dev;
+  st->file_ino = sb.st_ino;
   st->readonly = (flags & CVG_STORE_READONLY) != 0;
   st->keep_map = (flags & CVG_STORE_KEEP_MAPPED) != 0;
   if (st->readonly)
@@ -318,10 +322,31 @@ static cvg_affinity affinity_of(const char *t) {
   return CVG_AFF_NUMERIC;
 }
 
+/*
+ * A connection keeps reading a file that was moved, deleted or replaced since it was opened, so a
+ * long-lived probe would not notice. Probes call this first: the path must still name the file.
+ */
+static int still_there(sqlite_store *st, cvg_error *err) {
+  struct stat sb;
+  if (stat(st->path, &sb) != 0) {
+    int e = errno;
+    cvg_error_set(err, e == ENOENT ? CVG_ENOENT : CVG_EIO, st->base.url,
+                  "the replica's file is gone: %s", strerror(e));
+    cvg_error_hint(err, "it was moved or deleted since converge opened it; restore it");
+    return err ? err->status : CVG_EIO;
+  }
+  if (sb.st_dev != st->file_dev || sb.st_ino != st->file_ino)
+    return cvg_error_set(err, CVG_EIO, st->base.url,
+                         "the replica's file was replaced since it was opened");
+  return CVG_OK;
+}
+
 static int sqlite_describe(cvg_store *base, cvg_table_desc *out, cvg_error *err) {
   sqlite_store *st = (sqlite_store *)base;
   memset(out, 0, sizeof *out);
-  int rc = CVG_OK;
+  int rc = still_there(st, err);
+  if (rc)
+    return rc;
   sqlite3_stmt *s = NULL;
   int src = sqlite3_prepare_v2(st->db,
                                "SELECT name, type, pk FROM pragma_table_xinfo(?1) WHERE hidden "
@@ -1332,6 +1357,9 @@ static int sqlite_heartbeat_write(cvg_store *base, const char *table, const char
 static int sqlite_heartbeat_read(cvg_store *base, const char *table, const char *source,
                                  int64_t *seq, double *ts, int *found, cvg_error *err) {
   sqlite_store *st = (sqlite_store *)base;
+  int there = still_there(st, err);
+  if (there)
+    return there;
   const char *parts[] = {"SELECT seq, ts FROM ", NULL, " WHERE source = ?1"};
   sqlite3_stmt *s = NULL;
   *found = 0;
@@ -1374,6 +1402,9 @@ static int sqlite_canary_write(cvg_store *base, const char *table, const char *s
 static int sqlite_canary_seen(cvg_store *base, const char *table, const char *token, int *found,
                               cvg_error *err) {
   sqlite_store *st = (sqlite_store *)base;
+  int there = still_there(st, err);
+  if (there)
+    return there;
   const char *parts[] = {"SELECT 1 FROM ", NULL, " WHERE token = ?1"};
   sqlite3_stmt *s = NULL;
   *found = 0;
