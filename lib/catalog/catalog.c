@@ -476,6 +476,38 @@ static int probe_off(yaml_node_t *v) {
   return s && (strcmp(s, "false") == 0 || strcmp(s, "off") == 0 || strcmp(s, "no") == 0);
 }
 
+/*
+ * One probe's section: absent (nothing changes), `off`/`false` (interval 0), or a mapping of
+ * its settings, whose keys are collected into sub and whose interval is read here. *settings
+ * is 1 when sub holds a mapping the caller reads further.
+ */
+static int probe_section(parser *p, const keyset *ks, const char *name, const char *what,
+                         const char *const *keys, double *interval, keyset *sub, int *settings) {
+  yaml_node_t *v = get(ks, name), *w;
+  int rc;
+  *settings = 0;
+  if (!v)
+    return CVG_OK;
+  if (probe_off(v)) {
+    *interval = 0;
+    return CVG_OK;
+  }
+  if ((rc = collect(p, v, what, keys, sub)))
+    return rc;
+  if ((w = get(sub, "interval")) && (rc = want_duration(p, w, "interval", interval)))
+    return rc;
+  *settings = 1;
+  return CVG_OK;
+}
+
+/* A table name for converge's own tables. */
+static int want_table(parser *p, yaml_node_t *w, char **out) {
+  int rc = want_str(p, w, "table", out);
+  if (!rc && !is_ident(*out))
+    return fail(p, w, "use letters, digits and _", "'table' must be a plain table name");
+  return rc;
+}
+
 static int parse_probes(parser *p, yaml_node_t *n, cvg_cat_probes *pr) {
   static const char *const top[] = {"heartbeat",      "canary",        "sweep", "full_sweep",
                                     "confirm_within", "create_tables", NULL};
@@ -484,91 +516,54 @@ static int parse_probes(parser *p, yaml_node_t *n, cvg_cat_probes *pr) {
   static const char *const sw[] = {"interval", "max_tracked", "keep_mapped", NULL};
   static const char *const fs[] = {"interval", "rows_per_second", "window", NULL};
   keyset ks, sub;
-  int rc = collect(p, n, "probes", top, &ks);
-  yaml_node_t *v;
+  yaml_node_t *v, *w;
   int64_t x;
+  int rc = collect(p, n, "probes", top, &ks), more;
   if (rc)
     return rc;
-  if ((v = get(&ks, "heartbeat"))) {
-    if (probe_off(v)) {
-      pr->heartbeat_interval = 0;
-    } else {
-      if ((rc = collect(p, v, "probes.heartbeat", hb, &sub)))
+  if ((rc = probe_section(p, &ks, "heartbeat", "probes.heartbeat", hb, &pr->heartbeat_interval,
+                          &sub, &more)))
+    return rc;
+  if (more) {
+    if ((w = get(&sub, "table")) && (rc = want_table(p, w, &pr->heartbeat_table)))
+      return rc;
+    if ((w = get(&sub, "stall_after"))) {
+      if ((rc = want_int(p, w, "stall_after", 1, 1000, &x)))
         return rc;
-      yaml_node_t *w;
-      if ((w = get(&sub, "interval")) &&
-          (rc = want_duration(p, w, "interval", &pr->heartbeat_interval)))
-        return rc;
-      if ((w = get(&sub, "table"))) {
-        if ((rc = want_str(p, w, "table", &pr->heartbeat_table)))
-          return rc;
-        if (!is_ident(pr->heartbeat_table))
-          return fail(p, w, "use letters, digits and _", "'table' must be a plain table name");
-      }
-      if ((w = get(&sub, "stall_after"))) {
-        if ((rc = want_int(p, w, "stall_after", 1, 1000, &x)))
-          return rc;
-        pr->stall_after = (int)x;
-      }
+      pr->stall_after = (int)x;
     }
   }
-  if ((v = get(&ks, "canary"))) {
-    if (probe_off(v)) {
-      pr->canary_interval = 0;
-    } else {
-      if ((rc = collect(p, v, "probes.canary", ca, &sub)))
-        return rc;
-      yaml_node_t *w;
-      if ((w = get(&sub, "interval")) &&
-          (rc = want_duration(p, w, "interval", &pr->canary_interval)))
-        return rc;
-      if ((w = get(&sub, "timeout")) && (rc = want_duration(p, w, "timeout", &pr->canary_timeout)))
-        return rc;
-      if ((w = get(&sub, "table"))) {
-        if ((rc = want_str(p, w, "table", &pr->canary_table)))
-          return rc;
-        if (!is_ident(pr->canary_table))
-          return fail(p, w, "use letters, digits and _", "'table' must be a plain table name");
-      }
-      if (pr->canary_timeout <= 0)
-        return fail(p, w ? w : v, NULL, "canary 'timeout' must be more than 0");
-    }
+  if ((rc =
+           probe_section(p, &ks, "canary", "probes.canary", ca, &pr->canary_interval, &sub, &more)))
+    return rc;
+  if (more) {
+    if ((w = get(&sub, "timeout")) && (rc = want_duration(p, w, "timeout", &pr->canary_timeout)))
+      return rc;
+    if (w && pr->canary_timeout <= 0)
+      return fail(p, w, NULL, "canary 'timeout' must be more than 0");
+    if ((w = get(&sub, "table")) && (rc = want_table(p, w, &pr->canary_table)))
+      return rc;
   }
-  if ((v = get(&ks, "sweep"))) {
-    if (probe_off(v)) {
-      pr->sweep_interval = 0;
-    } else {
-      if ((rc = collect(p, v, "probes.sweep", sw, &sub)))
+  if ((rc = probe_section(p, &ks, "sweep", "probes.sweep", sw, &pr->sweep_interval, &sub, &more)))
+    return rc;
+  if (more) {
+    if ((w = get(&sub, "max_tracked"))) {
+      if ((rc = want_int(p, w, "max_tracked", 1, 100000000, &x)))
         return rc;
-      yaml_node_t *w;
-      if ((w = get(&sub, "interval")) &&
-          (rc = want_duration(p, w, "interval", &pr->sweep_interval)))
-        return rc;
-      if ((w = get(&sub, "max_tracked"))) {
-        if ((rc = want_int(p, w, "max_tracked", 1, 100000000, &x)))
-          return rc;
-        pr->max_tracked = (size_t)x;
-      }
-      if ((w = get(&sub, "keep_mapped")) && (rc = want_bool(p, w, "keep_mapped", &pr->keep_mapped)))
-        return rc;
+      pr->max_tracked = (size_t)x;
     }
+    if ((w = get(&sub, "keep_mapped")) && (rc = want_bool(p, w, "keep_mapped", &pr->keep_mapped)))
+      return rc;
   }
-  if ((v = get(&ks, "full_sweep"))) {
-    if (probe_off(v)) {
-      pr->full_sweep_interval = 0;
-    } else {
-      if ((rc = collect(p, v, "probes.full_sweep", fs, &sub)))
-        return rc;
-      yaml_node_t *w;
-      if ((w = get(&sub, "interval")) &&
-          (rc = want_duration(p, w, "interval", &pr->full_sweep_interval)))
-        return rc;
-      if ((w = get(&sub, "rows_per_second")) &&
-          (rc = want_double(p, w, "rows_per_second", 0, 1e12, &pr->full_sweep_rate)))
-        return rc;
-      if ((w = get(&sub, "window")) && (rc = parse_window(p, w, pr)))
-        return rc;
-    }
+  if ((rc = probe_section(p, &ks, "full_sweep", "probes.full_sweep", fs, &pr->full_sweep_interval,
+                          &sub, &more)))
+    return rc;
+  if (more) {
+    if ((w = get(&sub, "rows_per_second")) &&
+        (rc = want_double(p, w, "rows_per_second", 0, 1e12, &pr->full_sweep_rate)))
+      return rc;
+    if ((w = get(&sub, "window")) && (rc = parse_window(p, w, pr)))
+      return rc;
   }
   if ((v = get(&ks, "confirm_within")) &&
       (rc = want_duration(p, v, "confirm_within", &pr->confirm_within)))

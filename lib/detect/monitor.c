@@ -1437,31 +1437,16 @@ static void job_inv(cvg_monitor *m, job *j) {
 
 /* ---- scheduler and pools ---- */
 
-static void run_job(cvg_monitor *m, job *j) {
-  switch (j->kind) {
-  case J_HB_WRITE:
-    job_hb_write(m, j);
-    break;
-  case J_HB_READ:
-    job_hb_read(m, j);
-    break;
-  case J_CANARY_WRITE:
-    job_canary_write(m, j);
-    break;
-  case J_CANARY_POLL:
-    job_canary_poll(m, j);
-    break;
-  case J_INCR:
-    job_incr(m, j);
-    break;
-  case J_FULL:
-    job_full(m, j);
-    break;
-  case J_INV:
-    job_inv(m, j);
-    break;
-  }
-}
+/* What each kind of job runs, indexed by jkind. */
+static void (*const job_run[])(cvg_monitor *m, job *j) = {
+    [J_HB_WRITE] = job_hb_write,
+    [J_HB_READ] = job_hb_read,
+    [J_CANARY_WRITE] = job_canary_write,
+    [J_CANARY_POLL] = job_canary_poll,
+    [J_INCR] = job_incr,
+    [J_FULL] = job_full,
+    [J_INV] = job_inv,
+};
 
 static void *worker_main(void *arg) {
   cvg_monitor *m = ((void **)arg)[0];
@@ -1479,7 +1464,7 @@ static void *worker_main(void *arg) {
     if (!p->head)
       p->tail = NULL;
     pthread_mutex_unlock(&m->mu);
-    run_job(m, j);
+    job_run[j->kind](m, j);
     pthread_mutex_lock(&m->mu);
     double now = mono_now();
     j->running = 0;
@@ -1818,6 +1803,110 @@ static void emit_hist(out *o, const char *name, const char *labels, const hist *
 /* Calls fn for every dataset with its lock held. */
 #define FOR_DS(m, ds) for (dset *ds = (m)->ds; ds < (m)->ds + (m)->n_ds; ds++)
 
+/* A value per replica (ds->mu held): returns 0 to leave the replica out. */
+typedef int (*rep_value_fn)(const dset *ds, size_t i, double *v);
+
+static int v_up(const dset *ds, size_t i, double *v) {
+  *v = ds->reps[i].up;
+  return ds->reps[i].up >= 0;
+}
+static int v_lag(const dset *ds, size_t i, double *v) {
+  *v = ds->reps[i].lag;
+  return ds->cfg->authority >= 0 && ds->reps[i].up == 1 && ds->reps[i].state != RS_UNKNOWN;
+}
+static int v_hb_seq(const dset *ds, size_t i, double *v) {
+  *v = (double)ds->reps[i].hb_seq;
+  return ds->reps[i].hb_seen;
+}
+static int v_canary_failures(const dset *ds, size_t i, double *v) {
+  *v = (double)ds->reps[i].canary_failures;
+  return ds->cfg->authority >= 0 && ds->cfg->probes.canary_interval > 0 &&
+         (int)i != ds->cfg->authority;
+}
+static int v_probe_errors(const dset *ds, size_t i, double *v) {
+  *v = (double)ds->reps[i].probe_errors;
+  return 1;
+}
+
+/* One family with a sample per replica of every dataset, labelled dataset and replica (and
+ * region when asked). */
+static void emit_per_replica(out *o, cvg_monitor *m, const char *name, const char *type,
+                             const char *help, rep_value_fn fn, int with_region) {
+  char e1[512], e2[512], e3[512], val[40];
+  head(o, name, type, help);
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    for (size_t i = 0; i < ds->n; i++) {
+      double v;
+      if (!fn(ds, i, &v))
+        continue;
+      fmt_double(val, sizeof val, v);
+      if (with_region)
+        emit(o, "%s{dataset=\"%s\",replica=\"%s\",region=\"%s\"} %s\n", name,
+             esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name),
+             esc(e3, sizeof e3, ds->reps[i].cfg->region), val);
+      else
+        emit(o, "%s{dataset=\"%s\",replica=\"%s\"} %s\n", name, esc(e1, sizeof e1, ds->cfg->name),
+             esc(e2, sizeof e2, ds->reps[i].cfg->name), val);
+    }
+    pthread_mutex_unlock(&ds->mu);
+  }
+}
+
+/* A value per dataset (ds->mu held): returns 0 to leave the dataset out. */
+typedef int (*ds_value_fn)(const dset *ds, double *v);
+
+static int v_divergent_shards(const dset *ds, double *v) {
+  uint64_t diff = 0;
+  for (uint32_t sh = 0; sh < ds->cfg->shards; sh++) {
+    const cvg_fp *ref = NULL;
+    for (size_t i = 0; i < ds->n; i++) {
+      if (ds->reps[i].up != 1 || !ds->reps[i].digest_valid)
+        continue;
+      if (!ref) {
+        ref = &ds->reps[i].digest[sh];
+      } else if (!cvg_fp_equal(*ref, ds->reps[i].digest[sh])) {
+        diff++;
+        break;
+      }
+    }
+  }
+  *v = (double)diff;
+  return ds->have_full;
+}
+static int v_rows(const dset *ds, double *v) {
+  *v = (double)ds->keys_total;
+  return ds->have_full;
+}
+static int v_untracked(const dset *ds, double *v) {
+  *v = (double)ds->dropped;
+  return 1;
+}
+static int v_last_full(const dset *ds, double *v) {
+  *v = ds->last_full_wall;
+  return ds->have_full;
+}
+static int v_schema_drift(const dset *ds, double *v) {
+  *v = ds->schema_drift;
+  return 1;
+}
+
+/* One family with a sample per dataset, labelled dataset. */
+static void emit_per_dataset(out *o, cvg_monitor *m, const char *name, const char *type,
+                             const char *help, ds_value_fn fn) {
+  char e1[512], val[40];
+  head(o, name, type, help);
+  FOR_DS(m, ds) {
+    pthread_mutex_lock(&ds->mu);
+    double v;
+    if (fn(ds, &v)) {
+      fmt_double(val, sizeof val, v);
+      emit(o, "%s{dataset=\"%s\"} %s\n", name, esc(e1, sizeof e1, ds->cfg->name), val);
+    }
+    pthread_mutex_unlock(&ds->mu);
+  }
+}
+
 int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
   out o = {b, 0};
   char e1[512], e2[512], e3[512], val[40];
@@ -1827,40 +1916,15 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
   emit(&o, "converge_start_time_seconds %.3f\n", m->started_wall);
 
   /* One family at a time, each over every dataset, as the format wants families contiguous. */
-  head(&o, "converge_replica_up", "gauge",
-       "1 when the replica could be reached at the last probe, 0 when it could not.");
-  FOR_DS(m, ds) {
-    pthread_mutex_lock(&ds->mu);
-    for (size_t i = 0; i < ds->n; i++)
-      if (ds->reps[i].up >= 0)
-        emit(&o, "converge_replica_up{dataset=\"%s\",replica=\"%s\",region=\"%s\"} %d\n",
-             esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name),
-             esc(e3, sizeof e3, ds->reps[i].cfg->region), ds->reps[i].up);
-    pthread_mutex_unlock(&ds->mu);
-  }
-  head(&o, "converge_replication_lag_seconds", "gauge",
-       "Now minus the newest heartbeat seen on the replica; NaN when no heartbeat arrived yet.");
-  FOR_DS(m, ds) {
-    pthread_mutex_lock(&ds->mu);
-    for (size_t i = 0; i < ds->n && ds->cfg->authority >= 0; i++)
-      if (ds->reps[i].up == 1 && ds->reps[i].state != RS_UNKNOWN) {
-        fmt_double(val, sizeof val, ds->reps[i].lag);
-        emit(&o, "converge_replication_lag_seconds{dataset=\"%s\",replica=\"%s\"} %s\n",
-             esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name), val);
-      }
-    pthread_mutex_unlock(&ds->mu);
-  }
-  head(&o, "converge_heartbeat_sequence", "gauge",
-       "Sequence number of the newest heartbeat seen on the replica.");
-  FOR_DS(m, ds) {
-    pthread_mutex_lock(&ds->mu);
-    for (size_t i = 0; i < ds->n; i++)
-      if (ds->reps[i].hb_seen)
-        emit(&o, "converge_heartbeat_sequence{dataset=\"%s\",replica=\"%s\"} %" PRId64 "\n",
-             esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name),
-             ds->reps[i].hb_seq);
-    pthread_mutex_unlock(&ds->mu);
-  }
+  emit_per_replica(&o, m, "converge_replica_up", "gauge",
+                   "1 when the replica could be reached at the last probe, 0 when it could not.",
+                   v_up, 1);
+  emit_per_replica(&o, m, "converge_replication_lag_seconds", "gauge",
+                   "Now minus the newest heartbeat seen on the replica; NaN when no heartbeat "
+                   "arrived yet.",
+                   v_lag, 0);
+  emit_per_replica(&o, m, "converge_heartbeat_sequence", "gauge",
+                   "Sequence number of the newest heartbeat seen on the replica.", v_hb_seq, 0);
   head(&o, "converge_replica_state", "gauge",
        "1 for the replica's current replication state: ok, lagging, stalled (heartbeat not "
        "advancing while the authority's does), stopped (no heartbeat arrived), down.");
@@ -1892,18 +1956,10 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
     }
     pthread_mutex_unlock(&ds->mu);
   }
-  head(&o, "converge_canary_failures_total", "counter",
-       "Canaries not seen on the replica within the timeout: a silent replication break.");
-  FOR_DS(m, ds) {
-    pthread_mutex_lock(&ds->mu);
-    for (size_t i = 0; i < ds->n && ds->cfg->authority >= 0 && ds->cfg->probes.canary_interval > 0;
-         i++)
-      if ((int)i != ds->cfg->authority)
-        emit(&o, "converge_canary_failures_total{dataset=\"%s\",replica=\"%s\"} %" PRIu64 "\n",
-             esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name),
-             ds->reps[i].canary_failures);
-    pthread_mutex_unlock(&ds->mu);
-  }
+  emit_per_replica(&o, m, "converge_canary_failures_total", "counter",
+                   "Canaries not seen on the replica within the timeout: a silent replication "
+                   "break.",
+                   v_canary_failures, 0);
   head(&o, "converge_divergent_rows", "gauge",
        "Divergent keys by dataset, shard, class and state (suspected or confirmed); shards "
        "without divergent keys are not listed.");
@@ -1954,45 +2010,14 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
              st ? "confirmed" : "suspected", cnt[c][st]);
     pthread_mutex_unlock(&ds->mu);
   }
-  head(&o, "converge_divergent_shards", "gauge",
-       "Shards whose digests differ between the reachable replicas.");
-  FOR_DS(m, ds) {
-    pthread_mutex_lock(&ds->mu);
-    uint64_t diff = 0;
-    for (uint32_t sh = 0; sh < ds->cfg->shards; sh++) {
-      const cvg_fp *ref = NULL;
-      for (size_t i = 0; i < ds->n; i++) {
-        if (ds->reps[i].up != 1 || !ds->reps[i].digest_valid)
-          continue;
-        if (!ref) {
-          ref = &ds->reps[i].digest[sh];
-        } else if (!cvg_fp_equal(*ref, ds->reps[i].digest[sh])) {
-          diff++;
-          break;
-        }
-      }
-    }
-    if (ds->have_full)
-      emit(&o, "converge_divergent_shards{dataset=\"%s\"} %" PRIu64 "\n",
-           esc(e1, sizeof e1, ds->cfg->name), diff);
-    pthread_mutex_unlock(&ds->mu);
-  }
-  head(&o, "converge_dataset_rows", "gauge", "Keys seen by the last full sweep.");
-  FOR_DS(m, ds) {
-    pthread_mutex_lock(&ds->mu);
-    if (ds->have_full)
-      emit(&o, "converge_dataset_rows{dataset=\"%s\"} %" PRIu64 "\n",
-           esc(e1, sizeof e1, ds->cfg->name), ds->keys_total);
-    pthread_mutex_unlock(&ds->mu);
-  }
-  head(&o, "converge_untracked_divergences_total", "counter",
-       "Divergent keys not tracked because the dataset's max_tracked was reached.");
-  FOR_DS(m, ds) {
-    pthread_mutex_lock(&ds->mu);
-    emit(&o, "converge_untracked_divergences_total{dataset=\"%s\"} %" PRIu64 "\n",
-         esc(e1, sizeof e1, ds->cfg->name), ds->dropped);
-    pthread_mutex_unlock(&ds->mu);
-  }
+  emit_per_dataset(&o, m, "converge_divergent_shards", "gauge",
+                   "Shards whose digests differ between the reachable replicas.",
+                   v_divergent_shards);
+  emit_per_dataset(&o, m, "converge_dataset_rows", "gauge", "Keys seen by the last full sweep.",
+                   v_rows);
+  emit_per_dataset(&o, m, "converge_untracked_divergences_total", "counter",
+                   "Divergent keys not tracked because the dataset's max_tracked was reached.",
+                   v_untracked);
   head(&o, "converge_divergences_resolved_total", "counter",
        "Divergent keys that agreed again, by the state they had reached: suspected ones were "
        "rows in flight, confirmed ones were repaired or healed.");
@@ -2037,23 +2062,11 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
     }
     pthread_mutex_unlock(&ds->mu);
   }
-  head(&o, "converge_last_full_sweep_timestamp_seconds", "gauge",
-       "When the last full sweep of the dataset ended (unix seconds).");
-  FOR_DS(m, ds) {
-    pthread_mutex_lock(&ds->mu);
-    if (ds->have_full)
-      emit(&o, "converge_last_full_sweep_timestamp_seconds{dataset=\"%s\"} %.3f\n",
-           esc(e1, sizeof e1, ds->cfg->name), ds->last_full_wall);
-    pthread_mutex_unlock(&ds->mu);
-  }
-  head(&o, "converge_schema_drift", "gauge",
-       "1 when the replicas' schemas (columns or declared types) differ.");
-  FOR_DS(m, ds) {
-    pthread_mutex_lock(&ds->mu);
-    emit(&o, "converge_schema_drift{dataset=\"%s\"} %d\n", esc(e1, sizeof e1, ds->cfg->name),
-         ds->schema_drift);
-    pthread_mutex_unlock(&ds->mu);
-  }
+  emit_per_dataset(&o, m, "converge_last_full_sweep_timestamp_seconds", "gauge",
+                   "When the last full sweep of the dataset ended (unix seconds).", v_last_full);
+  emit_per_dataset(&o, m, "converge_schema_drift", "gauge",
+                   "1 when the replicas' schemas (columns or declared types) differ.",
+                   v_schema_drift);
   head(&o, "converge_invariant_ok", "gauge",
        "1 when the declared invariant holds, 0 when it is violated; absent until it can be "
        "judged.");
@@ -2092,16 +2105,8 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
         }
     pthread_mutex_unlock(&ds->mu);
   }
-  head(&o, "converge_probe_errors_total", "counter",
-       "Probe runs that failed to reach or read the replica.");
-  FOR_DS(m, ds) {
-    pthread_mutex_lock(&ds->mu);
-    for (size_t i = 0; i < ds->n; i++)
-      emit(&o, "converge_probe_errors_total{dataset=\"%s\",replica=\"%s\"} %" PRIu64 "\n",
-           esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name),
-           ds->reps[i].probe_errors);
-    pthread_mutex_unlock(&ds->mu);
-  }
+  emit_per_replica(&o, m, "converge_probe_errors_total", "counter",
+                   "Probe runs that failed to reach or read the replica.", v_probe_errors, 0);
   return o.rc;
 }
 
