@@ -41,6 +41,9 @@ typedef struct cvg_url {
 
 int cvg_url_parse(cvg_url *out, const char *text, cvg_error *err);
 void cvg_url_release(cvg_url *url);
+/* The URL with any password (user:PASSWORD@, password=...) shown as ***. OWNED (free()); NULL
+ * when out of memory. */
+char *cvg_url_redact(const char *url);
 
 /* Storage-class affinity of a declared type, as SQLite defines it. */
 typedef enum cvg_affinity {

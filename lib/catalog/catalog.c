@@ -352,40 +352,6 @@ static int find_userinfo(const char *url, size_t *ui, size_t *at) {
   return 0;
 }
 
-/* The URL with the password of its userinfo, and any password= query value, shown as ***. */
-static char *redact(const char *url) {
-  char *s = NULL;
-  size_t len = 0, cap = 0, ui, at;
-  const char *rest = url;
-  if (find_userinfo(url, &ui, &at)) {
-    const char *colon = memchr(url + ui, ':', at - ui);
-    if (colon) {
-      if (append(&s, &len, &cap, url, (size_t)(colon - url) + 1) ||
-          append(&s, &len, &cap, "***", 3))
-        goto oom;
-      rest = url + at;
-    }
-  }
-  for (const char *c = rest; *c;) {
-    if ((c == rest || c[-1] == '?' || c[-1] == '&') && strncmp(c, "password=", 9) == 0) {
-      if (append(&s, &len, &cap, "password=***", 12))
-        goto oom;
-      c += 9;
-      c += strcspn(c, "&#");
-      continue;
-    }
-    if (append(&s, &len, &cap, c, 1))
-      goto oom;
-    c++;
-  }
-  if (!s)
-    return dup_str("");
-  return s;
-oom:
-  free(s);
-  return NULL;
-}
-
 /* Puts the first line of file into the URL's userinfo as the password (percent-encoded). */
 static int add_password(parser *p, yaml_node_t *v, const char *file, char **url) {
   size_t ui, at;
@@ -671,7 +637,7 @@ static int parse_replica(parser *p, yaml_node_t *n, cvg_cat_replica *r) {
     if ((rc = add_password(p, pf, file, &r->url)))
       return rc;
   }
-  if (!(r->url_display = redact(r->url)))
+  if (!(r->url_display = cvg_url_redact(r->url)))
     return cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory");
   cvg_url u;
   cvg_error uerr;

@@ -69,8 +69,9 @@ struct cvg_diff {
   size_t n;                                   /* replicas */
   cvg_store *st[CVG_DIFF_MAX_REPLICAS];       /* OWNED scan connections */
   cvg_store *fetch_st[CVG_DIFF_MAX_REPLICAS]; /* OWNED fetch connections, opened lazily */
-  char *urls[CVG_DIFF_MAX_REPLICAS];          /* OWNED copies */
-  char **key_cols;                            /* OWNED list */
+  char *urls[CVG_DIFF_MAX_REPLICAS];          /* OWNED copies, to open the replicas */
+  char *shown[CVG_DIFF_MAX_REPLICAS]; /* OWNED; the same with passwords as ***, for messages */
+  char **key_cols;                    /* OWNED list */
   size_t n_key;
   char **cmp_cols; /* OWNED list */
   size_t n_cmp;
@@ -188,12 +189,12 @@ static int check_drift(cvg_diff *d, const cvg_table_desc *desc, cvg_error *err) 
                    "column '%s' (%s) is on replica %zu but not on replica %zu "
                    "(%s)",
                    col->name, col->decl_type[0] ? col->decl_type : "no type", r + 1, q + 1,
-                   d->urls[q]);
+                   d->shown[q]);
         else if (desc[q].cols[k].affinity != col->affinity)
           snprintf(line, sizeof line, "column '%s' is %s on replica %zu but %s on replica %zu (%s)",
                    col->name, col->decl_type[0] ? col->decl_type : "untyped", r + 1,
                    desc[q].cols[k].decl_type[0] ? desc[q].cols[k].decl_type : "untyped", q + 1,
-                   d->urls[q]);
+                   d->shown[q]);
         else
           continue;
         if (is_used(d, col->name)) {
@@ -212,7 +213,7 @@ static int check_drift(cvg_diff *d, const cvg_table_desc *desc, cvg_error *err) 
   }
   if (!fatal)
     return CVG_OK;
-  cvg_error_set(err, CVG_ESCHEMA, d->urls[0],
+  cvg_error_set(err, CVG_ESCHEMA, d->shown[0],
                 "schema drift between the replicas (%d "
                 "difference%s in compared columns):%s",
                 n_fatal, n_fatal == 1 ? "" : "s", msg);
@@ -226,7 +227,7 @@ static int settle_key(cvg_diff *d, const cvg_diff_options *opt, const cvg_table_
   int rc;
   if (opt->n_key) {
     for (size_t i = 0; i < opt->n_key; i++) {
-      if ((rc = require_somewhere(desc, d->n, opt->key_cols[i], "--key", d->urls[0], err)))
+      if ((rc = require_somewhere(desc, d->n, opt->key_cols[i], "--key", d->shown[0], err)))
         return rc;
       if (list_push(&d->key_cols, &d->n_key, canonical_name(desc, d->n, opt->key_cols[i])))
         return cvg_error_set(err, CVG_ENOMEM, "", "out of memory");
@@ -235,7 +236,7 @@ static int settle_key(cvg_diff *d, const cvg_diff_options *opt, const cvg_table_
   }
   for (size_t r = 0; r < d->n; r++) {
     if (desc[r].n_pk == 0) {
-      cvg_error_set(err, CVG_ENOKEY, d->urls[r], "table '%s' has no primary key", desc[r].table);
+      cvg_error_set(err, CVG_ENOKEY, d->shown[r], "table '%s' has no primary key", desc[r].table);
       cvg_error_hint(err, "name the columns that identify a row with --key COL[,COL...]");
       return CVG_ENOKEY;
     }
@@ -252,7 +253,7 @@ static int settle_key(cvg_diff *d, const cvg_diff_options *opt, const cvg_table_
       same = k >= 0 && (size_t)desc[r].cols[k].pk == i + 1;
     }
     if (!same) {
-      cvg_error_set(err, CVG_ESCHEMA, d->urls[r],
+      cvg_error_set(err, CVG_ESCHEMA, d->shown[r],
                     "schema drift: the primary key of this replica differs from replica 1's");
       cvg_error_hint(err, "name the key columns all replicas share with --key");
       return CVG_ESCHEMA;
@@ -265,7 +266,7 @@ static int settle_columns(cvg_diff *d, const cvg_diff_options *opt, const cvg_ta
                           cvg_error *err) {
   int rc;
   for (size_t i = 0; i < opt->n_exclude; i++)
-    if ((rc = require_somewhere(desc, d->n, opt->exclude[i], "--exclude", d->urls[0], err)))
+    if ((rc = require_somewhere(desc, d->n, opt->exclude[i], "--exclude", d->shown[0], err)))
       return rc;
   const char *singles[3] = {opt->version_col, opt->tombstone_col, opt->vvec_col};
   const char *names[3] = {"--version", "--tombstone", "--version-vector"};
@@ -273,7 +274,7 @@ static int settle_columns(cvg_diff *d, const cvg_diff_options *opt, const cvg_ta
   for (int i = 0; i < 3; i++) {
     if (!singles[i])
       continue;
-    if ((rc = require_somewhere(desc, d->n, singles[i], names[i], d->urls[0], err)))
+    if ((rc = require_somewhere(desc, d->n, singles[i], names[i], d->shown[0], err)))
       return rc;
     *dst[i] = strdup(canonical_name(desc, d->n, singles[i]));
     if (!*dst[i])
@@ -281,7 +282,7 @@ static int settle_columns(cvg_diff *d, const cvg_diff_options *opt, const cvg_ta
   }
   if (opt->n_columns) {
     for (size_t i = 0; i < opt->n_columns; i++) {
-      if ((rc = require_somewhere(desc, d->n, opt->columns[i], "--columns", d->urls[0], err)))
+      if ((rc = require_somewhere(desc, d->n, opt->columns[i], "--columns", d->shown[0], err)))
         return rc;
       const char *name = canonical_name(desc, d->n, opt->columns[i]);
       if (list_has(d->key_cols, d->n_key, name) || list_has(d->cmp_cols, d->n_cmp, name))
@@ -326,7 +327,9 @@ int cvg_diff_prepare(cvg_diff **out, const cvg_diff_options *opt, cvg_error *err
   for (size_t i = 0; i < opt->n_urls; i++)
     for (size_t j = i + 1; j < opt->n_urls; j++)
       if (strcmp(opt->urls[i], opt->urls[j]) == 0) {
-        cvg_error_set(err, CVG_EINVAL, opt->urls[i], "the same replica is named twice");
+        char *shown = cvg_url_redact(opt->urls[i]);
+        cvg_error_set(err, CVG_EINVAL, shown ? shown : "", "the same replica is named twice");
+        free(shown);
         cvg_error_hint(err, "name each replica once");
         return CVG_EINVAL;
       }
@@ -348,7 +351,8 @@ int cvg_diff_prepare(cvg_diff **out, const cvg_diff_options *opt, cvg_error *err
   d->cancel = opt->cancel;
   for (size_t i = 0; i < d->n; i++) {
     d->urls[i] = strdup(opt->urls[i]);
-    if (!d->urls[i]) {
+    d->shown[i] = cvg_url_redact(opt->urls[i]);
+    if (!d->shown[i] || !d->shown[i]) {
       rc = cvg_error_set(err, CVG_ENOMEM, "", "out of memory");
       goto fail;
     }
@@ -401,6 +405,7 @@ void cvg_diff_free(cvg_diff *d) {
     cvg_store_close(d->st[i]);
     cvg_store_close(d->fetch_st[i]);
     free(d->urls[i]);
+    free(d->shown[i]);
   }
   free_list(d->key_cols, d->n_key);
   free_list(d->cmp_cols, d->n_cmp);
@@ -496,7 +501,7 @@ static int fill_batch(reader *r, batch *b) {
     }
     if ((b->n || r->rows) && cvg_key_compare(prev, prev_len, row.key, row.key_len) >= 0) {
       int dup = cvg_key_compare(prev, prev_len, row.key, row.key_len) == 0;
-      cvg_error_set(&r->err, dup ? CVG_EDUPKEY : CVG_EORDER, r->d->urls[r->idx],
+      cvg_error_set(&r->err, dup ? CVG_EDUPKEY : CVG_EORDER, r->d->shown[r->idx],
                     dup ? "two rows have the same key: the key columns do not identify a row"
                         : "the replica returned keys out of canonical (byte) order");
       cvg_error_hint(&r->err, dup ? "name a unique key with --key"
@@ -507,7 +512,7 @@ static int fill_batch(reader *r, batch *b) {
     if (cvg_buf_append(&b->keys, row.key, row.key_len) ||
         (row.version_len && cvg_buf_append(&b->vers, row.version, row.version_len)) ||
         (row.vvec_len && cvg_buf_append(&b->vvs, row.vvec, row.vvec_len)))
-      return cvg_error_set(&r->err, CVG_ENOMEM, r->d->urls[r->idx], "out of memory");
+      return cvg_error_set(&r->err, CVG_ENOMEM, r->d->shown[r->idx], "out of memory");
     b->fp[b->n] = row.fp;
     b->tomb[b->n] = (unsigned char)row.tombstone;
     b->n++;
@@ -563,7 +568,7 @@ static void *reader_main(void *arg) {
       const unsigned char *k = bkey(b, b->n - 1, &n);
       cvg_buf_reset(&r->prev);
       if (cvg_buf_append(&r->prev, k, n) && rc == CVG_OK)
-        rc = cvg_error_set(&r->err, CVG_ENOMEM, r->d->urls[r->idx], "out of memory");
+        rc = cvg_error_set(&r->err, CVG_ENOMEM, r->d->shown[r->idx], "out of memory");
     }
     pthread_mutex_lock(&r->mu);
     if (rc == CVG_OK || rc == CVG_DONE)
@@ -692,7 +697,7 @@ static int merge(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
            cvg_key_compare(c->version, c->version_len, d->maxver[i].data, d->maxver[i].len) > 0)) {
         cvg_buf_reset(&d->maxver[i]);
         if (cvg_buf_append(&d->maxver[i], c->version, c->version_len))
-          return cvg_error_set(err, CVG_ENOMEM, d->urls[i], "out of memory");
+          return cvg_error_set(err, CVG_ENOMEM, d->shown[i], "out of memory");
       }
       c->vvec_len = b->vv_off[p + 1] - b->vv_off[p];
       c->vvec = c->vvec_len ? b->vvs.data + b->vv_off[p] : NULL;
@@ -710,7 +715,7 @@ static int merge(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
     int cls = cvg_classify(copies, d->n, use_version, use_vvec, err);
     if (cls < 0) {
       if (err)
-        snprintf(err->input, sizeof err->input, "%s", d->urls[0]);
+        snprintf(err->input, sizeof err->input, "%s", d->shown[0]);
       return -cls;
     }
     int stop = 0;

@@ -169,9 +169,10 @@ static void list_tables(sqlite3 *db, char *out, size_t size) {
 static int sqlite_open(cvg_store **out, const cvg_url *url, unsigned flags, cvg_error *err) {
   *out = NULL;
   const char *input = url->path;
-  if (url->host[0] && strcmp(url->host, "localhost") != 0) {
-    cvg_error_set(err, CVG_EURL, input, "a sqlite URL names a local file, not host '%s'",
-                  url->host);
+  /* user:password@ means nothing to a file (and is never repeated in a message) */
+  const char *host = strrchr(url->host, '@') ? strrchr(url->host, '@') + 1 : url->host;
+  if (host[0] && strcmp(host, "localhost") != 0) {
+    cvg_error_set(err, CVG_EURL, input, "a sqlite URL names a local file, not host '%s'", host);
     cvg_error_hint(err, "write sqlite:///absolute/path.db?table=T (three slashes)");
     return CVG_EURL;
   }

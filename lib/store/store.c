@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -22,32 +23,39 @@ int cvg_store_scheme_known(const char *scheme) {
 
 int cvg_store_open(cvg_store **out, const char *url_text, unsigned flags, cvg_error *err) {
   *out = NULL;
+  /* Messages name the replica by its URL with any password shown as ***. */
+  char *shown = cvg_url_redact(url_text);
+  if (!shown)
+    return cvg_error_set(err, CVG_ENOMEM, "", "out of memory");
   cvg_url url;
   int rc = cvg_url_parse(&url, url_text, err);
-  if (rc)
+  if (rc) {
+    if (err)
+      snprintf(err->input, sizeof err->input, "%s", shown);
+    free(shown);
     return rc;
+  }
   const cvg_store_ops *ops = NULL;
   for (size_t i = 0; i < sizeof engines / sizeof engines[0]; i++)
     if (strcmp(engines[i]->scheme, url.scheme) == 0)
       ops = engines[i];
   if (!ops) {
-    cvg_error_set(err, CVG_ESCHEME, url_text, "unsupported URL scheme '%s'", url.scheme);
+    cvg_error_set(err, CVG_ESCHEME, shown, "unsupported URL scheme '%s'", url.scheme);
     cvg_error_hint(err,
                    "this build reads: sqlite:///abs/path.db?table=T, sqlite:rel/path.db?table=T");
     cvg_url_release(&url);
+    free(shown);
     return CVG_ESCHEME;
   }
   cvg_store *st = NULL;
   rc = ops->open(&st, &url, flags, err);
   cvg_url_release(&url);
-  if (rc)
+  if (rc) {
+    free(shown);
     return rc;
-  st->ops = ops;
-  st->url = strdup(url_text);
-  if (!st->url) {
-    ops->close(st);
-    return cvg_error_set(err, CVG_ENOMEM, url_text, "out of memory");
   }
+  st->ops = ops;
+  st->url = shown;
   *out = st;
   return CVG_OK;
 }

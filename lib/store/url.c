@@ -169,3 +169,44 @@ fail:
   cvg_url_release(out);
   return rc;
 }
+
+/*
+ * The URL for people: the password of its userinfo (scheme://user:PASSWORD@host) and any
+ * password= query value become "***". Everything that shows a replica URL — messages, logs,
+ * metrics, the API — shows this form.
+ */
+char *cvg_url_redact(const char *url) {
+  cvg_buf b;
+  cvg_buf_init(&b, 2 * CVG_URL_MAX + 16);
+  const char *rest = url;
+  int rc = 0;
+  const char *sep = strstr(url, "://");
+  if (sep) {
+    const char *start = sep + 3, *end = start + strcspn(start, "/?#");
+    const char *at = NULL;
+    for (const char *c = start; c < end; c++)
+      if (*c == '@')
+        at = c;
+    const char *colon = at ? memchr(start, ':', (size_t)(at - start)) : NULL;
+    if (colon) {
+      rc = cvg_buf_append(&b, url, (size_t)(colon - url) + 1) || cvg_buf_append(&b, "***", 3);
+      rest = at;
+    }
+  }
+  for (const char *c = rest; !rc && *c;) {
+    if ((c == rest || c[-1] == '?' || c[-1] == '&') && strncmp(c, "password=", 9) == 0) {
+      rc = cvg_buf_append(&b, "password=***", 12);
+      c += 9;
+      c += strcspn(c, "&#");
+      continue;
+    }
+    rc = cvg_buf_append(&b, c, 1);
+    c++;
+  }
+  rc = rc || cvg_buf_append(&b, "", 1);
+  if (rc) {
+    cvg_buf_release(&b);
+    return NULL;
+  }
+  return (char *)b.data; /* the buffer's memory becomes the caller's */
+}

@@ -8,6 +8,7 @@
 
 #include "converge/store.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void test_absolute_and_relative(void **state) {
@@ -125,8 +126,38 @@ static void test_tombstone_truthy(void **state) {
   }
 }
 
+static void test_redact(void **state) {
+  (void)state;
+  static const char *const cases[][2] = {
+      {"sqlite:///srv/a.db?table=t", "sqlite:///srv/a.db?table=t"},
+      {"postgresql://alice:s3cr%40t@db:5432/x?table=t", "postgresql://alice:***@db:5432/x?table=t"},
+      {"postgresql://alice@db/x?table=t", "postgresql://alice@db/x?table=t"},
+      {"postgresql://db/x?table=t&password=hunter2&x=1",
+       "postgresql://db/x?table=t&password=***&x=1"},
+      {"sqlite://u:p@localhost/a@b.db?table=t", "sqlite://u:***@localhost/a@b.db?table=t"},
+      {"", ""},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *r = cvg_url_redact(cases[i][0]);
+    assert_non_null(r);
+    assert_string_equal(r, cases[i][1]);
+    free(r);
+  }
+  /* a store that cannot be opened names the URL without its password */
+  cvg_store *st = NULL;
+  cvg_error err;
+  assert_int_not_equal(cvg_store_open(&st, "sqlite://u:hunter2@localhost/nonexistent/a.db?table=t",
+                                      CVG_STORE_READONLY, &err),
+                       CVG_OK);
+  assert_null(strstr(err.input, "hunter2"));
+  assert_null(strstr(err.msg, "hunter2"));
+  assert_int_not_equal(cvg_store_open(&st, "mysql://u:hunter2@h/db?table=t", 0, &err), CVG_OK);
+  assert_null(strstr(err.input, "hunter2"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_redact),
       cmocka_unit_test(test_absolute_and_relative),
       cmocka_unit_test(test_percent_decoding),
       cmocka_unit_test(test_errors),
