@@ -1856,21 +1856,24 @@ static void emit_per_replica(out *o, cvg_monitor *m, const char *name, const cha
 /* A value per dataset (ds->mu held): returns 0 to leave the dataset out. */
 typedef int (*ds_value_fn)(const dset *ds, double *v);
 
+/* 1 when the digests of shard sh differ between the reachable replicas (ds->mu held). */
+static int shard_differs(const dset *ds, uint32_t sh) {
+  const cvg_fp *ref = NULL;
+  for (size_t i = 0; i < ds->n; i++) {
+    if (ds->reps[i].up != 1 || !ds->reps[i].digest_valid)
+      continue;
+    if (!ref)
+      ref = &ds->reps[i].digest[sh];
+    else if (!cvg_fp_equal(*ref, ds->reps[i].digest[sh]))
+      return 1;
+  }
+  return 0;
+}
+
 static int v_divergent_shards(const dset *ds, double *v) {
   uint64_t diff = 0;
-  for (uint32_t sh = 0; sh < ds->cfg->shards; sh++) {
-    const cvg_fp *ref = NULL;
-    for (size_t i = 0; i < ds->n; i++) {
-      if (ds->reps[i].up != 1 || !ds->reps[i].digest_valid)
-        continue;
-      if (!ref) {
-        ref = &ds->reps[i].digest[sh];
-      } else if (!cvg_fp_equal(*ref, ds->reps[i].digest[sh])) {
-        diff++;
-        break;
-      }
-    }
-  }
+  for (uint32_t sh = 0; sh < ds->cfg->shards; sh++)
+    diff += (uint64_t)shard_differs(ds, sh);
   *v = (double)diff;
   return ds->have_full;
 }
@@ -2279,6 +2282,11 @@ int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *b) {
     json_object_set_new(dv, "confirmed", json_integer((json_int_t)conf));
     json_object_set_new(dv, "by_class", cls);
     json_object_set_new(dv, "by_shard", shards);
+    json_t *diff_shards = json_array(); /* shards whose digests differ between reachable replicas */
+    for (uint32_t sh = 0; ds->have_full && sh < ds->cfg->shards; sh++)
+      if (shard_differs(ds, sh))
+        json_array_append_new(diff_shards, json_integer(sh));
+    json_object_set_new(dv, "digest_differs", diff_shards);
     json_object_set_new(dv, "untracked", json_integer((json_int_t)ds->dropped));
     json_object_set_new(dv, "samples", samples);
     json_object_set_new(d, "divergences", dv);
