@@ -523,7 +523,7 @@ static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
     return;
   sqlite3_stmt *s = NULL;
   char **names = NULL;
-  int n = 0, ok = 1, n_pk = 0, ipk = -1;
+  int n = 0, ok = 1, n_pk = 0, ipk = -1, since_fd = -1;
   unsigned char *real_aff = NULL;
   if (sqlite3_prepare_v2(st->db,
                          "SELECT name, type, pk, hidden, dflt_value IS NOT NULL "
@@ -615,9 +615,14 @@ static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
     sc->map_kept = 1;
   } else {
     map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED)
+    if (map == MAP_FAILED) {
+      close(fd);
       goto out;
+    }
+    if (since)
+      since_fd = fd; /* seeks read leaves with pread() */
+    else
+      close(fd);
   }
   sc->map = map;
   sc->map_len = (size_t)sb.st_size;
@@ -629,6 +634,8 @@ static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
   if (cvgi_btree_init(&sc->bt, map, sc->map_len, root) != CVG_OK)
     goto out;
   sc->bt.keep_resident = sc->map_kept;
+  sc->bt.fd = since_fd;
+  since_fd = -1;
   sc->n_tcols = n;
   sc->ipk = ipk;
   sc->cmp_t = calloc(spec->n_cmp ? spec->n_cmp : 1, sizeof *sc->cmp_t);
@@ -649,6 +656,8 @@ static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
   real_aff = NULL;
   sc->fast = 1;
 out:
+  if (since_fd >= 0)
+    close(since_fd);
   sqlite3_finalize(s);
   for (int i = 0; i < n; i++)
     free(names ? names[i] : NULL);
@@ -943,6 +952,7 @@ static int scan_build(sqlite_store *st, const cvg_scan_spec *spec, enum scan_mod
     return cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
   sc->base.ops = &cvgi_sqlite_ops;
   sc->st = st;
+  sc->bt.fd = -1; /* no descriptor until the fast path opens one */
   cvg_buf_init(&sc->key, ROW_MAX);
   cvg_buf_init(&sc->row, ROW_MAX);
   cvg_buf_init(&sc->ver, ROW_MAX);

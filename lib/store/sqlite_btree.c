@@ -26,7 +26,9 @@
 #include "converge/status.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/mman.h>
 
 /* Leaves between drops of the mapping from our resident set (bounded memory, see below). */
@@ -65,6 +67,8 @@ static const unsigned char *page_at(const cvgi_btree *bt, uint32_t pgno) {
 
 int cvgi_btree_init(cvgi_btree *bt, const unsigned char *map, size_t map_len, uint32_t root) {
   memset(bt, 0, sizeof *bt);
+  bt->fd = -1;
+  bt->leaf_depth = -1;
   cvg_buf_init(&bt->payload, (size_t)1 << 31);
   if (map_len < 100 || memcmp(map, "SQLite format 3", 16) != 0)
     return CVG_ECORRUPT;
@@ -99,6 +103,11 @@ int cvgi_btree_init(cvgi_btree *bt, const unsigned char *map, size_t map_len, ui
 
 void cvgi_btree_release(cvgi_btree *bt) {
   cvg_buf_release(&bt->payload);
+  if (bt->fd >= 0)
+    close(bt->fd);
+  bt->fd = -1;
+  free(bt->pagebuf);
+  bt->pagebuf = NULL;
 }
 
 /* Moves to the next leaf; CVG_DONE when there is none. */
@@ -318,6 +327,15 @@ int cvgi_btree_seek(cvgi_btree *bt, int64_t rowid, const unsigned char **rec, si
     uint32_t hdr = pgno == 1 ? 100 : 0;
     if (!pg)
       return CVG_ECORRUPT;
+    /* A leaf is read once and at random: a pread() costs less than faulting the page into the
+     * mapping. Interior pages, shared by many seeks, stay in the mapping. */
+    if (bt->fd >= 0 && d == bt->leaf_depth && pgno != 1) {
+      if (!bt->pagebuf && !(bt->pagebuf = malloc(bt->page_size)))
+        return CVG_ENOMEM;
+      if (pread(bt->fd, bt->pagebuf, bt->page_size, (off_t)(pgno - 1) * bt->page_size) ==
+          (ssize_t)bt->page_size)
+        pg = bt->pagebuf;
+    }
     uint32_t n = be16(pg + hdr + 3), i;
     int rc;
     if (pg[hdr] == 0x05) {
@@ -337,6 +355,7 @@ int cvgi_btree_seek(cvgi_btree *bt, int64_t rowid, const unsigned char **rec, si
     }
     if (pg[hdr] != 0x0D || hdr + 8 + 2 * n > bt->page_size)
       return CVG_ECORRUPT;
+    bt->leaf_depth = d;
     if (n == 0)
       return CVG_OK;
     if ((rc = lower_bound(bt, pg, hdr, 1, n, rowid, &i)))
