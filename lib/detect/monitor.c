@@ -988,6 +988,40 @@ static cvg_copy *cs_copy(changeset *cs, size_t k, size_t i) {
   return &cs->copies[k * cs->n_rep + i];
 }
 
+/* Makes room for n more keys without growing while they are added. */
+static int cs_reserve(changeset *cs, size_t n) {
+  size_t want = cs->n + n;
+  if (want > cs->cap) {
+    change *items = realloc(cs->items, want * sizeof *items);
+    if (!items)
+      return CVG_ENOMEM;
+    cs->items = items;
+    cvg_copy *copies = realloc(cs->copies, want * cs->n_rep * sizeof *copies);
+    if (!copies)
+      return CVG_ENOMEM;
+    cs->copies = copies;
+    cs->cap = want;
+  }
+  size_t slots = cs->slot_cap ? cs->slot_cap : 4096;
+  while (slots < 2 * (want + 1))
+    slots *= 2;
+  if (slots > cs->slot_cap) {
+    size_t *s = calloc(slots, sizeof *s);
+    if (!s)
+      return CVG_ENOMEM;
+    for (size_t i = 0; i < cs->n; i++) {
+      size_t k = (size_t)cs->items[i].hash & (slots - 1);
+      while (s[k])
+        k = (k + 1) & (slots - 1);
+      s[k] = i + 1;
+    }
+    free(cs->slots);
+    cs->slots = s;
+    cs->slot_cap = slots;
+  }
+  return CVG_OK;
+}
+
 /* The index of key in the set, added if new; SIZE_MAX when out of memory. */
 static size_t cs_get(changeset *cs, const unsigned char *key, size_t key_len) {
   uint64_t h = XXH3_64bits(key, key_len);
@@ -1170,6 +1204,8 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
     size_t i = idx[x];
     if (sr->started)
       pthread_join(sr->thread, NULL);
+    if (x == 0 && !rc && cs_reserve(&cs, (size_t)(sr->n_rows < MAX_CHANGED ? sr->n_rows : 0)))
+      rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
     if (!sr->active)
       continue;
     rows[i] = sr->n_rows;
