@@ -90,6 +90,7 @@ test-watch: all
 
 bench: bootstrap all
 	@bench/diff_vs_sqldiff $(BUILD)/converge
+	@bench/watch $(BUILD)/converge
 
 demo: bootstrap all
 	@scripts/demo $(BUILD)/converge
