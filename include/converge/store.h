@@ -135,6 +135,7 @@ typedef struct cvg_store_ops {
   int (*canary_purge)(cvg_store *st, const char *table, const char *source, double before,
                       cvg_error *err);
   int (*scalar)(cvg_store *st, const char *expr, double *out, int *is_null, cvg_error *err);
+  int (*has_index)(cvg_store *st, const char *col, int *yes, cvg_error *err);
 } cvg_store_ops;
 
 /* Every engine's handle begins with this. */
@@ -196,6 +197,10 @@ int cvg_store_canary_purge(cvg_store *st, const char *table, const char *source,
                            cvg_error *err);
 /* Evaluates one SQL aggregate (sum(balance)) over the table; *is_null when it is NULL. */
 int cvg_store_scalar(cvg_store *st, const char *expr, double *out, int *is_null, cvg_error *err);
+
+/* *yes is 1 when an index of the table starts with column col (so "col >= ?" needs no scan of
+ * the whole table). */
+int cvg_store_has_index(cvg_store *st, const char *col, int *yes, cvg_error *err);
 
 /* Is a tombstone column value "deleted"? NULL, 0, 0.0, '', '0', 'false', 'f', 'no', 'n' (any
  * case) and an empty blob mean live; everything else means deleted. */

@@ -114,6 +114,7 @@ typedef struct rep {
   uint64_t probe_errors;    /* failed probe runs */
   cvg_fp *digest;           /* OWNED; n_shards entries */
   int digest_valid;         /* 1 once a full sweep included this replica */
+  int index_checked;        /* the version index has been looked for */
   double *agg;              /* OWNED; aggregate values, one per equal_aggregate */
   unsigned char *agg_ok;    /* OWNED; 1 when agg[i] is known */
 } rep;
@@ -1174,6 +1175,21 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
   size_t new_wm_len[CVG_DIFF_MAX_REPLICAS] = {0};
   uint64_t rows[CVG_DIFF_MAX_REPLICAS] = {0};
 
+  /* Without an index on the version column, "version >= watermark" reads the whole table every
+   * time: say so once per replica, loudly, since the check then costs O(table). */
+  for (size_t x = 0; ds->cfg->version && x < k; x++) {
+    rep *r = &ds->reps[idx[x]];
+    int yes = 1;
+    if (r->index_checked || cvg_store_has_index(sts[idx[x]], ds->cfg->version, &yes, NULL))
+      continue;
+    r->index_checked = 1;
+    if (!yes)
+      cvg_log(m->lg, CVG_LOG_WARN, "no_version_index", "dataset", ds->cfg->name, "replica",
+              r->cfg->name, "column", ds->cfg->version, "hint",
+              "incremental checks read the whole table without an index whose first column is "
+              "the version column; create one",
+              (const char *)NULL);
+  }
   /* 1. rows past each replica's watermark, every replica read by its own thread */
   since_read reads[CVG_DIFF_MAX_REPLICAS];
   memset(reads, 0, sizeof reads);

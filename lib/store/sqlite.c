@@ -1486,6 +1486,31 @@ static int sqlite_scalar(cvg_store *base, const char *expr, double *out, int *is
   return rc;
 }
 
+static int sqlite_has_index(cvg_store *base, const char *col, int *yes, cvg_error *err) {
+  sqlite_store *st = (sqlite_store *)base;
+  sqlite3_stmt *s = NULL;
+  *yes = 0;
+  int src =
+      sqlite3_prepare_v2(st->db,
+                         "SELECT 1 FROM pragma_index_list(?1) AS l, pragma_index_info(l.name) "
+                         "AS i WHERE i.seqno = 0 AND i.name = ?2 COLLATE NOCASE",
+                         -1, &s, NULL);
+  if (src != SQLITE_OK) {
+    sqlite3_finalize(s);
+    return sqlite_fail(st, src, "cannot list the table's indexes", err);
+  }
+  sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 2, col, -1, SQLITE_STATIC);
+  src = sqlite3_step(s);
+  int rc = CVG_OK;
+  if (src == SQLITE_ROW)
+    *yes = 1;
+  else if (src != SQLITE_DONE)
+    rc = sqlite_fail(st, src, "cannot list the table's indexes", err);
+  sqlite3_finalize(s);
+  return rc;
+}
+
 const cvg_store_ops cvgi_sqlite_ops = {
     .scheme = "sqlite",
     .open = sqlite_open,
@@ -1502,4 +1527,5 @@ const cvg_store_ops cvgi_sqlite_ops = {
     .canary_seen = sqlite_canary_seen,
     .canary_purge = sqlite_canary_purge,
     .scalar = sqlite_scalar,
+    .has_index = sqlite_has_index,
 };

@@ -199,3 +199,9 @@ int cvg_store_scalar(cvg_store *st, const char *expr, double *out, int *is_null,
     return unsupported(st, "evaluate aggregates", err);
   return st->ops->scalar(st, expr, out, is_null, err);
 }
+
+int cvg_store_has_index(cvg_store *st, const char *col, int *yes, cvg_error *err) {
+  if (!st->ops->has_index)
+    return unsupported(st, "list indexes", err);
+  return st->ops->has_index(st, col, yes, err);
+}

@@ -377,6 +377,11 @@ static void test_incremental_scan_and_own_tables(void **state) {
   assert_int_equal(cvg_store_canary_purge(rw, "converge_canary", "d", 11.0, &err), CVG_OK);
   assert_int_equal(cvg_store_canary_seen(st, "converge_canary", "tok1", &found, &err), CVG_OK);
   assert_false(found);
+  int has = 0;
+  assert_int_equal(cvg_store_has_index(st, "ver", &has, &err), CVG_OK);
+  assert_true(has);
+  assert_int_equal(cvg_store_has_index(st, "v", &has, &err), CVG_OK);
+  assert_false(has);
   double agg;
   int is_null;
   assert_int_equal(cvg_store_scalar(st, "count(*)", &agg, &is_null, &err), CVG_OK);
