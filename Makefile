@@ -4,6 +4,7 @@
 #   make              build build/converge and build/libconverge.a
 #   make test         bootstrap, build with gcc, unit tests (gcc, and clang with ASan+UBSan),
 #                     format check, CLI tests, short fuzz runs, converge watch end to end
+#                     (under ASan+UBSan, then under ThreadSanitizer)
 #   make bench        benchmarks against peers (bench/)
 #   make demo         the demo on SQLite replicas
 #   make install      into $(PREFIX) (default /usr/local); DESTDIR is honoured
@@ -81,6 +82,10 @@ test: bootstrap
 	@tests/cli/run build/asan/converge
 	@echo "== converge watch end to end (ASan+UBSan build; real promtool and Prometheus)"
 	@tests/watch/run build/asan/converge
+	@echo "== converge watch end to end again, clang with ThreadSanitizer (a data race fails it)"
+	@$(MAKE) --no-print-directory BUILD=build/tsan CC=clang CFLAGS="-O1 -g" SAN="-fsanitize=thread" \
+	  build/tsan/converge
+	@TSAN_OPTIONS="halt_on_error=1 abort_on_error=1" tests/watch/run build/tsan/converge
 
 test-cli: all
 	@tests/cli/run $(BUILD)/converge

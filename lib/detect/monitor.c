@@ -1540,8 +1540,12 @@ static void *sched_main(void *arg) {
       job *j = &m->jobs[i];
       if (j->running)
         continue;
-      if (j->kind == J_FULL && j->ds->full_requested && j->next_due > now)
-        j->next_due = now; /* an incremental check overflowed */
+      if (j->kind == J_FULL && j->next_due > now) {
+        pthread_mutex_lock(&j->ds->mu); /* lock order: m->mu, then a dataset's mu */
+        if (j->ds->full_requested)
+          j->next_due = now; /* an incremental check overflowed */
+        pthread_mutex_unlock(&j->ds->mu);
+      }
       if (j->next_due <= now) {
         j->running = 1;
         j->next = NULL;
