@@ -21,6 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+static pthread_t main_thread; /* the thread that sigwait()s */
+
+/* Runs only in a thread that does not block the signal: hand it to the main thread, where it is
+ * blocked and so stays pending for sigwait(). pthread_kill is async-signal-safe. */
+static void forward_signal(int sig) {
+  pthread_kill(main_thread, sig);
+}
+
 typedef struct opts {
   const char *config;     /* -c */
   const char *listen;     /* --listen, overrides the catalog */
@@ -185,12 +193,23 @@ int cmd_watch(int argc, char **argv) {
     fprintf(stderr, "converge watch: out of memory\n");
     return EXIT_TROUBLE;
   }
-  /* Block the signals before any thread exists, so that every thread inherits the mask. */
+  /* Block the signals before any thread of ours exists, so that every one inherits the mask and
+   * the main thread takes them with sigwait(). A thread we did not create (a sanitizer's, a
+   * library's started earlier) may not block them: there a handler passes the signal on to the
+   * main thread instead of letting the default action end the process. */
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
+  main_thread = pthread_self();
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = forward_signal;
+  sigfillset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
 

@@ -103,15 +103,16 @@ typedef struct cvg_diff_options {
   size_t n_columns;
   const char *const *exclude; /* removed from the compared columns */
   size_t n_exclude;
-  const char *version_col;    /* NULL: none */
-  const char *tombstone_col;  /* NULL: none */
-  const char *vvec_col;       /* NULL: none */
-  const char *where;          /* NULL: all rows */
-  uint32_t n_shards;          /* >= 1 */
-  int stop_at_first;          /* 1: stop at the first divergence (for --quiet) */
-  int digests;                /* 1: also compute every replica's shard digests (encode.h) */
-  double rows_per_sec;        /* > 0: each reader reads at most this many rows per second */
-  const volatile int *cancel; /* when set and *cancel becomes nonzero, the run stops early */
+  const char *version_col;   /* NULL: none */
+  const char *tombstone_col; /* NULL: none */
+  const char *vvec_col;      /* NULL: none */
+  const char *where;         /* NULL: all rows */
+  uint32_t n_shards;         /* >= 1 */
+  int stop_at_first;         /* 1: stop at the first divergence (for --quiet) */
+  int digests;               /* 1: also compute every replica's shard digests (encode.h) */
+  double rows_per_sec;       /* > 0: each reader reads at most this many rows per second */
+  const int *cancel;         /* when set and *cancel becomes nonzero (stored atomically, e.g. with
+                        __atomic_store_n), the run stops early */
 } cvg_diff_options;
 
 typedef struct cvg_diff_summary {

@@ -86,7 +86,7 @@ struct cvg_diff {
   cvg_fp *digest;                        /* OWNED; n * n_shards when digests */
   cvg_buf maxver[CVG_DIFF_MAX_REPLICAS]; /* greatest version read from each replica */
   double rows_per_sec;                   /* reader throttle, 0 = none */
-  const volatile int *cancel;            /* BORROWED; stop when nonzero */
+  const int *cancel;                     /* BORROWED; stop when nonzero (read atomically) */
 };
 
 /* ---- string lists ---- */
@@ -524,6 +524,11 @@ static int fill_batch(reader *r, batch *b) {
   return CVG_OK;
 }
 
+/* Set by another thread at any time: read atomically. */
+static int cancelled(const cvg_diff *d) {
+  return d->cancel && __atomic_load_n(d->cancel, __ATOMIC_RELAXED);
+}
+
 static double mono_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -541,7 +546,7 @@ static void throttle(reader *r) {
     pthread_mutex_lock(&r->mu);
     int cancel = r->cancel;
     pthread_mutex_unlock(&r->mu);
-    if (now >= due || cancel || (r->d->cancel && *r->d->cancel))
+    if (now >= due || cancel || cancelled(r->d))
       return;
     double step = due - now < 0.1 ? due - now : 0.1;
     struct timespec ts = {(time_t)step, (long)((step - (double)(time_t)step) * 1e9)};
@@ -736,7 +741,7 @@ static int merge(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
       if (!r->done && r->pos == r->cur->n && (rc = next_batch(r, err)))
         return rc;
     }
-    if (d->cancel && *d->cancel)
+    if (cancelled(d))
       stop = 1;
     if (stop) {
       sum->stopped_early = 1;

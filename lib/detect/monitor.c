@@ -223,8 +223,8 @@ struct cvg_monitor {
   pthread_t sched;
   int sched_started;
   int stopping;
-  volatile int cancel; /* asks a running full sweep to stop */
-  double sched_beat;   /* monotonic time of the scheduler's last loop */
+  int cancel;        /* asks a running full sweep to stop (atomic stores and loads) */
+  double sched_beat; /* monotonic time of the scheduler's last loop */
   double started_wall;
 };
 
@@ -804,6 +804,8 @@ static int prepare(cvg_monitor *m, dset *ds, const size_t *idx, size_t k, int di
 
 static void sweep_done(cvg_monitor *m, dset *ds, int kind, int rc, double started,
                        const cvg_error *err) {
+  if (rc && __atomic_load_n(&m->cancel, __ATOMIC_RELAXED))
+    return; /* stopped on purpose (shutdown, reload): not a failure */
   double dur = mono_now() - started;
   pthread_mutex_lock(&ds->mu);
   hist_add(&ds->sweep_dur[kind], sweep_le, SWEEP_BUCKETS, dur);
@@ -1703,7 +1705,7 @@ void cvg_monitor_stop(cvg_monitor *m) {
     return;
   pthread_mutex_lock(&m->mu);
   m->stopping = 1;
-  m->cancel = 1;
+  __atomic_store_n(&m->cancel, 1, __ATOMIC_RELAXED);
   pthread_cond_broadcast(&m->sched_cv);
   pthread_cond_broadcast(&m->pools[0].cv);
   pthread_cond_broadcast(&m->pools[1].cv);
