@@ -57,6 +57,9 @@ static void explain(const cvg_catalog *cat) {
     if (hb && p->canary_interval > 0)
       printf("    %-16s table %s, timeout %gs\n", "", p->canary_table, p->canary_timeout);
     print_interval("incremental", d->version ? p->sweep_interval : 0);
+    if (d->version && p->sweep_interval > 0)
+      printf("    %-16s at most %zu divergent keys tracked%s\n", "", p->max_tracked,
+             p->keep_mapped ? "; replica files kept mapped between checks" : "");
     print_interval("full sweep", p->full_sweep_interval);
     if (p->full_sweep_interval > 0) {
       if (p->full_sweep_rate > 0)
