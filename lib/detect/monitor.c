@@ -824,7 +824,6 @@ typedef struct full_ctx {
   const size_t *idx; /* replica of each diff input */
   size_t k;
   double now, wait;
-  size_t n_seen; /* divergences seen */
 } full_ctx;
 
 static int full_cb(void *vctx, const cvg_divergence *dv) {
@@ -842,7 +841,6 @@ static int full_cb(void *vctx, const cvg_divergence *dv) {
   if (t)
     t->last_checked = -t->last_checked - 1; /* mark: seen by this sweep (restored below) */
   pthread_mutex_unlock(&fc->ds->mu);
-  fc->n_seen++;
   return 0;
 }
 
@@ -869,7 +867,7 @@ static int full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err)
   if (rc)
     return rc;
   pthread_mutex_lock(&ds->mu);
-  full_ctx fc = {ds, idx, k, wall_now(), confirm_wait(ds), 0};
+  full_ctx fc = {ds, idx, k, wall_now(), confirm_wait(ds)};
   pthread_mutex_unlock(&ds->mu);
   cvg_diff_summary sum;
   rc = cvg_diff_run(d, full_cb, &fc, &sum, err);
@@ -995,15 +993,18 @@ static cvg_copy *cs_copy(changeset *cs, size_t k, size_t i) {
 static int cs_reserve(changeset *cs, size_t n) {
   size_t want = cs->n + n;
   if (want > cs->cap) {
-    change *items = realloc(cs->items, want * sizeof *items);
+    size_t cap = cs->cap ? cs->cap * 2 : 1024;
+    if (cap < want)
+      cap = want;
+    change *items = realloc(cs->items, cap * sizeof *items);
     if (!items)
       return CVG_ENOMEM;
     cs->items = items;
-    cvg_copy *copies = realloc(cs->copies, want * cs->n_rep * sizeof *copies);
+    cvg_copy *copies = realloc(cs->copies, cap * cs->n_rep * sizeof *copies);
     if (!copies)
       return CVG_ENOMEM;
     cs->copies = copies;
-    cs->cap = want;
+    cs->cap = cap;
   }
   size_t slots = cs->slot_cap ? cs->slot_cap : 4096;
   while (slots < 2 * (want + 1))
@@ -1028,38 +1029,13 @@ static int cs_reserve(changeset *cs, size_t n) {
 /* The index of key in the set, added if new; SIZE_MAX when out of memory. */
 static size_t cs_get(changeset *cs, const unsigned char *key, size_t key_len) {
   uint64_t h = XXH3_64bits(key, key_len);
-  if ((cs->n + 1) * 2 > cs->slot_cap) {
-    size_t cap = cs->slot_cap ? cs->slot_cap * 2 : 4096;
-    size_t *slots = calloc(cap, sizeof *slots);
-    if (!slots)
-      return SIZE_MAX;
-    for (size_t i = 0; i < cs->n; i++) {
-      size_t s = (size_t)cs->items[i].hash & (cap - 1);
-      while (slots[s])
-        s = (s + 1) & (cap - 1);
-      slots[s] = i + 1;
-    }
-    free(cs->slots);
-    cs->slots = slots;
-    cs->slot_cap = cap;
-  }
+  if (cs_reserve(cs, 1) != CVG_OK) /* room for one more key: a no-op unless full */
+    return SIZE_MAX;
   size_t s = (size_t)h & (cs->slot_cap - 1);
   for (; cs->slots[s]; s = (s + 1) & (cs->slot_cap - 1)) {
     change *c = &cs->items[cs->slots[s] - 1];
     if (c->hash == h && c->key_len == key_len && memcmp(c->key, key, key_len) == 0)
       return cs->slots[s] - 1;
-  }
-  if (cs->n == cs->cap) {
-    size_t cap = cs->cap ? cs->cap * 2 : 1024;
-    change *items = realloc(cs->items, cap * sizeof *items);
-    if (!items)
-      return SIZE_MAX;
-    cs->items = items;
-    cvg_copy *copies = realloc(cs->copies, cap * cs->n_rep * sizeof *copies);
-    if (!copies)
-      return SIZE_MAX;
-    cs->copies = copies;
-    cs->cap = cap;
   }
   change *c = &cs->items[cs->n];
   unsigned char *k = arena_alloc(&cs->arena, key_len ? key_len : 1);
