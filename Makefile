@@ -15,7 +15,7 @@ PREFIX ?= /usr/local
 BUILD ?= build
 CFLAGS ?= -O2 -g
 SAN ?=
-PKGS := sqlite3 libxxhash jansson yaml-0.1 libcrypto libmicrohttpd
+PKGS := sqlite3 libxxhash jansson yaml-0.1 libcrypto libmicrohttpd libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wformat=2 -Wvla

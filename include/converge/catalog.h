@@ -75,6 +75,86 @@ typedef struct cvg_cat_probes {
   int keep_mapped;              /* incremental checks keep SQLite files mapped; default 0 */
 } cvg_cat_probes;
 
+/* What an alert rule watches. */
+typedef enum cvg_rule_kind {
+  CVG_RULE_METRIC = 0, /* a measured value against a threshold (fixed or adaptive) */
+  CVG_RULE_INVARIANT,  /* a declared invariant is breached */
+  CVG_RULE_TREND,      /* the lag trend status reaches a level */
+  CVG_RULE_SLO         /* the convergence SLO's burn rate over a window */
+} cvg_rule_kind;
+
+typedef enum cvg_stage { CVG_STAGE_EARLY = 0, CVG_STAGE_MID, CVG_STAGE_LATE } cvg_stage;
+
+/* Trend statuses, judged as Burrow judges consumer lag (lib/alert/trend.c). */
+typedef enum cvg_trend_status {
+  CVG_TREND_INCOMPLETE = -1, /* the window is not full yet: it says nothing */
+  CVG_TREND_OK = 0,
+  CVG_TREND_WARN,  /* lag never decreases across the window */
+  CVG_TREND_STALL, /* apply position unchanged across the window while lag > 0 */
+  CVG_TREND_STOP   /* no new sample for longer than the window spans while lag > 0 */
+} cvg_trend_status;
+
+/*
+ * One alert rule (docs/catalog.md, "alerting"). A rule fires an alert per series it applies to:
+ * per replica for replica metrics (lag_seconds, ...), per dataset for the others.
+ */
+typedef struct cvg_cat_rule {
+  char *alert;        /* OWNED; the alert name (label alertname) */
+  cvg_rule_kind kind; /* what it watches */
+  char *subject;      /* OWNED; metric name, invariant name, "lag" (trend), "convergence" (slo) */
+  int below;          /* 0: fires above the threshold; 1: fires below it */
+  double threshold;   /* fixed threshold (metric, slo: burn rate) */
+  int has_resolve;    /* 1: resolve only past resolve (hysteresis) */
+  double resolve;     /* resolve threshold */
+  int adaptive;       /* 1: threshold: adaptive (a learned seasonal baseline) */
+  double k;           /* adaptive: robust deviations above the baseline; default 4 */
+  double floor;       /* adaptive: least distance from the baseline; default 0 */
+  double warmup;      /* adaptive: seconds of history before it judges; default 1 day */
+  char *intensity;    /* OWNED; adaptive: workload metric the baseline scales with, or NULL */
+  cvg_trend_status at_least;          /* trend: the lowest status that fires; default warn */
+  double window;                      /* slo: burn-rate window in seconds; default 1h */
+  double for_s;                       /* seconds the condition must hold before firing */
+  double keep_firing_for;             /* seconds it keeps firing after the condition clears */
+  cvg_stage stage;                    /* early, mid or late */
+  char *severity;                     /* OWNED; e.g. warning, critical, page */
+  char **label_names, **label_values; /* OWNED; extra labels */
+  size_t n_labels;
+  char **ann_names, **ann_values; /* OWNED; extra annotations (may use {{ $value }} etc.) */
+  size_t n_ann;
+  char *runbook_url; /* OWNED; or NULL: the built-in runbook page */
+  int builtin;       /* 1 for converge's own default rules */
+  int line, column;  /* where it is declared (0 for built-ins) */
+} cvg_cat_rule;
+
+/* The convergence SLO of a dataset: objective of canaries converging within `within`. */
+typedef struct cvg_cat_slo {
+  int declared;
+  double objective; /* e.g. 0.99 */
+  double within;    /* seconds */
+} cvg_cat_slo;
+
+/* Where alerts go and how they are kept (the top-level `alerting:` section). */
+typedef struct cvg_cat_alerting {
+  char **alertmanagers; /* OWNED; Alertmanager base URLs (POST {url}/api/v2/alerts) */
+  size_t n_alertmanagers;
+  char **webhooks; /* OWNED; generic JSON webhook URLs */
+  size_t n_webhooks;
+  char *log_file;             /* OWNED; JSON-lines alert log, or NULL */
+  char *state_file;           /* OWNED; alert state and change events (SQLite) */
+  char *external_url;         /* OWNED; base URL of converge's HTTP server, for links */
+  double evaluation_interval; /* default 5 s */
+  double resend_interval;     /* default 60 s */
+  double resolved_retention;  /* resolved alerts are re-sent this long; default 900 s */
+  double timeout;             /* per delivery attempt; default 10 s */
+  size_t queue_size;          /* alerts waiting for delivery before the oldest are dropped */
+  int conflict_shards;        /* conflicts in this many shards are late-stage; default 3 */
+  double cause_window;        /* change events this long before onset are likely causes */
+  int trend_window;           /* lag samples in the trend window; default 10 */
+  int builtin_rules;          /* 1: the built-in rules apply (default) */
+  cvg_cat_rule *rules;        /* OWNED; global rules, applied to every dataset */
+  size_t n_rules;
+} cvg_cat_alerting;
+
 typedef struct cvg_cat_dataset {
   char *name; /* OWNED; unique */
   char **key; /* OWNED; key columns, n_key >= 1 (0: the primary key) */
@@ -94,15 +174,20 @@ typedef struct cvg_cat_dataset {
   int authority; /* index of the authority replica, -1 if none */
   cvg_cat_probes probes;
   cvg_cat_invariants inv;
+  cvg_cat_rule *rules; /* OWNED; alert rules of this dataset only */
+  size_t n_rules;
+  cvg_cat_slo slo;
   int line, column; /* where the dataset is declared */
 } cvg_cat_dataset;
 
 typedef struct cvg_catalog {
-  char *path;                /* OWNED; the file it was loaded from */
-  char *listen;              /* OWNED; HTTP address host:port; default "127.0.0.1:9464" */
-  char *log_format;          /* OWNED; "json" or "logfmt"; default "json" */
-  char *log_level;           /* OWNED; "debug", "info", "warn" or "error"; default "info" */
-  int workers;               /* probe worker threads; default 4 */
+  char *path;       /* OWNED; the file it was loaded from */
+  char *listen;     /* OWNED; HTTP address host:port; default "127.0.0.1:9464" */
+  char *log_format; /* OWNED; "json" or "logfmt"; default "json" */
+  char *log_level;  /* OWNED; "debug", "info", "warn" or "error"; default "info" */
+  int workers;      /* probe worker threads; default 4 */
+  char *api_token;  /* OWNED; bearer token for POST endpoints, or NULL (they are refused); secret */
+  cvg_cat_alerting alerting;
   cvg_cat_dataset *datasets; /* OWNED; n_datasets >= 1 */
   size_t n_datasets;
   char *warnings; /* OWNED; non-fatal remarks, one per line ("" if none) */
@@ -118,6 +203,17 @@ void cvg_catalog_free(cvg_catalog *cat);
 
 /* Parses a duration ("250ms", "10s", "5m", "1h", "1d", or a number of seconds). 0 on success. */
 int cvg_parse_duration(const char *s, double *out);
+
+/* Frees what a rule owns (the catalog does this for its own rules). */
+void cvg_cat_rule_free(cvg_cat_rule *r);
+
+/* Scope of a metric an alert rule may name: 1 per replica, 2 per dataset, 0 not a metric. */
+int cvg_rule_metric_scope(const char *name);
+/* Names of the invariants a rule may name with `invariant:` (NULL-terminated). */
+extern const char *const cvg_rule_invariants[];
+/* Names of the stages and trend statuses, indexed by value (trend: +1). */
+extern const char *const cvg_stage_names[];
+extern const char *const cvg_trend_names[];
 
 /* Splits "host:port" (or "[v6]:port"); host OWNED by caller (free()). 0 on success. */
 int cvg_parse_listen(const char *s, char **host, unsigned *port);

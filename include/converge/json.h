@@ -24,6 +24,15 @@ json_t *cvg_value_to_json(const cvg_value *v);
 json_t *cvg_key_to_json(const unsigned char *key, size_t key_len, const char *const *cols,
                         size_t n_cols);
 
+/* Writes t (seconds since the epoch) as RFC 3339 UTC with milliseconds,
+ * "2026-11-26T17:40:00.123Z", into buf (at least 32 bytes). Returns buf. */
+char *cvg_fmt_time(char *buf, size_t size, double t);
+/* The same as a JSON string (OWNED), or NULL when out of memory. */
+json_t *cvg_json_time(double t);
+/* Parses RFC 3339 ("2026-11-26T17:40:00Z", fraction and +hh:mm offset allowed) into seconds
+ * since the epoch. 0 on success. */
+int cvg_parse_time(const char *s, double *out);
+
 #ifdef __cplusplus
 }
 #endif

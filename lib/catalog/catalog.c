@@ -607,6 +607,468 @@ static int parse_invariants(parser *p, yaml_node_t *n, cvg_cat_invariants *inv) 
   return CVG_OK;
 }
 
+/* ---- alert rules and delivery ------------------------------------------------------------- */
+
+static const char *const replica_metrics[] = {"lag_seconds", "convergence_seconds",
+                                              "canary_failures", "replica_down", NULL};
+static const char *const dataset_metrics[] = {"divergent_rows",
+                                              "suspected_rows",
+                                              "divergent_fraction",
+                                              "divergent_shards",
+                                              "conflict_shards",
+                                              "schema_drift",
+                                              "divergence_age_seconds",
+                                              "untracked_rows",
+                                              "write_rate",
+                                              NULL};
+const char *const cvg_rule_invariants[] = {"max_lag_seconds",
+                                           "max_divergent_rows",
+                                           "max_divergent_fraction",
+                                           "min_agreeing_replicas",
+                                           "max_divergence_age_seconds",
+                                           "equal_aggregate",
+                                           NULL};
+const char *const cvg_stage_names[] = {"early", "mid", "late"};
+const char *const cvg_trend_names[] = {"incomplete", "ok", "warn", "stall", "stop"};
+
+int cvg_rule_metric_scope(const char *name) {
+  for (size_t i = 0; replica_metrics[i]; i++)
+    if (strcmp(name, replica_metrics[i]) == 0)
+      return 1;
+  for (size_t i = 0; dataset_metrics[i]; i++)
+    if (strcmp(name, dataset_metrics[i]) == 0)
+      return 2;
+  return 0;
+}
+
+static int one_of(parser *p, yaml_node_t *v, const char *key, const char *const *names, int *out) {
+  const char *s = scalar(v);
+  for (int i = 0; s && names[i]; i++)
+    if (strcmp(s, names[i]) == 0)
+      return *out = i, CVG_OK;
+  char hint[CVG_ERROR_MSG_MAX] = "write one of:";
+  size_t used = strlen(hint);
+  for (size_t j = 0; names[j] && used + strlen(names[j]) + 2 < sizeof hint; j++)
+    used += (size_t)snprintf(hint + used, sizeof hint - used, " %s", names[j]);
+  return fail(p, v, hint, "'%s' has an unknown value %s%s%s", key, s ? "'" : "",
+              s ? s : kind_name(v), s ? "'" : "");
+}
+
+/* A mapping of names to strings (labels, annotations). */
+static int want_map(parser *p, yaml_node_t *v, const char *key, int labels, char ***names,
+                    char ***values, size_t *n_out) {
+  if (v->type != YAML_MAPPING_NODE)
+    return fail(p, v, "write name: value pairs", "'%s' must be a mapping, found %s", key,
+                kind_name(v));
+  size_t n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+  *names = calloc(n ? n : 1, sizeof **names);
+  *values = calloc(n ? n : 1, sizeof **values);
+  if (!*names || !*values)
+    return cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_pair_t *pr = &v->data.mapping.pairs.start[i];
+    yaml_node_t *k = yaml_document_get_node(p->doc, pr->key);
+    yaml_node_t *val = yaml_document_get_node(p->doc, pr->value);
+    int rc = want_str(p, k, key, &(*names)[i]);
+    *n_out = i + 1;
+    if (rc || (rc = want_str(p, val, (*names)[i], &(*values)[i])))
+      return rc;
+    if (labels && !is_ident((*names)[i]))
+      return fail(p, k, "label names use letters, digits and _, and do not start with a digit",
+                  "'%s' is not a valid label name", (*names)[i]);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp((*names)[j], (*names)[i]) == 0)
+        return fail(p, k, NULL, "'%s' names '%s' twice", key, (*names)[i]);
+  }
+  return CVG_OK;
+}
+
+void cvg_cat_rule_free(cvg_cat_rule *r) {
+  free(r->alert);
+  free(r->subject);
+  free(r->intensity);
+  free(r->severity);
+  free_list(r->label_names, r->n_labels);
+  free_list(r->label_values, r->n_labels);
+  free_list(r->ann_names, r->n_ann);
+  free_list(r->ann_values, r->n_ann);
+  free(r->runbook_url);
+  memset(r, 0, sizeof *r);
+}
+
+static int parse_rule(parser *p, yaml_node_t *n, cvg_cat_rule *r) {
+  static const char *const keys[] = {
+      "alert",  "metric",        "invariant",     "trend",       "slo",         "above",
+      "below",  "resolve_below", "resolve_above", "threshold",   "k",           "floor",
+      "warmup", "intensity",     "at_least",      "window",      "for",         "keep_firing_for",
+      "stage",  "severity",      "labels",        "annotations", "runbook_url", NULL};
+  static const char *const reserved[] = {"alertname", "dataset",  "replica", "shard",
+                                         "stage",     "severity", NULL};
+  static const char *const levels[] = {"ok", "warn", "stall", "stop", NULL};
+  keyset ks;
+  yaml_node_t *v, *w;
+  int rc = collect(p, n, "an alert rule", keys, &ks), x;
+  if (rc)
+    return rc;
+  r->line = (int)n->start_mark.line + 1;
+  r->column = (int)n->start_mark.column + 1;
+  r->k = 4;
+  r->warmup = 86400;
+  r->at_least = CVG_TREND_WARN;
+  r->window = 3600;
+  if (!(v = get(&ks, "alert")))
+    return fail(p, n, "e.g. alert: BillingLagHigh", "alert rule lacks 'alert' (its name)");
+  if ((rc = want_str(p, v, "alert", &r->alert)))
+    return rc;
+  if (!is_ident(r->alert))
+    return fail(p, v, "use letters, digits and _ (it becomes the alertname label)",
+                "alert name '%s' is not a valid name", r->alert);
+  static const char *const kinds[] = {"metric", "invariant", "trend", "slo"};
+  yaml_node_t *kv = NULL;
+  for (int k = 0; k < 4; k++)
+    if ((w = get(&ks, kinds[k]))) {
+      if (kv)
+        return fail(p, w, "give one of metric, invariant, trend or slo per rule",
+                    "rule '%s' has both '%s' and another condition", r->alert, kinds[k]);
+      kv = w;
+      r->kind = (cvg_rule_kind)k;
+    }
+  if (!kv)
+    return fail(p, n,
+                "add metric: NAME (with above/below), invariant: NAME, trend: lag or slo: "
+                "convergence",
+                "rule '%s' has no condition", r->alert);
+  if ((rc = want_str(p, kv, kinds[r->kind], &r->subject)))
+    return rc;
+  switch (r->kind) {
+  case CVG_RULE_METRIC:
+    if (!cvg_rule_metric_scope(r->subject))
+      return fail(p, kv,
+                  "per replica: lag_seconds convergence_seconds canary_failures replica_down; "
+                  "per dataset: divergent_rows suspected_rows divergent_fraction divergent_shards "
+                  "conflict_shards schema_drift divergence_age_seconds untracked_rows write_rate",
+                  "'%s' is not a metric converge measures", r->subject);
+    break;
+  case CVG_RULE_INVARIANT:
+    if (one_of(p, kv, "invariant", cvg_rule_invariants, &x))
+      return CVG_ECONFIG;
+    break;
+  case CVG_RULE_TREND:
+    if (strcmp(r->subject, "lag") != 0)
+      return fail(p, kv, "write trend: lag", "trend '%s' is unknown; only lag has a trend",
+                  r->subject);
+    break;
+  case CVG_RULE_SLO:
+    if (strcmp(r->subject, "convergence") != 0)
+      return fail(p, kv, "write slo: convergence (declared per dataset with slo:)",
+                  "slo '%s' is unknown", r->subject);
+    break;
+  }
+  yaml_node_t *above = get(&ks, "above"), *below = get(&ks, "below"), *thr = get(&ks, "threshold");
+  int numeric = r->kind == CVG_RULE_METRIC || r->kind == CVG_RULE_SLO;
+  if (!numeric && (above || below || thr))
+    return fail(p,
+                above   ? above
+                : below ? below
+                        : thr,
+                "invariant and trend rules have no "
+                "threshold of their own",
+                "rule '%s' cannot have a threshold", r->alert);
+  if (above && below)
+    return fail(p, below, "give either above or below", "rule '%s' has both above and below",
+                r->alert);
+  if (thr) {
+    const char *t = scalar(thr);
+    if (!t || strcmp(t, "adaptive") != 0)
+      return fail(p, thr, "write threshold: adaptive, or a number with above: or below:",
+                  "'threshold' must be adaptive");
+    if (r->kind != CVG_RULE_METRIC)
+      return fail(p, thr, NULL, "only metric rules may have an adaptive threshold");
+    if (above || below)
+      return fail(p, above ? above : below, "an adaptive rule learns its threshold",
+                  "rule '%s' has both threshold: adaptive and a fixed threshold", r->alert);
+    r->adaptive = 1;
+  } else if (numeric && !above && !below) {
+    return fail(p, n, "add above: N or below: N (or threshold: adaptive)",
+                "rule '%s' has no threshold", r->alert);
+  }
+  if ((above && (rc = want_double(p, above, "above", -1e300, 1e300, &r->threshold))) ||
+      (below && (rc = want_double(p, below, "below", -1e300, 1e300, &r->threshold))))
+    return rc;
+  r->below = below != NULL;
+  if ((w = get(&ks, "resolve_below")) || (w = get(&ks, "resolve_above"))) {
+    int rb = get(&ks, "resolve_below") != NULL;
+    if (get(&ks, "resolve_below") && get(&ks, "resolve_above"))
+      return fail(p, w, NULL, "give resolve_below or resolve_above, not both");
+    if (!numeric || r->adaptive)
+      return fail(p, w, NULL, "only rules with a fixed threshold have a resolve threshold");
+    if (rb == r->below)
+      return fail(p, w,
+                  r->below ? "a rule firing below N resolves above a higher value: resolve_above"
+                           : "a rule firing above N resolves below a lower value: resolve_below",
+                  "the resolve threshold points the wrong way");
+    if ((rc =
+             want_double(p, w, rb ? "resolve_below" : "resolve_above", -1e300, 1e300, &r->resolve)))
+      return rc;
+    if ((rb && r->resolve > r->threshold) || (!rb && r->resolve < r->threshold))
+      return fail(p, w, "the resolve threshold lies on the healthy side of the firing threshold",
+                  "resolve threshold %g is past the firing threshold %g", r->resolve, r->threshold);
+    r->has_resolve = 1;
+  }
+  static const char *const adaptive_keys[] = {"k", "floor", "warmup", "intensity", NULL};
+  for (size_t i = 0; adaptive_keys[i]; i++)
+    if ((w = get(&ks, adaptive_keys[i])) && !r->adaptive)
+      return fail(p, w, "add threshold: adaptive", "'%s' applies only to adaptive thresholds",
+                  adaptive_keys[i]);
+  if ((w = get(&ks, "k")) && (rc = want_double(p, w, "k", 0.1, 100, &r->k)))
+    return rc;
+  if ((w = get(&ks, "floor")) && (rc = want_double(p, w, "floor", 0, 1e300, &r->floor)))
+    return rc;
+  if ((w = get(&ks, "warmup")) && (rc = want_duration(p, w, "warmup", &r->warmup)))
+    return rc;
+  if ((w = get(&ks, "intensity"))) {
+    if ((rc = want_str(p, w, "intensity", &r->intensity)))
+      return rc;
+    if (!cvg_rule_metric_scope(r->intensity))
+      return fail(p, w, "e.g. intensity: write_rate", "'%s' is not a metric converge measures",
+                  r->intensity);
+  }
+  if ((w = get(&ks, "at_least"))) {
+    if (r->kind != CVG_RULE_TREND)
+      return fail(p, w, NULL, "'at_least' applies only to trend rules");
+    if (one_of(p, w, "at_least", levels, &x))
+      return CVG_ECONFIG;
+    if (x == 0)
+      return fail(p, w, "write warn, stall or stop", "a trend rule cannot fire at ok");
+    r->at_least = (cvg_trend_status)x;
+  }
+  if ((w = get(&ks, "window"))) {
+    if (r->kind != CVG_RULE_SLO)
+      return fail(p, w, NULL, "'window' applies only to slo rules (the burn-rate window)");
+    if ((rc = want_duration(p, w, "window", &r->window)))
+      return rc;
+    if (r->window < 1)
+      return fail(p, w, NULL, "'window' must be at least 1s");
+  }
+  if ((w = get(&ks, "for")) && (rc = want_duration(p, w, "for", &r->for_s)))
+    return rc;
+  if ((w = get(&ks, "keep_firing_for")) &&
+      (rc = want_duration(p, w, "keep_firing_for", &r->keep_firing_for)))
+    return rc;
+  static const char *const stages[] = {"early", "mid", "late", NULL};
+  if ((w = get(&ks, "stage"))) {
+    if (one_of(p, w, "stage", stages, &x))
+      return CVG_ECONFIG;
+    r->stage = (cvg_stage)x;
+  }
+  if ((w = get(&ks, "severity"))) {
+    if ((rc = want_str(p, w, "severity", &r->severity)))
+      return rc;
+  } else if (!(r->severity = dup_str(r->stage == CVG_STAGE_LATE  ? "page"
+                                     : r->stage == CVG_STAGE_MID ? "critical"
+                                                                 : "warning"))) {
+    return CVG_ENOMEM;
+  }
+  if ((w = get(&ks, "labels"))) {
+    if ((rc = want_map(p, w, "labels", 1, &r->label_names, &r->label_values, &r->n_labels)))
+      return rc;
+    for (size_t i = 0; i < r->n_labels; i++)
+      for (size_t j = 0; reserved[j]; j++)
+        if (strcmp(r->label_names[i], reserved[j]) == 0)
+          return fail(p, w,
+                      "alertname, dataset, replica, shard, stage and severity are set by "
+                      "converge (use stage: and severity: for the last two)",
+                      "label '%s' is reserved", reserved[j]);
+  }
+  if ((w = get(&ks, "annotations")) &&
+      (rc = want_map(p, w, "annotations", 0, &r->ann_names, &r->ann_values, &r->n_ann)))
+    return rc;
+  if ((w = get(&ks, "runbook_url")) && (rc = want_str(p, w, "runbook_url", &r->runbook_url)))
+    return rc;
+  return CVG_OK;
+}
+
+static int parse_rules(parser *p, yaml_node_t *v, cvg_cat_rule **out, size_t *n_out) {
+  if (v->type != YAML_SEQUENCE_NODE)
+    return fail(p, v, "write a list: - alert: Name ...", "'rules' must be a list, found %s",
+                kind_name(v));
+  size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+  if (!(*out = calloc(n ? n : 1, sizeof **out)))
+    return cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *it = yaml_document_get_node(p->doc, v->data.sequence.items.start[i]);
+    *n_out = i + 1;
+    int rc = parse_rule(p, it, &(*out)[i]);
+    if (rc)
+      return rc;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp((*out)[j].alert, (*out)[i].alert) == 0)
+        return fail(p, it, "give each rule its own alert name", "two rules are named '%s'",
+                    (*out)[i].alert);
+  }
+  return CVG_OK;
+}
+
+static int want_url_list(parser *p, yaml_node_t *v, const char *key, char ***out, size_t *n) {
+  int rc = want_list(p, v, key, out, n);
+  if (rc)
+    return rc;
+  for (size_t i = 0; i < *n; i++)
+    if (strncmp((*out)[i], "http://", 7) != 0 && strncmp((*out)[i], "https://", 8) != 0)
+      return fail(p, v, "e.g. http://127.0.0.1:9093", "'%s' entry '%s' is not an http(s) URL", key,
+                  (*out)[i]);
+  return CVG_OK;
+}
+
+static int parse_alerting(parser *p, yaml_node_t *n, cvg_cat_alerting *a) {
+  static const char *const keys[] = {"alertmanagers",
+                                     "webhooks",
+                                     "log",
+                                     "state",
+                                     "external_url",
+                                     "evaluation_interval",
+                                     "resend_interval",
+                                     "resolved_retention",
+                                     "timeout",
+                                     "queue_size",
+                                     "conflict_shards",
+                                     "cause_window",
+                                     "trend_window",
+                                     "builtin_rules",
+                                     "rules",
+                                     NULL};
+  keyset ks;
+  yaml_node_t *v;
+  int64_t x;
+  int rc = collect(p, n, "alerting", keys, &ks);
+  if (rc)
+    return rc;
+  if ((v = get(&ks, "alertmanagers")) &&
+      (rc = want_url_list(p, v, "alertmanagers", &a->alertmanagers, &a->n_alertmanagers)))
+    return rc;
+  if ((v = get(&ks, "webhooks")) &&
+      (rc = want_url_list(p, v, "webhooks", &a->webhooks, &a->n_webhooks)))
+    return rc;
+  if ((v = get(&ks, "log")) && (rc = want_str(p, v, "log", &a->log_file)))
+    return rc;
+  if ((v = get(&ks, "state")) && (rc = want_str(p, v, "state", &a->state_file)))
+    return rc;
+  if ((v = get(&ks, "external_url")) && (rc = want_str(p, v, "external_url", &a->external_url)))
+    return rc;
+  struct {
+    const char *key;
+    double *dst, lo;
+  } durs[] = {{"evaluation_interval", &a->evaluation_interval, 0.1},
+              {"resend_interval", &a->resend_interval, 0.1},
+              {"resolved_retention", &a->resolved_retention, 0},
+              {"timeout", &a->timeout, 0.1},
+              {"cause_window", &a->cause_window, 0}};
+  for (size_t i = 0; i < sizeof durs / sizeof durs[0]; i++)
+    if ((v = get(&ks, durs[i].key))) {
+      if ((rc = want_duration(p, v, durs[i].key, durs[i].dst)))
+        return rc;
+      if (*durs[i].dst < durs[i].lo)
+        return fail(p, v, NULL, "'%s' must be at least %gs", durs[i].key, durs[i].lo);
+    }
+  if ((v = get(&ks, "queue_size"))) {
+    if ((rc = want_int(p, v, "queue_size", 1, 1000000, &x)))
+      return rc;
+    a->queue_size = (size_t)x;
+  }
+  if ((v = get(&ks, "conflict_shards"))) {
+    if ((rc = want_int(p, v, "conflict_shards", 1, 1000000, &x)))
+      return rc;
+    a->conflict_shards = (int)x;
+  }
+  if ((v = get(&ks, "trend_window"))) {
+    if ((rc = want_int(p, v, "trend_window", 2, 10000, &x)))
+      return rc;
+    a->trend_window = (int)x;
+  }
+  if ((v = get(&ks, "builtin_rules")) && (rc = want_bool(p, v, "builtin_rules", &a->builtin_rules)))
+    return rc;
+  if ((v = get(&ks, "rules")) && (rc = parse_rules(p, v, &a->rules, &a->n_rules)))
+    return rc;
+  return CVG_OK;
+}
+
+static void alerting_defaults(cvg_cat_alerting *a) {
+  a->evaluation_interval = 5;
+  a->resend_interval = 60;
+  a->resolved_retention = 900;
+  a->timeout = 10;
+  a->queue_size = 10000;
+  a->conflict_shards = 3;
+  a->cause_window = 1800;
+  a->trend_window = 10;
+  a->builtin_rules = 1;
+}
+
+static int parse_slo(parser *p, yaml_node_t *n, cvg_cat_slo *s) {
+  static const char *const keys[] = {"objective", "convergence_within", NULL};
+  keyset ks;
+  yaml_node_t *v;
+  int rc = collect(p, n, "slo", keys, &ks);
+  if (rc)
+    return rc;
+  if (!(v = get(&ks, "objective")))
+    return fail(p, n, "e.g. slo: {objective: 0.99, convergence_within: 10s}",
+                "slo lacks "
+                "'objective'");
+  if ((rc = want_double(p, v, "objective", 0, 1, &s->objective)))
+    return rc;
+  if (s->objective <= 0 || s->objective >= 1)
+    return fail(p, v, "e.g. 0.99 (99% of canaries converge in time)",
+                "'objective' must lie strictly between 0 and 1");
+  if (!(v = get(&ks, "convergence_within")))
+    return fail(p, n, "e.g. convergence_within: 10s", "slo lacks 'convergence_within'");
+  if ((rc = want_duration(p, v, "convergence_within", &s->within)))
+    return rc;
+  s->declared = 1;
+  return CVG_OK;
+}
+
+static int parse_api(parser *p, yaml_node_t *n, cvg_catalog *cat) {
+  static const char *const keys[] = {"token", "token_file", NULL};
+  keyset ks;
+  yaml_node_t *v;
+  int rc = collect(p, n, "api", keys, &ks);
+  if (rc)
+    return rc;
+  if (get(&ks, "token") && get(&ks, "token_file"))
+    return fail(p, n, NULL, "give api 'token' or 'token_file', not both");
+  if ((v = get(&ks, "token"))) {
+    const char *raw = scalar(v);
+    if (!raw || !*raw)
+      return fail(p, v, "e.g. token: ${CONVERGE_API_TOKEN}", "'token' must be a string");
+    if ((rc = expand_env(p, v, raw, &cat->api_token)))
+      return rc;
+  }
+  if ((v = get(&ks, "token_file"))) {
+    const char *file = scalar(v);
+    if (!file || !*file)
+      return fail(p, v, NULL, "'token_file' must be a path");
+    FILE *f = fopen(file, "r");
+    if (!f)
+      return fail(p, v, "create the file with the token on its first line",
+                  "cannot read token_file '%s': %s", file, strerror(errno));
+    char line[1024];
+    char *got = fgets(line, sizeof line, f);
+    fclose(f);
+    if (!got)
+      return fail(p, v, NULL, "token_file '%s' is empty", file);
+    line[strcspn(line, "\r\n")] = '\0';
+    cat->api_token = dup_str(line);
+    explicit_bzero(line, sizeof line);
+    if (!cat->api_token)
+      return CVG_ENOMEM;
+  }
+  if (cat->api_token && strlen(cat->api_token) < 16)
+    return fail(p, v, "use at least 16 characters, e.g. from: head -c 24 /dev/urandom | base64",
+                "the API token is too short");
+  return CVG_OK;
+}
+
 static int parse_replica(parser *p, yaml_node_t *n, cvg_cat_replica *r) {
   static const char *const keys[] = {"name", "url", "authority", "region", "password_file", NULL};
   keyset ks;
@@ -670,8 +1132,9 @@ static int parse_replica(parser *p, yaml_node_t *n, cvg_cat_replica *r) {
 static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaults,
                          cvg_cat_dataset *d) {
   static const char *const keys[] = {
-      "name",  "key",  "columns",         "exclude",  "version", "tombstone",  "origin", "shards",
-      "owner", "team", "payload_samples", "replicas", "probes",  "invariants", NULL};
+      "name",   "key",   "columns", "exclude",         "version",  "tombstone", "origin",
+      "shards", "owner", "team",    "payload_samples", "replicas", "probes",    "invariants",
+      "rules",  "slo",   NULL};
   keyset ks;
   int rc = collect(p, n, "a dataset", keys, &ks);
   yaml_node_t *v;
@@ -728,6 +1191,10 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
   if ((v = get(&ks, "probes")) && (rc = parse_probes(p, v, &d->probes)))
     return rc;
   if ((v = get(&ks, "invariants")) && (rc = parse_invariants(p, v, &d->inv)))
+    return rc;
+  if ((v = get(&ks, "rules")) && (rc = parse_rules(p, v, &d->rules, &d->n_rules)))
+    return rc;
+  if ((v = get(&ks, "slo")) && (rc = parse_slo(p, v, &d->slo)))
     return rc;
   if (!(v = get(&ks, "replicas")))
     return fail(p, n, "list at least two replicas, each with name and url",
@@ -792,6 +1259,9 @@ static void dataset_free(cvg_cat_dataset *d) {
   for (size_t i = 0; d->inv.aggregates && i < d->inv.n_aggregates; i++)
     free(d->inv.aggregates[i].expr);
   free(d->inv.aggregates);
+  for (size_t i = 0; d->rules && i < d->n_rules; i++)
+    cvg_cat_rule_free(&d->rules[i]);
+  free(d->rules);
 }
 
 void cvg_catalog_free(cvg_catalog *cat) {
@@ -805,6 +1275,19 @@ void cvg_catalog_free(cvg_catalog *cat) {
   free(cat->log_format);
   free(cat->log_level);
   free(cat->warnings);
+  if (cat->api_token) {
+    explicit_bzero(cat->api_token, strlen(cat->api_token));
+    free(cat->api_token);
+  }
+  cvg_cat_alerting *a = &cat->alerting;
+  free_list(a->alertmanagers, a->n_alertmanagers);
+  free_list(a->webhooks, a->n_webhooks);
+  free(a->log_file);
+  free(a->state_file);
+  free(a->external_url);
+  for (size_t i = 0; a->rules && i < a->n_rules; i++)
+    cvg_cat_rule_free(&a->rules[i]);
+  free(a->rules);
   free(cat);
 }
 
@@ -864,7 +1347,8 @@ static int add_warning(cvg_catalog *cat, const char *fmt, ...) {
 }
 
 static int parse_root(parser *p, yaml_node_t *root, cvg_catalog *cat) {
-  static const char *const keys[] = {"listen", "log", "workers", "probes", "datasets", NULL};
+  static const char *const keys[] = {"listen", "log",      "workers",  "probes",
+                                     "api",    "alerting", "datasets", NULL};
   static const char *const log_keys[] = {"format", "level", NULL};
   keyset ks;
   yaml_node_t *v;
@@ -910,6 +1394,28 @@ static int parse_root(parser *p, yaml_node_t *root, cvg_catalog *cat) {
     if ((rc = want_int(p, v, "workers", 1, 256, &x)))
       return rc;
     cat->workers = (int)x;
+  }
+  if ((v = get(&ks, "api")) && (rc = parse_api(p, v, cat)))
+    return rc;
+  alerting_defaults(&cat->alerting);
+  if ((v = get(&ks, "alerting")) && (rc = parse_alerting(p, v, &cat->alerting)))
+    return rc;
+  if (!cat->alerting.external_url) {
+    char url[300];
+    snprintf(url, sizeof url, "http://%s", cat->listen);
+    if (!(cat->alerting.external_url = dup_str(url)))
+      return CVG_ENOMEM;
+  }
+  if (!cat->alerting.state_file) {
+    /* beside the catalog: converge.yaml -> converge.state.db */
+    const char *slash = strrchr(p->file, '/');
+    const char *base = slash ? slash + 1 : p->file;
+    const char *dot = strrchr(base, '.');
+    size_t stem = dot && dot != base ? (size_t)(dot - p->file) : strlen(p->file);
+    size_t len = stem + sizeof ".state.db";
+    if (!(cat->alerting.state_file = malloc(len)))
+      return CVG_ENOMEM;
+    snprintf(cat->alerting.state_file, len, "%.*s.state.db", (int)stem, p->file);
   }
   cvg_cat_probes defaults;
   probes_defaults(&defaults);

@@ -6,7 +6,11 @@
 #include "converge/json.h"
 #include "converge/status.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #define KEY_MAX_COLS 64
 
@@ -65,4 +69,51 @@ json_t *cvg_key_to_json(const unsigned char *key, size_t key_len, const char *co
 done:
   cvg_buf_release(&scratch);
   return obj;
+}
+
+char *cvg_fmt_time(char *buf, size_t size, double t) {
+  time_t secs = (time_t)floor(t);
+  int ms = (int)((t - (double)secs) * 1000);
+  if (ms > 999)
+    ms = 999;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms < 0 ? 0 : ms);
+  return buf;
+}
+
+json_t *cvg_json_time(double t) {
+  char buf[40];
+  return json_string(cvg_fmt_time(buf, sizeof buf, t));
+}
+
+int cvg_parse_time(const char *s, double *out) {
+  int y, mo, d, h, mi, n = 0;
+  double sec;
+  if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%lf%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n < 19)
+    return -1;
+  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec < 0 || sec >= 61)
+    return -1;
+  const char *z = s + n;
+  double off = 0;
+  if (strcmp(z, "Z") == 0 || strcmp(z, "z") == 0) {
+    off = 0;
+  } else if ((z[0] == '+' || z[0] == '-') && strlen(z) == 6 && z[3] == ':') {
+    int oh, om;
+    if (sscanf(z + 1, "%2d:%2d", &oh, &om) != 2 || oh > 23 || om > 59)
+      return -1;
+    off = (z[0] == '+' ? 1 : -1) * (oh * 3600.0 + om * 60.0);
+  } else {
+    return -1;
+  }
+  /* days from civil (Howard Hinnant's algorithm): no timegm, no time zone */
+  int yy = y - (mo <= 2);
+  int era = yy / 400;
+  int yoe = yy - era * 400;
+  int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  double days = (double)era * 146097 + doe - 719468;
+  *out = days * 86400 + h * 3600.0 + mi * 60.0 + sec - off;
+  return 0;
 }
