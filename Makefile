@@ -27,7 +27,8 @@ LIB_SRC := $(sort $(wildcard lib/*/*.c))
 SRC_SRC := $(sort $(wildcard src/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 DOC_PAGES := docs/diff.md docs/gen.md docs/check-config.md docs/watch.md
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+RUNBOOKS := $(sort $(wildcard docs/runbooks/*.md))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/runbook_pages.o
 SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 C_FILES := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
@@ -52,6 +53,13 @@ $(BUILD)/help_pages.c: scripts/embed-docs $(DOC_PAGES)
 	scripts/embed-docs $(DOC_PAGES) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/help_pages.o: $(BUILD)/help_pages.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/runbook_pages.c: scripts/embed-docs $(RUNBOOKS)
+	@mkdir -p $(dir $@)
+	scripts/embed-docs --symbol cvg_runbook_pages $(RUNBOOKS) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/runbook_pages.o: $(BUILD)/runbook_pages.c
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/converge: $(SRC_OBJ) $(BUILD)/libconverge.a
@@ -117,10 +125,11 @@ format-check:
 
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
-build/fuzz/%: fuzz/%.c $(LIB_SRC)
+build/fuzz/%: fuzz/%.c $(LIB_SRC) build/runbook_pages.c
 	@mkdir -p $(dir $@)
 	clang -std=c11 -g -O1 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude \
-	  -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+	  -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< $(LIB_SRC) \
+	  build/runbook_pages.c $(LDLIBS)
 
 fuzz: $(FUZZ_BIN)
 

@@ -26,7 +26,9 @@ static cvg_monitor *mon;
 static cvg_http *http;
 
 static void setup(void) {
-  static const char yaml[] = "datasets:\n  - name: accounts\n    shards: 4\n"
+  static const char yaml[] = "api: {token: fuzz-token-0123456789abcdef}\n"
+                             "alerting: {state: /tmp/converge-fuzz-http.state.db}\n"
+                             "datasets:\n  - name: accounts\n    shards: 4\n"
                              "    invariants: {max_lag_seconds: 1, equal_aggregate: sum(b)}\n"
                              "    replicas:\n"
                              "      - {name: a, url: \"sqlite:///nonexistent/a.db?table=t\", "

@@ -140,8 +140,9 @@ int cvg_alerts_new(cvg_alerts **out, const cvg_catalog *cat, cvg_logger *lg, cvg
 void cvg_alerts_free(cvg_alerts *e);
 /* One evaluation of every rule at wall time now. */
 int cvg_alerts_eval(cvg_alerts *e, const cvg_alert_source *src, double now);
-/* Current alerts as JSON ({"alerts": [...]}) for /api/v1/alerts. */
-int cvg_alerts_json(cvg_alerts *e, cvg_buf *out);
+/* Current alerts as JSON ({"alerts": [...], "delivery": {...}}) for /api/v1/alerts; only the
+ * alert with that fingerprint when it is not NULL. */
+int cvg_alerts_json(cvg_alerts *e, const char *fingerprint, cvg_buf *out);
 /* Alert state and delivery counters as Prometheus text. */
 int cvg_alerts_metrics(cvg_alerts *e, cvg_buf *out);
 /* The effective rules of dataset ds (built-in, global and its own), for explanations. */
@@ -155,8 +156,8 @@ void cvg_alerts_flush(cvg_alerts *e, double timeout);
 
 typedef struct cvg_event {
   int64_t id;
-  double at;        /* seconds since the epoch */
-  char kind[32];    /* deploy, migration, config, incident, other */
+  double at;         /* seconds since the epoch */
+  char kind[32];     /* deploy, migration, config, incident, other */
   char dataset[128]; /* "" for all datasets */
   char text[CVG_EVENT_TEXT_MAX];
   char source[64]; /* cli, api */

@@ -54,6 +54,10 @@ int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *out);
  * each NULL for any; at most limit entries. CVG_ENOENT when dataset names no dataset. */
 int cvg_monitor_divergences_json(cvg_monitor *m, const char *dataset, long shard, const char *cls,
                                  const char *state, size_t limit, cvg_buf *out);
+/* Current alerts (all, or the one with that fingerprint) as JSON, for /api/v1/alerts. */
+int cvg_monitor_alerts_json(cvg_monitor *m, const char *fingerprint, cvg_buf *out);
+/* The catalog the monitor runs (BORROWED). */
+const cvg_catalog *cvg_monitor_catalog(const cvg_monitor *m);
 /* 1 when the scheduler is running and has made progress in the last few seconds. */
 int cvg_monitor_healthy(cvg_monitor *m);
 

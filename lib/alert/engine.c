@@ -51,11 +51,11 @@ typedef struct inst {
   json_t *ann;              /* OWNED */
   char fp[17];              /* fingerprint, hex */
   cvg_alert_life life;
-  double value;             /* last value (NAN unknown) */
-  double expected, band;    /* adaptive rules: the baseline and band; NAN otherwise */
+  double value;          /* last value (NAN unknown) */
+  double expected, band; /* adaptive rules: the baseline and band; NAN otherwise */
   int inhibited;
-  int seen;                 /* evaluated in this round */
-  int sent_state;           /* state when last sent (to send transitions at once) */
+  int seen;       /* evaluated in this round */
+  int sent_state; /* state when last sent (to send transitions at once) */
 } inst;
 
 typedef struct series {
@@ -147,8 +147,8 @@ static int add_builtin(cvg_alerts *e, const bspec *s, const char *label_name,
   e->n_builtin++;
   if (!r->alert || !r->subject || !r->severity || !r->ann_names || !r->ann_values ||
       !r->ann_names[0] || !r->ann_values[0] || !r->ann_names[1] || !r->ann_values[1] ||
-      (label_name && (!r->label_names || !r->label_values || !r->label_names[0] ||
-                      !r->label_values[0])))
+      (label_name &&
+       (!r->label_names || !r->label_values || !r->label_names[0] || !r->label_values[0])))
     return CVG_ENOMEM;
   return CVG_OK;
 }
@@ -165,14 +165,13 @@ static int builtins_for(cvg_alerts *e, const cvg_cat_dataset *d) {
        CVG_STAGE_EARLY, "{{ $value }} divergent rows confirmed in dataset {{ $labels.dataset }}",
        "Replicas of {{ $labels.dataset }} disagree on rows that stayed different past the "
        "confirmation wait (replication lag plus two heartbeat intervals): not rows in flight."},
-      {"ConvergeDivergencePersisting", "divergence_age_seconds", CVG_RULE_METRIC, max_age, 0, 0,
-       0, CVG_STAGE_MID,
+      {"ConvergeDivergencePersisting", "divergence_age_seconds", CVG_RULE_METRIC, max_age, 0, 0, 0,
+       CVG_STAGE_MID,
        "A divergence in {{ $labels.dataset }} has lasted {{ $value }}s (allowed {{ $threshold }}s)",
        "The oldest confirmed divergence outlived its allowed age: replication is not healing it "
        "by itself; the design or data model may be at fault."},
-      {"ConvergeConflictsAcrossShards", "conflict_shards", CVG_RULE_METRIC,
-       al->conflict_shards - 1, 0, 0, 0, CVG_STAGE_LATE,
-       "Conflicts in {{ $value }} shards of {{ $labels.dataset }}",
+      {"ConvergeConflictsAcrossShards", "conflict_shards", CVG_RULE_METRIC, al->conflict_shards - 1,
+       0, 0, 0, CVG_STAGE_LATE, "Conflicts in {{ $value }} shards of {{ $labels.dataset }}",
        "Rows whose versions are equal but contents differ (or that differ in more than one "
        "direction) repeat across several shards: a systematic fault, not a stray write."},
       {"ConvergeReplicationLag", "lag_seconds", CVG_RULE_METRIC, max_lag, 1, max_lag / 2, 3 * hb,
@@ -217,7 +216,13 @@ static int builtins_for(cvg_alerts *e, const cvg_cat_dataset *d) {
   for (size_t i = 0; i < sizeof invs / sizeof invs[0]; i++) {
     if (!invs[i].declared)
       continue;
-    bspec s = {"ConvergeInvariantBreached", invs[i].name, CVG_RULE_INVARIANT, 0, 0, 0, 0,
+    bspec s = {"ConvergeInvariantBreached",
+               invs[i].name,
+               CVG_RULE_INVARIANT,
+               0,
+               0,
+               0,
+               0,
                invs[i].stage,
                "Invariant {{ $labels.invariant }} of {{ $labels.dataset }} is breached "
                "(value {{ $value }}, limit {{ $threshold }})",
@@ -227,11 +232,25 @@ static int builtins_for(cvg_alerts *e, const cvg_cat_dataset *d) {
       return rc;
   }
   if (d->slo.declared) {
-    bspec fast = {"ConvergeSLOBurnFast", "convergence", CVG_RULE_SLO, 14.4, 0, 0, 0, CVG_STAGE_MID,
+    bspec fast = {"ConvergeSLOBurnFast",
+                  "convergence",
+                  CVG_RULE_SLO,
+                  14.4,
+                  0,
+                  0,
+                  0,
+                  CVG_STAGE_MID,
                   "Convergence SLO of {{ $labels.dataset }} burning {{ $value }}x over 1h",
                   "At this rate the month's error budget of the convergence SLO is gone in about "
                   "two days."};
-    bspec slow = {"ConvergeSLOBurnSlow", "convergence", CVG_RULE_SLO, 6, 0, 0, 0, CVG_STAGE_EARLY,
+    bspec slow = {"ConvergeSLOBurnSlow",
+                  "convergence",
+                  CVG_RULE_SLO,
+                  6,
+                  0,
+                  0,
+                  0,
+                  CVG_STAGE_EARLY,
                   "Convergence SLO of {{ $labels.dataset }} burning {{ $value }}x over 6h",
                   "A slow, steady burn of the convergence SLO's error budget."};
     int rc = add_builtin(e, &fast, NULL, NULL);
@@ -439,9 +458,9 @@ static void persist(cvg_alerts *e, double now) {
   int ok = sqlite3_exec(e->db, "BEGIN IMMEDIATE; DELETE FROM converge_alert_state;", NULL, NULL,
                         NULL) == SQLITE_OK;
   if (ok)
-    ok = sqlite3_prepare_v2(e->db,
-                            "INSERT INTO converge_alert_state VALUES (?,?,?,?,?,?,?,?,?,?,?)", -1,
-                            &st, NULL) == SQLITE_OK;
+    ok =
+        sqlite3_prepare_v2(e->db, "INSERT INTO converge_alert_state VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                           -1, &st, NULL) == SQLITE_OK;
   for (size_t i = 0; ok && i < e->n; i++) {
     inst *in = &e->a[i];
     char *l = json_dumps(in->labels, JSON_COMPACT | JSON_SORT_KEYS);
@@ -573,13 +592,15 @@ void cvg_alerts_free(cvg_alerts *e) {
   free(e);
 }
 
-void cvg_alerts_flush(cvg_alerts *e, double timeout) { cvg_notifier_flush(e->nt, timeout); }
+void cvg_alerts_flush(cvg_alerts *e, double timeout) {
+  cvg_notifier_flush(e->nt, timeout);
+}
 
 /* The alert in Alertmanager's API v2 form (postableAlert). */
 static json_t *postable(const cvg_alerts *e, const inst *in, double now) {
   const cvg_cat_alerting *al = &e->cat->alerting;
-  double ends = in->life.state == CVG_ALERT_RESOLVED ? in->life.resolved_at
-                                                     : now + 4 * al->resend_interval;
+  double ends =
+      in->life.state == CVG_ALERT_RESOLVED ? in->life.resolved_at : now + 4 * al->resend_interval;
   char url[600];
   const char *ds = json_string_value(json_object_get(in->labels, "dataset"));
   snprintf(url, sizeof url, "%s/api/v1/alerts?fingerprint=%s%s%s", al->external_url, in->fp,
@@ -643,15 +664,26 @@ static json_t *annotations(cvg_alerts *e, const cvg_alert_source *src, const ins
   }
   if (src->context)
     src->context(src->ctx, in->ds, in->rep, r, in->life.active_at, ann);
+  /* Alertmanager takes string annotations only */
+  const char *k;
+  json_t *v;
+  json_object_foreach(ann, k, v) {
+    if (!json_is_string(v)) {
+      char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+      json_object_set_new(ann, k, json_string(t ? t : ""));
+      free(t);
+    }
+  }
   /* likely cause: change events near the onset */
   cvg_event evs[3];
   size_t n_ev = 0;
   cvg_error err;
   cvg_error_clear(&err);
   double onset = in->life.active_at;
-  if (e->db && cvg_event_list(al->state_file, onset - al->cause_window, onset + al->evaluation_interval,
-                              json_string_value(json_object_get(in->labels, "dataset")), evs, 3,
-                              &n_ev, &err) == CVG_OK &&
+  if (e->db &&
+      cvg_event_list(al->state_file, onset - al->cause_window, onset + al->evaluation_interval,
+                     json_string_value(json_object_get(in->labels, "dataset")), evs, 3, &n_ev,
+                     &err) == CVG_OK &&
       n_ev) {
     size_t o = 0;
     for (size_t i = 0; i < n_ev && o < sizeof buf - 1; i++) {
@@ -676,8 +708,8 @@ static void log_transition(cvg_alerts *e, const inst *in) {
   const char *stage = json_string_value(json_object_get(in->labels, "stage"));
   const char *trace = json_string_value(json_object_get(in->ann, "trace_id"));
   cvg_log(e->lg, in->life.state == CVG_ALERT_FIRING ? CVG_LOG_WARN : CVG_LOG_INFO,
-          in->life.state == CVG_ALERT_FIRING    ? "alert_firing"
-          : in->life.state == CVG_ALERT_PENDING ? "alert_pending"
+          in->life.state == CVG_ALERT_FIRING     ? "alert_firing"
+          : in->life.state == CVG_ALERT_PENDING  ? "alert_pending"
           : in->life.state == CVG_ALERT_RESOLVED ? "alert_resolved"
                                                  : "alert_inactive",
           "alertname", alertname ? alertname : "", "dataset", ds ? ds : "", "replica",
@@ -743,7 +775,8 @@ int cvg_alerts_eval(cvg_alerts *e, const cvg_alert_source *src, double now) {
         char fp[17];
         fingerprint(labels, fp);
         inst *in = find(e, fp);
-        int active = in && (in->life.state == CVG_ALERT_PENDING || in->life.state == CVG_ALERT_FIRING);
+        int active =
+            in && (in->life.state == CVG_ALERT_PENDING || in->life.state == CVG_ALERT_FIRING);
         int cond = cvg_alert_cond(r, active, v);
         if (!in && !cond) {
           json_decref(labels);
@@ -896,13 +929,15 @@ int cvg_alerts_eval(cvg_alerts *e, const cvg_alert_source *src, double now) {
   return CVG_OK;
 }
 
-int cvg_alerts_json(cvg_alerts *e, cvg_buf *out) {
+int cvg_alerts_json(cvg_alerts *e, const char *fingerprint, cvg_buf *out) {
   json_t *arr = json_array();
   if (!arr)
     return CVG_ENOMEM;
   pthread_mutex_lock(&e->mu);
   for (size_t i = 0; i < e->n; i++) {
     const inst *in = &e->a[i];
+    if (fingerprint && strcmp(fingerprint, in->fp) != 0)
+      continue;
     json_t *a = json_pack("{s:O, s:O, s:s, s:s, s:o, s:b}", "labels", in->labels, "annotations",
                           in->ann ? in->ann : json_object(), "state",
                           cvg_alert_state_names[in->life.state], "fingerprint", in->fp, "activeAt",
@@ -913,8 +948,8 @@ int cvg_alerts_json(cvg_alerts *e, cvg_buf *out) {
       json_object_set_new(a, "startsAt", cvg_json_time(in->life.starts_at));
     if (in->life.state == CVG_ALERT_RESOLVED)
       json_object_set_new(a, "endsAt", cvg_json_time(in->life.resolved_at));
-    json_object_set_new(a, "value", isnan(in->value) || isinf(in->value) ? json_null()
-                                                                          : json_real(in->value));
+    json_object_set_new(a, "value",
+                        isnan(in->value) || isinf(in->value) ? json_null() : json_real(in->value));
     json_object_set_new(a, "threshold", threshold_json(in));
     json_array_append_new(arr, a);
   }
@@ -1016,13 +1051,14 @@ int cvg_alerts_metrics(cvg_alerts *e, cvg_buf *b) {
   for (size_t i = 0; i < e->n_ser; i++) {
     const series *s = &e->ser[i];
     const cvg_cat_dataset *d = &e->cat->datasets[s->ds];
-    rc |= emitf(b, "converge_alert_baseline_warm{alertname=\"%s\",dataset=\"%s\",replica=\"%s\"} %d\n",
-                s->rule->alert, d->name, s->rep == SIZE_MAX ? "" : d->replicas[s->rep].name,
-                s->warm);
+    rc |= emitf(
+        b, "converge_alert_baseline_warm{alertname=\"%s\",dataset=\"%s\",replica=\"%s\"} %d\n",
+        s->rule->alert, d->name, s->rep == SIZE_MAX ? "" : d->replicas[s->rep].name, s->warm);
   }
-  rc |= emitf(b, "# HELP converge_alert_evaluations_total Alert rule evaluation rounds.\n"
-                 "# TYPE converge_alert_evaluations_total counter\n"
-                 "converge_alert_evaluations_total %llu\n",
+  rc |= emitf(b,
+              "# HELP converge_alert_evaluations_total Alert rule evaluation rounds.\n"
+              "# TYPE converge_alert_evaluations_total counter\n"
+              "converge_alert_evaluations_total %llu\n",
               (unsigned long long)e->evaluations);
   pthread_mutex_unlock(&e->mu);
   if (rc == CVG_OK)

@@ -54,7 +54,9 @@ struct cvg_notifier {
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void curl_init(void) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 static size_t discard(char *p, size_t size, size_t n, void *ud) {
   (void)p;
@@ -168,8 +170,10 @@ static void deliver(cvg_notifier *n, item *it) {
     pthread_mutex_unlock(&n->mu);
     if (ok != 0)
       cvg_log(n->lg, CVG_LOG_WARN, "alert_delivery_failed", "receiver",
-              r->kind == 0 ? "alertmanager" : r->kind == 1 ? "webhook" : "log", "url", r->url,
-              "error", r->last_error, (const char *)NULL);
+              r->kind == 0   ? "alertmanager"
+              : r->kind == 1 ? "webhook"
+                             : "log",
+              "url", r->url, "error", r->last_error, (const char *)NULL);
   }
 }
 
@@ -179,8 +183,8 @@ static void *notifier_main(void *arg) {
   for (;;) {
     while (!n->head && !n->stopping)
       pthread_cond_wait(&n->cv, &n->mu);
-    if (!n->head)
-      break;
+    if (n->stopping)
+      break; /* what is queued is re-sent by the next start: the state file keeps the alerts */
     item *it = n->head;
     n->head = it->next;
     if (!n->head)
@@ -367,10 +371,9 @@ int cvg_notifier_metrics(cvg_notifier *n, cvg_buf *b) {
   }
   rc |= cvg_buf_append(b, head2, sizeof head2 - 1);
   for (size_t i = 0; i < n->n_rv; i++) {
-    int l =
-        snprintf(line, sizeof line,
-                 "converge_alert_notifications_failed_total{receiver=\"%s\",url=\"%s\"} %llu\n",
-                 kind_name(n->rv[i].kind), n->rv[i].url, (unsigned long long)n->rv[i].failed);
+    int l = snprintf(line, sizeof line,
+                     "converge_alert_notifications_failed_total{receiver=\"%s\",url=\"%s\"} %llu\n",
+                     kind_name(n->rv[i].kind), n->rv[i].url, (unsigned long long)n->rv[i].failed);
     rc |= cvg_buf_append(b, line, (size_t)l < sizeof line ? (size_t)l : sizeof line - 1);
   }
   int l = snprintf(line, sizeof line,

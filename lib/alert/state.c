@@ -152,8 +152,7 @@ int cvg_alerts_state_json(const char *path, cvg_buf *out, cvg_error *err) {
       json_t *a = json_object();
       if (!a)
         break;
-      json_object_set_new(a, "fingerprint",
-                          json_string((const char *)sqlite3_column_text(st, 0)));
+      json_object_set_new(a, "fingerprint", json_string((const char *)sqlite3_column_text(st, 0)));
       json_t *l = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
       json_t *an = json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL);
       json_object_set_new(a, "labels", l ? l : json_object());

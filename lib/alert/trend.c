@@ -43,7 +43,9 @@ void cvg_trend_add(cvg_trend *tr, double t, double lag, int64_t pos) {
 }
 
 /* i-th sample, oldest first */
-static size_t at(const cvg_trend *tr, size_t i) { return (tr->head + tr->cap - tr->n + i) % tr->cap; }
+static size_t at(const cvg_trend *tr, size_t i) {
+  return (tr->head + tr->cap - tr->n + i) % tr->cap;
+}
 
 cvg_trend_status cvg_trend_eval(const cvg_trend *tr, double now, double tolerance) {
   if (!tr->t || tr->n < tr->cap)

@@ -44,6 +44,8 @@
  * incremental sweep of a dataset from running together.
  */
 #include "converge/monitor.h"
+#include "converge/alert.h"
+#include "converge/json.h"
 #include "converge/diff.h"
 #include "converge/json.h"
 #include "converge/store.h"
@@ -117,6 +119,10 @@ typedef struct rep {
   int index_checked;        /* the version index has been looked for */
   double *agg;              /* OWNED; aggregate values, one per equal_aggregate */
   unsigned char *agg_ok;    /* OWNED; 1 when agg[i] is known */
+  cvg_trend trend;          /* lag samples for the trend status */
+  double last_conv;         /* seconds the last canary took to arrive; NAN none yet */
+  double fail_t[16];        /* times of the last canary failures (ring) */
+  size_t n_fail_t;
 } rep;
 
 /* A tracked divergent key. One allocation: the struct, then n contributions, n+1 version
@@ -151,6 +157,18 @@ typedef struct inv_result {
   double limit;     /* the declared bound */
 } inv_result;
 
+/* The detection trace of a dataset's current divergence episode: from the first suspected key
+ * until no key is tracked any more. Its id appears in logs and alert annotations. */
+typedef struct trace {
+  int active;
+  char id[32];
+  const char *first_probe; /* "incremental check" or "full sweep" */
+  double suspected_at, lag_suspected;
+  double confirmed_at, lag_confirmed; /* 0: not confirmed yet */
+} trace;
+
+#define OUTCOMES 8192 /* canary outcomes kept for SLO burn rates */
+
 typedef struct dset {
   struct cvg_monitor *m;
   const cvg_cat_dataset *cfg; /* BORROWED */
@@ -178,6 +196,12 @@ typedef struct dset {
   char schema_msg[1024];  /* what differs */
   inv_result inv[6 + 16]; /* the invariants */
   size_t n_inv;
+  trace tr;
+  const char *probe;       /* the probe recording keys right now */
+  double write_rate;       /* rows past the watermark per second, last incremental check */
+  double *out_t;           /* OWNED; canary outcome times (ring of OUTCOMES) */
+  unsigned char *out_good; /* OWNED; 1 converged within the SLO */
+  size_t out_n, out_head;
 } dset;
 
 typedef enum jkind {
@@ -187,7 +211,8 @@ typedef enum jkind {
   J_CANARY_POLL,
   J_INCR,
   J_FULL,
-  J_INV
+  J_INV,
+  J_ALERT
 } jkind;
 
 typedef struct job {
@@ -223,8 +248,9 @@ struct cvg_monitor {
   pthread_t sched;
   int sched_started;
   int stopping;
-  int cancel;        /* asks a running full sweep to stop (atomic stores and loads) */
-  double sched_beat; /* monotonic time of the scheduler's last loop */
+  int cancel;         /* asks a running full sweep to stop (atomic stores and loads) */
+  double sched_beat;  /* monotonic time of the scheduler's last loop */
+  cvg_alerts *alerts; /* OWNED; the alert engine */
   double started_wall;
 };
 
@@ -357,6 +383,16 @@ static cvg_fp contribution(const unsigned char *key, size_t key_len, const cvg_c
 }
 
 /* How long a divergence on these replicas must persist before it is confirmed. */
+/* The largest lag among the non-authority replicas that are up (NAN if none is known). */
+static double worst_lag(const dset *ds) {
+  double w = NAN;
+  for (size_t i = 0; i < ds->n; i++)
+    if ((int)i != ds->cfg->authority && ds->reps[i].up == 1 && !isnan(ds->reps[i].lag) &&
+        (isnan(w) || ds->reps[i].lag > w))
+      w = ds->reps[i].lag;
+  return w;
+}
+
 static double confirm_wait(const dset *ds) {
   double wait = ds->cfg->probes.confirm_within, worst = 0;
   int unknown = ds->cfg->authority < 0 || ds->cfg->probes.heartbeat_interval <= 0;
@@ -401,8 +437,24 @@ static void record_key(dset *ds, const unsigned char *key, size_t key_len, cvg_c
     if (t) {
       ds->resolved[t->confirmed]++;
       tr_remove_slot(ds, slot);
+      if (ds->n_tracked == 0 && ds->tr.active) {
+        ds->tr.active = 0;
+        cvg_log(ds->m->lg, CVG_LOG_INFO, "divergence_cleared", "dataset", ds->cfg->name, "trace_id",
+                ds->tr.id, (const char *)NULL);
+      }
     }
     return;
+  }
+  if (!ds->tr.active) {
+    ds->tr.active = 1;
+    snprintf(ds->tr.id, sizeof ds->tr.id, "trc-%016" PRIx64,
+             XXH3_64bits_withSeed(key, key_len, (uint64_t)(now * 1e6)));
+    ds->tr.first_probe = ds->probe ? ds->probe : "probe";
+    ds->tr.suspected_at = now;
+    ds->tr.lag_suspected = worst_lag(ds);
+    ds->tr.confirmed_at = 0;
+    cvg_log(ds->m->lg, CVG_LOG_INFO, "divergence_suspected", "dataset", ds->cfg->name, "trace_id",
+            ds->tr.id, "probe", ds->tr.first_probe, (const char *)NULL);
   }
   size_t vlen = 0;
   for (size_t i = 0; i < ds->n; i++)
@@ -456,6 +508,12 @@ static void record_key(dset *ds, const unsigned char *key, size_t key_len, cvg_c
   if (!nt->confirmed && now - nt->first_seen > wait && t) {
     nt->confirmed = 1;
     nt->confirmed_at = now;
+    if (ds->tr.active && ds->tr.confirmed_at == 0) {
+      ds->tr.confirmed_at = now;
+      ds->tr.lag_confirmed = worst_lag(ds);
+      cvg_log(ds->m->lg, CVG_LOG_WARN, "divergence_confirmed", "dataset", ds->cfg->name, "trace_id",
+              ds->tr.id, "class", cvg_class_name(cls), (const char *)NULL);
+    }
   }
   if (t) {
     free(t);
@@ -616,6 +674,7 @@ static void job_hb_read(cvg_monitor *m, job *j) {
       r->hb_seq = seq;
       r->hb_ts = ts;
       r->lag = now - ts > 0 ? now - ts : 0;
+      cvg_trend_add(&r->trend, now, r->lag, seq);
       if (r->no_progress >= p->stall_after)
         r->state = RS_STALLED;
       else if (r->lag > lag_threshold(ds->cfg))
@@ -675,6 +734,17 @@ static void job_canary_write(cvg_monitor *m, job *j) {
     drop_conn(&j->st);
 }
 
+/* Records a canary outcome for the SLO (ds->mu held). */
+static void outcome(dset *ds, int good) {
+  if (!ds->out_t)
+    return;
+  ds->out_t[ds->out_head] = wall_now();
+  ds->out_good[ds->out_head] = (unsigned char)good;
+  ds->out_head = (ds->out_head + 1) % OUTCOMES;
+  if (ds->out_n < OUTCOMES)
+    ds->out_n++;
+}
+
 static void job_canary_poll(cvg_monitor *m, job *j) {
   dset *ds = j->ds;
   rep *r = &ds->reps[j->rep];
@@ -711,11 +781,15 @@ static void job_canary_poll(cvg_monitor *m, job *j) {
       i++;
     if (i < n && seen[i]) {
       hist_add(&r->conv, conv_le, CONV_BUCKETS, now - c->written_mono);
+      r->last_conv = now - c->written_mono;
       r->canaries_seen++;
       c->pending &= ~bit;
+      outcome(ds, !ds->cfg->slo.declared || now - c->written_mono <= ds->cfg->slo.within);
     } else if (now - c->written_mono > p->canary_timeout) {
       r->canary_failures++;
+      r->fail_t[r->n_fail_t++ % 16] = wall_now();
       c->pending &= ~bit;
+      outcome(ds, 0);
       char t[32];
       snprintf(t, sizeof t, "%g", p->canary_timeout);
       logf_event(m, CVG_LOG_WARN, "canary_timeout", ds, r, "timeout_seconds", t, "token", c->token);
@@ -835,7 +909,9 @@ static int full_cb(void *vctx, const cvg_divergence *dv) {
     ks.known[fc->idx[i]] = 1;
   }
   pthread_mutex_lock(&fc->ds->mu);
+  fc->ds->probe = "full sweep";
   record_key(fc->ds, dv->key, dv->key_len, dv->cls, &ks, fc->now, fc->wait, 0);
+  fc->ds->probe = NULL;
   uint64_t h = XXH3_64bits(dv->key, dv->key_len);
   tracked *t = tr_find(fc->ds, dv->key, dv->key_len, h, NULL);
   if (t)
@@ -1274,6 +1350,7 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
     double now = wall_now();
     pthread_mutex_lock(&ds->mu);
     double wait = confirm_wait(ds);
+    ds->probe = "incremental check";
     for (size_t c = 0; c < cs.n; c++) {
       cvg_copy sub[CVG_DIFF_MAX_REPLICAS];
       for (size_t x = 0; x < k; x++)
@@ -1302,7 +1379,14 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
         r->wm_len = new_wm_len[idx[x]];
       }
     }
+    if (ds->last_incr_wall > 0 && now > ds->last_incr_wall) {
+      uint64_t most = 0;
+      for (size_t x = 0; x < k; x++)
+        most = rows[idx[x]] > most ? rows[idx[x]] : most;
+      ds->write_rate = (double)most / (now - ds->last_incr_wall);
+    }
     ds->last_incr_wall = now;
+    ds->probe = NULL;
     pthread_mutex_unlock(&ds->mu);
     *compared = cs.n;
   }
@@ -1468,6 +1552,307 @@ static void job_inv(cvg_monitor *m, job *j) {
 /* ---- scheduler and pools ---- */
 
 /* What each kind of job runs, indexed by jkind. */
+/* ---- alerts: what the engine reads ---- */
+
+static json_t *tracked_json(const dset *ds, const tracked *t);
+
+/* A summary of the tracked keys (ds->mu held). */
+typedef struct div_summary {
+  uint64_t confirmed, suspected, by_class[CVG_CLASS__COUNT];
+  double oldest; /* wall time the oldest confirmed key was first seen; 0 none */
+  uint32_t shards, conflict_shards;
+} div_summary;
+
+static void summarize(const dset *ds, div_summary *sm, unsigned char *shard_bits,
+                      unsigned char *conflict_bits) {
+  memset(sm, 0, sizeof *sm);
+  for (size_t s = 0; s < ds->tab_cap; s++) {
+    const tracked *t = ds->tab[s];
+    if (!t)
+      continue;
+    if (!t->confirmed) {
+      sm->suspected++;
+      continue;
+    }
+    sm->confirmed++;
+    sm->by_class[t->cls]++;
+    if (sm->oldest == 0 || t->first_seen < sm->oldest)
+      sm->oldest = t->first_seen;
+    if (shard_bits && !(shard_bits[t->shard / 8] & (1u << (t->shard % 8)))) {
+      shard_bits[t->shard / 8] |= (unsigned char)(1u << (t->shard % 8));
+      sm->shards++;
+    }
+    if (conflict_bits && t->cls == CVG_CLASS_CONFLICT &&
+        !(conflict_bits[t->shard / 8] & (1u << (t->shard % 8)))) {
+      conflict_bits[t->shard / 8] |= (unsigned char)(1u << (t->shard % 8));
+      sm->conflict_shards++;
+    }
+  }
+}
+
+static int is_named_invariant(const char *name) {
+  for (size_t i = 0; cvg_rule_invariants[i]; i++)
+    if (strcmp(cvg_rule_invariants[i], name) == 0)
+      return 1;
+  return 0;
+}
+
+static int metric_value(dset *ds, size_t r, const char *name, double now, double *v) {
+  const rep *rp = r < ds->n ? &ds->reps[r] : NULL;
+  if (rp) {
+    if (strcmp(name, "replica_down") == 0) {
+      *v = rp->up == 0;
+      return rp->up >= 0;
+    }
+    if (rp->up != 1)
+      return 0;
+    if (strcmp(name, "lag_seconds") == 0) {
+      if (rp->state == RS_STOPPED)
+        return *v = INFINITY, 1; /* no heartbeat has ever arrived */
+      *v = rp->lag;
+      return !isnan(rp->lag);
+    }
+    if (strcmp(name, "convergence_seconds") == 0) {
+      *v = rp->last_conv;
+      return !isnan(rp->last_conv);
+    }
+    if (strcmp(name, "canary_failures") == 0) {
+      size_t n = 0;
+      for (size_t i = 0; i < 16 && i < rp->n_fail_t; i++)
+        n += now - rp->fail_t[i] <= 600;
+      *v = (double)n;
+      return 1;
+    }
+    return 0;
+  }
+  if (strcmp(name, "schema_drift") == 0)
+    return *v = ds->schema_drift, 1;
+  if (strcmp(name, "untracked_rows") == 0)
+    return *v = (double)ds->dropped, 1;
+  if (strcmp(name, "write_rate") == 0) {
+    *v = ds->write_rate;
+    return ds->last_incr_wall > 0;
+  }
+  size_t nb = ds->cfg->shards / 8 + 1;
+  unsigned char *sb = calloc(nb, 1), *cb = calloc(nb, 1);
+  div_summary sm;
+  summarize(ds, &sm, sb, cb);
+  free(sb);
+  free(cb);
+  if (!sb || !cb)
+    return 0;
+  if (strcmp(name, "divergent_rows") == 0)
+    *v = (double)sm.confirmed;
+  else if (strcmp(name, "suspected_rows") == 0)
+    *v = (double)sm.suspected;
+  else if (strcmp(name, "divergent_shards") == 0)
+    *v = sm.shards;
+  else if (strcmp(name, "conflict_shards") == 0)
+    *v = sm.conflict_shards;
+  else if (strcmp(name, "divergence_age_seconds") == 0)
+    *v = sm.oldest > 0 ? now - sm.oldest : 0;
+  else if (strcmp(name, "divergent_fraction") == 0) {
+    if (!ds->have_full || !ds->keys_total)
+      return 0;
+    *v = (double)sm.confirmed / (double)ds->keys_total;
+  } else
+    return 0;
+  return 1;
+}
+
+static int alert_value(void *ctx, size_t d, size_t r, const cvg_cat_rule *rule, double *v) {
+  cvg_monitor *m = ctx;
+  dset *ds = &m->ds[d];
+  double now = wall_now();
+  int known = 0;
+  pthread_mutex_lock(&ds->mu);
+  switch (rule->kind) {
+  case CVG_RULE_METRIC:
+    known = metric_value(ds, r, rule->subject, now, v);
+    break;
+  case CVG_RULE_INVARIANT: {
+    int agg = strcmp(rule->subject, "equal_aggregate") == 0;
+    *v = 0;
+    for (size_t i = 0; i < ds->n_inv; i++) {
+      const inv_result *ir = &ds->inv[i];
+      if (agg ? is_named_invariant(ir->name) : strcmp(ir->name, rule->subject) != 0)
+        continue;
+      if (ir->known) {
+        known = 1;
+        if (!ir->ok)
+          *v = 1;
+      }
+    }
+    break;
+  }
+  case CVG_RULE_TREND:
+    if (r < ds->n && ds->reps[r].up == 1) {
+      double tol =
+          2 * (ds->cfg->probes.heartbeat_interval > 0 ? ds->cfg->probes.heartbeat_interval : 1);
+      cvg_trend_status st = cvg_trend_eval(&ds->reps[r].trend, now, tol);
+      *v = st;
+      known = st != CVG_TREND_INCOMPLETE;
+    } else if (r < ds->n && ds->reps[r].up == 0 && ds->reps[r].trend.n) {
+      /* an unreadable replica gives no samples: the trend judges the silence (STOP) */
+      double tol =
+          2 * (ds->cfg->probes.heartbeat_interval > 0 ? ds->cfg->probes.heartbeat_interval : 1);
+      cvg_trend_status st = cvg_trend_eval(&ds->reps[r].trend, now, tol);
+      *v = st;
+      known = st != CVG_TREND_INCOMPLETE;
+    }
+    break;
+  case CVG_RULE_SLO: {
+    if (!ds->cfg->slo.declared || !ds->out_t)
+      break;
+    size_t total = 0, bad = 0;
+    for (size_t i = 0; i < ds->out_n; i++)
+      if (now - ds->out_t[i] <= rule->window) {
+        total++;
+        bad += !ds->out_good[i];
+      }
+    if (total) {
+      *v = ((double)bad / (double)total) / (1 - ds->cfg->slo.objective);
+      known = 1;
+    }
+    break;
+  }
+  }
+  pthread_mutex_unlock(&ds->mu);
+  return known;
+}
+
+static void fmt_age(char *buf, size_t n, double s) {
+  if (s < 60)
+    snprintf(buf, n, "%.1fs", s);
+  else if (s < 3600)
+    snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+  else
+    snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+}
+
+/* Context annotations for an active alert. */
+static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rule, double onset,
+                          void *vann) {
+  cvg_monitor *m = ctx;
+  dset *ds = &m->ds[d];
+  json_t *ann = vann;
+  double now = wall_now();
+  char buf[4096], t1[40], t2[40], a1[32], a2[32];
+  fmt_age(a1, sizeof a1, now - onset);
+  snprintf(buf, sizeof buf, "since %s (%s)", cvg_fmt_time(t1, sizeof t1, onset), a1);
+  json_object_set_new(ann, "duration", json_string(buf));
+  pthread_mutex_lock(&ds->mu);
+  if (r < ds->n) {
+    const rep *rp = &ds->reps[r];
+    char lag[32];
+    fmt_double(lag, sizeof lag, rp->lag);
+    if (isnan(rp->lag))
+      snprintf(lag, sizeof lag, "unknown ");
+    snprintf(buf, sizeof buf, "state %s, lag %ss, heartbeat seq %lld, canary failures %llu%s%s",
+             rstate_names[rp->state], lag, (long long)rp->hb_seq,
+             (unsigned long long)rp->canary_failures, rp->error[0] ? ", last error: " : "",
+             rp->error);
+    json_object_set_new(ann, "replica_state", json_string(buf));
+  }
+  int divergence = r >= ds->n && rule->kind != CVG_RULE_SLO;
+  if (divergence && ds->n_tracked) {
+    size_t nb = ds->cfg->shards / 8 + 1;
+    unsigned char *sb = calloc(nb, 1);
+    div_summary sm;
+    summarize(ds, &sm, sb, NULL);
+    if (sb && sm.shards) {
+      size_t o = (size_t)snprintf(buf, sizeof buf, "%u of %u:", sm.shards, ds->cfg->shards);
+      unsigned listed = 0;
+      for (uint32_t sh = 0; sh < ds->cfg->shards && o < sizeof buf - 16; sh++)
+        if (sb[sh / 8] & (1u << (sh % 8))) {
+          if (listed++ == 20) {
+            o += (size_t)snprintf(buf + o, sizeof buf - o, " ...");
+            break;
+          }
+          o += (size_t)snprintf(buf + o, sizeof buf - o, " %u", sh);
+        }
+      json_object_set_new(ann, "affected_shards", json_string(buf));
+      char cnt[16];
+      snprintf(cnt, sizeof cnt, "%u", sm.shards);
+      json_object_set_new(ann, "affected_shard_count", json_string(cnt));
+    }
+    free(sb);
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int c = 1; c < CVG_CLASS__COUNT; c++)
+      if (sm.by_class[c])
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s %llu", o ? ", " : "",
+                              cvg_class_name((cvg_class)c), (unsigned long long)sm.by_class[c]);
+    if (o)
+      json_object_set_new(ann, "divergence_classes", json_string(buf));
+    if (sm.suspected) {
+      snprintf(buf, sizeof buf, "%llu", (unsigned long long)sm.suspected);
+      json_object_set_new(ann, "suspected_rows", json_string(buf));
+    }
+    /* sample keys with each replica's version (keys and versions only; never row values):
+     * {"id":5} conflict, shard 13: primary=17 replica=17; ... */
+    o = 0;
+    size_t listed = 0;
+    for (size_t s = 0; s < ds->tab_cap && listed < 5 && o < sizeof buf - 1; s++) {
+      const tracked *t = ds->tab[s];
+      if (!t || !t->confirmed)
+        continue;
+      json_t *sj = tracked_json(ds, t);
+      char *k = sj ? json_dumps(json_object_get(sj, "key"), JSON_COMPACT) : NULL;
+      o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s %s, shard %u:", listed ? "; " : "",
+                            k ? k : "?", cvg_class_name(t->cls), t->shard);
+      free(k);
+      json_t *reps = json_object_get(sj, "replicas");
+      for (size_t i = 0; i < ds->n && o < sizeof buf - 1; i++) {
+        json_t *rj = json_object_get(reps, ds->reps[i].cfg->name);
+        const char *st = json_string_value(json_object_get(rj, "state"));
+        char *vs = json_dumps(json_object_get(rj, "version"), JSON_COMPACT | JSON_ENCODE_ANY);
+        o += (size_t)snprintf(buf + o, sizeof buf - o, " %s=%s%s%s", ds->reps[i].cfg->name,
+                              st && strcmp(st, "live") ? st
+                              : vs                     ? vs
+                                                       : "none",
+                              st && strcmp(st, "live") && vs ? "@" : "",
+                              st && strcmp(st, "live") && vs ? vs : "");
+        free(vs);
+      }
+      if (o >= sizeof buf)
+        o = sizeof buf - 1;
+      json_decref(sj);
+      listed++;
+    }
+    if (listed)
+      json_object_set_new(ann, "sample_keys", json_string(buf));
+  }
+  if (divergence && ds->tr.active) {
+    const trace *tr = &ds->tr;
+    char l1[32], l2[32];
+    fmt_double(l1, sizeof l1, tr->lag_suspected);
+    fmt_double(l2, sizeof l2, tr->lag_confirmed);
+    if (isnan(tr->lag_suspected))
+      snprintf(l1, sizeof l1, "unknown ");
+    if (isnan(tr->lag_confirmed))
+      snprintf(l2, sizeof l2, "unknown ");
+    int o = snprintf(buf, sizeof buf, "first seen by the %s at %s (worst lag %ss)", tr->first_probe,
+                     cvg_fmt_time(t1, sizeof t1, tr->suspected_at), l1);
+    if (tr->confirmed_at > 0 && o > 0 && (size_t)o < sizeof buf) {
+      fmt_age(a2, sizeof a2, tr->confirmed_at - tr->suspected_at);
+      o += snprintf(buf + o, sizeof buf - o, "; confirmed at %s after %s (worst lag %ss)",
+                    cvg_fmt_time(t2, sizeof t2, tr->confirmed_at), a2, l2);
+    }
+    if (o > 0 && (size_t)o < sizeof buf)
+      snprintf(buf + o, sizeof buf - o, "; repair: none attempted (no repair policy runs yet)");
+    json_object_set_new(ann, "detection_trace", json_string(buf));
+    json_object_set_new(ann, "trace_id", json_string(tr->id));
+  }
+  pthread_mutex_unlock(&ds->mu);
+}
+
+static void job_alert(cvg_monitor *m, job *j) {
+  (void)j;
+  cvg_alert_source src = {m, alert_value, alert_context};
+  cvg_alerts_eval(m->alerts, &src, wall_now());
+}
+
 static void (*const job_run[])(cvg_monitor *m, job *j) = {
     [J_HB_WRITE] = job_hb_write,
     [J_HB_READ] = job_hb_read,
@@ -1476,6 +1861,7 @@ static void (*const job_run[])(cvg_monitor *m, job *j) = {
     [J_INCR] = job_incr,
     [J_FULL] = job_full,
     [J_INV] = job_inv,
+    [J_ALERT] = job_alert,
 };
 
 static void *worker_main(void *arg) {
@@ -1586,6 +1972,7 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
   size_t max_jobs = 0;
   for (size_t i = 0; i < m->n_ds; i++)
     max_jobs += 5 + 2 * cat->datasets[i].n_replicas;
+  max_jobs++; /* alert evaluation */
   m->jobs = calloc(max_jobs, sizeof *m->jobs);
   if (!m->ds || !m->jobs)
     goto oom;
@@ -1600,13 +1987,18 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
     pthread_mutex_init(&ds->mu, NULL);
     pthread_mutex_init(&ds->sweep_mu, NULL);
     ds->reps = calloc(ds->n, sizeof *ds->reps);
-    if (!ds->reps)
+    ds->out_t = calloc(OUTCOMES, sizeof *ds->out_t);
+    ds->out_good = calloc(OUTCOMES, 1);
+    if (!ds->reps || !ds->out_t || !ds->out_good)
       goto oom;
     for (size_t r = 0; r < ds->n; r++) {
       rep *rp = &ds->reps[r];
       rp->cfg = &c->replicas[r];
       rp->up = -1;
       rp->lag = NAN;
+      rp->last_conv = NAN;
+      if (cvg_trend_init(&rp->trend, (size_t)cat->alerting.trend_window) != CVG_OK)
+        goto oom;
       rp->digest = calloc(c->shards, sizeof *rp->digest);
       rp->agg = calloc(c->inv.n_aggregates + 1, sizeof *rp->agg);
       rp->agg_ok = calloc(c->inv.n_aggregates + 1, 1);
@@ -1636,6 +2028,12 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
       rc = add_job(m, J_INV, ds, 0, INVARIANT_INTERVAL, 0, now + 1);
     if (rc)
       goto oom;
+  }
+  if (m->n_ds && add_job(m, J_ALERT, &m->ds[0], 0, cat->alerting.evaluation_interval, 0, now + 1))
+    goto oom;
+  if (cvg_alerts_new(&m->alerts, cat, lg, err) != CVG_OK) {
+    cvg_monitor_free(m);
+    return err ? err->status : CVG_EIO;
   }
   m->pools[0].n_threads = (size_t)cat->workers;
   m->pools[1].n_threads = (size_t)cat->workers;
@@ -1716,13 +2114,17 @@ void cvg_monitor_free(cvg_monitor *m) {
       free(ds->reps[r].digest);
       free(ds->reps[r].agg);
       free(ds->reps[r].agg_ok);
+      cvg_trend_free(&ds->reps[r].trend);
     }
     free(ds->reps);
+    free(ds->out_t);
+    free(ds->out_good);
     tr_clear(ds);
     pthread_mutex_destroy(&ds->mu);
     pthread_mutex_destroy(&ds->sweep_mu);
   }
   free(m->ds);
+  cvg_alerts_free(m->alerts);
   pthread_cond_destroy(&m->pools[0].cv);
   pthread_cond_destroy(&m->pools[1].cv);
   pthread_cond_destroy(&m->sched_cv);
@@ -1761,6 +2163,14 @@ int cvg_monitor_full_sweep(cvg_monitor *m, size_t ds_idx, cvg_error *err) {
   for (size_t i = 0; i < ds->n; i++)
     cvg_store_close(sts[i]);
   return rc;
+}
+
+int cvg_monitor_alerts_json(cvg_monitor *m, const char *fingerprint, cvg_buf *out) {
+  return cvg_alerts_json(m->alerts, fingerprint, out);
+}
+
+const cvg_catalog *cvg_monitor_catalog(const cvg_monitor *m) {
+  return m->cat;
 }
 
 int cvg_monitor_healthy(cvg_monitor *m) {
@@ -1857,6 +2267,14 @@ static int v_canary_failures(const dset *ds, size_t i, double *v) {
   return ds->cfg->authority >= 0 && ds->cfg->probes.canary_interval > 0 &&
          (int)i != ds->cfg->authority;
 }
+static int v_trend(const dset *ds, size_t i, double *v) {
+  if ((int)i == ds->cfg->authority || ds->cfg->probes.heartbeat_interval <= 0)
+    return 0;
+  double tol = 2 * ds->cfg->probes.heartbeat_interval;
+  *v = cvg_trend_eval(&ds->reps[i].trend, wall_now(), tol);
+  return 1;
+}
+
 static int v_probe_errors(const dset *ds, size_t i, double *v) {
   *v = (double)ds->reps[i].probe_errors;
   return 1;
@@ -2144,6 +2562,34 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
   }
   emit_per_replica(&o, m, "converge_probe_errors_total", "counter",
                    "Probe runs that failed to reach or read the replica.", v_probe_errors, 0);
+  emit_per_replica(&o, m, "converge_replication_lag_trend", "gauge",
+                   "Lag trend over the last trend_window heartbeat samples: -1 window not yet "
+                   "full, 0 ok, 1 warn (lag never decreases), 2 stall (nothing applied), "
+                   "3 stop (no reading for longer than the window).",
+                   v_trend, 0);
+  head(&o, "converge_slo_burn_rate", "gauge",
+       "Burn rate of the convergence SLO's error budget over the window (1 = exactly on budget).");
+  for (size_t i = 0; i < m->n_ds; i++) {
+    dset *ds = &m->ds[i];
+    if (!ds->cfg->slo.declared)
+      continue;
+    static const double windows[] = {300, 3600, 21600};
+    static const char *const wnames[] = {"5m", "1h", "6h"};
+    for (size_t w = 0; w < 3; w++) {
+      cvg_cat_rule r;
+      memset(&r, 0, sizeof r);
+      r.kind = CVG_RULE_SLO;
+      r.window = windows[w];
+      double v;
+      if (alert_value(m, i, SIZE_MAX, &r, &v)) {
+        fmt_double(val, sizeof val, v);
+        emit(&o, "converge_slo_burn_rate{dataset=\"%s\",window=\"%s\"} %s\n",
+             esc(e1, sizeof e1, ds->cfg->name), wnames[w], val);
+      }
+    }
+  }
+  if (o.rc == CVG_OK && m->alerts)
+    o.rc = cvg_alerts_metrics(m->alerts, b);
   return o.rc;
 }
 

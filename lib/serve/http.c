@@ -7,7 +7,10 @@
  */
 #include "converge/serve.h"
 #include "converge/catalog.h"
+#include "converge/alert.h"
 #include "converge/encode.h"
+#include "converge/json.h"
+#include "converge/monitor.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,10 +23,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #define RESPONSE_MAX (64u << 20) /* largest response rendered */
+#define BODY_MAX (16u << 10)     /* largest request body accepted (POST /api/v1/events) */
+#define EVENTS_LIST_MAX 200
 #define DIVERGENCES_DEFAULT 100
 #define DIVERGENCES_MAX 10000
+
+struct help_page {
+  const char *name;
+  const char *text;
+};
+extern const struct help_page cvg_runbook_pages[]; /* docs/runbooks/, embedded by the Makefile */
+extern const size_t cvg_runbook_n_pages;
+
+/* A request with a body, collected over several calls of the handler. */
+typedef struct req {
+  size_t len;
+  int too_big;
+  char body[BODY_MAX + 1];
+} req;
+
+static int get_marker; /* con_cls of requests without a body */
 
 struct cvg_http {
   struct MHD_Daemon *d;  /* OWNED */
@@ -43,6 +65,8 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char
   MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
   if (code == MHD_HTTP_METHOD_NOT_ALLOWED)
     MHD_add_response_header(r, "Allow", "GET, HEAD");
+  if (code == MHD_HTTP_UNAUTHORIZED)
+    MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"converge\"");
   enum MHD_Result ret = MHD_queue_response(c, code, r);
   MHD_destroy_response(r);
   return ret;
@@ -62,6 +86,10 @@ static const char index_text[] = "converge watch\n"
                                  "  /api/v1/status        state of every dataset (JSON)\n"
                                  "  /api/v1/divergences   divergent keys: "
                                  "?dataset=&shard=&class=&state=&limit=\n"
+                                 "  /api/v1/alerts        current alerts: ?fingerprint=\n"
+                                 "  /api/v1/events        change events: GET ?since=&dataset=, "
+                                 "POST {kind, text, dataset, time} (bearer token)\n"
+                                 "  /runbooks/NAME        the runbook of a built-in alert\n"
                                  "  /healthz              liveness\n";
 
 static int parse_ulong(const char *s, unsigned long max, unsigned long *out) {
@@ -107,23 +135,191 @@ static enum MHD_Result divergences(struct MHD_Connection *c, cvg_monitor *m, cvg
   return reply(c, MHD_HTTP_OK, "application/json", b->data, b->len);
 }
 
+/* Constant-time comparison of the presented bearer token with the catalog's. */
+static int token_ok(const char *header, const char *token) {
+  if (!header || strncmp(header, "Bearer ", 7) != 0)
+    return 0;
+  const char *got = header + 7;
+  size_t gl = strlen(got), tl = strlen(token);
+  unsigned char diff = (unsigned char)(gl != tl);
+  for (size_t i = 0; i < tl; i++)
+    diff |= (unsigned char)(token[i] ^ (i < gl ? got[i] : 0));
+  return diff == 0;
+}
+
+static enum MHD_Result post_event(struct MHD_Connection *c, cvg_monitor *m, req *r) {
+  const cvg_catalog *cat = cvg_monitor_catalog(m);
+  if (!cat->api_token)
+    return reply_error(c, MHD_HTTP_FORBIDDEN,
+                       "posting events is off: set api.token or api.token_file in the catalog");
+  const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  if (!token_ok(auth, cat->api_token))
+    return reply_error(c, MHD_HTTP_UNAUTHORIZED,
+                       "missing or wrong bearer token (Authorization: Bearer TOKEN)");
+  if (r->too_big)
+    return reply_error(c, 413, "the body is larger than 16 KiB");
+  json_error_t jerr;
+  json_t *o = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!json_is_object(o)) {
+    json_decref(o);
+    char msg[300];
+    snprintf(msg, sizeof msg, "the body must be a JSON object: %s (line %d, column %d)", jerr.text,
+             jerr.line, jerr.column);
+    return reply_error(c, MHD_HTTP_BAD_REQUEST, msg);
+  }
+  cvg_event ev;
+  memset(&ev, 0, sizeof ev);
+  const char *key;
+  json_t *v;
+  const char *err = NULL;
+  json_object_foreach(o, key, v) {
+    if (strcmp(key, "kind") && strcmp(key, "text") && strcmp(key, "dataset") && strcmp(key, "time"))
+      err = "unknown field; the fields are kind, text, dataset and time";
+  }
+  const char *kind = json_string_value(json_object_get(o, "kind"));
+  const char *text = json_string_value(json_object_get(o, "text"));
+  json_t *dsv = json_object_get(o, "dataset"), *tv = json_object_get(o, "time");
+  if (!err && (!kind || !cvg_event_kind_ok(kind)))
+    err = "'kind' must be one of deploy, migration, config, incident, other";
+  else if (!err && (!text || !*text || strlen(text) >= CVG_EVENT_TEXT_MAX))
+    err = "'text' must be a non-empty string of at most 1023 bytes";
+  else if (!err && dsv && !json_is_null(dsv) && !json_is_string(dsv))
+    err = "'dataset' must be a dataset name";
+  else if (!err && tv && (!json_is_string(tv) || cvg_parse_time(json_string_value(tv), &ev.at)))
+    err = "'time' must be RFC 3339, e.g. 2026-11-26T17:40:00Z";
+  if (!err && json_is_string(dsv)) {
+    size_t i = 0;
+    while (i < cat->n_datasets && strcmp(cat->datasets[i].name, json_string_value(dsv)) != 0)
+      i++;
+    if (i == cat->n_datasets)
+      err = "'dataset' names no dataset of the catalog";
+  }
+  if (err) {
+    json_decref(o);
+    return reply_error(c, MHD_HTTP_BAD_REQUEST, err);
+  }
+  if (!tv) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ev.at = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+  }
+  snprintf(ev.kind, sizeof ev.kind, "%s", kind);
+  snprintf(ev.text, sizeof ev.text, "%s", text);
+  snprintf(ev.dataset, sizeof ev.dataset, "%s", json_is_string(dsv) ? json_string_value(dsv) : "");
+  snprintf(ev.source, sizeof ev.source, "api");
+  json_decref(o);
+  cvg_error e;
+  cvg_error_clear(&e);
+  if (cvg_event_add(cat->alerting.state_file, &ev, &e) != CVG_OK)
+    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, e.msg);
+  json_t *res = json_pack("{s:I, s:o}", "id", (json_int_t)ev.id, "time", cvg_json_time(ev.at));
+  char *txt = res ? json_dumps(res, JSON_COMPACT) : NULL;
+  json_decref(res);
+  enum MHD_Result ret =
+      reply(c, MHD_HTTP_CREATED, "application/json", txt ? txt : "{}", txt ? strlen(txt) : 2);
+  free(txt);
+  return ret;
+}
+
+static enum MHD_Result get_events(struct MHD_Connection *c, cvg_monitor *m) {
+  const cvg_catalog *cat = cvg_monitor_catalog(m);
+  const char *since_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
+  const char *dataset = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "dataset");
+  double since = 0;
+  if (since_s && cvg_parse_time(since_s, &since) != 0)
+    return reply_error(c, MHD_HTTP_BAD_REQUEST,
+                       "since must be RFC 3339, e.g. 2026-11-26T00:00:00Z");
+  cvg_event *evs = calloc(EVENTS_LIST_MAX, sizeof *evs);
+  if (!evs)
+    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+  size_t n = 0;
+  cvg_error e;
+  cvg_error_clear(&e);
+  if (cvg_event_list(cat->alerting.state_file, since, 1e18, dataset && *dataset ? dataset : NULL,
+                     evs, EVENTS_LIST_MAX, &n, &e) != CVG_OK) {
+    free(evs);
+    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, e.msg);
+  }
+  json_t *arr = json_array();
+  for (size_t i = 0; arr && i < n; i++)
+    json_array_append_new(arr, json_pack("{s:I, s:o, s:s, s:s, s:s, s:s}", "id",
+                                         (json_int_t)evs[i].id, "time", cvg_json_time(evs[i].at),
+                                         "kind", evs[i].kind, "dataset", evs[i].dataset, "text",
+                                         evs[i].text, "source", evs[i].source));
+  free(evs);
+  json_t *root = json_pack("{s:o}", "events", arr ? arr : json_array());
+  char *txt = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
+  json_decref(root);
+  enum MHD_Result ret =
+      reply(c, MHD_HTTP_OK, "application/json", txt ? txt : "{}", txt ? strlen(txt) : 2);
+  free(txt);
+  return ret;
+}
+
+static enum MHD_Result runbook(struct MHD_Connection *c, const char *name) {
+  for (size_t i = 0; i < cvg_runbook_n_pages; i++)
+    if (strcmp(cvg_runbook_pages[i].name, name) == 0)
+      return reply(c, MHD_HTTP_OK, "text/markdown; charset=utf-8", cvg_runbook_pages[i].text,
+                   strlen(cvg_runbook_pages[i].text));
+  return reply_error(c, MHD_HTTP_NOT_FOUND, "no runbook of that name; see /runbooks/");
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                      enum MHD_RequestTerminationCode toe) {
+  (void)cls;
+  (void)c;
+  (void)toe;
+  if (*con_cls && *con_cls != &get_marker)
+    free(*con_cls);
+  *con_cls = NULL;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **con_cls) {
   (void)version;
   (void)upload;
   cvg_http *h = cls;
-  if (*upload_size) /* no endpoint takes a body */
-    return MHD_NO;
+  int post = strcmp(method, "POST") == 0 && strcmp(url, "/api/v1/events") == 0;
   if (!*con_cls) { /* first call of a request: wait for the whole header */
-    static int marker;
-    *con_cls = &marker;
+    if (post) {
+      req *r = calloc(1, sizeof *r);
+      if (!r)
+        return MHD_NO;
+      *con_cls = r;
+    } else {
+      *con_cls = &get_marker;
+    }
     return MHD_YES;
   }
+  if (*upload_size) {
+    if (*con_cls == &get_marker) /* only POST /api/v1/events takes a body */
+      return MHD_NO;
+    req *r = *con_cls;
+    if (r->len + *upload_size > BODY_MAX)
+      r->too_big = 1;
+    else {
+      memcpy(r->body + r->len, upload, *upload_size);
+      r->len += *upload_size;
+    }
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (post) {
+    pthread_rwlock_rdlock(&h->lock);
+    enum MHD_Result ret =
+        h->m ? post_event(c, h->m, *con_cls)
+             : reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the monitor is (re)starting");
+    pthread_rwlock_unlock(&h->lock);
+    return ret;
+  }
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-    return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD are served");
+    return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                       "only GET and HEAD are served (and POST on /api/v1/events)");
   if (strcmp(url, "/") == 0)
     return reply(c, MHD_HTTP_OK, "text/plain; charset=utf-8", index_text, sizeof index_text - 1);
+  if (strncmp(url, "/runbooks/", 10) == 0)
+    return runbook(c, url + 10);
   pthread_rwlock_rdlock(&h->lock);
   cvg_monitor *m = h->m;
   enum MHD_Result ret;
@@ -134,7 +330,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     ret = reply(c, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8",
                 ok ? "ok\n" : "unavailable\n", ok ? 3 : 12);
   } else if (strcmp(url, "/metrics") != 0 && strcmp(url, "/api/v1/status") != 0 &&
-             strcmp(url, "/api/v1/divergences") != 0) {
+             strcmp(url, "/api/v1/divergences") != 0 && strcmp(url, "/api/v1/alerts") != 0 &&
+             strcmp(url, "/api/v1/events") != 0) {
     ret = reply_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint; see /");
   } else if (!m) {
     ret = reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the monitor is (re)starting");
@@ -146,6 +343,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     int rc = cvg_monitor_status_json(m, &b);
     ret = rc ? reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, cvg_strerror(rc))
              : reply(c, MHD_HTTP_OK, "application/json", b.data, b.len);
+  } else if (strcmp(url, "/api/v1/alerts") == 0) {
+    const char *fp = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fingerprint");
+    int rc = cvg_monitor_alerts_json(m, fp && *fp ? fp : NULL, &b);
+    ret = rc ? reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, cvg_strerror(rc))
+             : reply(c, MHD_HTTP_OK, "application/json", b.data, b.len);
+  } else if (strcmp(url, "/api/v1/events") == 0) {
+    ret = get_events(c, m);
   } else {
     ret = divergences(c, m, &b);
   }
@@ -185,7 +389,8 @@ int cvg_http_start(cvg_http **out, const char *listen, cvg_monitor *m, cvg_error
   h->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR,
                           ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
+                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+                          MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
   freeaddrinfo(ai);
   if (!h->d) {
     int e = errno;
