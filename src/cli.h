@@ -17,6 +17,8 @@
 #define EXIT_DIFFERENT 1
 #define EXIT_TROUBLE 2
 
+int cmd_alerts(int argc, char **argv);
+int cmd_annotate(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_gen(int argc, char **argv);
 int cmd_help(int argc, char **argv);

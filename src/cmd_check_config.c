@@ -5,6 +5,7 @@
  * only url_display is printed.
  */
 #include "cli.h"
+#include "converge/alert.h"
 #include "converge/catalog.h"
 
 #include <getopt.h>
@@ -16,6 +17,68 @@ static void print_interval(const char *what, double s) {
     printf("    %-16s off\n", what);
   else
     printf("    %-16s every %gs\n", what, s);
+}
+
+static void explain_rule(const cvg_cat_rule *r) {
+  char cond[256];
+  switch (r->kind) {
+  case CVG_RULE_METRIC:
+    if (r->adaptive)
+      snprintf(cond, sizeof cond,
+               "%s above its seasonal baseline by %g robust deviations (floor "
+               "%g, warm-up %gs%s%s)",
+               r->subject, r->k, r->floor, r->warmup, r->intensity ? ", scaled by " : "",
+               r->intensity ? r->intensity : "");
+    else if (r->has_resolve)
+      snprintf(cond, sizeof cond, "%s %s %g, resolves %s %g", r->subject,
+               r->below ? "below" : "above", r->threshold, r->below ? "above" : "below",
+               r->resolve);
+    else
+      snprintf(cond, sizeof cond, "%s %s %g", r->subject, r->below ? "below" : "above",
+               r->threshold);
+    break;
+  case CVG_RULE_INVARIANT:
+    snprintf(cond, sizeof cond, "invariant %s breached", r->subject);
+    break;
+  case CVG_RULE_TREND:
+    snprintf(cond, sizeof cond, "lag trend at least %s", cvg_trend_names[r->at_least + 1]);
+    break;
+  case CVG_RULE_SLO:
+    snprintf(cond, sizeof cond, "convergence SLO burn rate over %gs above %g", r->window,
+             r->threshold);
+    break;
+  }
+  printf("    %-30s %-5s %-8s %s", r->alert, cvg_stage_names[r->stage], r->severity, cond);
+  if (r->for_s > 0)
+    printf(", for %gs", r->for_s);
+  if (r->keep_firing_for > 0)
+    printf(", keeps firing %gs", r->keep_firing_for);
+  printf("%s\n", r->builtin ? " (built-in)" : "");
+}
+
+static void explain_alerting(const cvg_catalog *cat, const cvg_alerts *rules) {
+  const cvg_cat_alerting *a = &cat->alerting;
+  printf("\nalerting: evaluated every %gs, re-sent every %gs, resolved alerts kept %gs\n",
+         a->evaluation_interval, a->resend_interval, a->resolved_retention);
+  if (!a->n_alertmanagers && !a->n_webhooks && !a->log_file)
+    printf("  delivery: none (alerts show in /api/v1/alerts, /metrics and converge alerts)\n");
+  for (size_t i = 0; i < a->n_alertmanagers; i++)
+    printf("  alertmanager %s/api/v2/alerts\n", a->alertmanagers[i]);
+  for (size_t i = 0; i < a->n_webhooks; i++)
+    printf("  webhook      %s\n", a->webhooks[i]);
+  if (a->log_file)
+    printf("  log          %s (JSON lines)\n", a->log_file);
+  printf("  state        %s\n", a->state_file);
+  printf("  links        %s\n", a->external_url);
+  printf("  POST /api/v1/events: %s\n",
+         cat->api_token ? "needs the bearer token" : "off (no api token)");
+  for (size_t i = 0; rules && i < cat->n_datasets; i++) {
+    size_t n = 0;
+    const cvg_cat_rule *const *r = cvg_alerts_rules(rules, i, &n);
+    printf("  rules of %s:%s\n", cat->datasets[i].name, n ? "" : " none");
+    for (size_t k = 0; k < n; k++)
+      explain_rule(r[k]);
+  }
 }
 
 static void explain(const cvg_catalog *cat) {
@@ -91,6 +154,10 @@ static void explain(const cvg_catalog *cat) {
       printf("    equal_aggregate %s (tolerance %g)\n", iv->aggregates[a].expr,
              iv->aggregates[a].tolerance);
   }
+  cvg_alerts *rules = NULL;
+  cvg_alerts_rules_new(&rules, cat);
+  explain_alerting(cat, rules);
+  cvg_alerts_free(rules);
   if (cat->warnings[0])
     printf("\nwarnings:\n%s", cat->warnings);
 }

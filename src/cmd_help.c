@@ -24,6 +24,9 @@ static const char overview[] =
     "  diff URL URL [URL...]   compare two or more replicas of a table, row by row\n"
     "  gen --out DIR           write replicas with injected divergences and their ground truth\n"
     "  watch -c converge.yaml  monitor datasets continuously; Prometheus metrics and a JSON API\n"
+    "  alerts -c converge.yaml list current alerts (pending, firing, resolved)\n"
+    "  annotate -c converge.yaml --kind K --text T\n"
+    "                          register a change event (deploy, migration, config)\n"
     "  check-config FILE       validate a catalog (converge.yaml) and explain it\n"
     "  help [COMMAND]          show this overview or a command's manual\n"
     "  version                 print the version\n"
@@ -31,7 +34,8 @@ static const char overview[] =
     "replica URLs: sqlite:///abs/path.db?table=T  or  sqlite:rel/path.db?table=T\n"
     "exit status of diff: 0 identical, 1 differences found, 2 trouble\n"
     "\n"
-    "'converge help diff' shows the manual of diff; likewise gen, watch, check-config.\n"
+    "'converge help diff' shows the manual of diff; likewise gen, watch, alerts,\n"
+    "annotate, check-config.\n"
     "The catalog format is described in docs/catalog.md.\n";
 
 int print_help(FILE *f, const char *cmd) {

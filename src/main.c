@@ -13,10 +13,8 @@ static const struct {
   const char *name;
   int (*run)(int argc, char **argv);
 } commands[] = {
-    {"check-config", cmd_check_config},
-    {"diff", cmd_diff},
-    {"gen", cmd_gen},
-    {"help", cmd_help},
+    {"alerts", cmd_alerts}, {"annotate", cmd_annotate}, {"check-config", cmd_check_config},
+    {"diff", cmd_diff},     {"gen", cmd_gen},           {"help", cmd_help},
     {"watch", cmd_watch},
 };
 

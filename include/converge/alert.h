@@ -137,6 +137,9 @@ typedef struct cvg_alerts cvg_alerts;
 /* Creates the engine for cat (BORROWED): opens the state file (creating it), restores persisted
  * alerts, and starts the delivery thread. */
 int cvg_alerts_new(cvg_alerts **out, const cvg_catalog *cat, cvg_logger *lg, cvg_error *err);
+/* An engine holding only the effective rules (no state file, no delivery), to explain them;
+ * cvg_alerts_rules() works on it, cvg_alerts_eval() must not be called. */
+int cvg_alerts_rules_new(cvg_alerts **out, const cvg_catalog *cat);
 void cvg_alerts_free(cvg_alerts *e);
 /* One evaluation of every rule at wall time now. */
 int cvg_alerts_eval(cvg_alerts *e, const cvg_alert_source *src, double now);

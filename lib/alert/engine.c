@@ -568,6 +568,21 @@ int cvg_alerts_new(cvg_alerts **out, const cvg_catalog *cat, cvg_logger *lg, cvg
   return CVG_OK;
 }
 
+int cvg_alerts_rules_new(cvg_alerts **out, const cvg_catalog *cat) {
+  *out = NULL;
+  cvg_alerts *e = calloc(1, sizeof *e);
+  if (!e)
+    return CVG_ENOMEM;
+  e->cat = cat;
+  pthread_mutex_init(&e->mu, NULL);
+  if (build_rules(e) != CVG_OK) {
+    cvg_alerts_free(e);
+    return CVG_ENOMEM;
+  }
+  *out = e;
+  return CVG_OK;
+}
+
 void cvg_alerts_free(cvg_alerts *e) {
   if (!e)
     return;
