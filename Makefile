@@ -34,7 +34,7 @@ SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 C_FILES := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all lib unit unit-run test test-cli test-watch bench demo install format format-check fuzz \
+.PHONY: all lib unit unit-run test test-cli test-watch test-alerts bench demo install format format-check fuzz \
         fuzz-run bootstrap clean
 
 all: $(BUILD)/converge $(BUILD)/libconverge.a
@@ -91,16 +91,22 @@ test: bootstrap
 	@tests/cli/run build/asan/converge
 	@echo "== converge watch end to end (ASan+UBSan build; real promtool and Prometheus)"
 	@tests/watch/run build/asan/converge
-	@echo "== converge watch end to end again, clang with ThreadSanitizer (a data race fails it)"
+	@echo "== alerts end to end (ASan+UBSan build; a real Alertmanager)"
+	@tests/alerts/run build/asan/converge
+	@echo "== converge watch and alerts end to end again, clang with ThreadSanitizer (a data race fails it)"
 	@$(MAKE) --no-print-directory BUILD=build/tsan CC=clang CFLAGS="-O1 -g" SAN="-fsanitize=thread" \
 	  build/tsan/converge
 	@TSAN_OPTIONS="halt_on_error=1 abort_on_error=1" tests/watch/run build/tsan/converge
+	@TSAN_OPTIONS="halt_on_error=1 abort_on_error=1" tests/alerts/run build/tsan/converge
 
 test-cli: all
 	@tests/cli/run $(BUILD)/converge
 
 test-watch: all
 	@tests/watch/run $(BUILD)/converge
+
+test-alerts: all
+	@tests/alerts/run $(BUILD)/converge
 
 bench: bootstrap all
 	@bench/diff_vs_sqldiff $(BUILD)/converge

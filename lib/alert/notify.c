@@ -5,8 +5,9 @@
  * member of an HA pair is sent to, as Prometheus does), each webhook gets an Alertmanager-webhook
  * shaped document, and the JSON-lines log gets one line per state change. A failed post is
  * retried with backoff (0.5 s, 1 s, 2 s) and then counted as failed; the next resend carries the
- * alert again anyway. When more than queue_size alerts wait, the oldest deliveries are dropped
- * and counted. The monitor never waits for a receiver.
+ * alert again anyway. Each receiver has its own queue and thread, so a dead member of an HA pair
+ * delays nobody but itself; when more than queue_size alerts wait for a receiver, its oldest
+ * deliveries are dropped and counted. The monitor never waits for a receiver.
  */
 #include "notify.h"
 
@@ -23,34 +24,37 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef struct receiver {
-  int kind;        /* 0 alertmanager, 1 webhook, 2 log */
-  char url[600];   /* where to post (log: the file) */
-  uint64_t sent;   /* deliveries that succeeded */
-  uint64_t failed; /* deliveries that failed after every retry */
-  char last_error[256];
-  double last_ok;
-  CURL *curl; /* OWNED */
-} receiver;
-
 typedef struct item {
-  char *am, *hook, *log; /* OWNED */
-  size_t log_len, n_alerts;
+  char *body; /* OWNED; what this receiver gets */
+  size_t len, n_alerts;
   struct item *next;
 } item;
+
+/* One receiver, with its own queue and thread: a dead or slow receiver delays only itself. */
+typedef struct receiver {
+  struct cvg_notifier *n;
+  int kind;         /* 0 alertmanager, 1 webhook, 2 log */
+  char url[600];    /* where to post (log: the file) */
+  uint64_t sent;    /* deliveries that succeeded */
+  uint64_t failed;  /* deliveries that failed after every retry */
+  uint64_t dropped; /* alerts dropped from a full queue */
+  char last_error[256];
+  double last_ok;
+  CURL *curl; /* OWNED; used by the receiver's thread only */
+  item *head, *tail;
+  size_t queued_alerts;
+  int busy, started;
+  pthread_t th;
+} receiver;
 
 struct cvg_notifier {
   const cvg_catalog *cat;
   cvg_logger *lg;
   receiver *rv; /* OWNED */
   size_t n_rv;
-  pthread_mutex_t mu;
+  pthread_mutex_t mu; /* guards every receiver's queue and counters, and stopping */
   pthread_cond_t cv, idle_cv;
-  item *head, *tail;
-  size_t queued_alerts;
-  uint64_t dropped;
-  int busy, stopping, started;
-  pthread_t th;
+  int stopping;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -67,9 +71,7 @@ static size_t discard(char *p, size_t size, size_t n, void *ud) {
 static void item_free(item *it) {
   if (!it)
     return;
-  free(it->am);
-  free(it->hook);
-  free(it->log);
+  free(it->body);
   free(it);
 }
 
@@ -143,59 +145,54 @@ static int nap(cvg_notifier *n, double s) {
   return st;
 }
 
-static void deliver(cvg_notifier *n, item *it) {
+static void deliver(cvg_notifier *n, receiver *r, item *it) {
   static const double backoff[] = {0.5, 1, 2};
-  for (size_t i = 0; i < n->n_rv; i++) {
-    receiver *r = &n->rv[i];
-    const char *body = r->kind == 0 ? it->am : it->hook;
-    if (r->kind == 2 && !it->log)
-      continue;
-    int ok = -1;
-    for (size_t attempt = 0; attempt <= 3; attempt++) {
-      ok = r->kind == 2 ? append_log(r, it->log, it->log_len) : post(n, r, body);
-      if (ok == 0 || attempt == 3)
-        break;
-      if (nap(n, backoff[attempt]))
-        break; /* stopping: one attempt only */
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    pthread_mutex_lock(&n->mu);
-    if (ok == 0) {
-      r->sent++;
-      r->last_ok = (double)ts.tv_sec + ts.tv_nsec / 1e9;
-    } else {
-      r->failed++;
-    }
-    pthread_mutex_unlock(&n->mu);
-    if (ok != 0)
-      cvg_log(n->lg, CVG_LOG_WARN, "alert_delivery_failed", "receiver",
-              r->kind == 0   ? "alertmanager"
-              : r->kind == 1 ? "webhook"
-                             : "log",
-              "url", r->url, "error", r->last_error, (const char *)NULL);
+  int ok = -1;
+  for (size_t attempt = 0; attempt <= 3; attempt++) {
+    ok = r->kind == 2 ? append_log(r, it->body, it->len) : post(n, r, it->body);
+    if (ok == 0 || attempt == 3)
+      break;
+    if (nap(n, backoff[attempt]))
+      break; /* stopping: no more retries */
   }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  pthread_mutex_lock(&n->mu);
+  if (ok == 0) {
+    r->sent++;
+    r->last_ok = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+  } else {
+    r->failed++;
+  }
+  pthread_mutex_unlock(&n->mu);
+  if (ok != 0)
+    cvg_log(n->lg, CVG_LOG_WARN, "alert_delivery_failed", "receiver",
+            r->kind == 0   ? "alertmanager"
+            : r->kind == 1 ? "webhook"
+                           : "log",
+            "url", r->url, "error", r->last_error, (const char *)NULL);
 }
 
-static void *notifier_main(void *arg) {
-  cvg_notifier *n = arg;
+static void *receiver_main(void *arg) {
+  receiver *r = arg;
+  cvg_notifier *n = r->n;
   pthread_mutex_lock(&n->mu);
   for (;;) {
-    while (!n->head && !n->stopping)
+    while (!r->head && !n->stopping)
       pthread_cond_wait(&n->cv, &n->mu);
     if (n->stopping)
       break; /* what is queued is re-sent by the next start: the state file keeps the alerts */
-    item *it = n->head;
-    n->head = it->next;
-    if (!n->head)
-      n->tail = NULL;
-    n->queued_alerts -= it->n_alerts;
-    n->busy = 1;
+    item *it = r->head;
+    r->head = it->next;
+    if (!r->head)
+      r->tail = NULL;
+    r->queued_alerts -= it->n_alerts;
+    r->busy = 1;
     pthread_mutex_unlock(&n->mu);
-    deliver(n, it);
+    deliver(n, r, it);
     item_free(it);
     pthread_mutex_lock(&n->mu);
-    n->busy = 0;
+    r->busy = 0;
     pthread_cond_broadcast(&n->idle_cv);
   }
   pthread_mutex_unlock(&n->mu);
@@ -233,12 +230,13 @@ int cvg_notifier_new(cvg_notifier **out, const cvg_catalog *cat, cvg_logger *lg,
     n->rv[n->n_rv].kind = 2;
     snprintf(n->rv[n->n_rv++].url, sizeof n->rv[0].url, "%s", al->log_file);
   }
-  if (n->n_rv) {
-    if (pthread_create(&n->th, NULL, notifier_main, n) != 0) {
+  for (size_t i = 0; i < n->n_rv; i++) {
+    n->rv[i].n = n;
+    if (pthread_create(&n->rv[i].th, NULL, receiver_main, &n->rv[i]) != 0) {
       cvg_notifier_free(n);
-      return cvg_error_set(err, CVG_EIO, "alerting", "cannot start the delivery thread");
+      return cvg_error_set(err, CVG_EIO, "alerting", "cannot start a delivery thread");
     }
-    n->started = 1;
+    n->rv[i].started = 1;
   }
   *out = n;
   return CVG_OK;
@@ -251,16 +249,18 @@ void cvg_notifier_free(cvg_notifier *n) {
   n->stopping = 1;
   pthread_cond_broadcast(&n->cv);
   pthread_mutex_unlock(&n->mu);
-  if (n->started)
-    pthread_join(n->th, NULL);
-  while (n->head) {
-    item *it = n->head;
-    n->head = it->next;
-    item_free(it);
+  for (size_t i = 0; i < n->n_rv; i++) {
+    receiver *r = &n->rv[i];
+    if (r->started)
+      pthread_join(r->th, NULL);
+    while (r->head) {
+      item *it = r->head;
+      r->head = it->next;
+      item_free(it);
+    }
+    if (r->curl)
+      curl_easy_cleanup(r->curl);
   }
-  for (size_t i = 0; i < n->n_rv; i++)
-    if (n->rv[i].curl)
-      curl_easy_cleanup(n->rv[i].curl);
   free(n->rv);
   pthread_mutex_destroy(&n->mu);
   pthread_cond_destroy(&n->cv);
@@ -268,16 +268,40 @@ void cvg_notifier_free(cvg_notifier *n) {
   free(n);
 }
 
+/* Queues body for receiver r (n->mu held), dropping the oldest when too many alerts wait. */
+static void enqueue(cvg_notifier *n, receiver *r, const char *body, size_t len, size_t n_alerts) {
+  item *it = calloc(1, sizeof *it);
+  if (!it || !(it->body = malloc(len + 1))) {
+    free(it);
+    r->dropped += n_alerts;
+    return;
+  }
+  memcpy(it->body, body, len);
+  it->body[len] = '\0';
+  it->len = len;
+  it->n_alerts = n_alerts;
+  if (r->tail)
+    r->tail->next = it;
+  else
+    r->head = it;
+  r->tail = it;
+  r->queued_alerts += n_alerts;
+  while (r->queued_alerts > n->cat->alerting.queue_size && r->head != it) {
+    item *old = r->head;
+    r->head = old->next;
+    r->queued_alerts -= old->n_alerts;
+    r->dropped += old->n_alerts;
+    item_free(old);
+  }
+}
+
 void cvg_notifier_push(cvg_notifier *n, json_t *am, json_t *hook, const char *log, size_t log_len,
                        double now) {
   if (!n->n_rv)
     return;
   const cvg_cat_alerting *al = &n->cat->alerting;
-  item *it = calloc(1, sizeof *it);
-  if (!it)
-    return;
-  it->n_alerts = json_array_size(am);
-  it->am = json_dumps(am, JSON_COMPACT);
+  size_t n_alerts = json_array_size(am);
+  char *am_body = json_dumps(am, JSON_COMPACT);
   int firing = 0;
   size_t i;
   json_t *v;
@@ -288,32 +312,24 @@ void cvg_notifier_push(cvg_notifier *n, json_t *am, json_t *hook, const char *lo
   json_t *doc = json_pack("{s:s, s:s, s:s, s:O, s:s, s:o}", "version", "4", "receiver", "converge",
                           "status", firing ? "firing" : "resolved", "alerts", hook, "externalURL",
                           al->external_url, "sentAt", cvg_json_time(now));
-  it->hook = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+  char *hook_body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
   json_decref(doc);
-  if (log && log_len && (it->log = malloc(log_len))) {
-    memcpy(it->log, log, log_len);
-    it->log_len = log_len;
-  }
-  if (!it->am || !it->hook) {
-    item_free(it);
-    return;
-  }
   pthread_mutex_lock(&n->mu);
-  if (n->tail)
-    n->tail->next = it;
-  else
-    n->head = it;
-  n->tail = it;
-  n->queued_alerts += it->n_alerts;
-  while (n->queued_alerts > al->queue_size && n->head && n->head != it) {
-    item *old = n->head;
-    n->head = old->next;
-    n->queued_alerts -= old->n_alerts;
-    n->dropped += old->n_alerts;
-    item_free(old);
+  for (size_t k = 0; k < n->n_rv; k++) {
+    receiver *r = &n->rv[k];
+    if (r->kind == 0 && am_body)
+      enqueue(n, r, am_body, strlen(am_body), n_alerts);
+    else if (r->kind == 1 && hook_body)
+      enqueue(n, r, hook_body, strlen(hook_body), n_alerts);
+    else if (r->kind == 2 && log && log_len)
+      enqueue(n, r, log, log_len, 1);
+    else if (r->kind != 2)
+      r->dropped += n_alerts; /* out of memory */
   }
   pthread_cond_broadcast(&n->cv);
   pthread_mutex_unlock(&n->mu);
+  free(am_body);
+  free(hook_body);
 }
 
 void cvg_notifier_flush(cvg_notifier *n, double timeout) {
@@ -323,9 +339,13 @@ void cvg_notifier_flush(cvg_notifier *n, double timeout) {
   ts.tv_sec = (time_t)t;
   ts.tv_nsec = (long)((t - floor(t)) * 1e9);
   pthread_mutex_lock(&n->mu);
-  while ((n->head || n->busy) && n->started &&
-         pthread_cond_timedwait(&n->idle_cv, &n->mu, &ts) != ETIMEDOUT)
-    ;
+  for (;;) {
+    int pending = 0;
+    for (size_t i = 0; i < n->n_rv; i++)
+      pending |= n->rv[i].head != NULL || n->rv[i].busy;
+    if (!pending || pthread_cond_timedwait(&n->idle_cv, &n->mu, &ts) == ETIMEDOUT)
+      break;
+  }
   pthread_mutex_unlock(&n->mu);
 }
 
@@ -338,16 +358,17 @@ json_t *cvg_notifier_json(cvg_notifier *n) {
   pthread_mutex_lock(&n->mu);
   for (size_t i = 0; arr && i < n->n_rv; i++) {
     const receiver *r = &n->rv[i];
-    json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "receiver", kind_name(r->kind), "url", r->url,
-                          "sent", (json_int_t)r->sent, "failed", (json_int_t)r->failed);
+    json_t *o =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "receiver", kind_name(r->kind), "url", r->url,
+                  "sent", (json_int_t)r->sent, "failed", (json_int_t)r->failed, "queued",
+                  (json_int_t)r->queued_alerts, "dropped", (json_int_t)r->dropped);
     if (o && r->failed && r->last_error[0])
       json_object_set_new(o, "last_error", json_string(r->last_error));
     if (o && r->last_ok > 0)
       json_object_set_new(o, "last_ok", cvg_json_time(r->last_ok));
     json_array_append_new(arr, o);
   }
-  json_t *root = json_pack("{s:o, s:I, s:I}", "receivers", arr ? arr : json_array(), "queued",
-                           (json_int_t)n->queued_alerts, "dropped", (json_int_t)n->dropped);
+  json_t *root = json_pack("{s:o}", "receivers", arr ? arr : json_array());
   pthread_mutex_unlock(&n->mu);
   return root ? root : json_object();
 }
@@ -376,15 +397,26 @@ int cvg_notifier_metrics(cvg_notifier *n, cvg_buf *b) {
                      kind_name(n->rv[i].kind), n->rv[i].url, (unsigned long long)n->rv[i].failed);
     rc |= cvg_buf_append(b, line, (size_t)l < sizeof line ? (size_t)l : sizeof line - 1);
   }
-  int l = snprintf(line, sizeof line,
-                   "# HELP converge_alert_queue_length Alerts waiting for delivery.\n"
-                   "# TYPE converge_alert_queue_length gauge\nconverge_alert_queue_length %zu\n"
-                   "# HELP converge_alert_queue_dropped_total Alerts dropped because the delivery "
-                   "queue was full (oldest first).\n"
-                   "# TYPE converge_alert_queue_dropped_total counter\n"
-                   "converge_alert_queue_dropped_total %llu\n",
-                   n->queued_alerts, (unsigned long long)n->dropped);
-  rc |= cvg_buf_append(b, line, (size_t)l < sizeof line ? (size_t)l : sizeof line - 1);
+  static const char head3[] =
+      "# HELP converge_alert_queue_length Alerts waiting for delivery, by receiver.\n"
+      "# TYPE converge_alert_queue_length gauge\n";
+  static const char head4[] = "# HELP converge_alert_queue_dropped_total Alerts dropped because "
+                              "a receiver's delivery queue was full (oldest first).\n"
+                              "# TYPE converge_alert_queue_dropped_total counter\n";
+  rc |= cvg_buf_append(b, head3, sizeof head3 - 1);
+  for (size_t i = 0; i < n->n_rv; i++) {
+    int l =
+        snprintf(line, sizeof line, "converge_alert_queue_length{receiver=\"%s\",url=\"%s\"} %zu\n",
+                 kind_name(n->rv[i].kind), n->rv[i].url, n->rv[i].queued_alerts);
+    rc |= cvg_buf_append(b, line, (size_t)l < sizeof line ? (size_t)l : sizeof line - 1);
+  }
+  rc |= cvg_buf_append(b, head4, sizeof head4 - 1);
+  for (size_t i = 0; i < n->n_rv; i++) {
+    int l = snprintf(line, sizeof line,
+                     "converge_alert_queue_dropped_total{receiver=\"%s\",url=\"%s\"} %llu\n",
+                     kind_name(n->rv[i].kind), n->rv[i].url, (unsigned long long)n->rv[i].dropped);
+    rc |= cvg_buf_append(b, line, (size_t)l < sizeof line ? (size_t)l : sizeof line - 1);
+  }
   pthread_mutex_unlock(&n->mu);
   return rc ? CVG_ETOOBIG : CVG_OK;
 }

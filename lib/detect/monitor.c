@@ -161,8 +161,9 @@ typedef struct inv_result {
  * until no key is tracked any more. Its id appears in logs and alert annotations. */
 typedef struct trace {
   int active;
+  int restored; /* loaded from the state file; continued by the first divergence found */
   char id[32];
-  const char *first_probe; /* "incremental check" or "full sweep" */
+  char first_probe[32]; /* "incremental check" or "full sweep" */
   double suspected_at, lag_suspected;
   double confirmed_at, lag_confirmed; /* 0: not confirmed yet */
 } trace;
@@ -197,6 +198,9 @@ typedef struct dset {
   inv_result inv[6 + 16]; /* the invariants */
   size_t n_inv;
   trace tr;
+  cvg_episode synced; /* the episode as last saved (evaluation thread only) */
+  int synced_active;
+  double first_full_wall;  /* end of the first full sweep since the start; 0 none yet */
   const char *probe;       /* the probe recording keys right now */
   double write_rate;       /* rows past the watermark per second, last incremental check */
   double *out_t;           /* OWNED; canary outcome times (ring of OUTCOMES) */
@@ -445,11 +449,18 @@ static void record_key(dset *ds, const unsigned char *key, size_t key_len, cvg_c
     }
     return;
   }
-  if (!ds->tr.active) {
+  if (!ds->tr.active && ds->tr.restored && !ds->first_full_wall) {
+    /* the episode in progress when converge stopped: continue it (same trace, same clock) */
     ds->tr.active = 1;
+    ds->tr.restored = 0;
+    cvg_log(ds->m->lg, CVG_LOG_INFO, "divergence_continued", "dataset", ds->cfg->name, "trace_id",
+            ds->tr.id, (const char *)NULL);
+  } else if (!ds->tr.active) {
+    ds->tr.active = 1;
+    ds->tr.restored = 0;
     snprintf(ds->tr.id, sizeof ds->tr.id, "trc-%016" PRIx64,
              XXH3_64bits_withSeed(key, key_len, (uint64_t)(now * 1e6)));
-    ds->tr.first_probe = ds->probe ? ds->probe : "probe";
+    snprintf(ds->tr.first_probe, sizeof ds->tr.first_probe, "%s", ds->probe ? ds->probe : "probe");
     ds->tr.suspected_at = now;
     ds->tr.lag_suspected = worst_lag(ds);
     ds->tr.confirmed_at = 0;
@@ -479,6 +490,10 @@ static void record_key(dset *ds, const unsigned char *key, size_t key_len, cvg_c
   nt->shard = shard;
   nt->cls = cls;
   nt->first_seen = t ? t->first_seen : now;
+  /* Keys found before the first full sweep after a start belong to the episode that was in
+   * progress when converge stopped (if any): their divergence began no later than it did. */
+  if (!t && !ds->first_full_wall && ds->tr.active && ds->tr.suspected_at < now)
+    nt->first_seen = ds->tr.suspected_at;
   nt->confirmed = t ? t->confirmed : 0;
   nt->confirmed_at = t ? t->confirmed_at : 0;
   nt->last_checked = now;
@@ -991,6 +1006,10 @@ static int full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err)
     ds->have_full = 1;
     ds->full_requested = 0;
     ds->last_full_wall = wall_now();
+    if (!ds->first_full_wall)
+      ds->first_full_wall = ds->last_full_wall;
+    if (ds->tr.restored) /* the sweep found nothing of the restored episode: it is over */
+      ds->tr.active = ds->tr.restored = 0;
   } else {
     for (size_t i = 0; i < ds->tab_cap; i++)
       if (ds->tab[i] && ds->tab[i]->last_checked < 0)
@@ -1730,6 +1749,8 @@ static void fmt_age(char *buf, size_t n, double s) {
     snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
 }
 
+static void origin_cause(dset *ds, json_t *ann);
+
 /* Context annotations for an active alert. */
 static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rule, double onset,
                           void *vann) {
@@ -1753,6 +1774,22 @@ static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rul
              (unsigned long long)rp->canary_failures, rp->error[0] ? ", last error: " : "",
              rp->error);
     json_object_set_new(ann, "replica_state", json_string(buf));
+  }
+  if (rule->kind == CVG_RULE_INVARIANT) {
+    size_t o = 0;
+    for (size_t i = 0; i < ds->n_inv && o < sizeof buf - 1; i++) {
+      const inv_result *ir = &ds->inv[i];
+      int agg = strcmp(rule->subject, "equal_aggregate") == 0;
+      if (agg ? is_named_invariant(ir->name) : strcmp(ir->name, rule->subject) != 0)
+        continue;
+      char v[32], l[32];
+      fmt_double(v, sizeof v, ir->value);
+      fmt_double(l, sizeof l, ir->limit);
+      o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s = %s, limit %s%s", o ? "; " : "",
+                            ir->name, v, l, ir->known ? (ir->ok ? " (holds)" : " (breached)") : "");
+    }
+    if (o)
+      json_object_set_new(ann, "measured", json_string(buf));
   }
   int divergence = r >= ds->n && rule->kind != CVG_RULE_SLO;
   if (divergence && ds->n_tracked) {
@@ -1823,6 +1860,7 @@ static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rul
     if (listed)
       json_object_set_new(ann, "sample_keys", json_string(buf));
   }
+  int want_origin = divergence && ds->n_tracked && ds->cfg->origin;
   if (divergence && ds->tr.active) {
     const trace *tr = &ds->tr;
     char l1[32], l2[32];
@@ -1845,11 +1883,181 @@ static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rul
     json_object_set_new(ann, "trace_id", json_string(tr->id));
   }
   pthread_mutex_unlock(&ds->mu);
+  if (want_origin)
+    origin_cause(ds, ann);
+}
+
+/* A divergent key whose origin is looked up: on the replica holding the divergent copy. */
+typedef struct origin_probe {
+  unsigned char key[512];
+  size_t key_len;
+  size_t rep;
+} origin_probe;
+
+#define ORIGIN_SAMPLES 20
+
+/*
+ * The writer or pipeline (origin column) most divergent rows share: up to ORIGIN_SAMPLES
+ * confirmed keys, each read on the replica whose copy differs from the authority's (or, without
+ * an authority, the one with the greatest version). Reads the replicas, so never under ds->mu.
+ */
+static void origin_cause(dset *ds, json_t *ann) {
+  const cvg_cat_dataset *cfg = ds->cfg;
+  if (!cfg->origin)
+    return;
+  origin_probe *pr = calloc(ORIGIN_SAMPLES, sizeof *pr);
+  if (!pr)
+    return;
+  size_t n = 0;
+  int auth = cfg->authority;
+  pthread_mutex_lock(&ds->mu);
+  for (size_t s = 0; s < ds->tab_cap && n < ORIGIN_SAMPLES; s++) {
+    const tracked *t = ds->tab[s];
+    if (!t || !t->confirmed || t->key_len > sizeof pr[n].key)
+      continue;
+    size_t best = SIZE_MAX;
+    for (size_t i = 0; i < ds->n; i++) {
+      if (t->rstates[i] != 1 || (int)i == auth)
+        continue;
+      if (auth >= 0 && memcmp(&t->contrib[i], &t->contrib[auth], sizeof t->contrib[i]) == 0)
+        continue;
+      if (best == SIZE_MAX)
+        best = i;
+      else {
+        size_t lb = t->ver_off[best + 1] - t->ver_off[best], li = t->ver_off[i + 1] - t->ver_off[i];
+        if (cvg_key_compare(t->key + t->key_len + t->ver_off[i], li,
+                            t->key + t->key_len + t->ver_off[best], lb) > 0)
+          best = i;
+      }
+    }
+    if (best == SIZE_MAX)
+      continue;
+    memcpy(pr[n].key, t->key, t->key_len);
+    pr[n].key_len = t->key_len;
+    pr[n].rep = best;
+    n++;
+  }
+  pthread_mutex_unlock(&ds->mu);
+  char names[ORIGIN_SAMPLES][96];
+  size_t counts[ORIGIN_SAMPLES] = {0}, n_names = 0, looked = 0;
+  cvg_store *sts[CVG_DIFF_MAX_REPLICAS] = {0};
+  cvg_table_desc desc;
+  memset(&desc, 0, sizeof desc);
+  const char *pk[16];
+  size_t n_pk = 0;
+  cvg_buf out, scratch;
+  cvg_buf_init(&out, 1u << 20);
+  cvg_buf_init(&scratch, 1u << 20);
+  for (size_t k = 0; k < n; k++) {
+    size_t r = pr[k].rep;
+    cvg_error err;
+    cvg_error_clear(&err);
+    if (!sts[r] && ensure_open(&sts[r], &ds->reps[r], CVG_STORE_READONLY, &err) != CVG_OK)
+      continue;
+    if (cfg->n_key == 0 && n_pk == 0) { /* the table's primary key, as diff discovers it */
+      if (cvg_store_describe(sts[r], &desc, &err) != CVG_OK)
+        break;
+      for (int pos = 1; pos <= 16; pos++)
+        for (size_t c = 0; c < desc.n_cols; c++)
+          if (desc.cols[c].pk == pos)
+            pk[n_pk++] = desc.cols[c].name;
+      if (!n_pk)
+        break;
+    }
+    cvg_scan_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.key_cols = cfg->n_key ? (const char *const *)cfg->key : pk;
+    spec.n_key = cfg->n_key ? cfg->n_key : n_pk;
+    const char *cols[1] = {cfg->origin};
+    int found = 0;
+    cvg_buf_reset(&out);
+    if (cvg_store_fetch(sts[r], &spec, pr[k].key, pr[k].key_len, cols, 1, &out, &found, &err) !=
+            CVG_OK ||
+        !found)
+      continue;
+    cvg_value v;
+    size_t nv = 0;
+    cvg_buf_reset(&scratch);
+    if (cvg_decode_tuple(out.data, out.len, &v, 1, &nv, &scratch) != CVG_OK || nv != 1)
+      continue;
+    char name[96];
+    if (v.type == CVG_TEXT)
+      snprintf(name, sizeof name, "%.*s", (int)(v.u.s.n < 90 ? v.u.s.n : 90),
+               (const char *)v.u.s.p);
+    else if (v.type == CVG_INTEGER)
+      snprintf(name, sizeof name, "%lld", (long long)v.u.i);
+    else if (v.type == CVG_NULL)
+      snprintf(name, sizeof name, "(none)");
+    else
+      continue;
+    looked++;
+    size_t i = 0;
+    while (i < n_names && strcmp(names[i], name) != 0)
+      i++;
+    if (i == n_names)
+      memcpy(names[n_names++], name, sizeof name);
+    counts[i]++;
+  }
+  for (size_t i = 0; i < CVG_DIFF_MAX_REPLICAS; i++)
+    cvg_store_close(sts[i]);
+  cvg_table_desc_release(&desc);
+  cvg_buf_release(&out);
+  cvg_buf_release(&scratch);
+  free(pr);
+  if (!looked)
+    return;
+  size_t top = 0;
+  for (size_t i = 1; i < n_names; i++)
+    if (counts[i] > counts[top])
+      top = i;
+  char buf[2400];
+  snprintf(buf, sizeof buf, "origin '%s' wrote %zu of %zu sampled divergent rows (column %s)",
+           names[top], counts[top], looked, cfg->origin);
+  json_object_set_new(ann, "likely_cause", json_string(buf));
+}
+
+static int alert_ready(void *ctx, size_t d) {
+  cvg_monitor *m = ctx;
+  dset *ds = &m->ds[d];
+  pthread_mutex_lock(&ds->mu);
+  int ready = ds->first_full_wall > 0 && wall_now() - ds->first_full_wall >=
+                                             confirm_wait(ds) + 2 * ds->cfg->probes.sweep_interval;
+  if (ds->cfg->probes.full_sweep_interval <= 0) /* no full sweep: the first minute decides */
+    ready = wall_now() - m->started_wall >= 60;
+  pthread_mutex_unlock(&ds->mu);
+  return ready;
+}
+
+/* Saves each dataset's divergence episode when it changed, so a restart continues it. */
+static void sync_episodes(cvg_monitor *m) {
+  for (size_t i = 0; i < m->n_ds; i++) {
+    dset *ds = &m->ds[i];
+    cvg_episode ep;
+    memset(&ep, 0, sizeof ep);
+    pthread_mutex_lock(&ds->mu);
+    int active = ds->tr.active, restored = ds->tr.restored;
+    snprintf(ep.trace_id, sizeof ep.trace_id, "%s", ds->tr.id);
+    snprintf(ep.first_probe, sizeof ep.first_probe, "%s", ds->tr.first_probe);
+    ep.suspected_at = ds->tr.suspected_at;
+    ep.lag_suspected = ds->tr.lag_suspected;
+    ep.confirmed_at = ds->tr.confirmed_at;
+    ep.lag_confirmed = ds->tr.lag_confirmed;
+    pthread_mutex_unlock(&ds->mu);
+    if (restored)
+      continue; /* not judged yet since the start: keep what is saved */
+    if (active == ds->synced_active && (!active || (strcmp(ep.trace_id, ds->synced.trace_id) == 0 &&
+                                                    ep.confirmed_at == ds->synced.confirmed_at)))
+      continue;
+    cvg_alerts_episode_save(m->alerts, ds->cfg->name, active ? &ep : NULL);
+    ds->synced = ep;
+    ds->synced_active = active;
+  }
 }
 
 static void job_alert(cvg_monitor *m, job *j) {
   (void)j;
-  cvg_alert_source src = {m, alert_value, alert_context};
+  sync_episodes(m);
+  cvg_alert_source src = {m, alert_value, alert_context, alert_ready};
   cvg_alerts_eval(m->alerts, &src, wall_now());
 }
 
@@ -2034,6 +2242,22 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
   if (cvg_alerts_new(&m->alerts, cat, lg, err) != CVG_OK) {
     cvg_monitor_free(m);
     return err ? err->status : CVG_EIO;
+  }
+  for (size_t i = 0; i < m->n_ds; i++) {
+    dset *ds = &m->ds[i];
+    cvg_episode ep;
+    if (!cvg_alerts_episode_load(m->alerts, ds->cfg->name, &ep))
+      continue;
+    ds->tr.restored = 1;
+    ds->tr.active = 0;
+    snprintf(ds->tr.id, sizeof ds->tr.id, "%s", ep.trace_id);
+    snprintf(ds->tr.first_probe, sizeof ds->tr.first_probe, "%s", ep.first_probe);
+    ds->tr.suspected_at = ep.suspected_at;
+    ds->tr.lag_suspected = ep.lag_suspected;
+    ds->tr.confirmed_at = ep.confirmed_at;
+    ds->tr.lag_confirmed = ep.lag_confirmed;
+    ds->synced = ep;
+    ds->synced_active = 1;
   }
   m->pools[0].n_threads = (size_t)cat->workers;
   m->pools[1].n_threads = (size_t)cat->workers;

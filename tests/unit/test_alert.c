@@ -86,12 +86,12 @@ static void test_hysteresis(void **state) {
     flips_plain += cvg_alert_step(&a, cvg_alert_cond(&plain, act_a, v), i, 0, 0);
     flips_hyst += cvg_alert_step(&b, cvg_alert_cond(&hyst, act_b, v), i, 0, 0);
   }
-  assert_true(flips_plain >= 18); /* fires and resolves on every crossing */
+  assert_true(flips_plain >= 18);  /* fires and resolves on every crossing */
   assert_int_equal(flips_hyst, 1); /* fires once and stays */
   assert_int_equal(b.state, CVG_ALERT_FIRING);
   assert_true(cvg_alert_cond(&hyst, 1, 5.5));
   assert_false(cvg_alert_cond(&hyst, 1, 4.9)); /* resolves below 5 */
-  assert_false(cvg_alert_cond(&hyst, 0, 9)); /* an inactive alert needs the firing threshold */
+  assert_false(cvg_alert_cond(&hyst, 0, 9));   /* an inactive alert needs the firing threshold */
   assert_false(cvg_alert_cond(&hyst, 1, NAN)); /* no value: the condition does not hold */
   cvg_cat_rule below = fixed_rule(2, 1, 4);
   below.below = 1;
@@ -176,7 +176,13 @@ static void test_baseline(void **state) {
 typedef struct fake {
   double lag;      /* lag_seconds of replica 1 */
   double conflict; /* conflict_shards */
+  int ready;       /* the monitor's view is complete */
 } fake;
+
+static int fake_ready(void *ctx, size_t ds) {
+  (void)ds;
+  return ((fake *)ctx)->ready;
+}
 
 static int fake_value(void *ctx, size_t ds, size_t rep, const cvg_cat_rule *r, double *v) {
   fake *f = ctx;
@@ -224,27 +230,28 @@ static void test_engine_inhibit_restart(void **state) {
   char dir[] = "/tmp/converge-test-alert-XXXXXX"; /* mkdtemp template */
   assert_non_null(mkdtemp(dir));
   char yaml[2048];
-  snprintf(yaml, sizeof yaml,
-           "alerting:\n"
-           "  state: %s/state.db\n"
-           "  builtin_rules: false\n"
-           "  rules:\n"
-           "    - {alert: LagHigh, metric: lag_seconds, above: 10, resolve_below: 5, stage: early}\n"
-           "    - {alert: Conflicts, metric: conflict_shards, above: 2, for: 10s, stage: late}\n"
-           "datasets:\n"
-           "  - name: accounts\n"
-           "    owner: payments\n"
-           "    replicas:\n"
-           "      - {name: a, url: \"sqlite:///x/a.db?table=t\", authority: true}\n"
-           "      - {name: b, url: \"sqlite:///x/b.db?table=t\"}\n",
-           dir);
+  snprintf(
+      yaml, sizeof yaml,
+      "alerting:\n"
+      "  state: %s/state.db\n"
+      "  builtin_rules: false\n"
+      "  rules:\n"
+      "    - {alert: LagHigh, metric: lag_seconds, above: 10, resolve_below: 5, stage: early}\n"
+      "    - {alert: Conflicts, metric: conflict_shards, above: 2, for: 10s, stage: late}\n"
+      "datasets:\n"
+      "  - name: accounts\n"
+      "    owner: payments\n"
+      "    replicas:\n"
+      "      - {name: a, url: \"sqlite:///x/a.db?table=t\", authority: true}\n"
+      "      - {name: b, url: \"sqlite:///x/b.db?table=t\"}\n",
+      dir);
   cvg_catalog *cat = NULL;
   cvg_error err;
   assert_int_equal(cvg_catalog_parse(&cat, "t.yaml", yaml, strlen(yaml), &err), CVG_OK);
   cvg_alerts *e = NULL;
   assert_int_equal(cvg_alerts_new(&e, cat, NULL, &err), CVG_OK);
-  fake f = {20, 0};
-  cvg_alert_source src = {&f, fake_value, fake_context};
+  fake f = {20, 0, 1};
+  cvg_alert_source src = {&f, fake_value, fake_context, fake_ready};
   assert_int_equal(cvg_alerts_eval(e, &src, 1000), CVG_OK);
   json_t *j = alerts_of(e);
   json_t *lag = find_alert(j, "LagHigh");
@@ -274,8 +281,8 @@ static void test_engine_inhibit_restart(void **state) {
   j = alerts_of(e);
   json_t *late = find_alert(j, "Conflicts");
   assert_string_equal(json_string_value(json_object_get(late, "state")), "firing");
-  assert_string_equal(json_string_value(json_object_get(json_object_get(late, "labels"), "severity")),
-                      "page");
+  assert_string_equal(
+      json_string_value(json_object_get(json_object_get(late, "labels"), "severity")), "page");
   assert_true(json_is_true(json_object_get(find_alert(j, "LagHigh"), "inhibited")));
   assert_int_equal(json_array_size(json_object_get(j, "alerts")), 2);
   json_decref(j);
@@ -286,6 +293,20 @@ static void test_engine_inhibit_restart(void **state) {
   j = alerts_of(e);
   assert_int_equal(json_array_size(json_object_get(j, "alerts")), 2);
   json_decref(j);
+  /* until the monitor's view is complete, a condition that does not hold resolves nothing */
+  f.ready = 0;
+  f.lag = 0;
+  f.conflict = 0;
+  cvg_alerts_eval(e, &src, 1025);
+  j = alerts_of(e);
+  assert_string_equal(json_string_value(json_object_get(find_alert(j, "LagHigh"), "state")),
+                      "firing");
+  assert_string_equal(json_string_value(json_object_get(find_alert(j, "Conflicts"), "state")),
+                      "firing");
+  json_decref(j);
+  f.ready = 1;
+  f.lag = 20;
+  f.conflict = 3;
   cvg_alerts_eval(e, &src, 1030);
   j = alerts_of(e);
   assert_int_equal(json_array_size(json_object_get(j, "alerts")), 2);
