@@ -111,6 +111,7 @@ test-alerts: all
 bench: bootstrap all
 	@bench/diff_vs_sqldiff $(BUILD)/converge
 	@bench/watch $(BUILD)/converge
+	@bench/adaptive
 
 demo: bootstrap all
 	@scripts/demo $(BUILD)/converge
