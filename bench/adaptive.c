@@ -178,10 +178,11 @@ int main(int argc, char **argv) {
     score i = judge(s, alert);
     double t;
     score f = fixed_for_budget(s, a.false_minutes, alert, &t);
-    printf("%-5d %.3f / %.3f (%3d min, %2d ep)  %.3f / %.3f (%3d min)     %.3f / %.3f at %.2f s (%3d "
-           "min, %2d ep)\n",
-           k + 1, a.precision, a.recall, a.false_minutes, a.false_episodes, i.precision, i.recall,
-           i.false_minutes, f.precision, f.recall, t, f.false_minutes, f.false_episodes);
+    printf(
+        "%-5d %.3f / %.3f (%3d min, %2d ep)  %.3f / %.3f (%3d min)     %.3f / %.3f at %.2f s (%3d "
+        "min, %2d ep)\n",
+        k + 1, a.precision, a.recall, a.false_minutes, a.false_episodes, i.precision, i.recall,
+        i.false_minutes, f.precision, f.recall, t, f.false_minutes, f.false_episodes);
     ap[k] = a.precision;
     ar[k] = a.recall;
     ip[k] = i.precision;
@@ -193,7 +194,8 @@ int main(int argc, char **argv) {
   }
   double mar = median(ar, seeds), mfr = median(fr, seeds);
   printf("median: adaptive precision %.3f recall %.3f; adaptive with write rate precision %.3f "
-         "recall %.3f;\n        fixed (T median %.2f s, false-alarm minutes <= adaptive's, median %.0f) "
+         "recall %.3f;\n        fixed (T median %.2f s, false-alarm minutes <= adaptive's, median "
+         "%.0f) "
          "precision %.3f recall %.3f\n",
          median(ap, seeds), mar, median(ip, seeds), median(ir, seeds), median(thr, seeds),
          median(fa, seeds), median(fp, seeds), mfr);

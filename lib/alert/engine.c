@@ -463,7 +463,7 @@ static void persist(cvg_alerts *e, double now) {
   for (size_t i = 0; ok && i < e->n; i++) {
     inst *in = &e->a[i];
     char *l = json_dumps(in->labels, JSON_COMPACT | JSON_SORT_KEYS);
-    char *an = json_dumps(in->ann ? in->ann : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
+    char *an = in->ann ? json_dumps(in->ann, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     sqlite3_bind_text(st, 1, in->fp, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, l ? l : "{}", -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 3, an ? an : "{}", -1, SQLITE_TRANSIENT);
@@ -676,8 +676,8 @@ static json_t *postable(const cvg_alerts *e, const inst *in, double now) {
   const char *ds = json_string_value(json_object_get(in->labels, "dataset"));
   snprintf(url, sizeof url, "%s/api/v1/alerts?fingerprint=%s%s%s", al->external_url, in->fp,
            ds ? "&dataset=" : "", ds ? ds : "");
-  return json_pack("{s:O, s:O, s:o, s:o, s:s}", "labels", in->labels, "annotations",
-                   in->ann ? in->ann : json_object(), "startsAt",
+  return json_pack("{s:O, s:o, s:o, s:o, s:s}", "labels", in->labels, "annotations",
+                   in->ann ? json_incref(in->ann) : json_object(), "startsAt",
                    cvg_json_time(in->life.starts_at > 0 ? in->life.starts_at : in->life.active_at),
                    "endsAt", cvg_json_time(ends), "generatorURL", url);
 }
@@ -1024,8 +1024,10 @@ int cvg_alerts_json(cvg_alerts *e, const char *fingerprint, cvg_buf *out) {
     const inst *in = &e->a[i];
     if (fingerprint && strcmp(fingerprint, in->fp) != 0)
       continue;
-    json_t *a = json_pack("{s:O, s:O, s:s, s:s, s:o, s:b}", "labels", in->labels, "annotations",
-                          in->ann ? in->ann : json_object(), "state",
+    /* deep copies: the HTTP thread must not share jansson objects (and their reference counts)
+     * with the evaluation thread */
+    json_t *a = json_pack("{s:o, s:o, s:s, s:s, s:o, s:b}", "labels", json_deep_copy(in->labels),
+                          "annotations", in->ann ? json_deep_copy(in->ann) : json_object(), "state",
                           cvg_alert_state_names[in->life.state], "fingerprint", in->fp, "activeAt",
                           cvg_json_time(in->life.active_at), "inhibited", in->inhibited);
     if (!a)
