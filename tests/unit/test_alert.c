@@ -348,6 +348,59 @@ static void test_engine_inhibit_restart(void **state) {
   rmdir(dir);
 }
 
+/* A dead receiver and a small queue: deliveries pile up, the oldest are dropped and counted, and
+ * evaluation never waits. */
+static void test_queue_drops_oldest(void **state) {
+  (void)state;
+  char dir[] = "/tmp/converge-test-queue-XXXXXX"; /* mkdtemp template */
+  assert_non_null(mkdtemp(dir));
+  char yaml[2048];
+  snprintf(yaml, sizeof yaml,
+           "alerting:\n"
+           "  state: %s/state.db\n"
+           "  webhooks: [http://127.0.0.1:1/hook]\n"
+           "  resend_interval: 100ms\n"
+           "  queue_size: 2\n"
+           "  builtin_rules: false\n"
+           "  rules: [{alert: LagHigh, metric: lag_seconds, above: 10}]\n"
+           "datasets:\n"
+           "  - name: accounts\n"
+           "    replicas:\n"
+           "      - {name: a, url: \"sqlite:///x/a.db?table=t\", authority: true}\n"
+           "      - {name: b, url: \"sqlite:///x/b.db?table=t\"}\n",
+           dir);
+  cvg_catalog *cat = NULL;
+  cvg_error err;
+  assert_int_equal(cvg_catalog_parse(&cat, "t.yaml", yaml, strlen(yaml), &err), CVG_OK);
+  cvg_alerts *e = NULL;
+  assert_int_equal(cvg_alerts_new(&e, cat, NULL, &err), CVG_OK);
+  fake f = {20, 0, 1};
+  cvg_alert_source src = {&f, fake_value, fake_context, fake_ready};
+  for (int i = 0; i < 10; i++) /* ten resends of one firing alert */
+    assert_int_equal(cvg_alerts_eval(e, &src, 2000 + i), CVG_OK);
+  cvg_buf b;
+  cvg_buf_init(&b, 1u << 20);
+  assert_int_equal(cvg_alerts_json(e, NULL, &b), CVG_OK);
+  json_t *j = json_loadb((const char *)b.data, b.len, 0, NULL);
+  cvg_buf_release(&b);
+  json_t *rv = json_array_get(json_object_get(json_object_get(j, "delivery"), "receivers"), 0);
+  assert_non_null(rv);
+  json_int_t dropped = json_integer_value(json_object_get(rv, "dropped"));
+  json_int_t queued = json_integer_value(json_object_get(rv, "queued"));
+  assert_true(queued <= 2);
+  assert_true(dropped >= 7); /* 10 deliveries: at most 1 in flight and 2 waiting */
+  json_decref(j);
+  cvg_alerts_free(e); /* stops the receiver in the middle of its retries */
+  cvg_catalog_free(cat);
+  char path[600];
+  const char *suffix[] = {"", "-wal", "-shm"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, "%s/state.db%s", dir, suffix[i]);
+    unlink(path);
+  }
+  rmdir(dir);
+}
+
 static void test_rule_errors(void **state) {
   (void)state;
   static const struct {
@@ -387,6 +440,7 @@ int main(void) {
       cmocka_unit_test(test_trend),
       cmocka_unit_test(test_baseline),
       cmocka_unit_test(test_engine_inhibit_restart),
+      cmocka_unit_test(test_queue_drops_oldest),
       cmocka_unit_test(test_rule_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
