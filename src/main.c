@@ -13,9 +13,10 @@ static const struct {
   const char *name;
   int (*run)(int argc, char **argv);
 } commands[] = {
-    {"alerts", cmd_alerts}, {"annotate", cmd_annotate}, {"check-config", cmd_check_config},
-    {"diff", cmd_diff},     {"gen", cmd_gen},           {"help", cmd_help},
-    {"watch", cmd_watch},
+    {"alerts", cmd_alerts}, {"annotate", cmd_annotate},
+    {"audit", cmd_audit},   {"check-config", cmd_check_config},
+    {"diff", cmd_diff},     {"gen", cmd_gen},
+    {"help", cmd_help},     {"watch", cmd_watch},
 };
 
 int main(int argc, char **argv) {

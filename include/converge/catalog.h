@@ -187,6 +187,7 @@ typedef struct cvg_catalog {
   char *log_level;  /* OWNED; "debug", "info", "warn" or "error"; default "info" */
   int workers;      /* probe worker threads; default 4 */
   char *api_token;  /* OWNED; bearer token for POST endpoints, or NULL (they are refused); secret */
+  char *journal;    /* OWNED; the repair journal; default beside the catalog: NAME.journal.db */
   cvg_cat_alerting alerting;
   cvg_cat_dataset *datasets; /* OWNED; n_datasets >= 1 */
   size_t n_datasets;

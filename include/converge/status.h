@@ -43,7 +43,8 @@ extern "C" {
   X(CVG_ETHREAD, "thread error")                                                                   \
   X(CVG_EBUSY, "replica is busy or locked")                                                        \
   X(CVG_ECONFIG, "invalid catalog")                                                                \
-  X(CVG_EDOWN, "replica unreachable")
+  X(CVG_EDOWN, "replica unreachable")                                                              \
+  X(CVG_ETAMPER, "journal chain broken")
 
 #define CVG_STATUS_ENUM(name, msg) name,
 typedef enum cvg_status { CVG_STATUS_TABLE(CVG_STATUS_ENUM) CVG_STATUS__COUNT } cvg_status;

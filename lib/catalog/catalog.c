@@ -1275,6 +1275,7 @@ void cvg_catalog_free(cvg_catalog *cat) {
   free(cat->log_format);
   free(cat->log_level);
   free(cat->warnings);
+  free(cat->journal);
   if (cat->api_token) {
     explicit_bzero(cat->api_token, strlen(cat->api_token));
     free(cat->api_token);
@@ -1406,16 +1407,25 @@ static int parse_root(parser *p, yaml_node_t *root, cvg_catalog *cat) {
     if (!(cat->alerting.external_url = dup_str(url)))
       return CVG_ENOMEM;
   }
+  /* files beside the catalog: converge.yaml -> converge.state.db, converge.journal.db */
+  const char *slash = strrchr(p->file, '/');
+  const char *base = slash ? slash + 1 : p->file;
+  const char *dot = strrchr(base, '.');
+  size_t stem = dot && dot != base ? (size_t)(dot - p->file) : strlen(p->file);
   if (!cat->alerting.state_file) {
-    /* beside the catalog: converge.yaml -> converge.state.db */
-    const char *slash = strrchr(p->file, '/');
-    const char *base = slash ? slash + 1 : p->file;
-    const char *dot = strrchr(base, '.');
-    size_t stem = dot && dot != base ? (size_t)(dot - p->file) : strlen(p->file);
     size_t len = stem + sizeof ".state.db";
     if (!(cat->alerting.state_file = malloc(len)))
       return CVG_ENOMEM;
     snprintf(cat->alerting.state_file, len, "%.*s.state.db", (int)stem, p->file);
+  }
+  if ((v = get(&ks, "journal"))) {
+    if ((rc = want_str(p, v, "journal", &cat->journal)))
+      return rc;
+  } else {
+    size_t len = stem + sizeof ".journal.db";
+    if (!(cat->journal = malloc(len)))
+      return CVG_ENOMEM;
+    snprintf(cat->journal, len, "%.*s.journal.db", (int)stem, p->file);
   }
   cvg_cat_probes defaults;
   probes_defaults(&defaults);

@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+/* The repair journal: appends chain, groups are atomic, and every kind of tampering - a changed,
+ * deleted, inserted or reordered record - fails verification naming the record. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "converge/journal.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[64], path[128];
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(dir, sizeof dir, "/tmp/converge-test-journal-XXXXXX"); /* mkdtemp template */
+  if (!mkdtemp(dir))
+    return -1;
+  snprintf(path, sizeof path, "%s/journal.db", dir);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char p[200];
+  const char *suffix[] = {"", "-wal", "-shm"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "%s%s", path, suffix[i]);
+    unlink(p);
+  }
+  rmdir(dir);
+  return 0;
+}
+
+static void append(cvg_journal *j, cvg_jkind kind, const char *body, int64_t want_seq) {
+  cvg_jrecord r;
+  memset(&r, 0, sizeof r);
+  r.kind = kind;
+  r.at = 1795700000.123456;
+  snprintf(r.dataset, sizeof r.dataset, "accounts");
+  r.key[0] = 0x15; /* any bytes: the journal does not decode keys */
+  r.key[1] = 0x11;
+  r.key_len = 2;
+  r.body = (char *)body;
+  r.body_len = strlen(body);
+  cvg_error err;
+  assert_int_equal(cvg_journal_append(j, &r, &err), CVG_OK);
+  assert_int_equal(r.seq, want_seq);
+}
+
+static void build(int n) {
+  unlink(path);
+  cvg_journal *j = NULL;
+  cvg_error err;
+  assert_int_equal(cvg_journal_open(&j, path, 1, &err), CVG_OK);
+  for (int i = 1; i <= n; i++) {
+    char body[64];
+    snprintf(body, sizeof body, "{\"i\":%d}", i);
+    append(j, (cvg_jkind)(i % CVG_J__COUNT), body, i);
+  }
+  cvg_journal_close(j);
+}
+
+static void sql(const char *stmt) {
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  char *msg = NULL;
+  if (sqlite3_exec(db, stmt, NULL, NULL, &msg) != SQLITE_OK)
+    fail_msg("%s: %s", stmt, msg);
+  sqlite3_close(db);
+}
+
+/* verify and return the message (empty when intact) */
+static const char *verify(int64_t *n) {
+  static cvg_error err;
+  cvg_journal *j = NULL;
+  cvg_error_clear(&err);
+  assert_int_equal(cvg_journal_open(&j, path, 0, &err), CVG_OK);
+  int rc = cvg_journal_verify(j, n, &err);
+  cvg_journal_close(j);
+  assert_true(rc == CVG_OK || rc == CVG_ETAMPER);
+  return rc == CVG_OK ? "" : err.msg;
+}
+
+static void test_chain(void **state) {
+  (void)state;
+  build(10);
+  int64_t n;
+  assert_string_equal(verify(&n), "");
+  assert_int_equal(n, 10);
+  /* reopening continues the chain */
+  cvg_journal *j = NULL;
+  cvg_error err;
+  assert_int_equal(cvg_journal_open(&j, path, 0, &err), CVG_OK);
+  append(j, CVG_J_OUTCOME, "{\"result\":\"applied\"}", 11);
+  cvg_journal_close(j);
+  assert_string_equal(verify(&n), "");
+  assert_int_equal(n, 11);
+}
+
+static void test_group_is_atomic(void **state) {
+  (void)state;
+  build(3);
+  cvg_journal *j = NULL;
+  cvg_error err;
+  assert_int_equal(cvg_journal_open(&j, path, 0, &err), CVG_OK);
+  assert_int_equal(cvg_journal_begin(j, &err), CVG_OK);
+  append(j, CVG_J_DECISION, "{\"id\":1}", 4);
+  append(j, CVG_J_MUTATION, "{\"decision\":1}", 5);
+  cvg_journal_rollback(j); /* as if the process died before the commit */
+  append(j, CVG_J_DECISION, "{\"id\":2}", 4);
+  cvg_journal_close(j);
+  int64_t n;
+  assert_string_equal(verify(&n), "");
+  assert_int_equal(n, 4);
+}
+
+static void test_changed(void **state) {
+  (void)state;
+  build(10);
+  sql("UPDATE converge_journal SET body = '{\"i\":999}' WHERE seq = 6");
+  int64_t n;
+  const char *m = verify(&n);
+  assert_non_null(strstr(m, "record 6"));
+  assert_non_null(strstr(m, "changed after it was written"));
+  assert_int_equal(n, 5);
+  build(10);
+  sql("UPDATE converge_journal SET at_us = at_us + 1 WHERE seq = 3");
+  assert_non_null(strstr(verify(&n), "record 3"));
+  build(10);
+  sql("UPDATE converge_journal SET kind = 'approval' WHERE seq = 2 AND kind != 'approval'");
+  assert_non_null(strstr(verify(&n), "record 2"));
+}
+
+static void test_deleted(void **state) {
+  (void)state;
+  build(10);
+  sql("DELETE FROM converge_journal WHERE seq = 4");
+  int64_t n;
+  const char *m = verify(&n);
+  assert_non_null(strstr(m, "record 4 is missing"));
+  assert_int_equal(n, 3);
+  /* deleted and the rest renumbered to hide the gap: the chain breaks at the first moved one */
+  build(10);
+  sql("DELETE FROM converge_journal WHERE seq = 4;"
+      "UPDATE converge_journal SET seq = seq - 1 WHERE seq > 4");
+  m = verify(&n);
+  assert_non_null(strstr(m, "record 4"));
+  /* the first record removed */
+  build(5);
+  sql("DELETE FROM converge_journal WHERE seq = 1");
+  assert_non_null(strstr(verify(&n), "record 1 is missing"));
+}
+
+static void test_reordered_and_inserted(void **state) {
+  (void)state;
+  build(10);
+  sql("UPDATE converge_journal SET seq = -1 WHERE seq = 7;"
+      "UPDATE converge_journal SET seq = 7 WHERE seq = 8;"
+      "UPDATE converge_journal SET seq = 8 WHERE seq = -1");
+  int64_t n;
+  const char *m = verify(&n);
+  assert_non_null(strstr(m, "record 7"));
+  assert_int_equal(n, 6);
+  /* a forged record appended at the end with a made-up hash */
+  build(5);
+  sql("INSERT INTO converge_journal SELECT 6, at_us, kind, dataset, key, body, hash, prev "
+      "FROM converge_journal WHERE seq = 5");
+  assert_non_null(strstr(verify(&n), "record 6"));
+}
+
+static void test_empty_and_garbage(void **state) {
+  (void)state;
+  build(0);
+  int64_t n = -1;
+  assert_string_equal(verify(&n), "");
+  assert_int_equal(n, 0);
+  build(3);
+  sql("UPDATE converge_journal SET hash = x'00' WHERE seq = 2");
+  assert_non_null(strstr(verify(&n), "record 2 is malformed"));
+  /* not a journal at all */
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("this is not a database, it is just text that is long enough to be read as a header....",
+        f);
+  fclose(f);
+  char p[200];
+  snprintf(p, sizeof p, "%s-wal", path);
+  unlink(p);
+  cvg_journal *j = NULL;
+  cvg_error err;
+  assert_int_equal(cvg_journal_open(&j, path, 0, &err), CVG_ENOTDB);
+  assert_null(j);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_chain),
+      cmocka_unit_test(test_group_is_atomic),
+      cmocka_unit_test(test_changed),
+      cmocka_unit_test(test_deleted),
+      cmocka_unit_test(test_reordered_and_inserted),
+      cmocka_unit_test(test_empty_and_garbage),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
