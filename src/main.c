@@ -16,7 +16,8 @@ static const struct {
     {"alerts", cmd_alerts}, {"annotate", cmd_annotate},
     {"audit", cmd_audit},   {"check-config", cmd_check_config},
     {"diff", cmd_diff},     {"gen", cmd_gen},
-    {"help", cmd_help},     {"watch", cmd_watch},
+    {"help", cmd_help},     {"repair", cmd_repair},
+    {"watch", cmd_watch},
 };
 
 int main(int argc, char **argv) {

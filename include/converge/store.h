@@ -102,6 +102,34 @@ typedef struct cvg_scan_row {
   int tombstone; /* 1 if the tombstone column marks the row deleted */
 } cvg_scan_row;
 
+/* A conditional write (repair). It is applied only if the row still is as the decision saw it:
+ * absent, or present with that tombstone state, version and fingerprint of the compared
+ * columns. Otherwise it is skipped: a write that arrived meanwhile is never overwritten. */
+typedef enum cvg_mut_op { CVG_MUT_UPSERT = 0, CVG_MUT_DELETE } cvg_mut_op;
+typedef enum cvg_mut_result {
+  CVG_MUT_PENDING = 0,
+  CVG_MUT_APPLIED,
+  CVG_MUT_SKIPPED,
+  CVG_MUT_FAILED
+} cvg_mut_result;
+
+typedef struct cvg_mutation {
+  const unsigned char *key; /* encoded key */
+  size_t key_len;
+  cvg_mut_op op;
+  int expect_present;                  /* 0: the row must be absent; 1: present as below */
+  int expect_tombstone;                /* the tombstone state it must have */
+  const unsigned char *expect_version; /* encoded version it must have (len 0: not checked) */
+  size_t expect_version_len;
+  cvg_fp expect_fp;        /* fingerprint of the compared columns it must have */
+  const char *const *cols; /* upsert: the columns written */
+  size_t n_cols;
+  const unsigned char *values; /* upsert: their values, an encoded tuple in cols order */
+  size_t values_len;
+  cvg_mut_result result; /* OUT */
+  char reason[200];      /* OUT: why skipped or failed */
+} cvg_mutation;
+
 typedef struct cvg_store cvg_store;
 typedef struct cvg_scan cvg_scan;
 
@@ -136,6 +164,7 @@ typedef struct cvg_store_ops {
                       cvg_error *err);
   int (*scalar)(cvg_store *st, const char *expr, double *out, int *is_null, cvg_error *err);
   int (*has_index)(cvg_store *st, const char *col, int *yes, cvg_error *err);
+  int (*apply)(cvg_store *st, const cvg_scan_spec *spec, cvg_mutation *m, size_t n, cvg_error *err);
 } cvg_store_ops;
 
 /* Every engine's handle begins with this. */
@@ -201,6 +230,16 @@ int cvg_store_scalar(cvg_store *st, const char *expr, double *out, int *is_null,
 /* *yes is 1 when an index of the table starts with column col (so "col >= ?" needs no scan of
  * the whole table). */
 int cvg_store_has_index(cvg_store *st, const char *col, int *yes, cvg_error *err);
+
+/*
+ * Applies n conditional mutations in one transaction: each is checked against the row as it is
+ * inside that transaction (spec names the key, compared, version and tombstone columns, as the
+ * diff that found the divergence read them) and applied, skipped or failed; m[i].result says
+ * which. Returns an error only when the transaction itself fails (then nothing was applied and
+ * every result is CVG_MUT_FAILED). Needs a store opened without CVG_STORE_READONLY.
+ */
+int cvg_store_apply(cvg_store *st, const cvg_scan_spec *spec, cvg_mutation *m, size_t n,
+                    cvg_error *err);
 
 /* Is a tombstone column value "deleted"? NULL, 0, 0.0, '', '0', 'false', 'f', 'no', 'n' (any
  * case) and an empty blob mean live; everything else means deleted. */

@@ -1134,7 +1134,7 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
   static const char *const keys[] = {
       "name",   "key",   "columns", "exclude",         "version",  "tombstone", "origin",
       "shards", "owner", "team",    "payload_samples", "replicas", "probes",    "invariants",
-      "rules",  "slo",   NULL};
+      "rules",  "slo",   "policy",  "repair",          NULL};
   keyset ks;
   int rc = collect(p, n, "a dataset", keys, &ks);
   yaml_node_t *v;
@@ -1196,6 +1196,31 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
     return rc;
   if ((v = get(&ks, "slo")) && (rc = parse_slo(p, v, &d->slo)))
     return rc;
+  d->repair_batch = 500;
+  if ((v = get(&ks, "policy"))) {
+    static const char *const policies[] = {"none", "lww", "authority", "manual", "merge", NULL};
+    if (one_of(p, v, "policy", policies, &d->policy))
+      return CVG_ECONFIG;
+    if (d->policy == 4)
+      return fail(p, v, "use lww, authority or manual for now",
+                  "policy 'merge' (per-column merge rules) is not available yet");
+  }
+  if ((v = get(&ks, "repair"))) {
+    static const char *const rkeys[] = {"rows_per_second", "batch", NULL};
+    keyset rk;
+    yaml_node_t *w;
+    int64_t x;
+    if ((rc = collect(p, v, "repair", rkeys, &rk)))
+      return rc;
+    if ((w = get(&rk, "rows_per_second")) &&
+        (rc = want_double(p, w, "rows_per_second", 0, 1e9, &d->repair_rate)))
+      return rc;
+    if ((w = get(&rk, "batch"))) {
+      if ((rc = want_int(p, w, "batch", 1, 100000, &x)))
+        return rc;
+      d->repair_batch = (int)x;
+    }
+  }
   if (!(v = get(&ks, "replicas")))
     return fail(p, n, "list at least two replicas, each with name and url",
                 "dataset '%s' lacks 'replicas'", d->name);
@@ -1227,6 +1252,13 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
   if (nr < 2)
     return fail(p, v, "a dataset is compared across two replicas or more",
                 "dataset '%s' has %zu replica(s); it needs at least 2", d->name, nr);
+  if ((d->policy == 1 || d->policy == 3) && !d->version)
+    return fail(p, get(&ks, "policy"), "add version: COLUMN, or use policy: authority",
+                "policy '%s' compares versions, but dataset '%s' has no 'version' column",
+                d->policy == 1 ? "lww" : "manual", d->name);
+  if (d->policy == 2 && d->authority < 0)
+    return fail(p, get(&ks, "policy"), "mark one replica with authority: true",
+                "policy 'authority' needs an authority replica in dataset '%s'", d->name);
   if (d->inv.min_agreeing_replicas > (int64_t)nr)
     return fail(p, get(&ks, "invariants"), NULL,
                 "min_agreeing_replicas is %lld but dataset '%s' has only %zu replicas",

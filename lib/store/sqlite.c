@@ -1511,6 +1511,214 @@ static int sqlite_has_index(cvg_store *base, const char *col, int *yes, cvg_erro
   return rc;
 }
 
+/* ---- conditional writes (repair) ---- */
+
+#define APPLY_MAX_COLS 2000
+
+/* " WHERE k1 IS ?o AND k2 IS ?o+1 ..." */
+static int where_key(cvg_buf *sql, const cvg_scan_spec *spec, int first) {
+  int rc = cvgi_append_str(sql, " WHERE ");
+  for (size_t i = 0; !rc && i < spec->n_key; i++) {
+    char ph[32];
+    snprintf(ph, sizeof ph, " IS ?%d", first + (int)i);
+    rc = (i ? cvgi_append_str(sql, " AND ") : 0) || cvgi_quote_ident(sql, spec->key_cols[i]) ||
+         cvgi_append_str(sql, ph);
+  }
+  return rc;
+}
+
+static int prepare_sql(sqlite_store *st, cvg_buf *sql, sqlite3_stmt **out, cvg_error *err) {
+  if (cvg_buf_append(sql, "", 1))
+    return cvg_error_set(err, CVG_ENOMEM, st->base.url, "out of memory");
+  int src = sqlite3_prepare_v2(st->db, (const char *)sql->data, -1, out, NULL);
+  return src == SQLITE_OK ? CVG_OK : sqlite_fail(st, src, "cannot prepare a repair statement", err);
+}
+
+/* The UPDATE, INSERT and DELETE statements of the mutations' shape. */
+static int apply_prepare(sqlite_store *st, const cvg_scan_spec *spec, const cvg_mutation *m,
+                         sqlite3_stmt **upd, sqlite3_stmt **ins, sqlite3_stmt **del,
+                         cvg_error *err) {
+  cvg_buf sql;
+  cvg_buf_init(&sql, SQL_MAX);
+  int rc = cvgi_append_str(&sql, "DELETE FROM ") || cvgi_quote_ident(&sql, st->table) ||
+           where_key(&sql, spec, 1);
+  rc = rc ? cvg_error_set(err, CVG_ENOMEM, st->base.url, "out of memory")
+          : prepare_sql(st, &sql, del, err);
+  if (!rc && m && m->n_cols) {
+    cvg_buf_reset(&sql);
+    rc = cvgi_append_str(&sql, "UPDATE ") || cvgi_quote_ident(&sql, st->table) ||
+         cvgi_append_str(&sql, " SET ");
+    for (size_t i = 0; !rc && i < m->n_cols; i++) {
+      char ph[32];
+      snprintf(ph, sizeof ph, " = ?%zu", i + 1);
+      rc = (i ? cvgi_append_str(&sql, ", ") : 0) || cvgi_quote_ident(&sql, m->cols[i]) ||
+           cvgi_append_str(&sql, ph);
+    }
+    rc = rc || where_key(&sql, spec, (int)m->n_cols + 1);
+    rc = rc ? cvg_error_set(err, CVG_ENOMEM, st->base.url, "out of memory")
+            : prepare_sql(st, &sql, upd, err);
+    if (!rc) {
+      cvg_buf_reset(&sql);
+      rc = cvgi_append_str(&sql, "INSERT INTO ") || cvgi_quote_ident(&sql, st->table) ||
+           cvgi_append_str(&sql, " (");
+      for (size_t i = 0; !rc && i < m->n_cols; i++)
+        rc = (i ? cvgi_append_str(&sql, ", ") : 0) || cvgi_quote_ident(&sql, m->cols[i]);
+      rc = rc || cvgi_append_str(&sql, ") VALUES (");
+      for (size_t i = 0; !rc && i < m->n_cols; i++) {
+        char ph[32];
+        snprintf(ph, sizeof ph, "%s?%zu", i ? ", " : "", i + 1);
+        rc = cvgi_append_str(&sql, ph);
+      }
+      rc = rc || cvgi_append_str(&sql, ")");
+      rc = rc ? cvg_error_set(err, CVG_ENOMEM, st->base.url, "out of memory")
+              : prepare_sql(st, &sql, ins, err);
+    }
+  }
+  cvg_buf_release(&sql);
+  return rc;
+}
+
+/* Does the row (as looked up now) match what the mutation expects? */
+static int apply_matches(const cvg_mutation *m, int found, const cvg_scan_row *row, char *why,
+                         size_t why_size) {
+  if (!m->expect_present) {
+    if (found)
+      snprintf(why, why_size, "a row was written meanwhile (expected none)");
+    return !found;
+  }
+  if (!found) {
+    snprintf(why, why_size, "the row was deleted meanwhile");
+    return 0;
+  }
+  if (row->tombstone != m->expect_tombstone) {
+    snprintf(why, why_size, "the row was %s meanwhile", row->tombstone ? "tombstoned" : "revived");
+    return 0;
+  }
+  if (m->expect_version_len &&
+      (row->version_len != m->expect_version_len ||
+       memcmp(row->version, m->expect_version, m->expect_version_len) != 0)) {
+    snprintf(why, why_size, "the row's version changed meanwhile");
+    return 0;
+  }
+  if (memcmp(&row->fp, &m->expect_fp, sizeof row->fp) != 0) {
+    snprintf(why, why_size, "the row's content changed meanwhile");
+    return 0;
+  }
+  return 1;
+}
+
+/* Applies one mutation whose condition holds; returns the SQLite status of the write. */
+static int apply_one(sqlite_store *st, const cvg_scan_spec *spec, cvg_mutation *mu,
+                     const cvg_mutation *shape, sqlite3_stmt *upd, sqlite3_stmt *ins,
+                     sqlite3_stmt *del, cvg_value *vals, cvg_buf *scratch, cvg_buf *kscratch) {
+  size_t nk = 0, nv = 0;
+  cvg_value *kv = vals + APPLY_MAX_COLS;
+  if (cvg_decode_tuple(mu->key, mu->key_len, kv, FETCH_MAX_KEY, &nk, kscratch) != CVG_OK ||
+      nk != spec->n_key) {
+    snprintf(mu->reason, sizeof mu->reason, "malformed key");
+    return SQLITE_MISUSE;
+  }
+  int src;
+  if (mu->op == CVG_MUT_DELETE) {
+    sqlite3_reset(del);
+    for (size_t k = 0; k < nk; k++)
+      bind_value(del, (int)k + 1, &kv[k]);
+    src = sqlite3_step(del);
+    sqlite3_reset(del);
+    return src;
+  }
+  if (!upd || mu->n_cols != shape->n_cols ||
+      cvg_decode_tuple(mu->values, mu->values_len, vals, APPLY_MAX_COLS, &nv, scratch) != CVG_OK ||
+      nv != mu->n_cols) {
+    snprintf(mu->reason, sizeof mu->reason, "malformed row values");
+    return SQLITE_MISUSE;
+  }
+  sqlite3_reset(upd);
+  for (size_t c = 0; c < nv; c++)
+    bind_value(upd, (int)c + 1, &vals[c]);
+  for (size_t k = 0; k < nk; k++)
+    bind_value(upd, (int)(nv + k) + 1, &kv[k]);
+  src = sqlite3_step(upd);
+  sqlite3_reset(upd);
+  if (src == SQLITE_DONE && sqlite3_changes(st->db) == 0) {
+    sqlite3_reset(ins);
+    for (size_t c = 0; c < nv; c++)
+      bind_value(ins, (int)c + 1, &vals[c]);
+    src = sqlite3_step(ins);
+    sqlite3_reset(ins);
+  }
+  return src;
+}
+
+static int sqlite_apply(cvg_store *base, const cvg_scan_spec *spec, cvg_mutation *m, size_t n,
+                        cvg_error *err) {
+  sqlite_store *st = (sqlite_store *)base;
+  if (st->readonly)
+    return cvg_error_set(err, CVG_EACCES, base->url, "the replica was opened read-only");
+  sqlite3_stmt *upd = NULL, *ins = NULL, *del = NULL;
+  const cvg_mutation *shape = NULL;
+  for (size_t i = 0; i < n && !shape; i++)
+    if (m[i].op == CVG_MUT_UPSERT)
+      shape = &m[i];
+  if (shape && shape->n_cols > APPLY_MAX_COLS)
+    return cvg_error_set(err, CVG_ETOOBIG, base->url, "too many columns to write");
+  cvg_value *vals = malloc((APPLY_MAX_COLS + FETCH_MAX_KEY) * sizeof *vals);
+  if (!vals)
+    return cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
+  int src = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (src != SQLITE_OK) {
+    free(vals);
+    return sqlite_fail(st, src, "cannot begin the repair transaction", err);
+  }
+  int rc = apply_prepare(st, spec, shape, &upd, &ins, &del, err);
+  cvg_buf scratch, kscratch;
+  cvg_buf_init(&scratch, ROW_MAX);
+  cvg_buf_init(&kscratch, ROW_MAX);
+  for (size_t i = 0; !rc && i < n; i++) {
+    cvg_mutation *mu = &m[i];
+    mu->reason[0] = '\0';
+    cvg_scan_row row;
+    int found = 0;
+    cvg_error lerr;
+    cvg_error_clear(&lerr);
+    if (sqlite_lookup(base, spec, mu->key, mu->key_len, &row, &found, &lerr) != CVG_OK) {
+      mu->result = CVG_MUT_FAILED;
+      snprintf(mu->reason, sizeof mu->reason, "%.190s", lerr.msg);
+      continue;
+    }
+    if (!apply_matches(mu, found, &row, mu->reason, sizeof mu->reason)) {
+      mu->result = CVG_MUT_SKIPPED;
+      continue;
+    }
+    src = apply_one(st, spec, mu, shape, upd, ins, del, vals, &scratch, &kscratch);
+    if (src == SQLITE_DONE) {
+      mu->result = CVG_MUT_APPLIED;
+    } else {
+      mu->result = CVG_MUT_FAILED;
+      if (src != SQLITE_MISUSE)
+        snprintf(mu->reason, sizeof mu->reason, "%s", sqlite3_errmsg(st->db));
+    }
+  }
+  free(vals);
+  cvg_buf_release(&scratch);
+  cvg_buf_release(&kscratch);
+  sqlite3_finalize(upd); /* statements must be done before COMMIT */
+  sqlite3_finalize(ins);
+  sqlite3_finalize(del);
+  if (st->lookup)
+    sqlite3_reset(st->lookup->stmt);
+  if (!rc && (src = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
+    rc = sqlite_fail(st, src, "cannot commit the repair transaction", err);
+  if (rc) {
+    sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    for (size_t i = 0; i < n; i++) {
+      m[i].result = CVG_MUT_FAILED;
+      snprintf(m[i].reason, sizeof m[i].reason, "the repair transaction did not commit");
+    }
+  }
+  return rc;
+}
+
 const cvg_store_ops cvgi_sqlite_ops = {
     .scheme = "sqlite",
     .open = sqlite_open,
@@ -1528,4 +1736,5 @@ const cvg_store_ops cvgi_sqlite_ops = {
     .canary_purge = sqlite_canary_purge,
     .scalar = sqlite_scalar,
     .has_index = sqlite_has_index,
+    .apply = sqlite_apply,
 };

@@ -205,3 +205,10 @@ int cvg_store_has_index(cvg_store *st, const char *col, int *yes, cvg_error *err
     return unsupported(st, "list indexes", err);
   return st->ops->has_index(st, col, yes, err);
 }
+
+int cvg_store_apply(cvg_store *st, const cvg_scan_spec *spec, cvg_mutation *m, size_t n,
+                    cvg_error *err) {
+  if (!st->ops->apply)
+    return unsupported(st, "apply repairs", err);
+  return st->ops->apply(st, spec, m, n, err);
+}

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Repair: policies decide which copy of a divergent key wins; the repairer journals each decision
+ * and its mutations (with before-images) before anything is written, applies them as conditional
+ * writes, journals every outcome, resumes unfinished intents after a crash, and reverts or
+ * approves decisions. docs/repair.md is the user's page.
+ */
+#ifndef CONVERGE_REPAIR_H
+#define CONVERGE_REPAIR_H
+
+#include "converge/catalog.h"
+#include "converge/diff.h"
+#include "converge/status.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- policies (lib/repair/policy.c) -------------------------------------------------------- */
+
+typedef enum cvg_policy {
+  CVG_POLICY_NONE = 0, /* no repair */
+  CVG_POLICY_LWW,      /* the higher version wins; ties: a tombstone, then replica name order */
+  CVG_POLICY_AUTHORITY, /* the authority's copy (or its absence) is re-attested everywhere */
+  CVG_POLICY_MANUAL,   /* the last-write-wins proposal waits for a person's approval */
+} cvg_policy;
+
+extern const char *const cvg_policy_names[]; /* "none", "lww", "authority", "manual" */
+/* CVG_POLICY_* for a name, or -1. */
+int cvg_policy_parse(const char *name);
+
+typedef struct cvg_decision {
+  int winner;       /* the replica whose copy every other replica gets; -1 if none */
+  int delete_all;   /* the winner has no row: the key is deleted on the others */
+  int manual;       /* waits for approval */
+  char rationale[600];
+} cvg_decision;
+
+/*
+ * Decides one divergent key from its copies (one per replica, names[i] its replica's name,
+ * authority the authority's index or -1). Deterministic: the same copies always give the same
+ * decision. Returns CVG_OK, or CVG_EINVAL when the policy cannot decide (lww without versions,
+ * authority without an authority) with err saying why.
+ */
+int cvg_decide(cvg_policy p, const cvg_copy *copies, size_t n, const char *const *names,
+               int authority, cvg_decision *out, cvg_error *err);
+
+/* ---- the repairer (lib/repair/repair.c) ---------------------------------------------------- */
+
+typedef struct cvg_repair_stats {
+  uint64_t divergent;  /* divergent keys found */
+  uint64_t decisions;  /* decisions journaled */
+  uint64_t awaiting;   /* manual decisions waiting for approval */
+  uint64_t mutations;  /* mutations planned */
+  uint64_t applied, skipped, failed;
+  uint64_t resumed;    /* unfinished intents found in the journal and settled */
+  double seconds;
+} cvg_repair_stats;
+
+/* Receives each line the repairer prints (the plan, progress, outcomes). */
+typedef void (*cvg_repair_print)(void *ctx, const char *line);
+
+typedef struct cvg_repair_opts {
+  const cvg_catalog *cat; /* BORROWED */
+  size_t dataset;         /* index in cat->datasets */
+  long shard;             /* < 0: every shard */
+  int execute;            /* 0: dry run (plan only; nothing is opened for writing) */
+  double rows_per_sec;    /* > 0: token-bucket limit on applied mutations */
+  size_t batch;           /* keys per journal group and transaction; default 500 */
+  int verbose;            /* print every key's decision (always in a dry run) */
+  cvg_repair_print print; /* may be NULL */
+  void *print_ctx;
+  const int *cancel; /* when set and nonzero (atomic), stops after the current batch */
+} cvg_repair_opts;
+
+/* Compares the dataset's replicas now and repairs what differs per its policy. */
+int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error *err);
+
+/* Restores the before-images of decision id's applied mutations, conditionally (a row changed
+ * since is left alone and reported). */
+int cvg_repair_revert(const cvg_catalog *cat, int64_t decision, cvg_repair_print print,
+                      void *print_ctx, cvg_repair_stats *stats, cvg_error *err);
+
+/* Approves (applies, conditionally) or rejects a manual decision. by and note are recorded. */
+int cvg_repair_approve(const cvg_catalog *cat, int64_t decision, int approve, const char *by,
+                       const char *note, cvg_repair_print print, void *print_ctx,
+                       cvg_repair_stats *stats, cvg_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

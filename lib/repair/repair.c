@@ -1,0 +1,1054 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The repairer. For one dataset:
+ *
+ *   1. resume: mutations journaled by an earlier run but without an outcome (the process died
+ *      between the journal and the write, or between the write and its outcome) are checked on
+ *      their replica and settled: applied if the row is still as the decision saw it, recorded
+ *      as applied if the row already is what the decision wanted, skipped otherwise;
+ *   2. compare the replicas now (the diff engine), and for each divergent key ask the policy;
+ *   3. per batch of keys: journal the decisions and their mutations with before-images (one
+ *      durable group), then apply each replica's mutations as conditional writes in one
+ *      transaction, then journal every outcome (another durable group).
+ *
+ * Because every write is conditional on the row the decision saw, a write that arrived meanwhile
+ * is never overwritten (it is skipped, and the next comparison looks at it again), a run that is
+ * repeated applies nothing twice, and a resumed intent cannot clobber a newer row.
+ *
+ * Mutation bodies carry what is needed to redo or undo them exactly: the spec of the comparison,
+ * the expected state of the row (present, tombstone, version, fingerprint), the state it is
+ * written to, the written columns and values (the encoded tuple in hex), and the before-image.
+ */
+#include "converge/journal.h"
+#include "converge/json.h"
+#include "converge/repair.h"
+#include "converge/store.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_VERSION 256
+
+typedef struct kcopy {
+  int state; /* cvg_rstate */
+  cvg_fp fp;
+  unsigned char ver[MAX_VERSION];
+  size_t ver_len;
+} kcopy;
+
+typedef struct item {
+  unsigned char *key; /* OWNED */
+  size_t key_len;
+  uint32_t shard;
+  cvg_class cls;
+  kcopy c[CVG_DIFF_MAX_REPLICAS];
+} item;
+
+typedef struct collect {
+  item *items;
+  size_t n, cap;
+  long shard;
+  size_t n_rep;
+  int oom;
+} collect;
+
+static double now_wall(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void say(const cvg_repair_opts *o, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+static void say(const cvg_repair_opts *o, const char *fmt, ...) {
+  if (!o->print)
+    return;
+  char line[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  o->print(o->print_ctx, line);
+}
+
+static int on_divergence(void *ctx, const cvg_divergence *d) {
+  collect *c = ctx;
+  if (c->shard >= 0 && (long)d->shard != c->shard)
+    return 0;
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 256;
+    item *g = realloc(c->items, cap * sizeof *g);
+    if (!g) {
+      c->oom = 1;
+      return 1;
+    }
+    c->items = g;
+    c->cap = cap;
+  }
+  item *it = &c->items[c->n];
+  memset(it, 0, sizeof *it);
+  if (!(it->key = malloc(d->key_len ? d->key_len : 1))) {
+    c->oom = 1;
+    return 1;
+  }
+  memcpy(it->key, d->key, d->key_len);
+  it->key_len = d->key_len;
+  it->shard = d->shard;
+  it->cls = d->cls;
+  for (size_t i = 0; i < d->n_copies && i < CVG_DIFF_MAX_REPLICAS; i++) {
+    const cvg_copy *cp = &d->copies[i];
+    it->c[i].state = cp->state;
+    it->c[i].fp = cp->fp;
+    if (cp->version_len > MAX_VERSION) {
+      c->oom = 1; /* a version this long is not a version */
+      return 1;
+    }
+    memcpy(it->c[i].ver, cp->version, cp->version_len);
+    it->c[i].ver_len = cp->version_len;
+  }
+  c->n++;
+  return 0;
+}
+
+static void collect_free(collect *c) {
+  for (size_t i = 0; i < c->n; i++)
+    free(c->items[i].key);
+  free(c->items);
+}
+
+/* ---- hex and JSON helpers ---- */
+
+static char *to_hex(const unsigned char *p, size_t n) {
+  char *s = malloc(2 * n + 1);
+  if (!s)
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    snprintf(s + 2 * i, 3, "%02x", p[i]);
+  s[2 * n] = '\0';
+  return s;
+}
+
+static int from_hex(const char *s, cvg_buf *out) {
+  size_t n = s ? strlen(s) : 0;
+  if (n % 2)
+    return -1;
+  for (size_t i = 0; i < n; i += 2) {
+    unsigned v;
+    if (sscanf(s + i, "%2x", &v) != 1)
+      return -1;
+    unsigned char b = (unsigned char)v;
+    if (cvg_buf_append(out, &b, 1))
+      return -1;
+  }
+  return 0;
+}
+
+static json_t *hex_json(const unsigned char *p, size_t n) {
+  char *s = to_hex(p, n);
+  json_t *j = s ? json_string(s) : NULL;
+  free(s);
+  return j;
+}
+
+/* {present, tombstone, version (hex), fp (hex)} of a copy */
+static json_t *state_json(const kcopy *c) {
+  return json_pack("{s:b, s:b, s:o, s:o}", "present", c->state != CVG_ABSENT, "tombstone",
+                   c->state == CVG_TOMBSTONED, "version", hex_json(c->ver, c->ver_len), "fp",
+                   hex_json((const unsigned char *)&c->fp, sizeof c->fp));
+}
+
+static int state_from_json(json_t *j, kcopy *c) {
+  memset(c, 0, sizeof *c);
+  if (!json_is_object(j))
+    return -1;
+  int present = json_is_true(json_object_get(j, "present"));
+  int tomb = json_is_true(json_object_get(j, "tombstone"));
+  c->state = !present ? CVG_ABSENT : tomb ? CVG_TOMBSTONED : CVG_LIVE;
+  cvg_buf b;
+  cvg_buf_init(&b, MAX_VERSION);
+  int rc = from_hex(json_string_value(json_object_get(j, "version")), &b);
+  if (!rc) {
+    memcpy(c->ver, b.data, b.len);
+    c->ver_len = b.len;
+  }
+  cvg_buf_reset(&b);
+  if (!rc && !(rc = from_hex(json_string_value(json_object_get(j, "fp")), &b)) &&
+      b.len == sizeof c->fp)
+    memcpy(&c->fp, b.data, sizeof c->fp);
+  cvg_buf_release(&b);
+  return rc;
+}
+
+/* an encoded tuple as {column: value} */
+static json_t *row_json(const unsigned char *p, size_t n, const char *const *cols, size_t n_cols) {
+  cvg_value *vals = malloc((n_cols ? n_cols : 1) * sizeof *vals);
+  cvg_buf scratch;
+  cvg_buf_init(&scratch, 64u << 20);
+  size_t nv = 0;
+  json_t *o = NULL;
+  if (vals && cvg_decode_tuple(p, n, vals, n_cols, &nv, &scratch) == CVG_OK && nv == n_cols) {
+    o = json_object();
+    for (size_t i = 0; o && i < nv; i++)
+      json_object_set_new(o, cols[i], cvg_value_to_json(&vals[i]));
+  }
+  free(vals);
+  cvg_buf_release(&scratch);
+  return o ? o : json_null();
+}
+
+static char *dump(json_t *j) {
+  char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(j);
+  return s;
+}
+
+/* Appends a record with a JSON body (consumed). */
+static int jappend(cvg_journal *jn, cvg_jkind kind, const char *dataset, const unsigned char *key,
+                   size_t key_len, json_t *body, int64_t *seq, cvg_error *err) {
+  char *s = dump(body);
+  if (!s)
+    return cvg_error_set(err, CVG_ENOMEM, "journal", "out of memory");
+  cvg_jrecord *r = calloc(1, sizeof *r);
+  if (!r) {
+    free(s);
+    return cvg_error_set(err, CVG_ENOMEM, "journal", "out of memory");
+  }
+  r->kind = kind;
+  r->at = now_wall();
+  snprintf(r->dataset, sizeof r->dataset, "%s", dataset);
+  if (key_len > CVG_JOURNAL_KEY_MAX) {
+    free(s);
+    free(r);
+    return cvg_error_set(err, CVG_ETOOBIG, "journal", "key too long for the journal");
+  }
+  memcpy(r->key, key, key_len);
+  r->key_len = key_len;
+  r->body = s;
+  r->body_len = strlen(s);
+  int rc = cvg_journal_append(jn, r, err);
+  if (seq)
+    *seq = r->seq;
+  free(s);
+  free(r);
+  return rc;
+}
+
+static const char *result_name(cvg_mut_result r) {
+  return r == CVG_MUT_APPLIED ? "applied" : r == CVG_MUT_SKIPPED ? "skipped" : "failed";
+}
+
+/* ---- the comparison spec, from the diff or from a journaled decision ---- */
+
+typedef struct spec_store {
+  cvg_scan_spec spec;
+  const char *key_cols[64], *cmp_cols[2000];
+  json_t *owner; /* OWNED; the JSON the names point into */
+} spec_store;
+
+static json_t *spec_json(const cvg_scan_spec *s) {
+  json_t *k = json_array(), *c = json_array();
+  for (size_t i = 0; k && i < s->n_key; i++)
+    json_array_append_new(k, json_string(s->key_cols[i]));
+  for (size_t i = 0; c && i < s->n_cmp; i++)
+    json_array_append_new(c, json_string(s->cmp_cols[i]));
+  json_t *o = json_pack("{s:o, s:o}", "key", k ? k : json_array(), "compared",
+                        c ? c : json_array());
+  if (o && s->version_col)
+    json_object_set_new(o, "version", json_string(s->version_col));
+  if (o && s->tombstone_col)
+    json_object_set_new(o, "tombstone", json_string(s->tombstone_col));
+  return o;
+}
+
+static int spec_from_json(json_t *j, spec_store *ss) {
+  memset(ss, 0, sizeof *ss);
+  json_t *k = json_object_get(j, "key"), *c = json_object_get(j, "compared");
+  if (!json_is_array(k) || !json_is_array(c) || json_array_size(k) == 0 ||
+      json_array_size(k) > 64 || json_array_size(c) > 2000)
+    return -1;
+  ss->owner = json_incref(j);
+  for (size_t i = 0; i < json_array_size(k); i++)
+    if (!(ss->key_cols[i] = json_string_value(json_array_get(k, i))))
+      return -1;
+  for (size_t i = 0; i < json_array_size(c); i++)
+    if (!(ss->cmp_cols[i] = json_string_value(json_array_get(c, i))))
+      return -1;
+  ss->spec.key_cols = ss->key_cols;
+  ss->spec.n_key = json_array_size(k);
+  ss->spec.cmp_cols = ss->cmp_cols;
+  ss->spec.n_cmp = json_array_size(c);
+  ss->spec.version_col = json_string_value(json_object_get(j, "version"));
+  ss->spec.tombstone_col = json_string_value(json_object_get(j, "tombstone"));
+  return 0;
+}
+
+/* ---- replicas ---- */
+
+typedef struct reps {
+  const cvg_cat_dataset *d;
+  cvg_store *st[CVG_DIFF_MAX_REPLICAS];
+} reps;
+
+static int reps_open(reps *r, const cvg_cat_dataset *d, cvg_error *err) {
+  memset(r, 0, sizeof *r);
+  r->d = d;
+  for (size_t i = 0; i < d->n_replicas && i < CVG_DIFF_MAX_REPLICAS; i++) {
+    int rc = cvg_store_open(&r->st[i], d->replicas[i].url, 0, err);
+    if (rc) {
+      if (err) /* never show the expanded URL: it may hold a password */
+        snprintf(err->input, sizeof err->input, "%s", d->replicas[i].url_display);
+      return rc;
+    }
+  }
+  return CVG_OK;
+}
+
+static void reps_close(reps *r) {
+  for (size_t i = 0; i < CVG_DIFF_MAX_REPLICAS; i++)
+    cvg_store_close(r->st[i]);
+}
+
+static int replica_index(const cvg_cat_dataset *d, const char *name) {
+  for (size_t i = 0; name && i < d->n_replicas; i++)
+    if (strcmp(d->replicas[i].name, name) == 0)
+      return (int)i;
+  return -1;
+}
+
+/* ---- applying journaled mutations (resume, approve, revert) ---- */
+
+typedef struct pending {
+  int64_t seq;      /* the mutation record */
+  int64_t decision; /* its decision record */
+  json_t *body;     /* OWNED */
+  unsigned char key[CVG_JOURNAL_KEY_MAX];
+  size_t key_len;
+  int outcome;      /* 0 none; else the cvg_mut_result recorded */
+} pending;
+
+typedef struct scan_state {
+  const char *dataset;
+  int64_t decision; /* 0: every decision */
+  pending *p;
+  size_t n, cap;
+  int oom;
+  /* decisions waiting for approval, and decisions approved or rejected */
+  int64_t *awaiting, *settled;
+  size_t n_awaiting, n_settled, cap_awaiting, cap_settled;
+} scan_state;
+
+static int push64(int64_t **a, size_t *n, size_t *cap, int64_t v) {
+  if (*n == *cap) {
+    size_t c = *cap ? *cap * 2 : 64;
+    int64_t *g = realloc(*a, c * sizeof *g);
+    if (!g)
+      return -1;
+    *a = g;
+    *cap = c;
+  }
+  (*a)[(*n)++] = v;
+  return 0;
+}
+
+static int has64(const int64_t *a, size_t n, int64_t v) {
+  for (size_t i = 0; i < n; i++)
+    if (a[i] == v)
+      return 1;
+  return 0;
+}
+
+static int scan_cb(void *ctx, const cvg_jrecord *r) {
+  scan_state *s = ctx;
+  if (strcmp(r->dataset, s->dataset) != 0)
+    return 0;
+  json_t *b = json_loadb(r->body, r->body_len, 0, NULL);
+  if (!b)
+    return 0;
+  if (r->kind == CVG_J_DECISION) {
+    const char *st = json_string_value(json_object_get(b, "status"));
+    if (st && strcmp(st, "awaiting_approval") == 0 &&
+        push64(&s->awaiting, &s->n_awaiting, &s->cap_awaiting, r->seq))
+      s->oom = 1;
+  } else if (r->kind == CVG_J_APPROVAL) {
+    if (push64(&s->settled, &s->n_settled, &s->cap_settled,
+               json_integer_value(json_object_get(b, "decision"))))
+      s->oom = 1;
+  } else if (r->kind == CVG_J_MUTATION) {
+    int64_t dec = json_integer_value(json_object_get(b, "decision"));
+    if (s->decision && dec != s->decision) {
+      json_decref(b);
+      return 0;
+    }
+    if (s->n == s->cap) {
+      size_t c = s->cap ? s->cap * 2 : 64;
+      pending *g = realloc(s->p, c * sizeof *g);
+      if (!g) {
+        s->oom = 1;
+        json_decref(b);
+        return 1;
+      }
+      s->p = g;
+      s->cap = c;
+    }
+    pending *p = &s->p[s->n++];
+    memset(p, 0, sizeof *p);
+    p->seq = r->seq;
+    p->decision = dec;
+    p->body = b;
+    memcpy(p->key, r->key, r->key_len);
+    p->key_len = r->key_len;
+    return 0;
+  } else if (r->kind == CVG_J_OUTCOME) {
+    int64_t m = json_integer_value(json_object_get(b, "mutation"));
+    const char *res = json_string_value(json_object_get(b, "result"));
+    for (size_t i = 0; i < s->n; i++)
+      if (s->p[i].seq == m)
+        s->p[i].outcome = res && strcmp(res, "applied") == 0   ? CVG_MUT_APPLIED
+                          : res && strcmp(res, "skipped") == 0 ? CVG_MUT_SKIPPED
+                                                               : CVG_MUT_FAILED;
+  }
+  json_decref(b);
+  return 0;
+}
+
+static void scan_free(scan_state *s) {
+  for (size_t i = 0; i < s->n; i++)
+    json_decref(s->p[i].body);
+  free(s->p);
+  free(s->awaiting);
+  free(s->settled);
+}
+
+/*
+ * Builds the conditional write of a journaled mutation: forward (as planned) or backward (the
+ * revert: from the written state back to the before-image). buf holds the decoded hex.
+ */
+static int build_mutation(json_t *b, int revert, cvg_mutation *m, kcopy *expect, cvg_buf *values,
+                          const char **cols, size_t max_cols, size_t *n_cols) {
+  memset(m, 0, sizeof *m);
+  json_t *ex = json_object_get(b, revert ? "target" : "expect");
+  if (state_from_json(ex, expect))
+    return -1;
+  m->expect_present = expect->state != CVG_ABSENT;
+  m->expect_tombstone = expect->state == CVG_TOMBSTONED;
+  m->expect_version = expect->ver;
+  m->expect_version_len = expect->ver_len;
+  m->expect_fp = expect->fp;
+  json_t *cj = json_object_get(b, "columns");
+  *n_cols = json_array_size(cj);
+  if (*n_cols > max_cols)
+    return -1;
+  for (size_t i = 0; i < *n_cols; i++)
+    if (!(cols[i] = json_string_value(json_array_get(cj, i))))
+      return -1;
+  const char *hex;
+  if (revert) {
+    hex = json_string_value(json_object_get(b, "before_values"));
+    m->op = hex ? CVG_MUT_UPSERT : CVG_MUT_DELETE;
+  } else {
+    const char *op = json_string_value(json_object_get(b, "op"));
+    m->op = op && strcmp(op, "delete") == 0 ? CVG_MUT_DELETE : CVG_MUT_UPSERT;
+    hex = json_string_value(json_object_get(b, "values"));
+  }
+  if (m->op == CVG_MUT_UPSERT) {
+    if (!hex || from_hex(hex, values))
+      return -1;
+    m->values = values->data;
+    m->values_len = values->len;
+    m->cols = cols;
+    m->n_cols = *n_cols;
+  }
+  return 0;
+}
+
+/* Does the row now equal the state json (the mutation's target)? */
+static int row_is(cvg_store *st, const cvg_scan_spec *spec, const unsigned char *key,
+                  size_t key_len, json_t *state) {
+  kcopy want;
+  if (state_from_json(state, &want))
+    return 0;
+  cvg_scan_row row;
+  int found = 0;
+  if (cvg_store_lookup(st, spec, key, key_len, &row, &found, NULL) != CVG_OK)
+    return 0;
+  if (!found)
+    return want.state == CVG_ABSENT;
+  return want.state != CVG_ABSENT && row.tombstone == (want.state == CVG_TOMBSTONED) &&
+         row.version_len == want.ver_len && !memcmp(row.version, want.ver, want.ver_len) &&
+         !memcmp(&row.fp, &want.fp, sizeof row.fp);
+}
+
+/* Applies journaled mutations one by one (resume, approval) or their reverts, journaling each
+ * outcome or revert record. */
+static int settle(cvg_journal *jn, reps *rp, pending *p, size_t n, int revert, const char *why,
+                  cvg_repair_stats *stats, const cvg_repair_opts *o, cvg_error *err) {
+  const char **cols = malloc(2000 * sizeof *cols);
+  if (!cols)
+    return cvg_error_set(err, CVG_ENOMEM, "repair", "out of memory");
+  cvg_buf values;
+  cvg_buf_init(&values, 64u << 20);
+  int rc = CVG_OK;
+  for (size_t i = 0; i < n && rc == CVG_OK; i++) {
+    json_t *b = p[i].body;
+    const char *dataset = rp->d->name;
+    int ri = replica_index(rp->d, json_string_value(json_object_get(b, "replica")));
+    spec_store ss;
+    cvg_mutation m;
+    kcopy expect;
+    size_t n_cols = 0;
+    cvg_buf_reset(&values);
+    const char *result, *reason = "";
+    char rbuf[300];
+    int broken = ri < 0 || spec_from_json(json_object_get(b, "spec"), &ss) ||
+                 build_mutation(b, revert, &m, &expect, &values, cols, 2000, &n_cols);
+    if (broken) {
+      result = "failed";
+      reason = "the journaled mutation cannot be read back (its replica left the catalog?)";
+      stats->failed++;
+    } else {
+      m.key = p[i].key;
+      m.key_len = p[i].key_len;
+      cvg_error aerr;
+      cvg_error_clear(&aerr);
+      if (cvg_store_apply(rp->st[ri], &ss.spec, &m, 1, &aerr) != CVG_OK) {
+        snprintf(m.reason, sizeof m.reason, "%.190s", aerr.msg);
+        m.result = CVG_MUT_FAILED;
+      }
+      if (!revert && m.result == CVG_MUT_SKIPPED &&
+          row_is(rp->st[ri], &ss.spec, m.key, m.key_len, json_object_get(b, "target"))) {
+        m.result = CVG_MUT_APPLIED;
+        snprintf(m.reason, sizeof m.reason, "found already applied");
+      }
+      result = result_name(m.result);
+      snprintf(rbuf, sizeof rbuf, "%s%s%s", why, m.reason[0] ? ": " : "", m.reason);
+      reason = rbuf;
+      stats->applied += m.result == CVG_MUT_APPLIED;
+      stats->skipped += m.result == CVG_MUT_SKIPPED;
+      stats->failed += m.result == CVG_MUT_FAILED;
+    }
+    if (!broken)
+      json_decref(ss.owner);
+    json_t *body = revert ? json_pack("{s:I, s:I, s:s, s:s}", "decision", (json_int_t)p[i].decision,
+                                      "mutation", (json_int_t)p[i].seq, "result", result,
+                                      "reason", reason)
+                          : json_pack("{s:I, s:s, s:s, s:b}", "mutation", (json_int_t)p[i].seq,
+                                      "result", result, "reason", reason, "resumed", 1);
+    rc = jappend(jn, revert ? CVG_J_REVERT : CVG_J_OUTCOME, dataset, p[i].key, p[i].key_len, body,
+                 NULL, err);
+    say(o, "  %s of mutation %lld on %s: %s%s%s", revert ? "revert" : "outcome",
+        (long long)p[i].seq, json_string_value(json_object_get(b, "replica")), result,
+        reason[0] ? " - " : "", reason);
+  }
+  cvg_buf_release(&values);
+  free(cols);
+  return rc;
+}
+
+/* Settles mutations journaled without an outcome (an interrupted run). */
+static int resume(cvg_journal *jn, reps *rp, const cvg_repair_opts *o, cvg_repair_stats *stats,
+                  cvg_error *err) {
+  scan_state s;
+  memset(&s, 0, sizeof s);
+  s.dataset = rp->d->name;
+  int rc = cvg_journal_scan(jn, 0, rp->d->name, NULL, 0, 0, -1, scan_cb, &s, err);
+  if (!rc && s.oom)
+    rc = cvg_error_set(err, CVG_ENOMEM, "repair", "out of memory reading the journal");
+  size_t w = 0;
+  for (size_t i = 0; !rc && i < s.n; i++) {
+    int waiting = has64(s.awaiting, s.n_awaiting, s.p[i].decision) &&
+                  !has64(s.settled, s.n_settled, s.p[i].decision);
+    if (s.p[i].outcome || waiting) {
+      json_decref(s.p[i].body);
+      continue;
+    }
+    s.p[w++] = s.p[i];
+  }
+  if (!rc)
+    s.n = w;
+  else
+    s.n = 0; /* bodies of the kept ones are released by scan_free below */
+  if (!rc && w) {
+    say(o, "resuming %zu mutation(s) journaled by an interrupted run", w);
+    rc = cvg_journal_begin(jn, err);
+    if (!rc) {
+      uint64_t before = stats->applied + stats->skipped + stats->failed;
+      rc = settle(jn, rp, s.p, w, 0, "resumed after an interruption", stats, o, err);
+      stats->resumed += stats->applied + stats->skipped + stats->failed - before;
+      rc = rc ? (cvg_journal_rollback(jn), rc) : cvg_journal_commit(jn, err);
+    }
+  }
+  scan_free(&s);
+  return rc;
+}
+
+/* ---- a run ---- */
+
+typedef struct planned {
+  cvg_mutation m;
+  int replica;
+  int64_t seq; /* its journal record */
+  size_t item;
+} planned;
+
+static int token_wait(double rate, double *t0, uint64_t *done, size_t add, const int *cancel) {
+  if (rate <= 0)
+    return 0;
+  *done += add;
+  double due = *t0 + (double)*done / rate, now = now_wall();
+  while (now < due) {
+    if (cancel && __atomic_load_n(cancel, __ATOMIC_SEQ_CST))
+      return 1;
+    double s = due - now > 0.1 ? 0.1 : due - now;
+    struct timespec ts = {(time_t)s, (long)((s - floor(s)) * 1e9)};
+    nanosleep(&ts, NULL);
+    now = now_wall();
+  }
+  return 0;
+}
+
+int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error *err) {
+  memset(stats, 0, sizeof *stats);
+  double t_start = now_wall();
+  const cvg_cat_dataset *d = &o->cat->datasets[o->dataset];
+  if (!d->policy)
+    return cvg_error_set(err, CVG_EINVAL, d->name,
+                         "dataset '%s' has no repair policy; add policy: lww, authority or manual",
+                         d->name);
+  if (d->n_replicas > CVG_DIFF_MAX_REPLICAS)
+    return cvg_error_set(err, CVG_EINVAL, d->name, "too many replicas to repair");
+  const char *urls[CVG_DIFF_MAX_REPLICAS], *names[CVG_DIFF_MAX_REPLICAS];
+  for (size_t i = 0; i < d->n_replicas; i++) {
+    urls[i] = d->replicas[i].url;
+    names[i] = d->replicas[i].name;
+  }
+  cvg_journal *jn = NULL;
+  reps rp;
+  memset(&rp, 0, sizeof rp);
+  int rc = CVG_OK;
+  if (o->execute) {
+    if ((rc = cvg_journal_open(&jn, o->cat->journal, 1, err)) ||
+        (rc = reps_open(&rp, d, err)) || (rc = resume(jn, &rp, o, stats, err))) {
+      reps_close(&rp);
+      cvg_journal_close(jn);
+      return rc;
+    }
+  }
+  /* compare now */
+  cvg_diff_options dopt;
+  memset(&dopt, 0, sizeof dopt);
+  dopt.urls = urls;
+  dopt.n_urls = d->n_replicas;
+  dopt.key_cols = (const char *const *)d->key;
+  dopt.n_key = d->n_key;
+  dopt.columns = (const char *const *)d->columns;
+  dopt.n_columns = d->n_columns;
+  dopt.exclude = (const char *const *)d->exclude;
+  dopt.n_exclude = d->n_exclude;
+  dopt.version_col = d->version;
+  dopt.tombstone_col = d->tombstone;
+  dopt.n_shards = d->shards;
+  cvg_diff *df = NULL;
+  collect col;
+  memset(&col, 0, sizeof col);
+  col.shard = o->shard;
+  col.n_rep = d->n_replicas;
+  cvg_diff_summary sum;
+  memset(&sum, 0, sizeof sum);
+  if ((rc = cvg_diff_prepare(&df, &dopt, err)) || (rc = cvg_diff_run(df, on_divergence, &col, &sum, err)))
+    goto out;
+  if (col.oom) {
+    rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory collecting divergences");
+    goto out;
+  }
+  stats->divergent = col.n;
+  size_t n_key = 0, n_cmp = 0;
+  const char *const *kc = cvg_diff_key_cols(df, &n_key);
+  const char *const *cc = cvg_diff_cmp_cols(df, &n_cmp);
+  cvg_scan_spec spec;
+  memset(&spec, 0, sizeof spec);
+  spec.key_cols = kc;
+  spec.n_key = n_key;
+  spec.cmp_cols = cc;
+  spec.n_cmp = n_cmp;
+  spec.version_col = d->version;
+  spec.tombstone_col = d->tombstone;
+  char where[64] = "";
+  if (o->shard >= 0)
+    snprintf(where, sizeof where, " in shard %ld", o->shard);
+  say(o, "%s: %zu divergent key(s)%s; policy %s", d->name, col.n, where,
+      cvg_policy_names[d->policy]);
+  /* every column of the table, for whole-row writes */
+  cvg_table_desc desc;
+  memset(&desc, 0, sizeof desc);
+  const char **all = NULL;
+  size_t n_all = 0;
+  if (o->execute && col.n) {
+    if ((rc = cvg_store_describe(rp.st[0], &desc, err)))
+      goto out;
+    if (!(all = calloc(desc.n_cols ? desc.n_cols : 1, sizeof *all))) {
+      rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+      goto out;
+    }
+    for (size_t i = 0; i < desc.n_cols; i++)
+      all[n_all++] = desc.cols[i].name;
+  }
+  size_t batch = o->batch ? o->batch : (d->repair_batch > 0 ? (size_t)d->repair_batch : 500);
+  double rate = o->rows_per_sec > 0 ? o->rows_per_sec : d->repair_rate;
+  double t0 = now_wall();
+  uint64_t paced = 0;
+  planned *pl = calloc(batch * d->n_replicas + 1, sizeof *pl);
+  cvg_buf *bufs = calloc(batch * d->n_replicas + 1, sizeof *bufs);
+  cvg_mutation *grp = calloc(batch * d->n_replicas + 1, sizeof *grp);
+  if (!pl || !bufs || !grp) {
+    free(pl);
+    free(bufs);
+    free(grp);
+    free(all);
+    cvg_table_desc_release(&desc);
+    rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < batch * d->n_replicas + 1; i++)
+    cvg_buf_init(&bufs[i], 64u << 20);
+  cvg_buf before;
+  cvg_buf_init(&before, 64u << 20);
+  json_t *specj = spec_json(&spec);
+  for (size_t b0 = 0; rc == CVG_OK && b0 < col.n; b0 += batch) {
+    if (o->cancel && __atomic_load_n(o->cancel, __ATOMIC_SEQ_CST)) {
+      say(o, "stopped before key %zu of %zu", b0 + 1, col.n);
+      break;
+    }
+    size_t b1 = b0 + batch < col.n ? b0 + batch : col.n, np = 0;
+    if (o->execute && (rc = cvg_journal_begin(jn, err)))
+      break;
+    for (size_t k = b0; rc == CVG_OK && k < b1; k++) {
+      item *it = &col.items[k];
+      cvg_copy cps[CVG_DIFF_MAX_REPLICAS];
+      for (size_t i = 0; i < d->n_replicas; i++) {
+        cps[i].state = (cvg_rstate)it->c[i].state;
+        cps[i].fp = it->c[i].fp;
+        cps[i].version = it->c[i].ver;
+        cps[i].version_len = it->c[i].ver_len;
+        cps[i].vvec = NULL;
+        cps[i].vvec_len = 0;
+        cps[i].newest = 0;
+      }
+      cvg_decision dec;
+      if ((rc = cvg_decide((cvg_policy)d->policy, cps, d->n_replicas, names, d->authority, &dec,
+                           err)))
+        break;
+      json_t *kj = cvg_key_to_json(it->key, it->key_len, kc, n_key);
+      char *ks = kj ? json_dumps(kj, JSON_COMPACT) : NULL;
+      /* the targets: every replica whose copy differs from the winner's */
+      int targets[CVG_DIFF_MAX_REPLICAS];
+      size_t nt = 0;
+      const kcopy *wc = &it->c[dec.winner];
+      for (size_t i = 0; i < d->n_replicas; i++) {
+        if ((int)i == dec.winner)
+          continue;
+        const kcopy *c = &it->c[i];
+        int same = c->state == wc->state &&
+                   (c->state == CVG_ABSENT ||
+                    (c->ver_len == wc->ver_len && !memcmp(c->ver, wc->ver, c->ver_len) &&
+                     !memcmp(&c->fp, &wc->fp, sizeof c->fp)));
+        if (!same)
+          targets[nt++] = (int)i;
+      }
+      if (o->verbose || !o->execute) {
+        char tl[512] = "";
+        size_t tlo = 0;
+        for (size_t t = 0; t < nt && tlo < sizeof tl - 1; t++)
+          tlo += (size_t)snprintf(tl + tlo, sizeof tl - tlo, "%s%s %s", t ? ", " : "",
+                                  dec.delete_all ? "delete on" : "write to", names[targets[t]]);
+        say(o, "%s %s shard %u %s: %s%s - %s", o->execute ? "repair" : "plan", ks ? ks : "?",
+            it->shard, cvg_class_name(it->cls), dec.manual ? "awaiting approval; would " : "",
+            tl, dec.rationale);
+      }
+      stats->decisions++;
+      stats->mutations += nt;
+      stats->awaiting += dec.manual;
+      if (!o->execute) {
+        free(ks);
+        json_decref(kj);
+        continue;
+      }
+      /* the winner's whole row */
+      cvg_buf *after = &bufs[batch * d->n_replicas];
+      cvg_buf_reset(after);
+      int found = 0;
+      if (!dec.delete_all &&
+          (rc = cvg_store_fetch(rp.st[dec.winner], &spec, it->key, it->key_len, all, n_all, after,
+                                &found, err)))
+        break;
+      json_t *versions = json_object();
+      for (size_t i = 0; versions && i < d->n_replicas; i++)
+        json_object_set_new(versions, names[i], state_json(&it->c[i]));
+      int64_t dseq = 0;
+      rc = jappend(jn, CVG_J_DECISION, d->name, it->key, it->key_len,
+                   json_pack("{s:s, s:s, s:o, s:s, s:I, s:o, s:s, s:s}", "policy",
+                             cvg_policy_names[d->policy], "winner", names[dec.winner], "key",
+                             kj ? json_incref(kj) : json_null(), "class", cvg_class_name(it->cls),
+                             "shard", (json_int_t)it->shard, "copies",
+                             versions ? versions : json_object(), "rationale", dec.rationale,
+                             "status", dec.manual ? "awaiting_approval" : "planned"),
+                   &dseq, err);
+      for (size_t t = 0; rc == CVG_OK && t < nt; t++) {
+        int ri = targets[t];
+        const kcopy *tc = &it->c[ri];
+        cvg_buf_reset(&before);
+        int bfound = 0;
+        if (tc->state != CVG_ABSENT &&
+            (rc = cvg_store_fetch(rp.st[ri], &spec, it->key, it->key_len, all, n_all, &before,
+                                  &bfound, err)))
+          break;
+        int del = dec.delete_all || wc->state == CVG_ABSENT || !found;
+        json_t *cols = json_array();
+        for (size_t c = 0; cols && c < n_all; c++)
+          json_array_append_new(cols, json_string(all[c]));
+        json_t *body = json_pack(
+            "{s:I, s:s, s:s, s:O, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "decision",
+            (json_int_t)dseq, "replica", names[ri], "op", del ? "delete" : "upsert", "spec", specj,
+            "expect", state_json(tc), "target", state_json(wc), "columns",
+            cols ? cols : json_array(), "values",
+            del ? json_null() : hex_json(after->data, after->len), "before_values",
+            bfound ? hex_json(before.data, before.len) : json_null(), "before",
+            bfound ? row_json(before.data, before.len, all, n_all) : json_null(), "after",
+            del ? json_null() : row_json(after->data, after->len, all, n_all));
+        planned *p = &pl[np];
+        memset(p, 0, sizeof *p);
+        rc = jappend(jn, CVG_J_MUTATION, d->name, it->key, it->key_len, body, &p->seq, err);
+        if (rc || dec.manual)
+          continue;
+        /* the conditional write */
+        cvg_buf *vb = &bufs[np];
+        cvg_buf_reset(vb);
+        if (!del && cvg_buf_append(vb, after->data, after->len)) {
+          rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+          break;
+        }
+        p->replica = ri;
+        p->item = k;
+        p->m.key = it->key;
+        p->m.key_len = it->key_len;
+        p->m.op = del ? CVG_MUT_DELETE : CVG_MUT_UPSERT;
+        p->m.expect_present = tc->state != CVG_ABSENT;
+        p->m.expect_tombstone = tc->state == CVG_TOMBSTONED;
+        p->m.expect_version = tc->ver;
+        p->m.expect_version_len = tc->ver_len;
+        p->m.expect_fp = tc->fp;
+        p->m.cols = all;
+        p->m.n_cols = n_all;
+        p->m.values = vb->data;
+        p->m.values_len = vb->len;
+        np++;
+      }
+      free(ks);
+      json_decref(kj);
+    }
+    if (!o->execute)
+      continue;
+    /* the decisions and mutations are durable before anything is written */
+    if (rc || (rc = cvg_journal_commit(jn, err))) {
+      cvg_journal_rollback(jn);
+      break;
+    }
+    /* apply, one transaction per replica */
+    for (size_t r = 0; r < d->n_replicas && rc == CVG_OK; r++) {
+      size_t ng = 0;
+      for (size_t i = 0; i < np; i++)
+        if (pl[i].replica == (int)r)
+          grp[ng++] = pl[i].m;
+      if (!ng)
+        continue;
+      cvg_error aerr;
+      cvg_error_clear(&aerr);
+      cvg_store_apply(rp.st[r], &spec, grp, ng, &aerr); /* failures are per mutation */
+      for (size_t i = 0, g = 0; i < np; i++)
+        if (pl[i].replica == (int)r)
+          pl[i].m = grp[g++];
+    }
+    if ((rc = cvg_journal_begin(jn, err)))
+      break;
+    for (size_t i = 0; rc == CVG_OK && i < np; i++) {
+      planned *p = &pl[i];
+      stats->applied += p->m.result == CVG_MUT_APPLIED;
+      stats->skipped += p->m.result == CVG_MUT_SKIPPED;
+      stats->failed += p->m.result == CVG_MUT_FAILED;
+      rc = jappend(jn, CVG_J_OUTCOME, d->name, p->m.key, p->m.key_len,
+                   json_pack("{s:I, s:s, s:s}", "mutation", (json_int_t)p->seq, "result",
+                             result_name(p->m.result), "reason", p->m.reason),
+                   NULL, err);
+      if (p->m.result != CVG_MUT_APPLIED && (o->verbose || p->m.result == CVG_MUT_FAILED))
+        say(o, "  %s on %s: %s", result_name(p->m.result), names[p->replica], p->m.reason);
+    }
+    if (rc || (rc = cvg_journal_commit(jn, err))) {
+      cvg_journal_rollback(jn);
+      break;
+    }
+    if (token_wait(rate, &t0, &paced, np, o->cancel))
+      break;
+  }
+  json_decref(specj);
+  cvg_buf_release(&before);
+  for (size_t i = 0; i < batch * d->n_replicas + 1; i++)
+    cvg_buf_release(&bufs[i]);
+  free(bufs);
+  free(pl);
+  free(grp);
+  free(all);
+  cvg_table_desc_release(&desc);
+out:
+  stats->seconds = now_wall() - t_start;
+  collect_free(&col);
+  cvg_diff_free(df);
+  reps_close(&rp);
+  cvg_journal_close(jn);
+  return rc;
+}
+
+/* ---- revert and approval ---- */
+
+typedef struct find_ctx {
+  int64_t id;
+  int found;
+  cvg_jkind kind;
+  char dataset[128];
+  json_t *body; /* OWNED */
+} find_ctx;
+
+static int find_cb(void *ctx, const cvg_jrecord *r) {
+  find_ctx *f = ctx;
+  if (r->seq != f->id)
+    return 1;
+  f->found = 1;
+  f->kind = r->kind;
+  snprintf(f->dataset, sizeof f->dataset, "%s", r->dataset);
+  f->body = json_loadb(r->body, r->body_len, 0, NULL);
+  return 1;
+}
+
+/* Opens the journal and the replicas of decision id's dataset. */
+static int open_decision(const cvg_catalog *cat, int64_t id, cvg_journal **jn, reps *rp,
+                         find_ctx *f, cvg_error *err) {
+  memset(f, 0, sizeof *f);
+  f->id = id;
+  int rc = cvg_journal_open(jn, cat->journal, 0, err);
+  if (!rc)
+    rc = cvg_journal_scan(*jn, id - 1, NULL, NULL, 0, 0, -1, find_cb, f, err);
+  if (!rc && (!f->found || f->kind != CVG_J_DECISION))
+    rc = cvg_error_set(err, CVG_ENOENT, cat->journal, "record %lld is not a decision",
+                       (long long)id);
+  size_t ds = 0;
+  while (!rc && ds < cat->n_datasets && strcmp(cat->datasets[ds].name, f->dataset) != 0)
+    ds++;
+  if (!rc && ds == cat->n_datasets)
+    rc = cvg_error_set(err, CVG_ENOENT, f->dataset,
+                       "decision %lld is of dataset '%s', which is not in the catalog",
+                       (long long)id, f->dataset);
+  if (!rc)
+    rc = reps_open(rp, &cat->datasets[ds], err);
+  return rc;
+}
+
+int cvg_repair_revert(const cvg_catalog *cat, int64_t decision, cvg_repair_print print,
+                      void *print_ctx, cvg_repair_stats *stats, cvg_error *err) {
+  memset(stats, 0, sizeof *stats);
+  cvg_repair_opts o;
+  memset(&o, 0, sizeof o);
+  o.print = print;
+  o.print_ctx = print_ctx;
+  cvg_journal *jn = NULL;
+  reps rp;
+  memset(&rp, 0, sizeof rp);
+  find_ctx f;
+  int rc = open_decision(cat, decision, &jn, &rp, &f, err);
+  scan_state s;
+  memset(&s, 0, sizeof s);
+  s.dataset = f.dataset;
+  s.decision = decision;
+  if (!rc)
+    rc = cvg_journal_scan(jn, decision, f.dataset, NULL, 0, 0, -1, scan_cb, &s, err);
+  if (!rc && s.oom)
+    rc = cvg_error_set(err, CVG_ENOMEM, "repair", "out of memory reading the journal");
+  /* only what was applied is reverted */
+  size_t w = 0;
+  for (size_t i = 0; !rc && i < s.n; i++)
+    if (s.p[i].outcome == CVG_MUT_APPLIED)
+      s.p[w++] = s.p[i];
+    else
+      json_decref(s.p[i].body);
+  if (!rc)
+    s.n = w;
+  if (!rc && w == 0)
+    rc = cvg_error_set(err, CVG_EINVAL, cat->journal,
+                       "decision %lld has no applied mutation to revert", (long long)decision);
+  if (!rc) {
+    say(&o, "reverting decision %lld: %zu mutation(s)", (long long)decision, w);
+    rc = cvg_journal_begin(jn, err);
+    if (!rc) {
+      rc = settle(jn, &rp, s.p, w, 1, "revert", stats, &o, err);
+      rc = rc ? (cvg_journal_rollback(jn), rc) : cvg_journal_commit(jn, err);
+    }
+  }
+  scan_free(&s);
+  json_decref(f.body);
+  reps_close(&rp);
+  cvg_journal_close(jn);
+  return rc;
+}
+
+int cvg_repair_approve(const cvg_catalog *cat, int64_t decision, int approve, const char *by,
+                       const char *note, cvg_repair_print print, void *print_ctx,
+                       cvg_repair_stats *stats, cvg_error *err) {
+  memset(stats, 0, sizeof *stats);
+  cvg_repair_opts o;
+  memset(&o, 0, sizeof o);
+  o.print = print;
+  o.print_ctx = print_ctx;
+  cvg_journal *jn = NULL;
+  reps rp;
+  memset(&rp, 0, sizeof rp);
+  find_ctx f;
+  int rc = open_decision(cat, decision, &jn, &rp, &f, err);
+  const char *status = f.body ? json_string_value(json_object_get(f.body, "status")) : NULL;
+  if (!rc && (!status || strcmp(status, "awaiting_approval") != 0))
+    rc = cvg_error_set(err, CVG_EINVAL, cat->journal,
+                       "decision %lld does not wait for approval (its policy applied it)",
+                       (long long)decision);
+  scan_state s;
+  memset(&s, 0, sizeof s);
+  s.dataset = f.dataset;
+  s.decision = decision;
+  if (!rc)
+    rc = cvg_journal_scan(jn, 0, f.dataset, NULL, 0, 0, -1, scan_cb, &s, err);
+  if (!rc && has64(s.settled, s.n_settled, decision))
+    rc = cvg_error_set(err, CVG_EINVAL, cat->journal,
+                       "decision %lld was already approved or rejected", (long long)decision);
+  if (!rc)
+    rc = cvg_journal_begin(jn, err);
+  if (!rc) {
+    rc = jappend(jn, CVG_J_APPROVAL, f.dataset, NULL, 0,
+                 json_pack("{s:I, s:b, s:s, s:s}", "decision", (json_int_t)decision, "approved",
+                           approve, "by", by ? by : "", "note", note ? note : ""),
+                 NULL, err);
+    say(&o, "decision %lld %s by %s", (long long)decision, approve ? "approved" : "rejected",
+        by ? by : "");
+    if (!rc && approve)
+      rc = settle(jn, &rp, s.p, s.n, 0, "approved", stats, &o, err);
+    rc = rc ? (cvg_journal_rollback(jn), rc) : cvg_journal_commit(jn, err);
+  }
+  scan_free(&s);
+  json_decref(f.body);
+  reps_close(&rp);
+  cvg_journal_close(jn);
+  return rc;
+}
