@@ -50,18 +50,13 @@ static int parse_id(const char *s, int64_t *out) {
 }
 
 int cmd_repair(int argc, char **argv) {
-  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                       {"dataset", required_argument, NULL, 'd'},
-                                       {"shard", required_argument, NULL, 's'},
-                                       {"dry-run", no_argument, NULL, 'n'},
-                                       {"execute", no_argument, NULL, 'x'},
-                                       {"rate", required_argument, NULL, 'r'},
-                                       {"batch", required_argument, NULL, 'b'},
-                                       {"verbose", no_argument, NULL, 'v'},
-                                       {"by", required_argument, NULL, 'B'},
-                                       {"note", required_argument, NULL, 'N'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      {"config", required_argument, NULL, 'c'}, {"dataset", required_argument, NULL, 'd'},
+      {"shard", required_argument, NULL, 's'},  {"dry-run", no_argument, NULL, 'n'},
+      {"execute", no_argument, NULL, 'x'},      {"rate", required_argument, NULL, 'r'},
+      {"batch", required_argument, NULL, 'b'},  {"verbose", no_argument, NULL, 'v'},
+      {"by", required_argument, NULL, 'B'},     {"note", required_argument, NULL, 'N'},
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
   const char *config = NULL, *dataset = NULL, *by = NULL, *note = NULL;
   long shard = -1;
   int dry = 0, execute = 0, verbose = 0, c;
@@ -78,15 +73,23 @@ int cmd_repair(int argc, char **argv) {
   optind = 1;
   while ((c = getopt_long(argc, argv, "c:d:s:nxr:b:vB:N:h", opts, NULL)) != -1) {
     switch (c) {
-    case 'c': config = optarg; break;
-    case 'd': dataset = optarg; break;
+    case 'c':
+      config = optarg;
+      break;
+    case 'd':
+      dataset = optarg;
+      break;
     case 's':
       if (parse_u64(optarg, &u) != 0 || u > 65535)
         return usage_error("repair", "--shard must be a shard number");
       shard = (long)u;
       break;
-    case 'n': dry = 1; break;
-    case 'x': execute = 1; break;
+    case 'n':
+      dry = 1;
+      break;
+    case 'x':
+      execute = 1;
+      break;
     case 'r':
       if (parse_double(optarg, &rate) != 0 || rate <= 0)
         return usage_error("repair", "--rate must be rows per second, more than 0");
@@ -95,11 +98,19 @@ int cmd_repair(int argc, char **argv) {
       if (parse_u64(optarg, &batch) != 0 || batch == 0 || batch > 100000)
         return usage_error("repair", "--batch must be 1 to 100000 keys");
       break;
-    case 'v': verbose = 1; break;
-    case 'B': by = optarg; break;
-    case 'N': note = optarg; break;
-    case 'h': return print_help(stdout, "repair"), 0;
-    default: return usage_error("repair", "unknown option");
+    case 'v':
+      verbose = 1;
+      break;
+    case 'B':
+      by = optarg;
+      break;
+    case 'N':
+      note = optarg;
+      break;
+    case 'h':
+      return print_help(stdout, "repair"), 0;
+    default:
+      return usage_error("repair", "unknown option");
     }
   }
   if (!config)
@@ -107,8 +118,10 @@ int cmd_repair(int argc, char **argv) {
   int64_t id = 0;
   if (sub) {
     if (optind != argc - 1 || parse_id(argv[optind], &id) != 0)
-      return usage_error("repair", "give the decision's id (its journal record number), e.g. "
-                                   "converge repair %s 17 -c converge.yaml", sub);
+      return usage_error("repair",
+                         "give the decision's id (its journal record number), e.g. "
+                         "converge repair %s 17 -c converge.yaml",
+                         sub);
   } else {
     if (optind != argc)
       return usage_error("repair", "unexpected argument '%s'", argv[optind]);

@@ -22,10 +22,10 @@ extern "C" {
 /* ---- policies (lib/repair/policy.c) -------------------------------------------------------- */
 
 typedef enum cvg_policy {
-  CVG_POLICY_NONE = 0, /* no repair */
-  CVG_POLICY_LWW,      /* the higher version wins; ties: a tombstone, then replica name order */
+  CVG_POLICY_NONE = 0,  /* no repair */
+  CVG_POLICY_LWW,       /* the higher version wins; ties: a tombstone, then replica name order */
   CVG_POLICY_AUTHORITY, /* the authority's copy (or its absence) is re-attested everywhere */
-  CVG_POLICY_MANUAL,   /* the last-write-wins proposal waits for a person's approval */
+  CVG_POLICY_MANUAL,    /* the last-write-wins proposal waits for a person's approval */
 } cvg_policy;
 
 extern const char *const cvg_policy_names[]; /* "none", "lww", "authority", "manual" */
@@ -33,9 +33,9 @@ extern const char *const cvg_policy_names[]; /* "none", "lww", "authority", "man
 int cvg_policy_parse(const char *name);
 
 typedef struct cvg_decision {
-  int winner;       /* the replica whose copy every other replica gets; -1 if none */
-  int delete_all;   /* the winner has no row: the key is deleted on the others */
-  int manual;       /* waits for approval */
+  int winner;     /* the replica whose copy every other replica gets; -1 if none */
+  int delete_all; /* the winner has no row: the key is deleted on the others */
+  int manual;     /* waits for approval */
   char rationale[600];
 } cvg_decision;
 
@@ -51,12 +51,12 @@ int cvg_decide(cvg_policy p, const cvg_copy *copies, size_t n, const char *const
 /* ---- the repairer (lib/repair/repair.c) ---------------------------------------------------- */
 
 typedef struct cvg_repair_stats {
-  uint64_t divergent;  /* divergent keys found */
-  uint64_t decisions;  /* decisions journaled */
-  uint64_t awaiting;   /* manual decisions waiting for approval */
-  uint64_t mutations;  /* mutations planned */
+  uint64_t divergent; /* divergent keys found */
+  uint64_t decisions; /* decisions journaled */
+  uint64_t awaiting;  /* manual decisions waiting for approval */
+  uint64_t mutations; /* mutations planned */
   uint64_t applied, skipped, failed;
-  uint64_t resumed;    /* unfinished intents found in the journal and settled */
+  uint64_t resumed; /* unfinished intents found in the journal and settled */
   double seconds;
 } cvg_repair_stats;
 

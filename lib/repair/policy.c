@@ -121,7 +121,8 @@ int cvg_decide(cvg_policy p, const cvg_copy *copies, size_t n, const char *const
     break;
   case CVG_POLICY_AUTHORITY:
     if (authority < 0 || (size_t)authority >= n)
-      return cvg_error_set(err, CVG_EINVAL, "repair", "policy authority needs an authority replica");
+      return cvg_error_set(err, CVG_EINVAL, "repair",
+                           "policy authority needs an authority replica");
     out->winner = authority;
     if (copies[authority].state == CVG_ABSENT) {
       out->delete_all = 1;

@@ -260,8 +260,8 @@ static json_t *spec_json(const cvg_scan_spec *s) {
     json_array_append_new(k, json_string(s->key_cols[i]));
   for (size_t i = 0; c && i < s->n_cmp; i++)
     json_array_append_new(c, json_string(s->cmp_cols[i]));
-  json_t *o = json_pack("{s:o, s:o}", "key", k ? k : json_array(), "compared",
-                        c ? c : json_array());
+  json_t *o =
+      json_pack("{s:o, s:o}", "key", k ? k : json_array(), "compared", c ? c : json_array());
   if (o && s->version_col)
     json_object_set_new(o, "version", json_string(s->version_col));
   if (o && s->tombstone_col)
@@ -332,7 +332,7 @@ typedef struct pending {
   json_t *body;     /* OWNED */
   unsigned char key[CVG_JOURNAL_KEY_MAX];
   size_t key_len;
-  int outcome;      /* 0 none; else the cvg_mut_result recorded */
+  int outcome; /* 0 none; else the cvg_mut_result recorded */
 } pending;
 
 typedef struct scan_state {
@@ -537,11 +537,11 @@ static int settle(cvg_journal *jn, reps *rp, pending *p, size_t n, int revert, c
     }
     if (!broken)
       json_decref(ss.owner);
-    json_t *body = revert ? json_pack("{s:I, s:I, s:s, s:s}", "decision", (json_int_t)p[i].decision,
-                                      "mutation", (json_int_t)p[i].seq, "result", result,
-                                      "reason", reason)
-                          : json_pack("{s:I, s:s, s:s, s:b}", "mutation", (json_int_t)p[i].seq,
-                                      "result", result, "reason", reason, "resumed", 1);
+    json_t *body =
+        revert ? json_pack("{s:I, s:I, s:s, s:s}", "decision", (json_int_t)p[i].decision,
+                           "mutation", (json_int_t)p[i].seq, "result", result, "reason", reason)
+               : json_pack("{s:I, s:s, s:s, s:b}", "mutation", (json_int_t)p[i].seq, "result",
+                           result, "reason", reason, "resumed", 1);
     rc = jappend(jn, revert ? CVG_J_REVERT : CVG_J_OUTCOME, dataset, p[i].key, p[i].key_len, body,
                  NULL, err);
     say(o, "  %s of mutation %lld on %s: %s%s%s", revert ? "revert" : "outcome",
@@ -635,8 +635,8 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   memset(&rp, 0, sizeof rp);
   int rc = CVG_OK;
   if (o->execute) {
-    if ((rc = cvg_journal_open(&jn, o->cat->journal, 1, err)) ||
-        (rc = reps_open(&rp, d, err)) || (rc = resume(jn, &rp, o, stats, err))) {
+    if ((rc = cvg_journal_open(&jn, o->cat->journal, 1, err)) || (rc = reps_open(&rp, d, err)) ||
+        (rc = resume(jn, &rp, o, stats, err))) {
       reps_close(&rp);
       cvg_journal_close(jn);
       return rc;
@@ -663,7 +663,8 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   col.n_rep = d->n_replicas;
   cvg_diff_summary sum;
   memset(&sum, 0, sizeof sum);
-  if ((rc = cvg_diff_prepare(&df, &dopt, err)) || (rc = cvg_diff_run(df, on_divergence, &col, &sum, err)))
+  if ((rc = cvg_diff_prepare(&df, &dopt, err)) ||
+      (rc = cvg_diff_run(df, on_divergence, &col, &sum, err)))
     goto out;
   if (col.oom) {
     rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory collecting divergences");
@@ -770,8 +771,8 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
           tlo += (size_t)snprintf(tl + tlo, sizeof tl - tlo, "%s%s %s", t ? ", " : "",
                                   dec.delete_all ? "delete on" : "write to", names[targets[t]]);
         say(o, "%s %s shard %u %s: %s%s - %s", o->execute ? "repair" : "plan", ks ? ks : "?",
-            it->shard, cvg_class_name(it->cls), dec.manual ? "awaiting approval; would " : "",
-            tl, dec.rationale);
+            it->shard, cvg_class_name(it->cls), dec.manual ? "awaiting approval; would " : "", tl,
+            dec.rationale);
       }
       stats->decisions++;
       stats->mutations += nt;
@@ -785,9 +786,8 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
       cvg_buf *after = &bufs[batch * d->n_replicas];
       cvg_buf_reset(after);
       int found = 0;
-      if (!dec.delete_all &&
-          (rc = cvg_store_fetch(rp.st[dec.winner], &spec, it->key, it->key_len, all, n_all, after,
-                                &found, err)))
+      if (!dec.delete_all && (rc = cvg_store_fetch(rp.st[dec.winner], &spec, it->key, it->key_len,
+                                                   all, n_all, after, &found, err)))
         break;
       json_t *versions = json_object();
       for (size_t i = 0; versions && i < d->n_replicas; i++)
@@ -806,20 +806,18 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
         const kcopy *tc = &it->c[ri];
         cvg_buf_reset(&before);
         int bfound = 0;
-        if (tc->state != CVG_ABSENT &&
-            (rc = cvg_store_fetch(rp.st[ri], &spec, it->key, it->key_len, all, n_all, &before,
-                                  &bfound, err)))
+        if (tc->state != CVG_ABSENT && (rc = cvg_store_fetch(rp.st[ri], &spec, it->key, it->key_len,
+                                                             all, n_all, &before, &bfound, err)))
           break;
         int del = dec.delete_all || wc->state == CVG_ABSENT || !found;
         json_t *cols = json_array();
         for (size_t c = 0; cols && c < n_all; c++)
           json_array_append_new(cols, json_string(all[c]));
         json_t *body = json_pack(
-            "{s:I, s:s, s:s, s:O, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "decision",
-            (json_int_t)dseq, "replica", names[ri], "op", del ? "delete" : "upsert", "spec", specj,
-            "expect", state_json(tc), "target", state_json(wc), "columns",
-            cols ? cols : json_array(), "values",
-            del ? json_null() : hex_json(after->data, after->len), "before_values",
+            "{s:I, s:s, s:s, s:O, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "decision", (json_int_t)dseq,
+            "replica", names[ri], "op", del ? "delete" : "upsert", "spec", specj, "expect",
+            state_json(tc), "target", state_json(wc), "columns", cols ? cols : json_array(),
+            "values", del ? json_null() : hex_json(after->data, after->len), "before_values",
             bfound ? hex_json(before.data, before.len) : json_null(), "before",
             bfound ? row_json(before.data, before.len, all, n_all) : json_null(), "after",
             del ? json_null() : row_json(after->data, after->len, all, n_all));

@@ -18,6 +18,7 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -516,6 +517,57 @@ static int find_col(char **names, int n, const char *name) {
  * content in a WAL; and a read transaction held for the whole walk. CONVERGE_SQLITE_FASTPATH=0
  * turns it off (the tests compare both paths).
  */
+/*
+ * A read-only descriptor of the database file at path that is never closed. POSIX record locks
+ * belong to the process, and closing ANY descriptor of a file releases every lock the process
+ * holds on it - SQLite's own included. A fast-path scan that opened and closed the file would
+ * silently drop the locks of this process's SQLite connections to it (a writer's among them),
+ * and another process could then checkpoint and reset the WAL under them, losing writes. So
+ * every file read directly gets one descriptor for the life of the process, shared by every
+ * scan of it (pread and mmap need no file position). The cache is bounded; past it, scans take
+ * the SQL path.
+ */
+#define DB_FD_MAX 1024
+static pthread_mutex_t db_fd_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+  dev_t dev;
+  ino_t ino;
+  int fd;
+} db_fds[DB_FD_MAX];
+static size_t n_db_fds;
+
+static int db_fd(const char *path) {
+  struct stat sb;
+  if (stat(path, &sb) != 0)
+    return -1;
+  int fd = -1;
+  pthread_mutex_lock(&db_fd_mu);
+  for (size_t i = 0; i < n_db_fds && fd < 0; i++)
+    if (db_fds[i].dev == sb.st_dev && db_fds[i].ino == sb.st_ino)
+      fd = db_fds[i].fd;
+  if (fd < 0 && n_db_fds < DB_FD_MAX) {
+    /* O_NOATIME: reading a replica is no reason to write its inode (allowed to the file's owner
+     * only, hence the retry without) */
+    fd = open(path, O_RDONLY | O_NOATIME | O_CLOEXEC);
+    if (fd < 0)
+      fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat fb;
+    if (fd >= 0 && fstat(fd, &fb) == 0 && fb.st_dev == sb.st_dev && fb.st_ino == sb.st_ino) {
+      db_fds[n_db_fds].dev = fb.st_dev;
+      db_fds[n_db_fds].ino = fb.st_ino;
+      db_fds[n_db_fds].fd = fd;
+      n_db_fds++;
+    } else if (fd >= 0) {
+      /* the path was replaced between stat and open: this descriptor was never used for a
+       * lock by this process's SQLite (its file is new to us), so leaving it open is the only
+       * safe choice; it is simply not cached */
+      fd = -1;
+    }
+  }
+  pthread_mutex_unlock(&db_fd_mu);
+  return fd;
+}
+
 static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
   sqlite_store *st = sc->st;
   const char *env = getenv("CONVERGE_SQLITE_FASTPATH");
@@ -586,17 +638,11 @@ static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
   snprintf(wal, sizeof wal, "%s-wal", st->path);
   if (stat(wal, &sb) == 0 && sb.st_size > 0)
     goto out; /* newer pages may live in the WAL */
-  /* O_NOATIME: reading a replica is no reason to write its inode (allowed to the file's owner
-   * only, hence the retry without) */
-  int fd = open(st->path, O_RDONLY | O_NOATIME);
-  if (fd < 0)
-    fd = open(st->path, O_RDONLY);
+  int fd = db_fd(st->path);
   if (fd < 0)
     goto out;
-  if (fstat(fd, &sb) != 0 || sb.st_size < 512) {
-    close(fd);
+  if (fstat(fd, &sb) != 0 || sb.st_size < 512)
     goto out;
-  }
   void *map;
   if (since && st->keep_map) {
     /* The kept mapping is valid for this file at this size; the size is checked here, under
@@ -612,21 +658,16 @@ static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
       st->map_dev = sb.st_dev;
       st->map_ino = sb.st_ino;
     }
-    close(fd);
     if (!st->map)
       goto out;
     map = st->map;
     sc->map_kept = 1;
   } else {
     map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) {
-      close(fd);
+    if (map == MAP_FAILED)
       goto out;
-    }
     if (since)
       since_fd = fd; /* seeks read leaves with pread() */
-    else
-      close(fd);
   }
   sc->map = map;
   sc->map_len = (size_t)sb.st_size;
@@ -660,8 +701,6 @@ static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
   real_aff = NULL;
   sc->fast = 1;
 out:
-  if (since_fd >= 0)
-    close(since_fd);
   sqlite3_finalize(s);
   for (int i = 0; i < n; i++)
     free(names ? names[i] : NULL);

@@ -103,9 +103,7 @@ int cvgi_btree_init(cvgi_btree *bt, const unsigned char *map, size_t map_len, ui
 
 void cvgi_btree_release(cvgi_btree *bt) {
   cvg_buf_release(&bt->payload);
-  if (bt->fd >= 0)
-    close(bt->fd);
-  bt->fd = -1;
+  bt->fd = -1; /* BORROWED from the process-wide cache of sqlite.c: never closed */
   free(bt->pagebuf);
   bt->pagebuf = NULL;
 }

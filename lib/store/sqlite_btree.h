@@ -38,8 +38,8 @@ typedef struct cvgi_btree {
     uint32_t pgno;  /* page at this depth of the last seek's path */
     int64_t lo, hi; /* it holds the rowids in (lo, hi] */
   } path[CVGI_BTREE_DEPTH];
-  int path_len;           /* entries in path; 0 before the first seek */
-  int fd;                 /* when >= 0, seeks read leaf pages with pread() into pagebuf */
+  int path_len; /* entries in path; 0 before the first seek */
+  int fd; /* when >= 0, seeks read leaf pages with pread() into pagebuf; BORROWED, never closed */
   int leaf_depth;         /* depth at which the last seek found a leaf, -1 before */
   unsigned char *pagebuf; /* OWNED; one page */
 } cvgi_btree;
