@@ -27,14 +27,14 @@ LIB_SRC := $(sort $(wildcard lib/*/*.c))
 SRC_SRC := $(sort $(wildcard src/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 DOC_PAGES := docs/diff.md docs/gen.md docs/check-config.md docs/watch.md docs/alerts.md \
-             docs/annotate.md docs/audit.md
+             docs/annotate.md docs/audit.md docs/repair.md
 RUNBOOKS := $(sort $(wildcard docs/runbooks/*.md))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/runbook_pages.o
 SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 C_FILES := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all lib unit unit-run test test-cli test-watch test-alerts bench demo install format format-check fuzz \
+.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair bench demo install format format-check fuzz \
         fuzz-run bootstrap clean
 
 all: $(BUILD)/converge $(BUILD)/libconverge.a
@@ -93,6 +93,8 @@ test: bootstrap
 	@tests/watch/run build/asan/converge
 	@echo "== alerts end to end (ASan+UBSan build; a real Alertmanager)"
 	@tests/alerts/run build/asan/converge
+	@echo "== repair end to end (ASan+UBSan build; 50 SIGKILL trials with a concurrent writer)"
+	@tests/repair/run build/asan/converge
 	@echo "== converge watch and alerts end to end again, clang with ThreadSanitizer (a data race fails it)"
 	@$(MAKE) --no-print-directory BUILD=build/tsan CC=clang CFLAGS="-O1 -g" SAN="-fsanitize=thread" \
 	  build/tsan/converge
@@ -108,10 +110,14 @@ test-watch: all
 test-alerts: all
 	@tests/alerts/run $(BUILD)/converge
 
+test-repair: all
+	@tests/repair/run $(BUILD)/converge
+
 bench: bootstrap all
 	@bench/diff_vs_sqldiff $(BUILD)/converge
 	@bench/watch $(BUILD)/converge
 	@bench/adaptive
+	@bench/repair $(BUILD)/converge
 
 demo: bootstrap all
 	@scripts/demo $(BUILD)/converge

@@ -19,7 +19,8 @@ typedef struct audit_opts {
 } audit_opts;
 
 typedef struct walk {
-  int json; /* 0 table, 1 json array, 2 json lines */
+  int json;      /* 0 table, 1 json array, 2 json lines */
+  json_t *dcols; /* the columns of the last decision seen (for decoding mutations) */
   size_t n;
   const char *const *key_cols; /* for naming key values (from the catalog), or NULL */
   size_t n_key_cols;
@@ -51,12 +52,51 @@ static json_t *key_json(const walk *w, const cvg_jrecord *r) {
   return out ? out : json_string("(malformed key)");
 }
 
+/* a hex-encoded tuple as {column: value}, or NULL */
+static json_t *decode_row(const char *hex, json_t *cols) {
+  size_t n = hex ? strlen(hex) / 2 : 0, nc = json_array_size(cols);
+  if (!hex || !nc || nc > 2000)
+    return NULL;
+  unsigned char *raw = malloc(n ? n : 1);
+  cvg_value *vals = malloc(nc * sizeof *vals);
+  cvg_buf scratch;
+  cvg_buf_init(&scratch, 64u << 20);
+  json_t *o = NULL;
+  size_t nv = 0, ok = raw && vals;
+  for (size_t i = 0; ok && i < n; i++) {
+    unsigned v;
+    ok = sscanf(hex + 2 * i, "%2x", &v) == 1;
+    if (ok)
+      raw[i] = (unsigned char)v;
+  }
+  if (ok && cvg_decode_tuple(raw, n, vals, nc, &nv, &scratch) == CVG_OK && nv == nc) {
+    o = json_object();
+    for (size_t i = 0; o && i < nv; i++)
+      json_object_set_new(o, json_string_value(json_array_get(cols, i)),
+                          cvg_value_to_json(&vals[i]));
+  }
+  free(raw);
+  free(vals);
+  cvg_buf_release(&scratch);
+  return o;
+}
+
 static int print_record(void *ctx, const cvg_jrecord *r) {
   walk *w = ctx;
   char t[40], h[65], p[65];
   json_t *k = key_json(w, r);
   if (w->json) {
     json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
+    if (body && r->kind == CVG_J_DECISION) {
+      json_decref(w->dcols);
+      w->dcols = json_incref(json_object_get(body, "columns"));
+    } else if (body && r->kind == CVG_J_MUTATION && w->dcols) {
+      /* the exact values are hex-encoded tuples; show them decoded beside */
+      json_t *b = decode_row(json_string_value(json_object_get(body, "before_values")), w->dcols);
+      json_t *a = decode_row(json_string_value(json_object_get(body, "values")), w->dcols);
+      json_object_set_new(body, "before", b ? b : json_null());
+      json_object_set_new(body, "after", a ? a : json_null());
+    }
     hex(h, r->hash, 32);
     hex(p, r->prev, 32);
     json_t *o = json_pack("{s:I, s:o, s:s, s:s, s:o, s:o, s:s, s:s}", "seq", (json_int_t)r->seq,
@@ -194,7 +234,7 @@ int cmd_audit(int argc, char **argv) {
     print_error(&err);
     return EXIT_TROUBLE;
   }
-  walk w = {json, 0, NULL, 0};
+  walk w = {json, NULL, 0, NULL, 0};
   if (cat && o.dataset)
     for (size_t i = 0; i < cat->n_datasets; i++)
       if (strcmp(cat->datasets[i].name, o.dataset) == 0 && cat->datasets[i].n_key) {
@@ -249,6 +289,7 @@ int cmd_audit(int argc, char **argv) {
       printf("(no records)\n");
     }
   }
+  json_decref(w.dcols);
   cvg_journal_close(j);
   cvg_catalog_free(cat);
   return status;

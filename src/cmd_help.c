@@ -27,6 +27,8 @@ static const char overview[] =
     "  alerts -c converge.yaml list current alerts (pending, firing, resolved)\n"
     "  annotate -c converge.yaml --kind K --text T\n"
     "                          register a change event (deploy, migration, config)\n"
+    "  repair -c converge.yaml --dataset D --dry-run|--execute\n"
+    "                          repair divergent rows per the dataset's policy, journaled\n"
     "  audit verify|show|export -c converge.yaml\n"
     "                          check and read the repair journal's hash chain\n"
     "  check-config FILE       validate a catalog (converge.yaml) and explain it\n"
@@ -37,7 +39,7 @@ static const char overview[] =
     "exit status of diff: 0 identical, 1 differences found, 2 trouble\n"
     "\n"
     "'converge help diff' shows the manual of diff; likewise gen, watch, alerts,\n"
-    "annotate, audit, check-config.\n"
+    "annotate, repair, audit, check-config.\n"
     "The catalog format is described in docs/catalog.md.\n";
 
 int print_help(FILE *f, const char *cmd) {

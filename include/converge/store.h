@@ -165,6 +165,7 @@ typedef struct cvg_store_ops {
   int (*scalar)(cvg_store *st, const char *expr, double *out, int *is_null, cvg_error *err);
   int (*has_index)(cvg_store *st, const char *col, int *yes, cvg_error *err);
   int (*apply)(cvg_store *st, const cvg_scan_spec *spec, cvg_mutation *m, size_t n, cvg_error *err);
+  int (*read_txn)(cvg_store *st, int begin, cvg_error *err);
 } cvg_store_ops;
 
 /* Every engine's handle begins with this. */
@@ -240,6 +241,10 @@ int cvg_store_has_index(cvg_store *st, const char *col, int *yes, cvg_error *err
  */
 int cvg_store_apply(cvg_store *st, const cvg_scan_spec *spec, cvg_mutation *m, size_t n,
                     cvg_error *err);
+
+/* Begins (begin 1) or ends (0) a read transaction: the fetches and lookups between see one
+ * snapshot and pay for locking once. No-op on engines without it. End it before an apply. */
+int cvg_store_read_txn(cvg_store *st, int begin, cvg_error *err);
 
 /* Is a tombstone column value "deleted"? NULL, 0, 0.0, '', '0', 'false', 'f', 'no', 'n' (any
  * case) and an empty blob mean live; everything else means deleted. */

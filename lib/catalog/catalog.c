@@ -1380,8 +1380,8 @@ static int add_warning(cvg_catalog *cat, const char *fmt, ...) {
 }
 
 static int parse_root(parser *p, yaml_node_t *root, cvg_catalog *cat) {
-  static const char *const keys[] = {"listen", "log",      "workers",  "probes",
-                                     "api",    "alerting", "datasets", NULL};
+  static const char *const keys[] = {"listen",   "log",     "workers",  "probes", "api",
+                                     "alerting", "journal", "datasets", NULL};
   static const char *const log_keys[] = {"format", "level", NULL};
   keyset ks;
   yaml_node_t *v;

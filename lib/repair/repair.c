@@ -128,26 +128,33 @@ static void collect_free(collect *c) {
 /* ---- hex and JSON helpers ---- */
 
 static char *to_hex(const unsigned char *p, size_t n) {
+  static const char digits[] = "0123456789abcdef";
   char *s = malloc(2 * n + 1);
   if (!s)
     return NULL;
-  for (size_t i = 0; i < n; i++)
-    snprintf(s + 2 * i, 3, "%02x", p[i]);
+  for (size_t i = 0; i < n; i++) {
+    s[2 * i] = digits[p[i] >> 4];
+    s[2 * i + 1] = digits[p[i] & 15];
+  }
   s[2 * n] = '\0';
   return s;
+}
+
+static int nibble(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
 static int from_hex(const char *s, cvg_buf *out) {
   size_t n = s ? strlen(s) : 0;
   if (n % 2)
     return -1;
+  if (cvg_buf_reserve(out, n / 2))
+    return -1;
   for (size_t i = 0; i < n; i += 2) {
-    unsigned v;
-    if (sscanf(s + i, "%2x", &v) != 1)
+    int hi = nibble(s[i]), lo = nibble(s[i + 1]);
+    if (hi < 0 || lo < 0)
       return -1;
-    unsigned char b = (unsigned char)v;
-    if (cvg_buf_append(out, &b, 1))
-      return -1;
+    out->data[out->len++] = (unsigned char)(hi << 4 | lo);
   }
   return 0;
 }
@@ -186,23 +193,6 @@ static int state_from_json(json_t *j, kcopy *c) {
     memcpy(&c->fp, b.data, sizeof c->fp);
   cvg_buf_release(&b);
   return rc;
-}
-
-/* an encoded tuple as {column: value} */
-static json_t *row_json(const unsigned char *p, size_t n, const char *const *cols, size_t n_cols) {
-  cvg_value *vals = malloc((n_cols ? n_cols : 1) * sizeof *vals);
-  cvg_buf scratch;
-  cvg_buf_init(&scratch, 64u << 20);
-  size_t nv = 0;
-  json_t *o = NULL;
-  if (vals && cvg_decode_tuple(p, n, vals, n_cols, &nv, &scratch) == CVG_OK && nv == n_cols) {
-    o = json_object();
-    for (size_t i = 0; o && i < nv; i++)
-      json_object_set_new(o, cols[i], cvg_value_to_json(&vals[i]));
-  }
-  free(vals);
-  cvg_buf_release(&scratch);
-  return o ? o : json_null();
 }
 
 static char *dump(json_t *j) {
@@ -330,6 +320,7 @@ typedef struct pending {
   int64_t seq;      /* the mutation record */
   int64_t decision; /* its decision record */
   json_t *body;     /* OWNED */
+  json_t *dbody;    /* OWNED; its decision's body (spec, columns) */
   unsigned char key[CVG_JOURNAL_KEY_MAX];
   size_t key_len;
   int outcome; /* 0 none; else the cvg_mut_result recorded */
@@ -337,6 +328,8 @@ typedef struct pending {
 
 typedef struct scan_state {
   const char *dataset;
+  int64_t last_decision; /* the decision record seen last, and its body */
+  json_t *last_dbody;
   int64_t decision; /* 0: every decision */
   pending *p;
   size_t n, cap;
@@ -374,6 +367,12 @@ static int scan_cb(void *ctx, const cvg_jrecord *r) {
   if (!b)
     return 0;
   if (r->kind == CVG_J_DECISION) {
+    /* the first decision of each batch carries the spec and columns of the whole batch */
+    if (json_object_get(b, "spec")) {
+      json_decref(s->last_dbody);
+      s->last_dbody = json_incref(b);
+    }
+    s->last_decision = r->seq;
     const char *st = json_string_value(json_object_get(b, "status"));
     if (st && strcmp(st, "awaiting_approval") == 0 &&
         push64(&s->awaiting, &s->n_awaiting, &s->cap_awaiting, r->seq))
@@ -404,6 +403,7 @@ static int scan_cb(void *ctx, const cvg_jrecord *r) {
     p->seq = r->seq;
     p->decision = dec;
     p->body = b;
+    p->dbody = dec == s->last_decision ? json_incref(s->last_dbody) : NULL;
     memcpy(p->key, r->key, r->key_len);
     p->key_len = r->key_len;
     return 0;
@@ -421,8 +421,11 @@ static int scan_cb(void *ctx, const cvg_jrecord *r) {
 }
 
 static void scan_free(scan_state *s) {
-  for (size_t i = 0; i < s->n; i++)
+  json_decref(s->last_dbody);
+  for (size_t i = 0; i < s->n; i++) {
     json_decref(s->p[i].body);
+    json_decref(s->p[i].dbody);
+  }
   free(s->p);
   free(s->awaiting);
   free(s->settled);
@@ -432,8 +435,8 @@ static void scan_free(scan_state *s) {
  * Builds the conditional write of a journaled mutation: forward (as planned) or backward (the
  * revert: from the written state back to the before-image). buf holds the decoded hex.
  */
-static int build_mutation(json_t *b, int revert, cvg_mutation *m, kcopy *expect, cvg_buf *values,
-                          const char **cols, size_t max_cols, size_t *n_cols) {
+static int build_mutation(json_t *b, json_t *db, int revert, cvg_mutation *m, kcopy *expect,
+                          cvg_buf *values, const char **cols, size_t max_cols, size_t *n_cols) {
   memset(m, 0, sizeof *m);
   json_t *ex = json_object_get(b, revert ? "target" : "expect");
   if (state_from_json(ex, expect))
@@ -443,7 +446,7 @@ static int build_mutation(json_t *b, int revert, cvg_mutation *m, kcopy *expect,
   m->expect_version = expect->ver;
   m->expect_version_len = expect->ver_len;
   m->expect_fp = expect->fp;
-  json_t *cj = json_object_get(b, "columns");
+  json_t *cj = json_object_get(db, "columns");
   *n_cols = json_array_size(cj);
   if (*n_cols > max_cols)
     return -1;
@@ -508,8 +511,9 @@ static int settle(cvg_journal *jn, reps *rp, pending *p, size_t n, int revert, c
     cvg_buf_reset(&values);
     const char *result, *reason = "";
     char rbuf[300];
-    int broken = ri < 0 || spec_from_json(json_object_get(b, "spec"), &ss) ||
-                 build_mutation(b, revert, &m, &expect, &values, cols, 2000, &n_cols);
+    json_t *db = p[i].dbody;
+    int broken = ri < 0 || !db || spec_from_json(json_object_get(db, "spec"), &ss) ||
+                 build_mutation(b, db, revert, &m, &expect, &values, cols, 2000, &n_cols);
     if (broken) {
       result = "failed";
       reason = "the journaled mutation cannot be read back (its replica left the catalog?)";
@@ -568,6 +572,7 @@ static int resume(cvg_journal *jn, reps *rp, const cvg_repair_opts *o, cvg_repai
                   !has64(s.settled, s.n_settled, s.p[i].decision);
     if (s.p[i].outcome || waiting) {
       json_decref(s.p[i].body);
+      json_decref(s.p[i].dbody);
       continue;
     }
     s.p[w++] = s.p[i];
@@ -723,6 +728,9 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   cvg_buf before;
   cvg_buf_init(&before, 64u << 20);
   json_t *specj = spec_json(&spec);
+  json_t *colsj = json_array();
+  for (size_t c = 0; colsj && c < n_all; c++)
+    json_array_append_new(colsj, json_string(all[c]));
   for (size_t b0 = 0; rc == CVG_OK && b0 < col.n; b0 += batch) {
     if (o->cancel && __atomic_load_n(o->cancel, __ATOMIC_SEQ_CST)) {
       say(o, "stopped before key %zu of %zu", b0 + 1, col.n);
@@ -731,6 +739,9 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
     size_t b1 = b0 + batch < col.n ? b0 + batch : col.n, np = 0;
     if (o->execute && (rc = cvg_journal_begin(jn, err)))
       break;
+    /* one read snapshot per replica for the batch's fetches (before-images, winners' rows) */
+    for (size_t r = 0; o->execute && rc == CVG_OK && r < d->n_replicas; r++)
+      rc = cvg_store_read_txn(rp.st[r], 1, err);
     for (size_t k = b0; rc == CVG_OK && k < b1; k++) {
       item *it = &col.items[k];
       cvg_copy cps[CVG_DIFF_MAX_REPLICAS];
@@ -794,12 +805,13 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
         json_object_set_new(versions, names[i], state_json(&it->c[i]));
       int64_t dseq = 0;
       rc = jappend(jn, CVG_J_DECISION, d->name, it->key, it->key_len,
-                   json_pack("{s:s, s:s, s:o, s:s, s:I, s:o, s:s, s:s}", "policy",
+                   json_pack("{s:s, s:s, s:o, s:s, s:I, s:o, s:s, s:s, s:O*, s:O*}", "policy",
                              cvg_policy_names[d->policy], "winner", names[dec.winner], "key",
                              kj ? json_incref(kj) : json_null(), "class", cvg_class_name(it->cls),
                              "shard", (json_int_t)it->shard, "copies",
                              versions ? versions : json_object(), "rationale", dec.rationale,
-                             "status", dec.manual ? "awaiting_approval" : "planned"),
+                             "status", dec.manual ? "awaiting_approval" : "planned", "spec",
+                             k == b0 ? specj : NULL, "columns", k == b0 ? colsj : NULL),
                    &dseq, err);
       for (size_t t = 0; rc == CVG_OK && t < nt; t++) {
         int ri = targets[t];
@@ -810,17 +822,13 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
                                                              all, n_all, &before, &bfound, err)))
           break;
         int del = dec.delete_all || wc->state == CVG_ABSENT || !found;
-        json_t *cols = json_array();
-        for (size_t c = 0; cols && c < n_all; c++)
-          json_array_append_new(cols, json_string(all[c]));
+        /* values and before-image as exact encoded tuples (hex) in the decision's columns;
+         * `converge audit` shows them decoded */
         json_t *body = json_pack(
-            "{s:I, s:s, s:s, s:O, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "decision", (json_int_t)dseq,
-            "replica", names[ri], "op", del ? "delete" : "upsert", "spec", specj, "expect",
-            state_json(tc), "target", state_json(wc), "columns", cols ? cols : json_array(),
-            "values", del ? json_null() : hex_json(after->data, after->len), "before_values",
-            bfound ? hex_json(before.data, before.len) : json_null(), "before",
-            bfound ? row_json(before.data, before.len, all, n_all) : json_null(), "after",
-            del ? json_null() : row_json(after->data, after->len, all, n_all));
+            "{s:I, s:s, s:s, s:o, s:o, s:o, s:o}", "decision", (json_int_t)dseq, "replica",
+            names[ri], "op", del ? "delete" : "upsert", "expect", state_json(tc), "target",
+            state_json(wc), "values", del ? json_null() : hex_json(after->data, after->len),
+            "before_values", bfound ? hex_json(before.data, before.len) : json_null());
         planned *p = &pl[np];
         memset(p, 0, sizeof *p);
         rc = jappend(jn, CVG_J_MUTATION, d->name, it->key, it->key_len, body, &p->seq, err);
@@ -854,6 +862,11 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
     }
     if (!o->execute)
       continue;
+    for (size_t r = 0; r < d->n_replicas; r++) {
+      int trc = cvg_store_read_txn(rp.st[r], 0, rc ? NULL : err);
+      if (!rc)
+        rc = trc;
+    }
     /* the decisions and mutations are durable before anything is written */
     if (rc || (rc = cvg_journal_commit(jn, err))) {
       cvg_journal_rollback(jn);
@@ -896,6 +909,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
       break;
   }
   json_decref(specj);
+  json_decref(colsj);
   cvg_buf_release(&before);
   for (size_t i = 0; i < batch * d->n_replicas + 1; i++)
     cvg_buf_release(&bufs[i]);
@@ -973,17 +987,19 @@ int cvg_repair_revert(const cvg_catalog *cat, int64_t decision, cvg_repair_print
   memset(&s, 0, sizeof s);
   s.dataset = f.dataset;
   s.decision = decision;
-  if (!rc)
-    rc = cvg_journal_scan(jn, decision, f.dataset, NULL, 0, 0, -1, scan_cb, &s, err);
+  if (!rc) /* from the start: the spec is in the first decision of the decision's batch */
+    rc = cvg_journal_scan(jn, 0, f.dataset, NULL, 0, 0, -1, scan_cb, &s, err);
   if (!rc && s.oom)
     rc = cvg_error_set(err, CVG_ENOMEM, "repair", "out of memory reading the journal");
   /* only what was applied is reverted */
   size_t w = 0;
   for (size_t i = 0; !rc && i < s.n; i++)
-    if (s.p[i].outcome == CVG_MUT_APPLIED)
+    if (s.p[i].outcome == CVG_MUT_APPLIED) {
       s.p[w++] = s.p[i];
-    else
+    } else {
       json_decref(s.p[i].body);
+      json_decref(s.p[i].dbody);
+    }
   if (!rc)
     s.n = w;
   if (!rc && w == 0)

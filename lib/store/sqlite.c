@@ -1758,6 +1758,18 @@ static int sqlite_apply(cvg_store *base, const cvg_scan_spec *spec, cvg_mutation
   return rc;
 }
 
+static int sqlite_read_txn(cvg_store *base, int begin, cvg_error *err) {
+  sqlite_store *st = (sqlite_store *)base;
+  if (st->fetch)
+    sqlite3_reset(st->fetch);
+  if (st->lookup)
+    sqlite3_reset(st->lookup->stmt);
+  int src = sqlite3_exec(st->db, begin ? "BEGIN" : "COMMIT", NULL, NULL, NULL);
+  return src == SQLITE_OK
+             ? CVG_OK
+             : sqlite_fail(st, src, begin ? "cannot begin reading" : "cannot end reading", err);
+}
+
 const cvg_store_ops cvgi_sqlite_ops = {
     .scheme = "sqlite",
     .open = sqlite_open,
@@ -1776,4 +1788,5 @@ const cvg_store_ops cvgi_sqlite_ops = {
     .scalar = sqlite_scalar,
     .has_index = sqlite_has_index,
     .apply = sqlite_apply,
+    .read_txn = sqlite_read_txn,
 };

@@ -212,3 +212,7 @@ int cvg_store_apply(cvg_store *st, const cvg_scan_spec *spec, cvg_mutation *m, s
     return unsupported(st, "apply repairs", err);
   return st->ops->apply(st, spec, m, n, err);
 }
+
+int cvg_store_read_txn(cvg_store *st, int begin, cvg_error *err) {
+  return st->ops->read_txn ? st->ops->read_txn(st, begin, err) : CVG_OK;
+}
