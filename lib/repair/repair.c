@@ -41,12 +41,21 @@ typedef struct kcopy {
   size_t ver_len;
 } kcopy;
 
+/* One replica's copy of a divergent key, as the comparison saw it. */
+typedef struct icopy {
+  int state; /* cvg_rstate */
+  cvg_fp fp;
+  const unsigned char *ver; /* into the item's block */
+  size_t ver_len;
+} icopy;
+
 typedef struct item {
-  unsigned char *key; /* OWNED */
+  unsigned char *block; /* OWNED: the copies, then the key, then the versions */
+  icopy *c;             /* n_rep copies */
+  const unsigned char *key;
   size_t key_len;
   uint32_t shard;
   cvg_class cls;
-  kcopy c[CVG_DIFF_MAX_REPLICAS];
 } item;
 
 typedef struct collect {
@@ -96,24 +105,29 @@ static int on_divergence(void *ctx, const cvg_divergence *d) {
   }
   item *it = &c->items[c->n];
   memset(it, 0, sizeof *it);
-  if (!(it->key = malloc(d->key_len ? d->key_len : 1))) {
+  size_t total = d->n_copies * sizeof(icopy) + d->key_len;
+  for (size_t i = 0; i < d->n_copies; i++)
+    total += d->copies[i].version_len;
+  if (!(it->block = malloc(total ? total : 1))) {
     c->oom = 1;
     return 1;
   }
-  memcpy(it->key, d->key, d->key_len);
+  it->c = (icopy *)it->block;
+  unsigned char *p = it->block + d->n_copies * sizeof(icopy);
+  memcpy(p, d->key, d->key_len);
+  it->key = p;
   it->key_len = d->key_len;
+  p += d->key_len;
   it->shard = d->shard;
   it->cls = d->cls;
-  for (size_t i = 0; i < d->n_copies && i < CVG_DIFF_MAX_REPLICAS; i++) {
+  for (size_t i = 0; i < d->n_copies; i++) {
     const cvg_copy *cp = &d->copies[i];
     it->c[i].state = cp->state;
     it->c[i].fp = cp->fp;
-    if (cp->version_len > MAX_VERSION) {
-      c->oom = 1; /* a version this long is not a version */
-      return 1;
-    }
-    memcpy(it->c[i].ver, cp->version, cp->version_len);
+    memcpy(p, cp->version, cp->version_len);
+    it->c[i].ver = p;
     it->c[i].ver_len = cp->version_len;
+    p += cp->version_len;
   }
   c->n++;
   return 0;
@@ -121,7 +135,7 @@ static int on_divergence(void *ctx, const cvg_divergence *d) {
 
 static void collect_free(collect *c) {
   for (size_t i = 0; i < c->n; i++)
-    free(c->items[i].key);
+    free(c->items[i].block);
   free(c->items);
 }
 
@@ -167,7 +181,7 @@ static json_t *hex_json(const unsigned char *p, size_t n) {
 }
 
 /* {present, tombstone, version (hex), fp (hex)} of a copy */
-static json_t *state_json(const kcopy *c) {
+static json_t *state_json(const icopy *c) {
   return json_pack("{s:b, s:b, s:o, s:o}", "present", c->state != CVG_ABSENT, "tombstone",
                    c->state == CVG_TOMBSTONED, "version", hex_json(c->ver, c->ver_len), "fp",
                    hex_json((const unsigned char *)&c->fp, sizeof c->fp));
@@ -763,11 +777,11 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
       /* the targets: every replica whose copy differs from the winner's */
       int targets[CVG_DIFF_MAX_REPLICAS];
       size_t nt = 0;
-      const kcopy *wc = &it->c[dec.winner];
+      const icopy *wc = &it->c[dec.winner];
       for (size_t i = 0; i < d->n_replicas; i++) {
         if ((int)i == dec.winner)
           continue;
-        const kcopy *c = &it->c[i];
+        const icopy *c = &it->c[i];
         int same = c->state == wc->state &&
                    (c->state == CVG_ABSENT ||
                     (c->ver_len == wc->ver_len && !memcmp(c->ver, wc->ver, c->ver_len) &&
@@ -815,7 +829,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
                    &dseq, err);
       for (size_t t = 0; rc == CVG_OK && t < nt; t++) {
         int ri = targets[t];
-        const kcopy *tc = &it->c[ri];
+        const icopy *tc = &it->c[ri];
         cvg_buf_reset(&before);
         int bfound = 0;
         if (tc->state != CVG_ABSENT && (rc = cvg_store_fetch(rp.st[ri], &spec, it->key, it->key_len,
