@@ -124,7 +124,8 @@ static int on_divergence(void *ctx, const cvg_divergence *d) {
     const cvg_copy *cp = &d->copies[i];
     it->c[i].state = cp->state;
     it->c[i].fp = cp->fp;
-    memcpy(p, cp->version, cp->version_len);
+    if (cp->version_len)
+      memcpy(p, cp->version, cp->version_len);
     it->c[i].ver = p;
     it->c[i].ver_len = cp->version_len;
     p += cp->version_len;
@@ -198,7 +199,8 @@ static int state_from_json(json_t *j, kcopy *c) {
   cvg_buf_init(&b, MAX_VERSION);
   int rc = from_hex(json_string_value(json_object_get(j, "version")), &b);
   if (!rc) {
-    memcpy(c->ver, b.data, b.len);
+    if (b.len)
+      memcpy(c->ver, b.data, b.len);
     c->ver_len = b.len;
   }
   cvg_buf_reset(&b);
@@ -234,7 +236,8 @@ static int jappend(cvg_journal *jn, cvg_jkind kind, const char *dataset, const u
     free(r);
     return cvg_error_set(err, CVG_ETOOBIG, "journal", "key too long for the journal");
   }
-  memcpy(r->key, key, key_len);
+  if (key_len)
+    memcpy(r->key, key, key_len);
   r->key_len = key_len;
   r->body = s;
   r->body_len = strlen(s);
