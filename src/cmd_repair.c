@@ -28,12 +28,13 @@ static void print_line(void *ctx, const char *line) {
 static void summary(const cvg_repair_stats *s, int execute) {
   if (execute)
     printf("repair: %llu divergent, %llu decisions, %llu mutations: %llu applied, %llu skipped "
-           "(row changed meanwhile), %llu failed, %llu awaiting approval%s in %.2fs\n",
+           "(row changed meanwhile), %llu failed, %llu awaiting approval%s in %.2fs (journal "
+           "%.2fs)\n",
            (unsigned long long)s->divergent, (unsigned long long)s->decisions,
            (unsigned long long)s->mutations, (unsigned long long)s->applied,
            (unsigned long long)s->skipped, (unsigned long long)s->failed,
-           (unsigned long long)s->awaiting, s->resumed ? " (with resumed intents)" : "",
-           s->seconds);
+           (unsigned long long)s->awaiting, s->resumed ? " (with resumed intents)" : "", s->seconds,
+           s->journal_seconds);
   else
     printf("plan: %llu divergent key(s), %llu mutation(s), %llu awaiting approval; nothing was "
            "written (use --execute to apply)\n",

@@ -58,6 +58,7 @@ typedef struct cvg_repair_stats {
   uint64_t applied, skipped, failed;
   uint64_t resumed; /* unfinished intents found in the journal and settled */
   double seconds;
+  double journal_seconds; /* of which: building, hashing and durably appending journal records */
 } cvg_repair_stats;
 
 /* Receives each line the repairer prints (the plan, progress, outcomes). */

@@ -142,19 +142,6 @@ static void collect_free(collect *c) {
 
 /* ---- hex and JSON helpers ---- */
 
-static char *to_hex(const unsigned char *p, size_t n) {
-  static const char digits[] = "0123456789abcdef";
-  char *s = malloc(2 * n + 1);
-  if (!s)
-    return NULL;
-  for (size_t i = 0; i < n; i++) {
-    s[2 * i] = digits[p[i] >> 4];
-    s[2 * i + 1] = digits[p[i] & 15];
-  }
-  s[2 * n] = '\0';
-  return s;
-}
-
 static int nibble(char c) {
   return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
@@ -172,20 +159,6 @@ static int from_hex(const char *s, cvg_buf *out) {
     out->data[out->len++] = (unsigned char)(hi << 4 | lo);
   }
   return 0;
-}
-
-static json_t *hex_json(const unsigned char *p, size_t n) {
-  char *s = to_hex(p, n);
-  json_t *j = s ? json_string(s) : NULL;
-  free(s);
-  return j;
-}
-
-/* {present, tombstone, version (hex), fp (hex)} of a copy */
-static json_t *state_json(const icopy *c) {
-  return json_pack("{s:b, s:b, s:o, s:o}", "present", c->state != CVG_ABSENT, "tombstone",
-                   c->state == CVG_TOMBSTONED, "version", hex_json(c->ver, c->ver_len), "fp",
-                   hex_json((const unsigned char *)&c->fp, sizeof c->fp));
 }
 
 static int state_from_json(json_t *j, kcopy *c) {
@@ -211,41 +184,130 @@ static int state_from_json(json_t *j, kcopy *c) {
   return rc;
 }
 
+/* ---- a small JSON writer for the hot records (decisions, mutations): jansson's object
+ * building costs more than everything else of a repair together. Keys are written sorted, as
+ * jansson's JSON_SORT_KEYS would. ---- */
+
+static int jw_raw(cvg_buf *b, const char *s) {
+  return cvg_buf_append(b, s, strlen(s));
+}
+
+static int jw_str(cvg_buf *b, const char *s) {
+  int rc = cvg_buf_append(b, "\"", 1);
+  for (const unsigned char *c = (const unsigned char *)s; !rc && *c; c++) {
+    char esc[8];
+    if (*c == '"' || *c == '\\') {
+      esc[0] = '\\';
+      esc[1] = (char)*c;
+      rc = cvg_buf_append(b, esc, 2);
+    } else if (*c < 0x20) {
+      snprintf(esc, sizeof esc, "\\u%04x", *c);
+      rc = cvg_buf_append(b, esc, 6);
+    } else {
+      rc = cvg_buf_append(b, c, 1);
+    }
+  }
+  return rc || cvg_buf_append(b, "\"", 1);
+}
+
+static int jw_hex(cvg_buf *b, const unsigned char *p, size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  int rc = cvg_buf_reserve(b, 2 * n + 2);
+  if (rc)
+    return rc;
+  b->data[b->len++] = '"';
+  for (size_t i = 0; i < n; i++) {
+    b->data[b->len++] = (unsigned char)digits[p[i] >> 4];
+    b->data[b->len++] = (unsigned char)digits[p[i] & 15];
+  }
+  b->data[b->len++] = '"';
+  return 0;
+}
+
+/* {"fp":"..","present":true,"tombstone":false,"version":".."}, as state_json */
+static int jw_state(cvg_buf *b, const icopy *c) {
+  return jw_raw(b, "{\"fp\":") || jw_hex(b, (const unsigned char *)&c->fp, sizeof c->fp) ||
+         jw_raw(b, c->state != CVG_ABSENT ? ",\"present\":true" : ",\"present\":false") ||
+         jw_raw(b, c->state == CVG_TOMBSTONED ? ",\"tombstone\":true" : ",\"tombstone\":false") ||
+         jw_raw(b, ",\"version\":") || jw_hex(b, c->ver, c->ver_len) || jw_raw(b, "}");
+}
+
 static char *dump(json_t *j) {
   char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   json_decref(j);
   return s;
 }
 
+/* Time spent on the journal by the current run (cvg_repair_run is not reentrant per thread). */
+static _Thread_local double *journal_clock;
+
 /* Appends a record with a JSON body (consumed). */
-static int jappend(cvg_journal *jn, cvg_jkind kind, const char *dataset, const unsigned char *key,
-                   size_t key_len, json_t *body, int64_t *seq, cvg_error *err) {
+static int jappend_text(cvg_journal *jn, cvg_jkind kind, const char *dataset,
+                        const unsigned char *key, size_t key_len, const char *text, size_t len,
+                        int64_t *seq, cvg_error *err);
+
+static int jappend_(cvg_journal *jn, cvg_jkind kind, const char *dataset, const unsigned char *key,
+                    size_t key_len, json_t *body, int64_t *seq, cvg_error *err) {
   char *s = dump(body);
   if (!s)
     return cvg_error_set(err, CVG_ENOMEM, "journal", "out of memory");
-  cvg_jrecord *r = calloc(1, sizeof *r);
-  if (!r) {
-    free(s);
+  int rc = jappend_text(jn, kind, dataset, key, key_len, s, strlen(s), seq, err);
+  free(s);
+  return rc;
+}
+
+/* The record buffer, reused: a cvg_jrecord holds a 4 KiB key. */
+static _Thread_local cvg_jrecord *jrec;
+
+static int jappend_text(cvg_journal *jn, cvg_jkind kind, const char *dataset,
+                        const unsigned char *key, size_t key_len, const char *text, size_t len,
+                        int64_t *seq, cvg_error *err) {
+  if (!jrec && !(jrec = malloc(sizeof *jrec)))
     return cvg_error_set(err, CVG_ENOMEM, "journal", "out of memory");
-  }
+  if (key_len > CVG_JOURNAL_KEY_MAX)
+    return cvg_error_set(err, CVG_ETOOBIG, "journal", "key too long for the journal");
+  cvg_jrecord *r = jrec;
   r->kind = kind;
   r->at = now_wall();
   snprintf(r->dataset, sizeof r->dataset, "%s", dataset);
-  if (key_len > CVG_JOURNAL_KEY_MAX) {
-    free(s);
-    free(r);
-    return cvg_error_set(err, CVG_ETOOBIG, "journal", "key too long for the journal");
-  }
   if (key_len)
     memcpy(r->key, key, key_len);
   r->key_len = key_len;
-  r->body = s;
-  r->body_len = strlen(s);
+  r->body = (char *)text;
+  r->body_len = len;
   int rc = cvg_journal_append(jn, r, err);
   if (seq)
     *seq = r->seq;
-  free(s);
-  free(r);
+  return rc;
+}
+
+/* Appends a record whose body was written into b. */
+static int jappend_buf(cvg_journal *jn, cvg_jkind kind, const char *dataset,
+                       const unsigned char *key, size_t key_len, cvg_buf *b, int64_t *seq,
+                       cvg_error *err) {
+  double t = journal_clock ? now_wall() : 0;
+  int rc = cvg_buf_append(b, "", 1) ? cvg_error_set(err, CVG_ENOMEM, "journal", "out of memory")
+                                    : jappend_text(jn, kind, dataset, key, key_len,
+                                                   (const char *)b->data, b->len - 1, seq, err);
+  if (journal_clock)
+    *journal_clock += now_wall() - t;
+  return rc;
+}
+
+static int jappend(cvg_journal *jn, cvg_jkind kind, const char *dataset, const unsigned char *key,
+                   size_t key_len, json_t *body, int64_t *seq, cvg_error *err) {
+  double t = journal_clock ? now_wall() : 0;
+  int rc = jappend_(jn, kind, dataset, key, key_len, body, seq, err);
+  if (journal_clock)
+    *journal_clock += now_wall() - t;
+  return rc;
+}
+
+static int jcommit(cvg_journal *jn, cvg_error *err) {
+  double t = journal_clock ? now_wall() : 0;
+  int rc = cvg_journal_commit(jn, err);
+  if (journal_clock)
+    *journal_clock += now_wall() - t;
   return rc;
 }
 
@@ -376,6 +438,20 @@ static int has64(const int64_t *a, size_t n, int64_t v) {
   return 0;
 }
 
+/* The pending mutation with that record number: they are appended in journal order, so the
+ * array is sorted by seq. */
+static pending *find_pending(scan_state *s, int64_t seq) {
+  size_t lo = 0, hi = s->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (s->p[mid].seq < seq)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < s->n && s->p[lo].seq == seq ? &s->p[lo] : NULL;
+}
+
 static int scan_cb(void *ctx, const cvg_jrecord *r) {
   scan_state *s = ctx;
   if (strcmp(r->dataset, s->dataset) != 0)
@@ -425,13 +501,19 @@ static int scan_cb(void *ctx, const cvg_jrecord *r) {
     p->key_len = r->key_len;
     return 0;
   } else if (r->kind == CVG_J_OUTCOME) {
-    int64_t m = json_integer_value(json_object_get(b, "mutation"));
-    const char *res = json_string_value(json_object_get(b, "result"));
-    for (size_t i = 0; i < s->n; i++)
-      if (s->p[i].seq == m)
-        s->p[i].outcome = res && strcmp(res, "applied") == 0   ? CVG_MUT_APPLIED
-                          : res && strcmp(res, "skipped") == 0 ? CVG_MUT_SKIPPED
-                                                               : CVG_MUT_FAILED;
+    /* one outcome, or a batch's: {"outcomes": [{mutation, result, reason}, ...]} */
+    json_t *list = json_object_get(b, "outcomes");
+    size_t n = list ? json_array_size(list) : 1;
+    for (size_t k = 0; k < n; k++) {
+      json_t *o = list ? json_array_get(list, k) : b;
+      int64_t m = json_integer_value(json_object_get(o, "mutation"));
+      const char *res = json_string_value(json_object_get(o, "result"));
+      pending *p = find_pending(s, m);
+      if (p)
+        p->outcome = res && strcmp(res, "applied") == 0   ? CVG_MUT_APPLIED
+                     : res && strcmp(res, "skipped") == 0 ? CVG_MUT_SKIPPED
+                                                          : CVG_MUT_FAILED;
+    }
   }
   json_decref(b);
   return 0;
@@ -640,6 +722,7 @@ static int token_wait(double rate, double *t0, uint64_t *done, size_t add, const
 int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error *err) {
   memset(stats, 0, sizeof *stats);
   double t_start = now_wall();
+  journal_clock = &stats->journal_seconds;
   const cvg_cat_dataset *d = &o->cat->datasets[o->dataset];
   if (!d->policy)
     return cvg_error_set(err, CVG_EINVAL, d->name,
@@ -748,6 +831,12 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   json_t *colsj = json_array();
   for (size_t c = 0; colsj && c < n_all; c++)
     json_array_append_new(colsj, json_string(all[c]));
+  char *specs = specj ? json_dumps(specj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  char *colss = colsj ? json_dumps(colsj, JSON_COMPACT) : NULL;
+  cvg_buf jbuf;
+  cvg_buf_init(&jbuf, CVG_JOURNAL_BODY_MAX);
+  if (!specs || !colss)
+    rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
   for (size_t b0 = 0; rc == CVG_OK && b0 < col.n; b0 += batch) {
     if (o->cancel && __atomic_load_n(o->cancel, __ATOMIC_SEQ_CST)) {
       say(o, "stopped before key %zu of %zu", b0 + 1, col.n);
@@ -817,19 +906,29 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
       if (!dec.delete_all && (rc = cvg_store_fetch(rp.st[dec.winner], &spec, it->key, it->key_len,
                                                    all, n_all, after, &found, err)))
         break;
-      json_t *versions = json_object();
-      for (size_t i = 0; versions && i < d->n_replicas; i++)
-        json_object_set_new(versions, names[i], state_json(&it->c[i]));
+      /* the decision: sorted keys, as every record */
+      cvg_buf *jb = &jbuf;
+      cvg_buf_reset(jb);
+      int wrc = jw_raw(jb, "{\"class\":") || jw_str(jb, cvg_class_name(it->cls));
+      if (!wrc && k == b0) /* the first decision of a batch carries the batch's columns */
+        wrc = jw_raw(jb, ",\"columns\":") || jw_raw(jb, colss);
+      wrc = wrc || jw_raw(jb, ",\"copies\":{");
+      for (size_t i = 0; !wrc && i < d->n_replicas; i++)
+        wrc = (i ? jw_raw(jb, ",") : 0) || jw_str(jb, names[i]) || jw_raw(jb, ":") ||
+              jw_state(jb, &it->c[i]);
+      char shard[32];
+      snprintf(shard, sizeof shard, ",\"shard\":%u", it->shard);
+      wrc = wrc || jw_raw(jb, "},\"key\":") || jw_raw(jb, ks ? ks : "null") ||
+            jw_raw(jb, ",\"policy\":") || jw_str(jb, cvg_policy_names[d->policy]) ||
+            jw_raw(jb, ",\"rationale\":") || jw_str(jb, dec.rationale) || jw_raw(jb, shard);
+      if (!wrc && k == b0)
+        wrc = jw_raw(jb, ",\"spec\":") || jw_raw(jb, specs);
+      wrc = wrc || jw_raw(jb, ",\"status\":") ||
+            jw_str(jb, dec.manual ? "awaiting_approval" : "planned") ||
+            jw_raw(jb, ",\"winner\":") || jw_str(jb, names[dec.winner]) || jw_raw(jb, "}");
       int64_t dseq = 0;
-      rc = jappend(jn, CVG_J_DECISION, d->name, it->key, it->key_len,
-                   json_pack("{s:s, s:s, s:o, s:s, s:I, s:o, s:s, s:s, s:O*, s:O*}", "policy",
-                             cvg_policy_names[d->policy], "winner", names[dec.winner], "key",
-                             kj ? json_incref(kj) : json_null(), "class", cvg_class_name(it->cls),
-                             "shard", (json_int_t)it->shard, "copies",
-                             versions ? versions : json_object(), "rationale", dec.rationale,
-                             "status", dec.manual ? "awaiting_approval" : "planned", "spec",
-                             k == b0 ? specj : NULL, "columns", k == b0 ? colsj : NULL),
-                   &dseq, err);
+      rc = wrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
+               : jappend_buf(jn, CVG_J_DECISION, d->name, it->key, it->key_len, jb, &dseq, err);
       for (size_t t = 0; rc == CVG_OK && t < nt; t++) {
         int ri = targets[t];
         const icopy *tc = &it->c[ri];
@@ -841,14 +940,22 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
         int del = dec.delete_all || wc->state == CVG_ABSENT || !found;
         /* values and before-image as exact encoded tuples (hex) in the decision's columns;
          * `converge audit` shows them decoded */
-        json_t *body = json_pack(
-            "{s:I, s:s, s:s, s:o, s:o, s:o, s:o}", "decision", (json_int_t)dseq, "replica",
-            names[ri], "op", del ? "delete" : "upsert", "expect", state_json(tc), "target",
-            state_json(wc), "values", del ? json_null() : hex_json(after->data, after->len),
-            "before_values", bfound ? hex_json(before.data, before.len) : json_null());
         planned *p = &pl[np];
         memset(p, 0, sizeof *p);
-        rc = jappend(jn, CVG_J_MUTATION, d->name, it->key, it->key_len, body, &p->seq, err);
+        cvg_buf *mb = &jbuf;
+        cvg_buf_reset(mb);
+        char dnum[48];
+        snprintf(dnum, sizeof dnum, ",\"decision\":%lld,\"expect\":", (long long)dseq);
+        int mrc = jw_raw(mb, "{\"before_values\":") ||
+                  (bfound ? jw_hex(mb, before.data, before.len) : jw_raw(mb, "null")) ||
+                  jw_raw(mb, dnum) || jw_state(mb, tc) || jw_raw(mb, ",\"op\":") ||
+                  jw_str(mb, del ? "delete" : "upsert") || jw_raw(mb, ",\"replica\":") ||
+                  jw_str(mb, names[ri]) || jw_raw(mb, ",\"target\":") || jw_state(mb, wc) ||
+                  jw_raw(mb, ",\"values\":") ||
+                  (del ? jw_raw(mb, "null") : jw_hex(mb, after->data, after->len)) ||
+                  jw_raw(mb, "}");
+        rc = mrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
+                 : jappend_buf(jn, CVG_J_MUTATION, d->name, it->key, it->key_len, mb, &p->seq, err);
         if (rc || dec.manual)
           continue;
         /* the conditional write */
@@ -885,7 +992,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
         rc = trc;
     }
     /* the decisions and mutations are durable before anything is written */
-    if (rc || (rc = cvg_journal_commit(jn, err))) {
+    if (rc || (rc = jcommit(jn, err))) {
       cvg_journal_rollback(jn);
       break;
     }
@@ -904,21 +1011,32 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
         if (pl[i].replica == (int)r)
           pl[i].m = grp[g++];
     }
+    /* the batch's outcomes, as one record: they were applied by the same transactions */
     if ((rc = cvg_journal_begin(jn, err)))
       break;
-    for (size_t i = 0; rc == CVG_OK && i < np; i++) {
+    json_t *outs = json_array();
+    for (size_t i = 0; outs && i < np; i++) {
       planned *p = &pl[i];
       stats->applied += p->m.result == CVG_MUT_APPLIED;
       stats->skipped += p->m.result == CVG_MUT_SKIPPED;
       stats->failed += p->m.result == CVG_MUT_FAILED;
-      rc = jappend(jn, CVG_J_OUTCOME, d->name, p->m.key, p->m.key_len,
-                   json_pack("{s:I, s:s, s:s}", "mutation", (json_int_t)p->seq, "result",
-                             result_name(p->m.result), "reason", p->m.reason),
-                   NULL, err);
+      json_array_append_new(outs,
+                            json_pack("{s:I, s:s, s:s}", "mutation", (json_int_t)p->seq, "result",
+                                      result_name(p->m.result), "reason", p->m.reason));
       if (p->m.result != CVG_MUT_APPLIED && (o->verbose || p->m.result == CVG_MUT_FAILED))
         say(o, "  %s on %s: %s", result_name(p->m.result), names[p->replica], p->m.reason);
     }
-    if (rc || (rc = cvg_journal_commit(jn, err))) {
+    if (!outs) {
+      rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+      cvg_journal_rollback(jn);
+      break;
+    }
+    if (np)
+      rc = jappend(jn, CVG_J_OUTCOME, d->name, NULL, 0, json_pack("{s:o}", "outcomes", outs), NULL,
+                   err);
+    else
+      json_decref(outs);
+    if (rc || (rc = jcommit(jn, err))) {
       cvg_journal_rollback(jn);
       break;
     }
@@ -927,6 +1045,9 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   }
   json_decref(specj);
   json_decref(colsj);
+  free(specs);
+  free(colss);
+  cvg_buf_release(&jbuf);
   cvg_buf_release(&before);
   for (size_t i = 0; i < batch * d->n_replicas + 1; i++)
     cvg_buf_release(&bufs[i]);
@@ -936,6 +1057,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   free(all);
   cvg_table_desc_release(&desc);
 out:
+  journal_clock = NULL;
   stats->seconds = now_wall() - t_start;
   collect_free(&col);
   cvg_diff_free(df);
