@@ -75,6 +75,12 @@ typedef struct cvg_repair_opts {
   cvg_repair_print print; /* may be NULL */
   void *print_ctx;
   const int *cancel; /* when set and nonzero (atomic), stops after the current batch */
+  /* When set, only these keys (encoded) are compared - by looking each up on every replica -
+   * and repaired, instead of comparing the whole dataset: how converge watch repairs the
+   * divergences it has confirmed. Needs execute. */
+  const unsigned char *const *keys;
+  const size_t *key_lens;
+  size_t n_keys;
 } cvg_repair_opts;
 
 /* Compares the dataset's replicas now and repairs what differs per its policy. */

@@ -230,6 +230,34 @@ static int builtins_for(cvg_alerts *e, const cvg_cat_dataset *d) {
     if (rc)
       return rc;
   }
+  if (d->auto_repair) {
+    bspec stalled = {"ConvergeRepairStalled",
+                     "repair_stalled_runs",
+                     CVG_RULE_METRIC,
+                     2,
+                     0,
+                     0,
+                     0,
+                     CVG_STAGE_MID,
+                     "Automatic repair of {{ $labels.dataset }} is stalled",
+                     "Three repair runs or more in a row applied nothing while confirmed "
+                     "divergences wait: every write is skipped (rows keep changing) or fails."};
+    bspec failed = {"ConvergeRepairFailed",
+                    "repair_failures",
+                    CVG_RULE_METRIC,
+                    0,
+                    0,
+                    0,
+                    0,
+                    CVG_STAGE_LATE,
+                    "A repair of {{ $labels.dataset }} failed ({{ $value }} failure(s) in the last "
+                    "run)",
+                    "A corrective action failed: a conditional write or the repair run itself "
+                    "returned an error. The journal and converge's log say which and why."};
+    int rc = add_builtin(e, &stalled, NULL, NULL);
+    if (rc || (rc = add_builtin(e, &failed, NULL, NULL)))
+      return rc;
+  }
   if (d->slo.declared) {
     bspec fast = {"ConvergeSLOBurnFast",
                   "convergence",

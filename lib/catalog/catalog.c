@@ -620,6 +620,9 @@ static const char *const dataset_metrics[] = {"divergent_rows",
                                               "divergence_age_seconds",
                                               "untracked_rows",
                                               "write_rate",
+                                              "repair_backlog",
+                                              "repair_failures",
+                                              "repair_stalled_runs",
                                               NULL};
 const char *const cvg_rule_invariants[] = {"max_lag_seconds",
                                            "max_divergent_rows",
@@ -746,7 +749,8 @@ static int parse_rule(parser *p, yaml_node_t *n, cvg_cat_rule *r) {
       return fail(p, kv,
                   "per replica: lag_seconds convergence_seconds canary_failures replica_down; "
                   "per dataset: divergent_rows suspected_rows divergent_fraction divergent_shards "
-                  "conflict_shards schema_drift divergence_age_seconds untracked_rows write_rate",
+                  "conflict_shards schema_drift divergence_age_seconds untracked_rows write_rate "
+                  "repair_backlog repair_failures repair_stalled_runs",
                   "'%s' is not a metric converge measures", r->subject);
     break;
   case CVG_RULE_INVARIANT:
@@ -1132,9 +1136,9 @@ static int parse_replica(parser *p, yaml_node_t *n, cvg_cat_replica *r) {
 static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaults,
                          cvg_cat_dataset *d) {
   static const char *const keys[] = {
-      "name",   "key",   "columns", "exclude",         "version",  "tombstone", "origin",
-      "shards", "owner", "team",    "payload_samples", "replicas", "probes",    "invariants",
-      "rules",  "slo",   "policy",  "repair",          NULL};
+      "name",   "key",   "columns", "exclude",         "version",     "tombstone", "origin",
+      "shards", "owner", "team",    "payload_samples", "replicas",    "probes",    "invariants",
+      "rules",  "slo",   "policy",  "repair",          "auto_repair", NULL};
   keyset ks;
   int rc = collect(p, n, "a dataset", keys, &ks);
   yaml_node_t *v;
@@ -1197,6 +1201,7 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
   if ((v = get(&ks, "slo")) && (rc = parse_slo(p, v, &d->slo)))
     return rc;
   d->repair_batch = 500;
+  d->repair_interval = 10;
   if ((v = get(&ks, "policy"))) {
     static const char *const policies[] = {"none", "lww", "authority", "manual", "merge", NULL};
     if (one_of(p, v, "policy", policies, &d->policy))
@@ -1206,7 +1211,7 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
                   "policy 'merge' (per-column merge rules) is not available yet");
   }
   if ((v = get(&ks, "repair"))) {
-    static const char *const rkeys[] = {"rows_per_second", "batch", NULL};
+    static const char *const rkeys[] = {"rows_per_second", "batch", "interval", NULL};
     keyset rk;
     yaml_node_t *w;
     int64_t x;
@@ -1220,6 +1225,19 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
         return rc;
       d->repair_batch = (int)x;
     }
+    if ((w = get(&rk, "interval"))) {
+      if ((rc = want_duration(p, w, "interval", &d->repair_interval)))
+        return rc;
+      if (d->repair_interval < 0.1)
+        return fail(p, w, NULL, "repair 'interval' must be at least 100ms");
+    }
+  }
+  if ((v = get(&ks, "auto_repair"))) {
+    if ((rc = want_bool(p, v, "auto_repair", &d->auto_repair)))
+      return rc;
+    if (d->auto_repair && !d->policy)
+      return fail(p, v, "add policy: lww, authority or manual",
+                  "auto_repair needs a repair policy in dataset '%s'", d->name);
   }
   if (!(v = get(&ks, "replicas")))
     return fail(p, n, "list at least two replicas, each with name and url",

@@ -46,6 +46,7 @@
 #include "converge/monitor.h"
 #include "converge/alert.h"
 #include "converge/json.h"
+#include "converge/repair.h"
 #include "converge/diff.h"
 #include "converge/json.h"
 #include "converge/store.h"
@@ -200,7 +201,13 @@ typedef struct dset {
   trace tr;
   cvg_episode synced; /* the episode as last saved (evaluation thread only) */
   int synced_active;
-  double first_full_wall;  /* end of the first full sweep since the start; 0 none yet */
+  double first_full_wall; /* end of the first full sweep since the start; 0 none yet */
+  /* automatic repair (auto_repair) */
+  uint64_t rep_runs, rep_applied, rep_skipped, rep_failed, rep_errors;
+  uint64_t rep_last_failed; /* mutations that failed in the last run */
+  int rep_stalled_runs;     /* consecutive runs with a backlog and nothing applied */
+  double rep_last_ok;       /* wall time of the last run that applied everything it planned */
+  char rep_error[CVG_ERROR_MSG_MAX];
   const char *probe;       /* the probe recording keys right now */
   double write_rate;       /* rows past the watermark per second, last incremental check */
   double *out_t;           /* OWNED; canary outcome times (ring of OUTCOMES) */
@@ -216,7 +223,8 @@ typedef enum jkind {
   J_INCR,
   J_FULL,
   J_INV,
-  J_ALERT
+  J_ALERT,
+  J_REPAIR
 } jkind;
 
 typedef struct job {
@@ -1648,6 +1656,10 @@ static int metric_value(dset *ds, size_t r, const char *name, double now, double
     return *v = ds->schema_drift, 1;
   if (strcmp(name, "untracked_rows") == 0)
     return *v = (double)ds->dropped, 1;
+  if (strcmp(name, "repair_failures") == 0)
+    return *v = (double)ds->rep_last_failed + (ds->rep_error[0] ? 1 : 0), ds->cfg->auto_repair;
+  if (strcmp(name, "repair_stalled_runs") == 0)
+    return *v = ds->rep_stalled_runs, ds->cfg->auto_repair;
   if (strcmp(name, "write_rate") == 0) {
     *v = ds->write_rate;
     return ds->last_incr_wall > 0;
@@ -1670,6 +1682,8 @@ static int metric_value(dset *ds, size_t r, const char *name, double now, double
     *v = sm.conflict_shards;
   else if (strcmp(name, "divergence_age_seconds") == 0)
     *v = sm.oldest > 0 ? now - sm.oldest : 0;
+  else if (strcmp(name, "repair_backlog") == 0)
+    *v = (double)sm.confirmed;
   else if (strcmp(name, "divergent_fraction") == 0) {
     if (!ds->have_full || !ds->keys_total)
       return 0;
@@ -2016,6 +2030,88 @@ static void origin_cause(dset *ds, json_t *ann) {
   json_object_set_new(ann, "likely_cause", json_string(buf));
 }
 
+/* ---- automatic repair ---- */
+
+#define REPAIR_MAX_KEYS 10000 /* confirmed keys handed to one repair run */
+
+static void job_repair(cvg_monitor *m, job *j) {
+  dset *ds = j->ds;
+  unsigned char **keys = calloc(REPAIR_MAX_KEYS, sizeof *keys);
+  size_t *lens = calloc(REPAIR_MAX_KEYS, sizeof *lens), n = 0;
+  int oom = !keys || !lens;
+  pthread_mutex_lock(&ds->mu);
+  for (size_t s = 0; !oom && s < ds->tab_cap && n < REPAIR_MAX_KEYS; s++) {
+    const tracked *t = ds->tab[s];
+    if (!t || !t->confirmed)
+      continue;
+    if (!(keys[n] = malloc(t->key_len ? t->key_len : 1))) {
+      oom = 1;
+      break;
+    }
+    memcpy(keys[n], t->key, t->key_len);
+    lens[n++] = t->key_len;
+  }
+  pthread_mutex_unlock(&ds->mu);
+  cvg_repair_stats st;
+  memset(&st, 0, sizeof st);
+  cvg_error err;
+  cvg_error_clear(&err);
+  int rc = CVG_OK;
+  if (oom) {
+    rc = cvg_error_set(&err, CVG_ENOMEM, ds->cfg->name, "out of memory collecting keys to repair");
+  } else if (n) {
+    cvg_repair_opts o;
+    memset(&o, 0, sizeof o);
+    o.cat = m->cat;
+    o.dataset = ds->idx;
+    o.shard = -1;
+    o.execute = 1;
+    o.rows_per_sec = ds->cfg->repair_rate;
+    o.batch = (size_t)ds->cfg->repair_batch;
+    o.cancel = &m->cancel;
+    o.keys = (const unsigned char *const *)keys;
+    o.key_lens = lens;
+    o.n_keys = n;
+    rc = cvg_repair_run(&o, &st, &err);
+  }
+  for (size_t i = 0; keys && i < n; i++)
+    free(keys[i]);
+  free(keys);
+  free(lens);
+  pthread_mutex_lock(&ds->mu);
+  if (n || rc) {
+    ds->rep_runs++;
+    ds->rep_applied += st.applied;
+    ds->rep_skipped += st.skipped;
+    ds->rep_failed += st.failed;
+    ds->rep_last_failed = st.failed;
+    if (rc) {
+      ds->rep_errors++;
+      snprintf(ds->rep_error, sizeof ds->rep_error, "%s", err.msg);
+    } else {
+      ds->rep_error[0] = '\0';
+    }
+    ds->rep_stalled_runs =
+        (rc || (st.applied == 0 && st.decisions > 0)) ? ds->rep_stalled_runs + 1 : 0;
+    if (!rc && !st.failed && !st.skipped)
+      ds->rep_last_ok = wall_now();
+  } else {
+    ds->rep_stalled_runs = 0;
+    ds->rep_last_failed = 0;
+  }
+  pthread_mutex_unlock(&ds->mu);
+  if (n || rc) {
+    char a[32], sk[32], f[32], dv[32];
+    snprintf(a, sizeof a, "%llu", (unsigned long long)st.applied);
+    snprintf(sk, sizeof sk, "%llu", (unsigned long long)st.skipped);
+    snprintf(f, sizeof f, "%llu", (unsigned long long)st.failed);
+    snprintf(dv, sizeof dv, "%llu", (unsigned long long)st.divergent);
+    cvg_log(m->lg, rc || st.failed ? CVG_LOG_WARN : CVG_LOG_INFO, rc ? "repair_failed" : "repair",
+            "dataset", ds->cfg->name, "still_divergent", dv, "applied", a, "skipped", sk, "failed",
+            f, "error", rc ? err.msg : "", "journal", m->cat->journal, (const char *)NULL);
+  }
+}
+
 static int alert_ready(void *ctx, size_t d) {
   cvg_monitor *m = ctx;
   dset *ds = &m->ds[d];
@@ -2070,6 +2166,7 @@ static void (*const job_run[])(cvg_monitor *m, job *j) = {
     [J_FULL] = job_full,
     [J_INV] = job_inv,
     [J_ALERT] = job_alert,
+    [J_REPAIR] = job_repair,
 };
 
 static void *worker_main(void *arg) {
@@ -2179,7 +2276,7 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
   m->ds = calloc(m->n_ds, sizeof *m->ds);
   size_t max_jobs = 0;
   for (size_t i = 0; i < m->n_ds; i++)
-    max_jobs += 5 + 2 * cat->datasets[i].n_replicas;
+    max_jobs += 6 + 2 * cat->datasets[i].n_replicas;
   max_jobs++; /* alert evaluation */
   m->jobs = calloc(max_jobs, sizeof *m->jobs);
   if (!m->ds || !m->jobs)
@@ -2234,6 +2331,8 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
       rc = add_job(m, J_INCR, ds, 0, p->sweep_interval, 1, now + p->sweep_interval);
     if (!rc)
       rc = add_job(m, J_INV, ds, 0, INVARIANT_INTERVAL, 0, now + 1);
+    if (!rc && c->auto_repair)
+      rc = add_job(m, J_REPAIR, ds, 0, c->repair_interval, 1, now + c->repair_interval);
     if (rc)
       goto oom;
   }
@@ -2571,6 +2670,31 @@ static int v_schema_drift(const dset *ds, double *v) {
 }
 
 /* One family with a sample per dataset, labelled dataset. */
+static int v_rep_runs(const dset *ds, double *v) {
+  return *v = (double)ds->rep_runs, ds->cfg->auto_repair;
+}
+static int v_rep_applied(const dset *ds, double *v) {
+  return *v = (double)ds->rep_applied, ds->cfg->auto_repair;
+}
+static int v_rep_skipped(const dset *ds, double *v) {
+  return *v = (double)ds->rep_skipped, ds->cfg->auto_repair;
+}
+static int v_rep_failed(const dset *ds, double *v) {
+  return *v = (double)ds->rep_failed, ds->cfg->auto_repair;
+}
+static int v_rep_backlog(const dset *ds, double *v) {
+  uint64_t n = 0;
+  for (size_t s = 0; s < ds->tab_cap; s++)
+    n += ds->tab[s] && ds->tab[s]->confirmed;
+  return *v = (double)n, ds->cfg->auto_repair;
+}
+static int v_rep_stalled(const dset *ds, double *v) {
+  return *v = ds->rep_stalled_runs, ds->cfg->auto_repair;
+}
+static int v_rep_last_ok(const dset *ds, double *v) {
+  return *v = ds->rep_last_ok, ds->cfg->auto_repair && ds->rep_last_ok > 0;
+}
+
 static void emit_per_dataset(out *o, cvg_monitor *m, const char *name, const char *type,
                              const char *help, ds_value_fn fn) {
   char e1[512], val[40];
@@ -2746,6 +2870,24 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
   emit_per_dataset(&o, m, "converge_schema_drift", "gauge",
                    "1 when the replicas' schemas (columns or declared types) differ.",
                    v_schema_drift);
+  emit_per_dataset(&o, m, "converge_repair_runs_total", "counter",
+                   "Automatic repair runs (auto_repair) that had confirmed divergences to repair.",
+                   v_rep_runs);
+  emit_per_dataset(&o, m, "converge_repair_applied_total", "counter",
+                   "Repair mutations applied (conditional writes that held).", v_rep_applied);
+  emit_per_dataset(&o, m, "converge_repair_skipped_total", "counter",
+                   "Repair mutations skipped because the row changed after the decision.",
+                   v_rep_skipped);
+  emit_per_dataset(&o, m, "converge_repair_failed_total", "counter",
+                   "Repair mutations that failed (the error is in the journal and the log).",
+                   v_rep_failed);
+  emit_per_dataset(&o, m, "converge_repair_backlog", "gauge",
+                   "Confirmed divergent keys waiting for repair.", v_rep_backlog);
+  emit_per_dataset(&o, m, "converge_repair_stalled_runs", "gauge",
+                   "Consecutive repair runs that applied nothing while keys were waiting.",
+                   v_rep_stalled);
+  emit_per_dataset(&o, m, "converge_repair_last_success_timestamp_seconds", "gauge",
+                   "When a repair run last applied everything it planned.", v_rep_last_ok);
   head(&o, "converge_invariant_ok", "gauge",
        "1 when the declared invariant holds, 0 when it is violated; absent until it can be "
        "judged.");

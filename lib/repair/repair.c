@@ -281,6 +281,11 @@ static int jappend_text(cvg_journal *jn, cvg_jkind kind, const char *dataset,
   return rc;
 }
 
+static void jrec_release(void) {
+  free(jrec);
+  jrec = NULL;
+}
+
 /* Appends a record whose body was written into b. */
 static int jappend_buf(cvg_journal *jn, cvg_jkind kind, const char *dataset,
                        const unsigned char *key, size_t key_len, cvg_buf *b, int64_t *seq,
@@ -719,6 +724,48 @@ static int token_wait(double rate, double *t0, uint64_t *done, size_t add, const
   return 0;
 }
 
+/* The given keys, compared now by looking each up on every replica; those that still differ
+ * are collected as the diff would have yielded them. */
+static int compare_keys(const cvg_repair_opts *o, const cvg_cat_dataset *d, reps *rp,
+                        const cvg_scan_spec *spec, collect *col, cvg_error *err) {
+  cvg_buf vers;
+  cvg_buf_init(&vers, (size_t)CVG_DIFF_MAX_REPLICAS * 4096);
+  int rc = CVG_OK;
+  for (size_t k = 0; rc == CVG_OK && k < o->n_keys && !col->oom; k++) {
+    cvg_copy cps[CVG_DIFF_MAX_REPLICAS];
+    size_t off[CVG_DIFF_MAX_REPLICAS];
+    cvg_buf_reset(&vers);
+    for (size_t r = 0; rc == CVG_OK && r < d->n_replicas; r++) {
+      cvg_scan_row row;
+      int found = 0;
+      memset(&cps[r], 0, sizeof cps[r]);
+      rc = cvg_store_lookup(rp->st[r], spec, o->keys[k], o->key_lens[k], &row, &found, err);
+      if (rc || !found)
+        continue;
+      cps[r].state = row.tombstone ? CVG_TOMBSTONED : CVG_LIVE;
+      cps[r].fp = row.fp;
+      off[r] = vers.len;
+      cps[r].version_len = row.version_len;
+      if (row.version_len && cvg_buf_append(&vers, row.version, row.version_len))
+        rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+    }
+    if (rc)
+      break;
+    for (size_t r = 0; r < d->n_replicas; r++)
+      if (cps[r].state != CVG_ABSENT && cps[r].version_len)
+        cps[r].version = vers.data + off[r];
+    int cls = cvg_classify(cps, d->n_replicas, d->version != NULL, 0, NULL);
+    if (cls <= 0)
+      continue; /* they agree now (replication caught up), or cannot be judged */
+    cvg_divergence dv = {
+        o->keys[k],     o->key_lens[k], cvg_shard_of(o->keys[k], o->key_lens[k], d->shards),
+        (cvg_class)cls, d->n_replicas,  cps};
+    on_divergence(col, &dv);
+  }
+  cvg_buf_release(&vers);
+  return rc;
+}
+
 int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error *err) {
   memset(stats, 0, sizeof *stats);
   double t_start = now_wall();
@@ -768,14 +815,12 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   col.n_rep = d->n_replicas;
   cvg_diff_summary sum;
   memset(&sum, 0, sizeof sum);
-  if ((rc = cvg_diff_prepare(&df, &dopt, err)) ||
-      (rc = cvg_diff_run(df, on_divergence, &col, &sum, err)))
-    goto out;
-  if (col.oom) {
-    rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory collecting divergences");
+  if (o->keys && !o->execute) {
+    rc = cvg_error_set(err, CVG_EINVAL, d->name, "repairing given keys needs execute");
     goto out;
   }
-  stats->divergent = col.n;
+  if ((rc = cvg_diff_prepare(&df, &dopt, err)))
+    goto out;
   size_t n_key = 0, n_cmp = 0;
   const char *const *kc = cvg_diff_key_cols(df, &n_key);
   const char *const *cc = cvg_diff_cmp_cols(df, &n_cmp);
@@ -787,6 +832,17 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   spec.n_cmp = n_cmp;
   spec.version_col = d->version;
   spec.tombstone_col = d->tombstone;
+  if (o->keys)
+    rc = compare_keys(o, d, &rp, &spec, &col, err);
+  else
+    rc = cvg_diff_run(df, on_divergence, &col, &sum, err);
+  if (rc)
+    goto out;
+  if (col.oom) {
+    rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory collecting divergences");
+    goto out;
+  }
+  stats->divergent = col.n;
   char where[64] = "";
   if (o->shard >= 0)
     snprintf(where, sizeof where, " in shard %ld", o->shard);
@@ -1007,6 +1063,11 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
       cvg_error aerr;
       cvg_error_clear(&aerr);
       cvg_store_apply(rp.st[r], &spec, grp, ng, &aerr); /* failures are per mutation */
+      for (size_t g = 0; g < ng; g++)
+        if (grp[g].result == CVG_MUT_PENDING) {
+          grp[g].result = CVG_MUT_FAILED;
+          snprintf(grp[g].reason, sizeof grp[g].reason, "%.190s", aerr.msg);
+        }
       for (size_t i = 0, g = 0; i < np; i++)
         if (pl[i].replica == (int)r)
           pl[i].m = grp[g++];
@@ -1058,11 +1119,13 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   cvg_table_desc_release(&desc);
 out:
   journal_clock = NULL;
+  jrec_release();
   stats->seconds = now_wall() - t_start;
   collect_free(&col);
   cvg_diff_free(df);
   reps_close(&rp);
   cvg_journal_close(jn);
+  jrec_release();
   return rc;
 }
 
@@ -1156,6 +1219,7 @@ int cvg_repair_revert(const cvg_catalog *cat, int64_t decision, cvg_repair_print
   json_decref(f.body);
   reps_close(&rp);
   cvg_journal_close(jn);
+  jrec_release();
   return rc;
 }
 
@@ -1203,5 +1267,6 @@ int cvg_repair_approve(const cvg_catalog *cat, int64_t decision, int approve, co
   json_decref(f.body);
   reps_close(&rp);
   cvg_journal_close(jn);
+  jrec_release();
   return rc;
 }

@@ -1707,7 +1707,13 @@ static int sqlite_apply(cvg_store *base, const cvg_scan_spec *spec, cvg_mutation
   int src = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
   if (src != SQLITE_OK) {
     free(vals);
-    return sqlite_fail(st, src, "cannot begin the repair transaction", err);
+    int rc = sqlite_fail(st, src, "cannot begin the repair transaction", err);
+    for (size_t i = 0; i < n; i++) {
+      m[i].result = CVG_MUT_FAILED;
+      snprintf(m[i].reason, sizeof m[i].reason, "cannot begin the transaction: %.150s",
+               sqlite3_errmsg(st->db));
+    }
+    return rc;
   }
   int rc = apply_prepare(st, spec, shape, &upd, &ins, &del, err);
   cvg_buf scratch, kscratch;
