@@ -6,7 +6,11 @@
  */
 #include "cli.h"
 #include "converge/catalog.h"
+#include "converge/journal.h"
+#include "converge/json.h"
 #include "converge/repair.h"
+
+#include <jansson.h>
 
 #include <getopt.h>
 #include <signal.h>
@@ -42,6 +46,137 @@ static void summary(const cvg_repair_stats *s, int execute) {
            (unsigned long long)s->awaiting);
 }
 
+/* ---- repair status: the journal, summed per dataset ---- */
+
+typedef struct dsum {
+  char name[128];
+  uint64_t decisions, mutations, applied, skipped, failed, reverted, awaiting;
+  double last;
+} dsum;
+
+typedef struct status_ctx {
+  dsum *d;
+  size_t n, cap;
+  int64_t *waiting; /* manual decisions not yet settled */
+  size_t n_waiting, cap_waiting;
+  int oom;
+} status_ctx;
+
+static dsum *sum_of(status_ctx *c, const char *name) {
+  for (size_t i = 0; i < c->n; i++)
+    if (strcmp(c->d[i].name, name) == 0)
+      return &c->d[i];
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 8;
+    dsum *g = realloc(c->d, cap * sizeof *g);
+    if (!g)
+      return NULL;
+    c->d = g;
+    c->cap = cap;
+  }
+  dsum *d = &c->d[c->n++];
+  memset(d, 0, sizeof *d);
+  snprintf(d->name, sizeof d->name, "%s", name);
+  return d;
+}
+
+static int status_cb(void *ctx, const cvg_jrecord *r) {
+  status_ctx *c = ctx;
+  dsum *d = sum_of(c, r->dataset);
+  if (!d) {
+    c->oom = 1;
+    return 1;
+  }
+  d->last = r->at;
+  json_t *b = json_loadb(r->body, r->body_len, 0, NULL);
+  if (r->kind == CVG_J_DECISION) {
+    d->decisions++;
+    const char *st = json_string_value(json_object_get(b, "status"));
+    if (st && strcmp(st, "awaiting_approval") == 0) {
+      d->awaiting++;
+      if (c->n_waiting == c->cap_waiting) {
+        size_t cap = c->cap_waiting ? c->cap_waiting * 2 : 16;
+        int64_t *g = realloc(c->waiting, cap * sizeof *g);
+        if (!g) {
+          c->oom = 1;
+          json_decref(b);
+          return 1;
+        }
+        c->waiting = g;
+        c->cap_waiting = cap;
+      }
+      c->waiting[c->n_waiting++] = r->seq;
+    }
+  } else if (r->kind == CVG_J_MUTATION) {
+    d->mutations++;
+  } else if (r->kind == CVG_J_OUTCOME) {
+    json_t *list = json_object_get(b, "outcomes");
+    size_t n = list ? json_array_size(list) : 1;
+    for (size_t k = 0; k < n; k++) {
+      const char *res =
+          json_string_value(json_object_get(list ? json_array_get(list, k) : b, "result"));
+      if (res && strcmp(res, "applied") == 0)
+        d->applied++;
+      else if (res && strcmp(res, "skipped") == 0)
+        d->skipped++;
+      else
+        d->failed++;
+    }
+  } else if (r->kind == CVG_J_REVERT) {
+    const char *res = json_string_value(json_object_get(b, "result"));
+    d->reverted += res && strcmp(res, "applied") == 0;
+  } else if (r->kind == CVG_J_APPROVAL) {
+    int64_t id = json_integer_value(json_object_get(b, "decision"));
+    for (size_t i = 0; i < c->n_waiting; i++)
+      if (c->waiting[i] == id) {
+        c->waiting[i] = 0;
+        d->awaiting--;
+      }
+  }
+  json_decref(b);
+  return 0;
+}
+
+static int repair_status(const cvg_catalog *cat) {
+  cvg_journal *j = NULL;
+  cvg_error err;
+  cvg_error_clear(&err);
+  if (cvg_journal_open(&j, cat->journal, 0, &err) != CVG_OK) {
+    print_error(&err);
+    return EXIT_TROUBLE;
+  }
+  status_ctx c;
+  memset(&c, 0, sizeof c);
+  int rc = cvg_journal_scan(j, 0, NULL, NULL, 0, 0, -1, status_cb, &c, &err);
+  cvg_journal_close(j);
+  if (rc || c.oom) {
+    if (rc)
+      print_error(&err);
+    else
+      fprintf(stderr, "converge: out of memory reading the journal\n");
+    free(c.d);
+    free(c.waiting);
+    return EXIT_TROUBLE;
+  }
+  printf("journal %s\n", cat->journal);
+  printf("%-16s %-9s %-9s %-9s %-9s %-7s %-8s %-9s %s\n", "DATASET", "DECISIONS", "MUTATIONS",
+         "APPLIED", "SKIPPED", "FAILED", "REVERTED", "AWAITING", "LAST RECORD");
+  for (size_t i = 0; i < c.n; i++) {
+    char t[40];
+    dsum *d = &c.d[i];
+    printf("%-16s %-9llu %-9llu %-9llu %-9llu %-7llu %-8llu %-9llu %s\n", d->name,
+           (unsigned long long)d->decisions, (unsigned long long)d->mutations,
+           (unsigned long long)d->applied, (unsigned long long)d->skipped,
+           (unsigned long long)d->failed, (unsigned long long)d->reverted,
+           (unsigned long long)d->awaiting, cvg_fmt_time(t, sizeof t, d->last));
+  }
+  if (!c.n)
+    printf("(no repairs yet)\n");
+  free(c.d);
+  free(c.waiting);
+  return 0;
+}
+
 static int parse_id(const char *s, int64_t *out) {
   uint64_t v;
   if (parse_u64(s, &v) != 0 || v == 0 || v > INT64_MAX)
@@ -66,8 +201,10 @@ int cmd_repair(int argc, char **argv) {
   const char *sub = NULL;
   if (argc >= 2 && argv[1][0] != '-') {
     sub = argv[1];
-    if (strcmp(sub, "revert") && strcmp(sub, "approve") && strcmp(sub, "reject"))
-      return usage_error("repair", "unknown subcommand '%s'; use revert, approve or reject", sub);
+    if (strcmp(sub, "revert") && strcmp(sub, "approve") && strcmp(sub, "reject") &&
+        strcmp(sub, "status"))
+      return usage_error("repair", "unknown subcommand '%s'; use status, revert, approve or reject",
+                         sub);
     argc--;
     argv++;
   }
@@ -117,6 +254,20 @@ int cmd_repair(int argc, char **argv) {
   if (!config)
     return usage_error("repair", "give the catalog with -c converge.yaml");
   int64_t id = 0;
+  if (sub && strcmp(sub, "status") == 0) {
+    if (optind != argc)
+      return usage_error("repair", "unexpected argument '%s'", argv[optind]);
+    cvg_catalog *sc = NULL;
+    cvg_error serr;
+    cvg_error_clear(&serr);
+    if (cvg_catalog_load(&sc, config, &serr) != CVG_OK) {
+      print_error(&serr);
+      return EXIT_TROUBLE;
+    }
+    int st = repair_status(sc);
+    cvg_catalog_free(sc);
+    return st;
+  }
   if (sub) {
     if (optind != argc - 1 || parse_id(argv[optind], &id) != 0)
       return usage_error("repair",
