@@ -95,11 +95,12 @@ test: bootstrap
 	@tests/alerts/run build/asan/converge
 	@echo "== repair end to end (ASan+UBSan build; 50 SIGKILL trials with a concurrent writer)"
 	@tests/repair/run build/asan/converge
-	@echo "== converge watch and alerts end to end again, clang with ThreadSanitizer (a data race fails it)"
+	@echo "== watch, alerts and repair end to end again, clang with ThreadSanitizer (a data race fails it)"
 	@$(MAKE) --no-print-directory BUILD=build/tsan CC=clang CFLAGS="-O1 -g" SAN="-fsanitize=thread" \
 	  build/tsan/converge
 	@TSAN_OPTIONS="halt_on_error=1 abort_on_error=1" tests/watch/run build/tsan/converge
 	@TSAN_OPTIONS="halt_on_error=1 abort_on_error=1" tests/alerts/run build/tsan/converge
+	@TSAN_OPTIONS="halt_on_error=1 abort_on_error=1" TRIALS=5 tests/repair/run build/tsan/converge
 
 test-cli: all
 	@tests/cli/run $(BUILD)/converge
