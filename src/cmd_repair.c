@@ -186,16 +186,22 @@ static int parse_id(const char *s, int64_t *out) {
 }
 
 int cmd_repair(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"config", required_argument, NULL, 'c'}, {"dataset", required_argument, NULL, 'd'},
-      {"shard", required_argument, NULL, 's'},  {"dry-run", no_argument, NULL, 'n'},
-      {"execute", no_argument, NULL, 'x'},      {"rate", required_argument, NULL, 'r'},
-      {"batch", required_argument, NULL, 'b'},  {"verbose", no_argument, NULL, 'v'},
-      {"by", required_argument, NULL, 'B'},     {"note", required_argument, NULL, 'N'},
-      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"dataset", required_argument, NULL, 'd'},
+                                       {"shard", required_argument, NULL, 's'},
+                                       {"dry-run", no_argument, NULL, 'n'},
+                                       {"execute", no_argument, NULL, 'x'},
+                                       {"rate", required_argument, NULL, 'r'},
+                                       {"batch", required_argument, NULL, 'b'},
+                                       {"verbose", no_argument, NULL, 'v'},
+                                       {"ignore-window", no_argument, NULL, 'W'},
+                                       {"by", required_argument, NULL, 'B'},
+                                       {"note", required_argument, NULL, 'N'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   const char *config = NULL, *dataset = NULL, *by = NULL, *note = NULL;
   long shard = -1;
-  int dry = 0, execute = 0, verbose = 0, c;
+  int dry = 0, execute = 0, verbose = 0, ignore_window = 0, c;
   double rate = 0;
   uint64_t batch = 0, u;
   const char *sub = NULL;
@@ -209,7 +215,7 @@ int cmd_repair(int argc, char **argv) {
     argv++;
   }
   optind = 1;
-  while ((c = getopt_long(argc, argv, "c:d:s:nxr:b:vB:N:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "c:d:s:nxr:b:vWB:N:h", opts, NULL)) != -1) {
     switch (c) {
     case 'c':
       config = optarg;
@@ -238,6 +244,9 @@ int cmd_repair(int argc, char **argv) {
       break;
     case 'v':
       verbose = 1;
+      break;
+    case 'W':
+      ignore_window = 1;
       break;
     case 'B':
       by = optarg;
@@ -317,6 +326,7 @@ int cmd_repair(int argc, char **argv) {
     o.rows_per_sec = rate;
     o.batch = (size_t)batch;
     o.verbose = verbose;
+    o.ignore_window = ignore_window;
     o.print = print_line;
     o.cancel = &stop_flag;
     rc = cvg_repair_run(&o, &st, &err);
@@ -333,5 +343,5 @@ int cmd_repair(int argc, char **argv) {
            (unsigned long long)st.applied, (unsigned long long)st.skipped,
            (unsigned long long)st.failed);
   cvg_catalog_free(cat);
-  return st.skipped || st.failed ? EXIT_DIFFERENT : 0;
+  return st.skipped || st.failed || st.stopped_stage ? EXIT_DIFFERENT : 0;
 }

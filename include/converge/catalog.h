@@ -177,10 +177,12 @@ typedef struct cvg_cat_dataset {
   cvg_cat_rule *rules; /* OWNED; alert rules of this dataset only */
   size_t n_rules;
   cvg_cat_slo slo;
-  int policy;             /* repair policy: 0 none, 1 lww, 2 authority, 3 manual (repair.h) */
-  double repair_rate;     /* repair.rows_per_second; 0 unlimited */
-  int repair_batch;       /* repair.batch: keys per journal group and transaction; default 500 */
-  int auto_repair;        /* 1: converge watch repairs confirmed divergences per the policy */
+  int policy;         /* repair policy: 0 none, 1 lww, 2 authority, 3 manual (repair.h) */
+  double repair_rate; /* repair.rows_per_second; 0 unlimited */
+  int repair_batch;   /* repair.batch: keys per journal group and transaction; default 500 */
+  int auto_repair;    /* 1: converge watch repairs confirmed divergences per the policy */
+  int repair_staged;  /* repair.staged: one shard first, verified, then 2, 4, 8... shards */
+  int repair_window_start, repair_window_end; /* repair.window (UTC minutes); -1 none */
   double repair_interval; /* repair.interval: seconds between automatic repairs; default 10 */
   int line, column;       /* where the dataset is declared */
 } cvg_cat_dataset;

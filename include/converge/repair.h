@@ -59,6 +59,7 @@ typedef struct cvg_repair_stats {
   uint64_t resumed; /* unfinished intents found in the journal and settled */
   double seconds;
   double journal_seconds; /* of which: building, hashing and durably appending journal records */
+  size_t stopped_stage;   /* staged: the stage that did not converge (later ones not run); 0 */
 } cvg_repair_stats;
 
 /* Receives each line the repairer prints (the plan, progress, outcomes). */
@@ -81,6 +82,7 @@ typedef struct cvg_repair_opts {
   const unsigned char *const *keys;
   const size_t *key_lens;
   size_t n_keys;
+  int ignore_window; /* 1: run even outside the dataset's repair window */
 } cvg_repair_opts;
 
 /* Compares the dataset's replicas now and repairs what differs per its policy. */

@@ -1201,6 +1201,7 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
   if ((v = get(&ks, "slo")) && (rc = parse_slo(p, v, &d->slo)))
     return rc;
   d->repair_batch = 500;
+  d->repair_window_start = d->repair_window_end = -1;
   d->repair_interval = 10;
   if ((v = get(&ks, "policy"))) {
     static const char *const policies[] = {"none", "lww", "authority", "manual", "merge", NULL};
@@ -1211,7 +1212,8 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
                   "policy 'merge' (per-column merge rules) is not available yet");
   }
   if ((v = get(&ks, "repair"))) {
-    static const char *const rkeys[] = {"rows_per_second", "batch", "interval", NULL};
+    static const char *const rkeys[] = {"rows_per_second", "batch",  "interval",
+                                        "staged",          "window", NULL};
     keyset rk;
     yaml_node_t *w;
     int64_t x;
@@ -1224,6 +1226,15 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
       if ((rc = want_int(p, w, "batch", 1, 100000, &x)))
         return rc;
       d->repair_batch = (int)x;
+    }
+    if ((w = get(&rk, "staged")) && (rc = want_bool(p, w, "staged", &d->repair_staged)))
+      return rc;
+    if ((w = get(&rk, "window"))) {
+      cvg_cat_probes tmp;
+      if ((rc = parse_window(p, w, &tmp)))
+        return rc;
+      d->repair_window_start = tmp.window_start;
+      d->repair_window_end = tmp.window_end;
     }
     if ((w = get(&rk, "interval"))) {
       if ((rc = want_duration(p, w, "interval", &d->repair_interval)))

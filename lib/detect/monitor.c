@@ -2036,6 +2036,14 @@ static void origin_cause(dset *ds, json_t *ann) {
 
 static void job_repair(cvg_monitor *m, job *j) {
   dset *ds = j->ds;
+  if (ds->cfg->repair_window_start >= 0) { /* outside its window, repair waits */
+    cvg_cat_probes w;
+    memset(&w, 0, sizeof w);
+    w.window_start = ds->cfg->repair_window_start;
+    w.window_end = ds->cfg->repair_window_end;
+    if (!in_window(&w))
+      return;
+  }
   unsigned char **keys = calloc(REPAIR_MAX_KEYS, sizeof *keys);
   size_t *lens = calloc(REPAIR_MAX_KEYS, sizeof *lens), n = 0;
   int oom = !keys || !lens;

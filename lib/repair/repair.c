@@ -766,6 +766,41 @@ static int compare_keys(const cvg_repair_opts *o, const cvg_cat_dataset *d, reps
   return rc;
 }
 
+static int by_shard(const void *a, const void *b) {
+  const item *x = a, *y = b;
+  if (x->shard != y->shard)
+    return x->shard < y->shard ? -1 : 1;
+  return cvg_key_compare(x->key, x->key_len, y->key, y->key_len);
+}
+
+/* How many keys of items [lo, hi) still differ between the replicas, looked up now. */
+static int still_divergent(reps *rp, const cvg_cat_dataset *d, const cvg_scan_spec *spec,
+                           const collect *col, size_t lo, size_t hi, size_t *left, cvg_error *err) {
+  *left = 0;
+  for (size_t k = lo; k < hi; k++) {
+    const item *it = &col->items[k];
+    cvg_fp fp0;
+    memset(&fp0, 0, sizeof fp0);
+    int state0 = -1, same = 1;
+    for (size_t r = 0; r < d->n_replicas && same; r++) {
+      cvg_scan_row row;
+      int found = 0;
+      int rc = cvg_store_lookup(rp->st[r], spec, it->key, it->key_len, &row, &found, err);
+      if (rc)
+        return rc;
+      int state = !found ? CVG_ABSENT : row.tombstone ? CVG_TOMBSTONED : CVG_LIVE;
+      if (state0 < 0) {
+        state0 = state;
+        fp0 = row.fp;
+      } else {
+        same = state == state0 && (state == CVG_ABSENT || !memcmp(&row.fp, &fp0, sizeof fp0));
+      }
+    }
+    *left += !same;
+  }
+  return CVG_OK;
+}
+
 int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error *err) {
   memset(stats, 0, sizeof *stats);
   double t_start = now_wall();
@@ -815,6 +850,20 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   col.n_rep = d->n_replicas;
   cvg_diff_summary sum;
   memset(&sum, 0, sizeof sum);
+  if (o->execute && d->repair_window_start >= 0 && !o->ignore_window) {
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    int min = tm.tm_hour * 60 + tm.tm_min, ws = d->repair_window_start, we = d->repair_window_end;
+    int inside = ws < we ? (min >= ws && min < we) : (min >= ws || min < we);
+    if (!inside) {
+      rc = cvg_error_set(err, CVG_EBUSY, d->name,
+                         "outside the repair window %02d:%02d-%02d:%02d UTC; nothing was written",
+                         ws / 60, ws % 60, we / 60, we % 60);
+      cvg_error_hint(err, "run it inside the window, or with --ignore-window");
+      goto out;
+    }
+  }
   if (o->keys && !o->execute) {
     rc = cvg_error_set(err, CVG_EINVAL, d->name, "repairing given keys needs execute");
     goto out;
@@ -893,216 +942,259 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   cvg_buf_init(&jbuf, CVG_JOURNAL_BODY_MAX);
   if (!specs || !colss)
     rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
-  for (size_t b0 = 0; rc == CVG_OK && b0 < col.n; b0 += batch) {
-    if (o->cancel && __atomic_load_n(o->cancel, __ATOMIC_SEQ_CST)) {
-      say(o, "stopped before key %zu of %zu", b0 + 1, col.n);
-      break;
+  /* Stages: everything at once, or (staged) the first shard, verified converged, then growing
+   * groups of shards: 2, 4, 8, ... */
+  if (d->repair_staged && col.n)
+    qsort(col.items, col.n, sizeof *col.items, by_shard);
+  size_t lo = 0, stage = 0, stage_shards = 1;
+  int stopped = 0;
+  while (rc == CVG_OK && lo < col.n && !stopped) {
+    size_t hi = col.n;
+    if (d->repair_staged) {
+      size_t shards = 0;
+      hi = lo;
+      while (hi < col.n && shards < stage_shards) {
+        uint32_t sh = col.items[hi].shard;
+        shards++;
+        while (hi < col.n && col.items[hi].shard == sh)
+          hi++;
+      }
+      stage++;
+      say(o, "stage %zu: %zu shard(s), %zu key(s)", stage, shards, hi - lo);
     }
-    size_t b1 = b0 + batch < col.n ? b0 + batch : col.n, np = 0;
-    if (o->execute && (rc = cvg_journal_begin(jn, err)))
-      break;
-    /* one read snapshot per replica for the batch's fetches (before-images, winners' rows) */
-    for (size_t r = 0; o->execute && rc == CVG_OK && r < d->n_replicas; r++)
-      rc = cvg_store_read_txn(rp.st[r], 1, err);
-    for (size_t k = b0; rc == CVG_OK && k < b1; k++) {
-      item *it = &col.items[k];
-      cvg_copy cps[CVG_DIFF_MAX_REPLICAS];
-      for (size_t i = 0; i < d->n_replicas; i++) {
-        cps[i].state = (cvg_rstate)it->c[i].state;
-        cps[i].fp = it->c[i].fp;
-        cps[i].version = it->c[i].ver;
-        cps[i].version_len = it->c[i].ver_len;
-        cps[i].vvec = NULL;
-        cps[i].vvec_len = 0;
-        cps[i].newest = 0;
-      }
-      cvg_decision dec;
-      if ((rc = cvg_decide((cvg_policy)d->policy, cps, d->n_replicas, names, d->authority, &dec,
-                           err)))
+    for (size_t b0 = lo; rc == CVG_OK && b0 < hi; b0 += batch) {
+      if (o->cancel && __atomic_load_n(o->cancel, __ATOMIC_SEQ_CST)) {
+        say(o, "stopped before key %zu of %zu", b0 + 1, col.n);
+        stopped = 1;
         break;
-      json_t *kj = cvg_key_to_json(it->key, it->key_len, kc, n_key);
-      char *ks = kj ? json_dumps(kj, JSON_COMPACT) : NULL;
-      /* the targets: every replica whose copy differs from the winner's */
-      int targets[CVG_DIFF_MAX_REPLICAS];
-      size_t nt = 0;
-      const icopy *wc = &it->c[dec.winner];
-      for (size_t i = 0; i < d->n_replicas; i++) {
-        if ((int)i == dec.winner)
+      }
+      size_t b1 = b0 + batch < hi ? b0 + batch : hi, np = 0;
+      if (o->execute && (rc = cvg_journal_begin(jn, err)))
+        break;
+      /* one read snapshot per replica for the batch's fetches (before-images, winners' rows) */
+      for (size_t r = 0; o->execute && rc == CVG_OK && r < d->n_replicas; r++)
+        rc = cvg_store_read_txn(rp.st[r], 1, err);
+      for (size_t k = b0; rc == CVG_OK && k < b1; k++) {
+        item *it = &col.items[k];
+        cvg_copy cps[CVG_DIFF_MAX_REPLICAS];
+        for (size_t i = 0; i < d->n_replicas; i++) {
+          cps[i].state = (cvg_rstate)it->c[i].state;
+          cps[i].fp = it->c[i].fp;
+          cps[i].version = it->c[i].ver;
+          cps[i].version_len = it->c[i].ver_len;
+          cps[i].vvec = NULL;
+          cps[i].vvec_len = 0;
+          cps[i].newest = 0;
+        }
+        cvg_decision dec;
+        if ((rc = cvg_decide((cvg_policy)d->policy, cps, d->n_replicas, names, d->authority, &dec,
+                             err)))
+          break;
+        json_t *kj = cvg_key_to_json(it->key, it->key_len, kc, n_key);
+        char *ks = kj ? json_dumps(kj, JSON_COMPACT) : NULL;
+        /* the targets: every replica whose copy differs from the winner's */
+        int targets[CVG_DIFF_MAX_REPLICAS];
+        size_t nt = 0;
+        const icopy *wc = &it->c[dec.winner];
+        for (size_t i = 0; i < d->n_replicas; i++) {
+          if ((int)i == dec.winner)
+            continue;
+          const icopy *c = &it->c[i];
+          int same = c->state == wc->state &&
+                     (c->state == CVG_ABSENT ||
+                      (c->ver_len == wc->ver_len && !memcmp(c->ver, wc->ver, c->ver_len) &&
+                       !memcmp(&c->fp, &wc->fp, sizeof c->fp)));
+          if (!same)
+            targets[nt++] = (int)i;
+        }
+        if (o->verbose || !o->execute) {
+          char tl[512] = "";
+          size_t tlo = 0;
+          for (size_t t = 0; t < nt && tlo < sizeof tl - 1; t++)
+            tlo += (size_t)snprintf(tl + tlo, sizeof tl - tlo, "%s%s %s", t ? ", " : "",
+                                    dec.delete_all ? "delete on" : "write to", names[targets[t]]);
+          say(o, "%s %s shard %u %s: %s%s - %s", o->execute ? "repair" : "plan", ks ? ks : "?",
+              it->shard, cvg_class_name(it->cls), dec.manual ? "awaiting approval; would " : "", tl,
+              dec.rationale);
+        }
+        stats->decisions++;
+        stats->mutations += nt;
+        stats->awaiting += dec.manual;
+        if (!o->execute) {
+          free(ks);
+          json_decref(kj);
           continue;
-        const icopy *c = &it->c[i];
-        int same = c->state == wc->state &&
-                   (c->state == CVG_ABSENT ||
-                    (c->ver_len == wc->ver_len && !memcmp(c->ver, wc->ver, c->ver_len) &&
-                     !memcmp(&c->fp, &wc->fp, sizeof c->fp)));
-        if (!same)
-          targets[nt++] = (int)i;
-      }
-      if (o->verbose || !o->execute) {
-        char tl[512] = "";
-        size_t tlo = 0;
-        for (size_t t = 0; t < nt && tlo < sizeof tl - 1; t++)
-          tlo += (size_t)snprintf(tl + tlo, sizeof tl - tlo, "%s%s %s", t ? ", " : "",
-                                  dec.delete_all ? "delete on" : "write to", names[targets[t]]);
-        say(o, "%s %s shard %u %s: %s%s - %s", o->execute ? "repair" : "plan", ks ? ks : "?",
-            it->shard, cvg_class_name(it->cls), dec.manual ? "awaiting approval; would " : "", tl,
-            dec.rationale);
-      }
-      stats->decisions++;
-      stats->mutations += nt;
-      stats->awaiting += dec.manual;
-      if (!o->execute) {
+        }
+        /* the winner's whole row */
+        cvg_buf *after = &bufs[batch * d->n_replicas];
+        cvg_buf_reset(after);
+        int found = 0;
+        if (!dec.delete_all && (rc = cvg_store_fetch(rp.st[dec.winner], &spec, it->key, it->key_len,
+                                                     all, n_all, after, &found, err)))
+          break;
+        /* the decision: sorted keys, as every record */
+        cvg_buf *jb = &jbuf;
+        cvg_buf_reset(jb);
+        int wrc = jw_raw(jb, "{\"class\":") || jw_str(jb, cvg_class_name(it->cls));
+        if (!wrc && k == b0) /* the first decision of a batch carries the batch's columns */
+          wrc = jw_raw(jb, ",\"columns\":") || jw_raw(jb, colss);
+        wrc = wrc || jw_raw(jb, ",\"copies\":{");
+        for (size_t i = 0; !wrc && i < d->n_replicas; i++)
+          wrc = (i ? jw_raw(jb, ",") : 0) || jw_str(jb, names[i]) || jw_raw(jb, ":") ||
+                jw_state(jb, &it->c[i]);
+        char shard[32];
+        snprintf(shard, sizeof shard, ",\"shard\":%u", it->shard);
+        wrc = wrc || jw_raw(jb, "},\"key\":") || jw_raw(jb, ks ? ks : "null") ||
+              jw_raw(jb, ",\"policy\":") || jw_str(jb, cvg_policy_names[d->policy]) ||
+              jw_raw(jb, ",\"rationale\":") || jw_str(jb, dec.rationale) || jw_raw(jb, shard);
+        if (!wrc && k == b0)
+          wrc = jw_raw(jb, ",\"spec\":") || jw_raw(jb, specs);
+        wrc = wrc || jw_raw(jb, ",\"status\":") ||
+              jw_str(jb, dec.manual ? "awaiting_approval" : "planned") ||
+              jw_raw(jb, ",\"winner\":") || jw_str(jb, names[dec.winner]) || jw_raw(jb, "}");
+        int64_t dseq = 0;
+        rc = wrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
+                 : jappend_buf(jn, CVG_J_DECISION, d->name, it->key, it->key_len, jb, &dseq, err);
+        for (size_t t = 0; rc == CVG_OK && t < nt; t++) {
+          int ri = targets[t];
+          const icopy *tc = &it->c[ri];
+          cvg_buf_reset(&before);
+          int bfound = 0;
+          if (tc->state != CVG_ABSENT &&
+              (rc = cvg_store_fetch(rp.st[ri], &spec, it->key, it->key_len, all, n_all, &before,
+                                    &bfound, err)))
+            break;
+          int del = dec.delete_all || wc->state == CVG_ABSENT || !found;
+          /* values and before-image as exact encoded tuples (hex) in the decision's columns;
+         * `converge audit` shows them decoded */
+          planned *p = &pl[np];
+          memset(p, 0, sizeof *p);
+          cvg_buf *mb = &jbuf;
+          cvg_buf_reset(mb);
+          char dnum[48];
+          snprintf(dnum, sizeof dnum, ",\"decision\":%lld,\"expect\":", (long long)dseq);
+          int mrc = jw_raw(mb, "{\"before_values\":") ||
+                    (bfound ? jw_hex(mb, before.data, before.len) : jw_raw(mb, "null")) ||
+                    jw_raw(mb, dnum) || jw_state(mb, tc) || jw_raw(mb, ",\"op\":") ||
+                    jw_str(mb, del ? "delete" : "upsert") || jw_raw(mb, ",\"replica\":") ||
+                    jw_str(mb, names[ri]) || jw_raw(mb, ",\"target\":") || jw_state(mb, wc) ||
+                    jw_raw(mb, ",\"values\":") ||
+                    (del ? jw_raw(mb, "null") : jw_hex(mb, after->data, after->len)) ||
+                    jw_raw(mb, "}");
+          rc = mrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
+                   : jappend_buf(jn, CVG_J_MUTATION, d->name, it->key, it->key_len, mb, &p->seq,
+                                 err);
+          if (rc || dec.manual)
+            continue;
+          /* the conditional write */
+          cvg_buf *vb = &bufs[np];
+          cvg_buf_reset(vb);
+          if (!del && cvg_buf_append(vb, after->data, after->len)) {
+            rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+            break;
+          }
+          p->replica = ri;
+          p->item = k;
+          p->m.key = it->key;
+          p->m.key_len = it->key_len;
+          p->m.op = del ? CVG_MUT_DELETE : CVG_MUT_UPSERT;
+          p->m.expect_present = tc->state != CVG_ABSENT;
+          p->m.expect_tombstone = tc->state == CVG_TOMBSTONED;
+          p->m.expect_version = tc->ver;
+          p->m.expect_version_len = tc->ver_len;
+          p->m.expect_fp = tc->fp;
+          p->m.cols = all;
+          p->m.n_cols = n_all;
+          p->m.values = vb->data;
+          p->m.values_len = vb->len;
+          np++;
+        }
         free(ks);
         json_decref(kj);
-        continue;
       }
-      /* the winner's whole row */
-      cvg_buf *after = &bufs[batch * d->n_replicas];
-      cvg_buf_reset(after);
-      int found = 0;
-      if (!dec.delete_all && (rc = cvg_store_fetch(rp.st[dec.winner], &spec, it->key, it->key_len,
-                                                   all, n_all, after, &found, err)))
+      if (!o->execute)
+        continue;
+      for (size_t r = 0; r < d->n_replicas; r++) {
+        int trc = cvg_store_read_txn(rp.st[r], 0, rc ? NULL : err);
+        if (!rc)
+          rc = trc;
+      }
+      /* the decisions and mutations are durable before anything is written */
+      if (rc || (rc = jcommit(jn, err))) {
+        cvg_journal_rollback(jn);
         break;
-      /* the decision: sorted keys, as every record */
-      cvg_buf *jb = &jbuf;
-      cvg_buf_reset(jb);
-      int wrc = jw_raw(jb, "{\"class\":") || jw_str(jb, cvg_class_name(it->cls));
-      if (!wrc && k == b0) /* the first decision of a batch carries the batch's columns */
-        wrc = jw_raw(jb, ",\"columns\":") || jw_raw(jb, colss);
-      wrc = wrc || jw_raw(jb, ",\"copies\":{");
-      for (size_t i = 0; !wrc && i < d->n_replicas; i++)
-        wrc = (i ? jw_raw(jb, ",") : 0) || jw_str(jb, names[i]) || jw_raw(jb, ":") ||
-              jw_state(jb, &it->c[i]);
-      char shard[32];
-      snprintf(shard, sizeof shard, ",\"shard\":%u", it->shard);
-      wrc = wrc || jw_raw(jb, "},\"key\":") || jw_raw(jb, ks ? ks : "null") ||
-            jw_raw(jb, ",\"policy\":") || jw_str(jb, cvg_policy_names[d->policy]) ||
-            jw_raw(jb, ",\"rationale\":") || jw_str(jb, dec.rationale) || jw_raw(jb, shard);
-      if (!wrc && k == b0)
-        wrc = jw_raw(jb, ",\"spec\":") || jw_raw(jb, specs);
-      wrc = wrc || jw_raw(jb, ",\"status\":") ||
-            jw_str(jb, dec.manual ? "awaiting_approval" : "planned") ||
-            jw_raw(jb, ",\"winner\":") || jw_str(jb, names[dec.winner]) || jw_raw(jb, "}");
-      int64_t dseq = 0;
-      rc = wrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
-               : jappend_buf(jn, CVG_J_DECISION, d->name, it->key, it->key_len, jb, &dseq, err);
-      for (size_t t = 0; rc == CVG_OK && t < nt; t++) {
-        int ri = targets[t];
-        const icopy *tc = &it->c[ri];
-        cvg_buf_reset(&before);
-        int bfound = 0;
-        if (tc->state != CVG_ABSENT && (rc = cvg_store_fetch(rp.st[ri], &spec, it->key, it->key_len,
-                                                             all, n_all, &before, &bfound, err)))
-          break;
-        int del = dec.delete_all || wc->state == CVG_ABSENT || !found;
-        /* values and before-image as exact encoded tuples (hex) in the decision's columns;
-         * `converge audit` shows them decoded */
-        planned *p = &pl[np];
-        memset(p, 0, sizeof *p);
-        cvg_buf *mb = &jbuf;
-        cvg_buf_reset(mb);
-        char dnum[48];
-        snprintf(dnum, sizeof dnum, ",\"decision\":%lld,\"expect\":", (long long)dseq);
-        int mrc = jw_raw(mb, "{\"before_values\":") ||
-                  (bfound ? jw_hex(mb, before.data, before.len) : jw_raw(mb, "null")) ||
-                  jw_raw(mb, dnum) || jw_state(mb, tc) || jw_raw(mb, ",\"op\":") ||
-                  jw_str(mb, del ? "delete" : "upsert") || jw_raw(mb, ",\"replica\":") ||
-                  jw_str(mb, names[ri]) || jw_raw(mb, ",\"target\":") || jw_state(mb, wc) ||
-                  jw_raw(mb, ",\"values\":") ||
-                  (del ? jw_raw(mb, "null") : jw_hex(mb, after->data, after->len)) ||
-                  jw_raw(mb, "}");
-        rc = mrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
-                 : jappend_buf(jn, CVG_J_MUTATION, d->name, it->key, it->key_len, mb, &p->seq, err);
-        if (rc || dec.manual)
-          continue;
-        /* the conditional write */
-        cvg_buf *vb = &bufs[np];
-        cvg_buf_reset(vb);
-        if (!del && cvg_buf_append(vb, after->data, after->len)) {
-          rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
-          break;
-        }
-        p->replica = ri;
-        p->item = k;
-        p->m.key = it->key;
-        p->m.key_len = it->key_len;
-        p->m.op = del ? CVG_MUT_DELETE : CVG_MUT_UPSERT;
-        p->m.expect_present = tc->state != CVG_ABSENT;
-        p->m.expect_tombstone = tc->state == CVG_TOMBSTONED;
-        p->m.expect_version = tc->ver;
-        p->m.expect_version_len = tc->ver_len;
-        p->m.expect_fp = tc->fp;
-        p->m.cols = all;
-        p->m.n_cols = n_all;
-        p->m.values = vb->data;
-        p->m.values_len = vb->len;
-        np++;
       }
-      free(ks);
-      json_decref(kj);
+      /* apply, one transaction per replica */
+      for (size_t r = 0; r < d->n_replicas && rc == CVG_OK; r++) {
+        size_t ng = 0;
+        for (size_t i = 0; i < np; i++)
+          if (pl[i].replica == (int)r)
+            grp[ng++] = pl[i].m;
+        if (!ng)
+          continue;
+        cvg_error aerr;
+        cvg_error_clear(&aerr);
+        cvg_store_apply(rp.st[r], &spec, grp, ng, &aerr); /* failures are per mutation */
+        for (size_t g = 0; g < ng; g++)
+          if (grp[g].result == CVG_MUT_PENDING) {
+            grp[g].result = CVG_MUT_FAILED;
+            snprintf(grp[g].reason, sizeof grp[g].reason, "%.190s", aerr.msg);
+          }
+        for (size_t i = 0, g = 0; i < np; i++)
+          if (pl[i].replica == (int)r)
+            pl[i].m = grp[g++];
+      }
+      /* the batch's outcomes, as one record: they were applied by the same transactions */
+      if ((rc = cvg_journal_begin(jn, err)))
+        break;
+      json_t *outs = json_array();
+      for (size_t i = 0; outs && i < np; i++) {
+        planned *p = &pl[i];
+        stats->applied += p->m.result == CVG_MUT_APPLIED;
+        stats->skipped += p->m.result == CVG_MUT_SKIPPED;
+        stats->failed += p->m.result == CVG_MUT_FAILED;
+        json_array_append_new(outs,
+                              json_pack("{s:I, s:s, s:s}", "mutation", (json_int_t)p->seq, "result",
+                                        result_name(p->m.result), "reason", p->m.reason));
+        if (p->m.result != CVG_MUT_APPLIED && (o->verbose || p->m.result == CVG_MUT_FAILED))
+          say(o, "  %s on %s: %s", result_name(p->m.result), names[p->replica], p->m.reason);
+      }
+      if (!outs) {
+        rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+        cvg_journal_rollback(jn);
+        break;
+      }
+      if (np)
+        rc = jappend(jn, CVG_J_OUTCOME, d->name, NULL, 0, json_pack("{s:o}", "outcomes", outs),
+                     NULL, err);
+      else
+        json_decref(outs);
+      if (rc || (rc = jcommit(jn, err))) {
+        cvg_journal_rollback(jn);
+        break;
+      }
+      if (token_wait(rate, &t0, &paced, np, o->cancel)) {
+        stopped = 1;
+        break;
+      }
     }
-    if (!o->execute)
-      continue;
-    for (size_t r = 0; r < d->n_replicas; r++) {
-      int trc = cvg_store_read_txn(rp.st[r], 0, rc ? NULL : err);
-      if (!rc)
-        rc = trc;
+    /* staged: the stage must have converged before the next one starts */
+    if (d->repair_staged && o->execute && rc == CVG_OK && !stopped && !stats->awaiting) {
+      size_t left = 0;
+      rc = still_divergent(&rp, d, &spec, &col, lo, hi, &left, err);
+      if (!rc && left > stats->skipped) {
+        say(o,
+            "stage %zu did not converge: %zu key(s) still differ; the later stages are not "
+            "run",
+            stage, left);
+        stats->stopped_stage = stage;
+        stopped = 1;
+      } else if (!rc) {
+        say(o, "stage %zu converged", stage);
+      }
     }
-    /* the decisions and mutations are durable before anything is written */
-    if (rc || (rc = jcommit(jn, err))) {
-      cvg_journal_rollback(jn);
-      break;
-    }
-    /* apply, one transaction per replica */
-    for (size_t r = 0; r < d->n_replicas && rc == CVG_OK; r++) {
-      size_t ng = 0;
-      for (size_t i = 0; i < np; i++)
-        if (pl[i].replica == (int)r)
-          grp[ng++] = pl[i].m;
-      if (!ng)
-        continue;
-      cvg_error aerr;
-      cvg_error_clear(&aerr);
-      cvg_store_apply(rp.st[r], &spec, grp, ng, &aerr); /* failures are per mutation */
-      for (size_t g = 0; g < ng; g++)
-        if (grp[g].result == CVG_MUT_PENDING) {
-          grp[g].result = CVG_MUT_FAILED;
-          snprintf(grp[g].reason, sizeof grp[g].reason, "%.190s", aerr.msg);
-        }
-      for (size_t i = 0, g = 0; i < np; i++)
-        if (pl[i].replica == (int)r)
-          pl[i].m = grp[g++];
-    }
-    /* the batch's outcomes, as one record: they were applied by the same transactions */
-    if ((rc = cvg_journal_begin(jn, err)))
-      break;
-    json_t *outs = json_array();
-    for (size_t i = 0; outs && i < np; i++) {
-      planned *p = &pl[i];
-      stats->applied += p->m.result == CVG_MUT_APPLIED;
-      stats->skipped += p->m.result == CVG_MUT_SKIPPED;
-      stats->failed += p->m.result == CVG_MUT_FAILED;
-      json_array_append_new(outs,
-                            json_pack("{s:I, s:s, s:s}", "mutation", (json_int_t)p->seq, "result",
-                                      result_name(p->m.result), "reason", p->m.reason));
-      if (p->m.result != CVG_MUT_APPLIED && (o->verbose || p->m.result == CVG_MUT_FAILED))
-        say(o, "  %s on %s: %s", result_name(p->m.result), names[p->replica], p->m.reason);
-    }
-    if (!outs) {
-      rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
-      cvg_journal_rollback(jn);
-      break;
-    }
-    if (np)
-      rc = jappend(jn, CVG_J_OUTCOME, d->name, NULL, 0, json_pack("{s:o}", "outcomes", outs), NULL,
-                   err);
-    else
-      json_decref(outs);
-    if (rc || (rc = jcommit(jn, err))) {
-      cvg_journal_rollback(jn);
-      break;
-    }
-    if (token_wait(rate, &t0, &paced, np, o->cancel))
-      break;
+    lo = hi;
+    stage_shards *= 2;
   }
   json_decref(specj);
   json_decref(colsj);
