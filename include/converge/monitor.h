@@ -56,6 +56,10 @@ int cvg_monitor_divergences_json(cvg_monitor *m, const char *dataset, long shard
                                  const char *state, size_t limit, cvg_buf *out);
 /* Current alerts (all, or the one with that fingerprint) as JSON, for /api/v1/alerts. */
 int cvg_monitor_alerts_json(cvg_monitor *m, const char *fingerprint, cvg_buf *out);
+/* Conflict hotspots per dataset (all, or the one named): confirmed conflicts per shard since
+ * the start, and the keys confirmed as conflicts most often (a bounded top-k). CVG_ENOENT when
+ * dataset names none. */
+int cvg_monitor_hotspots_json(cvg_monitor *m, const char *dataset, cvg_buf *out);
 /* The catalog the monitor runs (BORROWED). */
 const cvg_catalog *cvg_monitor_catalog(const cvg_monitor *m);
 /* 1 when the scheduler is running and has made progress in the last few seconds. */

@@ -171,6 +171,17 @@ typedef struct trace {
 
 #define OUTCOMES 8192 /* canary outcomes kept for SLO burn rates */
 
+/* Conflict hotspots: the keys confirmed as conflicts most often, kept by the Space-Saving
+ * algorithm (Metwally et al.): HOT_K counters; a new key replaces the smallest and inherits its
+ * count as its possible overestimate (error). */
+#define HOT_K 32
+#define HOT_KEY_MAX 256
+typedef struct hot {
+  unsigned char key[HOT_KEY_MAX];
+  size_t key_len;
+  uint64_t count, error;
+} hot;
+
 typedef struct dset {
   struct cvg_monitor *m;
   const cvg_cat_dataset *cfg; /* BORROWED */
@@ -202,6 +213,9 @@ typedef struct dset {
   cvg_episode synced; /* the episode as last saved (evaluation thread only) */
   int synced_active;
   double first_full_wall; /* end of the first full sweep since the start; 0 none yet */
+  hot hot[HOT_K];         /* conflict hotspots */
+  size_t n_hot;
+  uint64_t *conflicts; /* OWNED; confirmed conflicts per shard, since the start */
   /* automatic repair (auto_repair) */
   uint64_t rep_runs, rep_applied, rep_skipped, rep_failed, rep_errors;
   uint64_t rep_last_failed; /* mutations that failed in the last run */
@@ -395,6 +409,29 @@ static cvg_fp contribution(const unsigned char *key, size_t key_len, const cvg_c
 }
 
 /* How long a divergence on these replicas must persist before it is confirmed. */
+/* Counts one more confirmed conflict of key (ds->mu held). */
+static void hot_add(dset *ds, const unsigned char *key, size_t key_len, uint32_t shard) {
+  if (ds->conflicts && shard < ds->cfg->shards)
+    ds->conflicts[shard]++;
+  if (key_len > HOT_KEY_MAX)
+    return;
+  size_t min = 0;
+  for (size_t i = 0; i < ds->n_hot; i++) {
+    if (ds->hot[i].key_len == key_len && !memcmp(ds->hot[i].key, key, key_len)) {
+      ds->hot[i].count++;
+      return;
+    }
+    if (ds->hot[i].count < ds->hot[min].count)
+      min = i;
+  }
+  hot *h = ds->n_hot < HOT_K ? &ds->hot[ds->n_hot++] : &ds->hot[min];
+  uint64_t base = h == &ds->hot[min] && ds->n_hot == HOT_K ? h->count : 0;
+  memcpy(h->key, key, key_len);
+  h->key_len = key_len;
+  h->error = base;
+  h->count = base + 1;
+}
+
 /* The largest lag among the non-authority replicas that are up (NAN if none is known). */
 static double worst_lag(const dset *ds) {
   double w = NAN;
@@ -531,6 +568,8 @@ static void record_key(dset *ds, const unsigned char *key, size_t key_len, cvg_c
   if (!nt->confirmed && now - nt->first_seen > wait && t) {
     nt->confirmed = 1;
     nt->confirmed_at = now;
+    if (cls == CVG_CLASS_CONFLICT)
+      hot_add(ds, key, key_len, shard);
     if (ds->tr.active && ds->tr.confirmed_at == 0) {
       ds->tr.confirmed_at = now;
       ds->tr.lag_confirmed = worst_lag(ds);
@@ -1582,6 +1621,7 @@ static void job_inv(cvg_monitor *m, job *j) {
 /* ---- alerts: what the engine reads ---- */
 
 static json_t *tracked_json(const dset *ds, const tracked *t);
+static json_t *key_json(const dset *ds, const unsigned char *key, size_t key_len);
 
 /* A summary of the tracked keys (ds->mu held). */
 typedef struct div_summary {
@@ -2301,8 +2341,9 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
     pthread_mutex_init(&ds->sweep_mu, NULL);
     ds->reps = calloc(ds->n, sizeof *ds->reps);
     ds->out_t = calloc(OUTCOMES, sizeof *ds->out_t);
+    ds->conflicts = calloc(c->shards, sizeof *ds->conflicts);
     ds->out_good = calloc(OUTCOMES, 1);
-    if (!ds->reps || !ds->out_t || !ds->out_good)
+    if (!ds->reps || !ds->out_t || !ds->out_good || !ds->conflicts)
       goto oom;
     for (size_t r = 0; r < ds->n; r++) {
       rep *rp = &ds->reps[r];
@@ -2450,6 +2491,7 @@ void cvg_monitor_free(cvg_monitor *m) {
     free(ds->reps);
     free(ds->out_t);
     free(ds->out_good);
+    free(ds->conflicts);
     tr_clear(ds);
     pthread_mutex_destroy(&ds->mu);
     pthread_mutex_destroy(&ds->sweep_mu);
@@ -2493,6 +2535,55 @@ int cvg_monitor_full_sweep(cvg_monitor *m, size_t ds_idx, cvg_error *err) {
   pthread_mutex_unlock(&ds->sweep_mu);
   for (size_t i = 0; i < ds->n; i++)
     cvg_store_close(sts[i]);
+  return rc;
+}
+
+int cvg_monitor_hotspots_json(cvg_monitor *m, const char *dataset, cvg_buf *out) {
+  json_t *arr = json_array();
+  int found = 0;
+  for (size_t i = 0; arr && i < m->n_ds; i++) {
+    dset *ds = &m->ds[i];
+    if (dataset && strcmp(dataset, ds->cfg->name) != 0)
+      continue;
+    found = 1;
+    json_t *shards = json_object(), *top = json_array();
+    pthread_mutex_lock(&ds->mu);
+    for (uint32_t sh = 0; shards && sh < ds->cfg->shards; sh++)
+      if (ds->conflicts[sh]) {
+        char k[16];
+        snprintf(k, sizeof k, "%u", sh);
+        json_object_set_new(shards, k, json_integer((json_int_t)ds->conflicts[sh]));
+      }
+    size_t order[HOT_K];
+    for (size_t h = 0; h < ds->n_hot; h++)
+      order[h] = h;
+    for (size_t a = 1; a < ds->n_hot; a++) /* by count, descending */
+      for (size_t b = a; b > 0 && ds->hot[order[b]].count > ds->hot[order[b - 1]].count; b--) {
+        size_t t = order[b];
+        order[b] = order[b - 1];
+        order[b - 1] = t;
+      }
+    for (size_t h = 0; top && h < ds->n_hot; h++) {
+      const hot *e = &ds->hot[order[h]];
+      json_array_append_new(
+          top, json_pack("{s:o, s:I, s:I, s:I}", "key", key_json(ds, e->key, e->key_len), "shard",
+                         (json_int_t)cvg_shard_of(e->key, e->key_len, ds->cfg->shards), "conflicts",
+                         (json_int_t)e->count, "overestimate_at_most", (json_int_t)e->error));
+    }
+    pthread_mutex_unlock(&ds->mu);
+    json_array_append_new(arr, json_pack("{s:s, s:o, s:o}", "dataset", ds->cfg->name,
+                                         "conflicts_by_shard", shards ? shards : json_object(),
+                                         "top_conflicting_keys", top ? top : json_array()));
+  }
+  if (!found) {
+    json_decref(arr);
+    return CVG_ENOENT;
+  }
+  json_t *root = json_pack("{s:o}", "hotspots", arr ? arr : json_array());
+  char *txt = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
+  int rc = txt ? cvg_buf_append(out, txt, strlen(txt)) : CVG_ENOMEM;
+  free(txt);
+  json_decref(root);
   return rc;
 }
 
@@ -2894,6 +2985,19 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
   emit_per_dataset(&o, m, "converge_repair_stalled_runs", "gauge",
                    "Consecutive repair runs that applied nothing while keys were waiting.",
                    v_rep_stalled);
+  head(&o, "converge_conflicts_confirmed_total", "counter",
+       "Keys confirmed as conflicts, per shard, since converge watch started (conflict "
+       "hotspots: rate() shows where the data model invites conflicts; /api/v1/hotspots "
+       "names the keys).");
+  for (size_t i = 0; i < m->n_ds; i++) {
+    dset *ds = &m->ds[i];
+    pthread_mutex_lock(&ds->mu);
+    for (uint32_t sh = 0; sh < ds->cfg->shards; sh++)
+      if (ds->conflicts[sh])
+        emit(&o, "converge_conflicts_confirmed_total{dataset=\"%s\",shard=\"%u\"} %llu\n",
+             esc(e1, sizeof e1, ds->cfg->name), sh, (unsigned long long)ds->conflicts[sh]);
+    pthread_mutex_unlock(&ds->mu);
+  }
   emit_per_dataset(&o, m, "converge_repair_last_success_timestamp_seconds", "gauge",
                    "When a repair run last applied everything it planned.", v_rep_last_ok);
   head(&o, "converge_invariant_ok", "gauge",

@@ -81,16 +81,19 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, unsigned code, cons
   return ret;
 }
 
-static const char index_text[] = "converge watch\n"
-                                 "  /metrics              Prometheus metrics\n"
-                                 "  /api/v1/status        state of every dataset (JSON)\n"
-                                 "  /api/v1/divergences   divergent keys: "
-                                 "?dataset=&shard=&class=&state=&limit=\n"
-                                 "  /api/v1/alerts        current alerts: ?fingerprint=\n"
-                                 "  /api/v1/events        change events: GET ?since=&dataset=, "
-                                 "POST {kind, text, dataset, time} (bearer token)\n"
-                                 "  /runbooks/NAME        the runbook of a built-in alert\n"
-                                 "  /healthz              liveness\n";
+static const char index_text[] =
+    "converge watch\n"
+    "  /metrics              Prometheus metrics\n"
+    "  /api/v1/status        state of every dataset (JSON)\n"
+    "  /api/v1/divergences   divergent keys: "
+    "?dataset=&shard=&class=&state=&limit=\n"
+    "  /api/v1/alerts        current alerts: ?fingerprint=\n"
+    "  /api/v1/events        change events: GET ?since=&dataset=, "
+    "POST {kind, text, dataset, time} (bearer token)\n"
+    "  /api/v1/hotspots      conflicts per shard, most conflicting keys: "
+    "?dataset=\n"
+    "  /runbooks/NAME        the runbook of a built-in alert\n"
+    "  /healthz              liveness\n";
 
 static int parse_ulong(const char *s, unsigned long max, unsigned long *out) {
   if (!s || !*s)
@@ -331,7 +334,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                 ok ? "ok\n" : "unavailable\n", ok ? 3 : 12);
   } else if (strcmp(url, "/metrics") != 0 && strcmp(url, "/api/v1/status") != 0 &&
              strcmp(url, "/api/v1/divergences") != 0 && strcmp(url, "/api/v1/alerts") != 0 &&
-             strcmp(url, "/api/v1/events") != 0) {
+             strcmp(url, "/api/v1/events") != 0 && strcmp(url, "/api/v1/hotspots") != 0) {
     ret = reply_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint; see /");
   } else if (!m) {
     ret = reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the monitor is (re)starting");
@@ -350,6 +353,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
              : reply(c, MHD_HTTP_OK, "application/json", b.data, b.len);
   } else if (strcmp(url, "/api/v1/events") == 0) {
     ret = get_events(c, m);
+  } else if (strcmp(url, "/api/v1/hotspots") == 0) {
+    const char *ds = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "dataset");
+    int rc = cvg_monitor_hotspots_json(m, ds && *ds ? ds : NULL, &b);
+    ret = rc == CVG_ENOENT ? reply_error(c, MHD_HTTP_NOT_FOUND, "no dataset of that name")
+          : rc             ? reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, cvg_strerror(rc))
+                           : reply(c, MHD_HTTP_OK, "application/json", b.data, b.len);
   } else {
     ret = divergences(c, m, &b);
   }
