@@ -13,6 +13,8 @@
 #include <jansson.h>
 
 #include <getopt.h>
+#include <time.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,27 @@ static void print_line(void *ctx, const char *line) {
   (void)ctx;
   printf("%s\n", line);
   fflush(stdout);
+}
+
+/* A progress bar on a terminal (standard error), redrawn after each batch. */
+static void progress(void *ctx, size_t done, size_t total, const cvg_repair_stats *s) {
+  (void)ctx;
+  static double t0;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+  if (t0 == 0)
+    t0 = now;
+  char bar[41];
+  size_t fill = total ? done * 40 / total : 40;
+  for (size_t i = 0; i < 40; i++)
+    bar[i] = i < fill ? '#' : '.';
+  bar[40] = '\0';
+  fprintf(stderr, "\r[%s] %zu/%zu keys, %llu applied, %llu skipped, %llu failed, %.0f rows/s%s",
+          bar, done, total, (unsigned long long)s->applied, (unsigned long long)s->skipped,
+          (unsigned long long)s->failed, now > t0 ? (double)s->applied / (now - t0) : 0.0,
+          done == total ? "\n" : "");
+  fflush(stderr);
 }
 
 static void summary(const cvg_repair_stats *s, int execute) {
@@ -327,6 +350,8 @@ int cmd_repair(int argc, char **argv) {
     o.batch = (size_t)batch;
     o.verbose = verbose;
     o.ignore_window = ignore_window;
+    if (execute && isatty(2))
+      o.progress = progress;
     o.print = print_line;
     o.cancel = &stop_flag;
     rc = cvg_repair_run(&o, &st, &err);

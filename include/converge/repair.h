@@ -83,6 +83,8 @@ typedef struct cvg_repair_opts {
   const size_t *key_lens;
   size_t n_keys;
   int ignore_window; /* 1: run even outside the dataset's repair window */
+  /* Called after each batch with keys done and total (progress bars); may be NULL. */
+  void (*progress)(void *ctx, size_t done, size_t total, const cvg_repair_stats *stats);
 } cvg_repair_opts;
 
 /* Compares the dataset's replicas now and repairs what differs per its policy. */

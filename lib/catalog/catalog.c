@@ -1212,8 +1212,13 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
                   "policy 'merge' (per-column merge rules) is not available yet");
   }
   if ((v = get(&ks, "repair"))) {
-    static const char *const rkeys[] = {"rows_per_second", "batch",  "interval",
-                                        "staged",          "window", NULL};
+    static const char *const rkeys[] = {"rows_per_second",
+                                        "replica_rows_per_second",
+                                        "batch",
+                                        "interval",
+                                        "staged",
+                                        "window",
+                                        NULL};
     keyset rk;
     yaml_node_t *w;
     int64_t x;
@@ -1227,6 +1232,9 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
         return rc;
       d->repair_batch = (int)x;
     }
+    if ((w = get(&rk, "replica_rows_per_second")) &&
+        (rc = want_double(p, w, "replica_rows_per_second", 0, 1e9, &d->repair_replica_rate)))
+      return rc;
     if ((w = get(&rk, "staged")) && (rc = want_bool(p, w, "staged", &d->repair_staged)))
       return rc;
     if ((w = get(&rk, "window"))) {

@@ -914,8 +914,8 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   }
   size_t batch = o->batch ? o->batch : (d->repair_batch > 0 ? (size_t)d->repair_batch : 500);
   double rate = o->rows_per_sec > 0 ? o->rows_per_sec : d->repair_rate;
-  double t0 = now_wall();
-  uint64_t paced = 0;
+  double t0 = now_wall(), t0r = t0;
+  uint64_t paced = 0, paced_r = 0;
   planned *pl = calloc(batch * d->n_replicas + 1, sizeof *pl);
   cvg_buf *bufs = calloc(batch * d->n_replicas + 1, sizeof *bufs);
   cvg_mutation *grp = calloc(batch * d->n_replicas + 1, sizeof *grp);
@@ -1171,6 +1171,18 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
         json_decref(outs);
       if (rc || (rc = jcommit(jn, err))) {
         cvg_journal_rollback(jn);
+        break;
+      }
+      if (o->progress)
+        o->progress(o->print_ctx, b1, col.n, stats);
+      /* per-replica limit: the busiest replica of the batch sets the pace */
+      size_t most = 0, per[CVG_DIFF_MAX_REPLICAS] = {0};
+      for (size_t i = 0; i < np; i++)
+        if (++per[pl[i].replica] > most)
+          most = per[pl[i].replica];
+      if (d->repair_replica_rate > 0 &&
+          token_wait(d->repair_replica_rate, &t0r, &paced_r, most, o->cancel)) {
+        stopped = 1;
         break;
       }
       if (token_wait(rate, &t0, &paced, np, o->cancel)) {
