@@ -182,6 +182,9 @@ typedef struct cvg_cat_dataset {
   int repair_batch;   /* repair.batch: keys per journal group and transaction; default 500 */
   int auto_repair;    /* 1: converge watch repairs confirmed divergences per the policy */
   int repair_staged;  /* repair.staged: one shard first, verified, then 2, 4, 8... shards */
+  char **merge_cols, **merge_rules; /* OWNED; policy merge: column -> max|min|union|lww|
+                                       prefer:REPLICA */
+  size_t n_merge;
   double repair_replica_rate; /* repair.replica_rows_per_second: writes per replica; 0 none */
   int repair_window_start, repair_window_end; /* repair.window (UTC minutes); -1 none */
   double repair_interval; /* repair.interval: seconds between automatic repairs; default 10 */

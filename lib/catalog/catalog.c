@@ -1138,7 +1138,7 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
   static const char *const keys[] = {
       "name",   "key",   "columns", "exclude",         "version",     "tombstone", "origin",
       "shards", "owner", "team",    "payload_samples", "replicas",    "probes",    "invariants",
-      "rules",  "slo",   "policy",  "repair",          "auto_repair", NULL};
+      "rules",  "slo",   "policy",  "repair",          "auto_repair", "merge",     NULL};
   keyset ks;
   int rc = collect(p, n, "a dataset", keys, &ks);
   yaml_node_t *v;
@@ -1207,9 +1207,6 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
     static const char *const policies[] = {"none", "lww", "authority", "manual", "merge", NULL};
     if (one_of(p, v, "policy", policies, &d->policy))
       return CVG_ECONFIG;
-    if (d->policy == 4)
-      return fail(p, v, "use lww, authority or manual for now",
-                  "policy 'merge' (per-column merge rules) is not available yet");
   }
   if ((v = get(&ks, "repair"))) {
     static const char *const rkeys[] = {"rows_per_second",
@@ -1289,6 +1286,36 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
   if (nr < 2)
     return fail(p, v, "a dataset is compared across two replicas or more",
                 "dataset '%s' has %zu replica(s); it needs at least 2", d->name, nr);
+  if ((v = get(&ks, "merge"))) {
+    if (d->policy != 4)
+      return fail(p, v, "add policy: merge", "'merge' rules apply only to policy: merge");
+    if ((rc = want_map(p, v, "merge", 0, &d->merge_cols, &d->merge_rules, &d->n_merge)))
+      return rc;
+    for (size_t i = 0; i < d->n_merge; i++) {
+      const char *r = d->merge_rules[i];
+      int ok = !strcmp(r, "max") || !strcmp(r, "min") || !strcmp(r, "union") || !strcmp(r, "lww");
+      if (!ok && !strncmp(r, "prefer:", 7)) {
+        for (size_t k = 0; k < nr && !ok; k++)
+          ok = !strcmp(d->replicas[k].name, r + 7);
+        if (!ok)
+          return fail(p, v, "prefer:NAME names one of the dataset's replicas",
+                      "merge rule of '%s' prefers '%s', which is not a replica of '%s'",
+                      d->merge_cols[i], r + 7, d->name);
+      }
+      if (!ok)
+        return fail(p, v, "write max, min, union (of comma-separated sets), lww or prefer:REPLICA",
+                    "merge rule '%s' of column '%s' is unknown", r, d->merge_cols[i]);
+      if (d->version && !strcmp(d->merge_cols[i], d->version))
+        return fail(p, v, "the version column always takes the highest version",
+                    "the version column '%s' cannot have a merge rule", d->version);
+    }
+  }
+  if (d->policy == 4 && !d->n_merge)
+    return fail(p, get(&ks, "policy"), "add merge: {column: max|min|union|prefer:REPLICA}",
+                "policy 'merge' needs merge rules in dataset '%s'", d->name);
+  if (d->policy == 4 && !d->version)
+    return fail(p, get(&ks, "policy"), "add version: COLUMN",
+                "policy 'merge' needs a 'version' column in dataset '%s'", d->name);
   if ((d->policy == 1 || d->policy == 3) && !d->version)
     return fail(p, get(&ks, "policy"), "add version: COLUMN, or use policy: authority",
                 "policy '%s' compares versions, but dataset '%s' has no 'version' column",
@@ -1331,6 +1358,8 @@ static void dataset_free(cvg_cat_dataset *d) {
   for (size_t i = 0; d->rules && i < d->n_rules; i++)
     cvg_cat_rule_free(&d->rules[i]);
   free(d->rules);
+  free_list(d->merge_cols, d->n_merge);
+  free_list(d->merge_rules, d->n_merge);
 }
 
 void cvg_catalog_free(cvg_catalog *cat) {

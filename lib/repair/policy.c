@@ -18,10 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const cvg_policy_names[] = {"none", "lww", "authority", "manual"};
+const char *const cvg_policy_names[] = {"none", "lww", "authority", "manual", "merge"};
 
 int cvg_policy_parse(const char *name) {
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 5; i++)
     if (strcmp(name, cvg_policy_names[i]) == 0)
       return i;
   return -1;
@@ -101,6 +101,7 @@ int cvg_decide(cvg_policy p, const cvg_copy *copies, size_t n, const char *const
     return cvg_error_set(err, CVG_EINVAL, "repair", "a decision needs two copies or more");
   switch (p) {
   case CVG_POLICY_LWW:
+  case CVG_POLICY_MERGE: /* the lww winner is the base the per-column rules start from */
   case CVG_POLICY_MANUAL:
     for (size_t i = 0; i < n; i++)
       if (copies[i].state != CVG_ABSENT && !copies[i].version_len)

@@ -372,11 +372,11 @@ typedef struct reps {
   cvg_store *st[CVG_DIFF_MAX_REPLICAS];
 } reps;
 
-static int reps_open(reps *r, const cvg_cat_dataset *d, cvg_error *err) {
+static int reps_open_flags(reps *r, const cvg_cat_dataset *d, unsigned flags, cvg_error *err) {
   memset(r, 0, sizeof *r);
   r->d = d;
   for (size_t i = 0; i < d->n_replicas && i < CVG_DIFF_MAX_REPLICAS; i++) {
-    int rc = cvg_store_open(&r->st[i], d->replicas[i].url, 0, err);
+    int rc = cvg_store_open(&r->st[i], d->replicas[i].url, flags, err);
     if (rc) {
       if (err) /* never show the expanded URL: it may hold a password */
         snprintf(err->input, sizeof err->input, "%s", d->replicas[i].url_display);
@@ -384,6 +384,188 @@ static int reps_open(reps *r, const cvg_cat_dataset *d, cvg_error *err) {
     }
   }
   return CVG_OK;
+}
+
+static int reps_open(reps *r, const cvg_cat_dataset *d, cvg_error *err) {
+  return reps_open_flags(r, d, 0, err);
+}
+
+static int replica_index(const cvg_cat_dataset *d, const char *name);
+
+/* ---- the merge policy: per-column rules over the lww winner's row ---- */
+
+/* Order of two values: NULL first, numbers by value, then text, then blobs (by bytes). */
+static int value_cmp(const cvg_value *a, const cvg_value *b) {
+  int ra = a->type == CVG_NULL                               ? 0
+           : (a->type == CVG_INTEGER || a->type == CVG_REAL) ? 1
+           : a->type == CVG_TEXT                             ? 2
+                                                             : 3;
+  int rb = b->type == CVG_NULL                               ? 0
+           : (b->type == CVG_INTEGER || b->type == CVG_REAL) ? 1
+           : b->type == CVG_TEXT                             ? 2
+                                                             : 3;
+  if (ra != rb)
+    return ra < rb ? -1 : 1;
+  if (ra == 1) {
+    double x = a->type == CVG_INTEGER ? (double)a->u.i : a->u.r;
+    double y = b->type == CVG_INTEGER ? (double)b->u.i : b->u.r;
+    if (a->type == CVG_INTEGER && b->type == CVG_INTEGER)
+      return (a->u.i > b->u.i) - (a->u.i < b->u.i);
+    return (x > y) - (x < y);
+  }
+  if (ra >= 2) {
+    size_t n = a->u.s.n < b->u.s.n ? a->u.s.n : b->u.s.n;
+    int c = memcmp(a->u.s.p, b->u.s.p, n);
+    return c ? (c > 0 ? 1 : -1) : (a->u.s.n > b->u.s.n) - (a->u.s.n < b->u.s.n);
+  }
+  return 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The union of comma-separated sets (trimmed, deduplicated, sorted) into out. */
+static int set_union(const cvg_value *const *v, size_t n, cvg_buf *out) {
+  char *toks[4096];
+  size_t nt = 0;
+  cvg_buf all;
+  cvg_buf_init(&all, 1u << 24);
+  int rc = 0;
+  for (size_t i = 0; !rc && i < n; i++)
+    if (v[i] && v[i]->type == CVG_TEXT)
+      rc = cvg_buf_append(&all, v[i]->u.s.p, v[i]->u.s.n) || cvg_buf_append(&all, ",", 1);
+  rc = rc || cvg_buf_append(&all, "", 1);
+  for (char *p = rc ? NULL : (char *)all.data, *save = NULL, *t; p || save; p = NULL) {
+    t = strtok_r(p, ",", &save);
+    if (!t)
+      break;
+    while (*t == ' ')
+      t++;
+    size_t l = strlen(t);
+    while (l && t[l - 1] == ' ')
+      t[--l] = '\0';
+    if (l && nt < 4096)
+      toks[nt++] = t;
+  }
+  qsort(toks, nt, sizeof *toks, cmp_str);
+  for (size_t i = 0, w = 0; !rc && i < nt; i++) {
+    if (i && !strcmp(toks[i], toks[i - 1]))
+      continue;
+    rc = (w++ ? cvg_buf_append(out, ",", 1) : 0) || cvg_buf_append(out, toks[i], strlen(toks[i]));
+  }
+  cvg_buf_release(&all);
+  return rc;
+}
+
+/*
+ * The merged row of a divergent key: the lww winner's row, with each merge rule's column taken
+ * over every live copy. out gets its encoded tuple (all columns), mc its state (fingerprint of the
+ * compared columns), why what was merged.
+ */
+static int merge_row(const cvg_cat_dataset *d, reps *rp, const cvg_scan_spec *spec, const item *it,
+                     int winner, const char **all, size_t n_all, cvg_buf *out, icopy *mc, char *why,
+                     size_t why_size, cvg_error *err) {
+  cvg_buf rows[CVG_DIFF_MAX_REPLICAS], scratch[CVG_DIFF_MAX_REPLICAS], uni, cmp;
+  cvg_value *vals[CVG_DIFF_MAX_REPLICAS] = {0};
+  cvg_value *m = calloc(n_all ? n_all : 1, sizeof *m);
+  size_t *uoff = calloc(n_all ? n_all : 1, sizeof *uoff); /* union columns: offset + 1 in uni */
+  int rc = m && uoff ? CVG_OK : cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+  cvg_buf_init(&uni, 1u << 24);
+  cvg_buf_init(&cmp, 64u << 20);
+  for (size_t r = 0; r < d->n_replicas; r++) {
+    cvg_buf_init(&rows[r], 64u << 20);
+    cvg_buf_init(&scratch[r], 64u << 20);
+  }
+  for (size_t r = 0; rc == CVG_OK && r < d->n_replicas; r++) {
+    if (it->c[r].state != CVG_LIVE)
+      continue;
+    int found = 0;
+    size_t nv = 0;
+    if ((rc = cvg_store_fetch(rp->st[r], spec, it->key, it->key_len, all, n_all, &rows[r], &found,
+                              err)))
+      break;
+    if (!found)
+      continue; /* deleted meanwhile: the conditional writes will notice */
+    if (!(vals[r] = calloc(n_all ? n_all : 1, sizeof *vals[r])))
+      rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+    else if (cvg_decode_tuple(rows[r].data, rows[r].len, vals[r], n_all, &nv, &scratch[r]) ||
+             nv != n_all)
+      rc = cvg_error_set(err, CVG_ECORRUPT, d->name, "cannot decode a row to merge");
+  }
+  if (rc == CVG_OK && !vals[winner])
+    rc = cvg_error_set(err, CVG_EINVAL, d->name, "the winning row vanished while merging");
+  size_t o = 0;
+  why[0] = '\0';
+  for (size_t c = 0; rc == CVG_OK && c < n_all; c++)
+    m[c] = vals[winner][c];
+  for (size_t k = 0; rc == CVG_OK && k < d->n_merge; k++) {
+    size_t c = 0;
+    while (c < n_all && strcmp(all[c], d->merge_cols[k]) != 0)
+      c++;
+    if (c == n_all) {
+      rc = cvg_error_set(err, CVG_ENOCOLUMN, d->name, "merge column '%s' is not in the table",
+                         d->merge_cols[k]);
+      break;
+    }
+    const char *rule = d->merge_rules[k];
+    if (!strcmp(rule, "max") || !strcmp(rule, "min")) {
+      int want = !strcmp(rule, "max") ? 1 : -1;
+      for (size_t r = 0; r < d->n_replicas; r++)
+        if (vals[r] && value_cmp(&vals[r][c], &m[c]) * want > 0)
+          m[c] = vals[r][c];
+    } else if (!strcmp(rule, "union")) {
+      const cvg_value *vs[CVG_DIFF_MAX_REPLICAS];
+      for (size_t r = 0; r < d->n_replicas; r++)
+        vs[r] = vals[r] ? &vals[r][c] : NULL;
+      size_t start = uni.len;
+      if (set_union(vs, d->n_replicas, &uni)) {
+        rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+        break;
+      }
+      m[c].type = CVG_TEXT;
+      m[c].u.s.n = uni.len - start;
+      uoff[c] = start + 1; /* the bytes are pointed at once uni stops growing */
+    } else if (!strncmp(rule, "prefer:", 7)) {
+      int ri = replica_index(d, rule + 7);
+      if (ri >= 0 && vals[ri])
+        m[c] = vals[ri][c];
+    }
+    o += (size_t)snprintf(why + o, o < why_size ? why_size - o : 0, "%s%s=%s", o ? ", " : "",
+                          all[c], rule);
+  }
+  /* uni may have moved while it grew: point the union columns at their bytes now */
+  for (size_t c = 0; rc == CVG_OK && c < n_all; c++)
+    if (uoff[c])
+      m[c].u.s.p = uni.data ? uni.data + uoff[c] - 1 : (const unsigned char *)"";
+  for (size_t c = 0; rc == CVG_OK && c < n_all; c++) {
+    rc = cvg_encode_value(out, &m[c]);
+    if (rc)
+      rc = cvg_error_set(err, rc, d->name, "cannot encode the merged row");
+  }
+  for (size_t i = 0; rc == CVG_OK && i < spec->n_cmp; i++) {
+    size_t c = 0;
+    while (c < n_all && strcmp(all[c], spec->cmp_cols[i]) != 0)
+      c++;
+    if (c < n_all && cvg_encode_value(&cmp, &m[c]))
+      rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+  }
+  if (rc == CVG_OK) {
+    mc->state = CVG_LIVE;
+    mc->fp = cvg_fingerprint(cmp.data ? (const void *)cmp.data : (const void *)"", cmp.len);
+    mc->ver = it->c[winner].ver;
+    mc->ver_len = it->c[winner].ver_len;
+  }
+  for (size_t r = 0; r < d->n_replicas; r++) {
+    free(vals[r]);
+    cvg_buf_release(&rows[r]);
+    cvg_buf_release(&scratch[r]);
+  }
+  free(m);
+  free(uoff);
+  cvg_buf_release(&uni);
+  cvg_buf_release(&cmp);
+  return rc;
 }
 
 static void reps_close(reps *r) {
@@ -829,6 +1011,12 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
       return rc;
     }
   }
+  /* a merge plan reads every copy's whole row, even in a dry run */
+  if (!o->execute && d->policy == CVG_POLICY_MERGE &&
+      (rc = reps_open_flags(&rp, d, CVG_STORE_READONLY, err))) {
+    reps_close(&rp);
+    return rc;
+  }
   /* compare now */
   cvg_diff_options dopt;
   memset(&dopt, 0, sizeof dopt);
@@ -902,7 +1090,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   memset(&desc, 0, sizeof desc);
   const char **all = NULL;
   size_t n_all = 0;
-  if (o->execute && col.n) {
+  if ((o->execute || d->policy == CVG_POLICY_MERGE) && col.n) {
     if ((rc = cvg_store_describe(rp.st[0], &desc, err)))
       goto out;
     if (!(all = calloc(desc.n_cols ? desc.n_cols : 1, sizeof *all))) {
@@ -996,8 +1184,22 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
         int targets[CVG_DIFF_MAX_REPLICAS];
         size_t nt = 0;
         const icopy *wc = &it->c[dec.winner];
+        /* merge: the winner's row with the merge rules' columns taken over every live copy */
+        icopy mc;
+        cvg_buf *merged = &bufs[batch * d->n_replicas];
+        int is_merge = d->policy == CVG_POLICY_MERGE && wc->state == CVG_LIVE && !dec.delete_all;
+        if (is_merge) {
+          char why[300];
+          cvg_buf_reset(merged);
+          if ((rc = merge_row(d, &rp, &spec, it, dec.winner, all, n_all, merged, &mc, why,
+                              sizeof why, err)))
+            break;
+          size_t rl = strlen(dec.rationale);
+          snprintf(dec.rationale + rl, sizeof dec.rationale - rl, "; merged %s", why);
+          wc = &mc;
+        }
         for (size_t i = 0; i < d->n_replicas; i++) {
-          if ((int)i == dec.winner)
+          if ((int)i == dec.winner && !is_merge) /* a merged row may differ from every copy */
             continue;
           const icopy *c = &it->c[i];
           int same = c->state == wc->state &&
@@ -1027,10 +1229,12 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
         }
         /* the winner's whole row */
         cvg_buf *after = &bufs[batch * d->n_replicas];
-        cvg_buf_reset(after);
-        int found = 0;
-        if (!dec.delete_all && (rc = cvg_store_fetch(rp.st[dec.winner], &spec, it->key, it->key_len,
-                                                     all, n_all, after, &found, err)))
+        int found = is_merge; /* merged: after already holds the merged row */
+        if (!is_merge)
+          cvg_buf_reset(after);
+        if (!is_merge && !dec.delete_all &&
+            (rc = cvg_store_fetch(rp.st[dec.winner], &spec, it->key, it->key_len, all, n_all, after,
+                                  &found, err)))
           break;
         /* the decision: sorted keys, as every record */
         cvg_buf *jb = &jbuf;
