@@ -60,6 +60,9 @@ int cvg_monitor_alerts_json(cvg_monitor *m, const char *fingerprint, cvg_buf *ou
  * the start, and the keys confirmed as conflicts most often (a bounded top-k). CVG_ENOENT when
  * dataset names none. */
 int cvg_monitor_hotspots_json(cvg_monitor *m, const char *dataset, cvg_buf *out);
+/* Pauses (1) or resumes (0) the automatic repair of dataset (NULL: every dataset). Returns the
+ * number of datasets changed, or -1 when no dataset has that name. */
+int cvg_monitor_repair_pause(cvg_monitor *m, const char *dataset, int pause);
 /* The catalog the monitor runs (BORROWED). */
 const cvg_catalog *cvg_monitor_catalog(const cvg_monitor *m);
 /* 1 when the scheduler is running and has made progress in the last few seconds. */

@@ -220,6 +220,7 @@ typedef struct dset {
   uint64_t rep_runs, rep_applied, rep_skipped, rep_failed, rep_errors;
   uint64_t rep_last_failed; /* mutations that failed in the last run */
   int rep_stalled_runs;     /* consecutive runs with a backlog and nothing applied */
+  int rep_paused;           /* 1: automatic repair held (POST /api/v1/repair/pause) */
   double rep_last_ok;       /* wall time of the last run that applied everything it planned */
   char rep_error[CVG_ERROR_MSG_MAX];
   const char *probe;       /* the probe recording keys right now */
@@ -2076,6 +2077,8 @@ static void origin_cause(dset *ds, json_t *ann) {
 
 static void job_repair(cvg_monitor *m, job *j) {
   dset *ds = j->ds;
+  if (__atomic_load_n(&ds->rep_paused, __ATOMIC_SEQ_CST))
+    return;
   if (ds->cfg->repair_window_start >= 0) { /* outside its window, repair waits */
     cvg_cat_probes w;
     memset(&w, 0, sizeof w);
@@ -2538,6 +2541,23 @@ int cvg_monitor_full_sweep(cvg_monitor *m, size_t ds_idx, cvg_error *err) {
   return rc;
 }
 
+int cvg_monitor_repair_pause(cvg_monitor *m, const char *dataset, int pause) {
+  int n = 0, found = 0;
+  for (size_t i = 0; i < m->n_ds; i++) {
+    dset *ds = &m->ds[i];
+    if (dataset && strcmp(dataset, ds->cfg->name) != 0)
+      continue;
+    found = 1;
+    if (!ds->cfg->auto_repair)
+      continue;
+    __atomic_store_n(&ds->rep_paused, pause ? 1 : 0, __ATOMIC_SEQ_CST);
+    cvg_log(m->lg, CVG_LOG_INFO, pause ? "repair_paused" : "repair_resumed", "dataset",
+            ds->cfg->name, (const char *)NULL);
+    n++;
+  }
+  return found ? n : -1;
+}
+
 int cvg_monitor_hotspots_json(cvg_monitor *m, const char *dataset, cvg_buf *out) {
   json_t *arr = json_array();
   int found = 0;
@@ -2790,6 +2810,9 @@ static int v_rep_backlog(const dset *ds, double *v) {
 static int v_rep_stalled(const dset *ds, double *v) {
   return *v = ds->rep_stalled_runs, ds->cfg->auto_repair;
 }
+static int v_rep_paused(const dset *ds, double *v) {
+  return *v = __atomic_load_n(&ds->rep_paused, __ATOMIC_SEQ_CST), ds->cfg->auto_repair;
+}
 static int v_rep_last_ok(const dset *ds, double *v) {
   return *v = ds->rep_last_ok, ds->cfg->auto_repair && ds->rep_last_ok > 0;
 }
@@ -2982,6 +3005,8 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
                    v_rep_failed);
   emit_per_dataset(&o, m, "converge_repair_backlog", "gauge",
                    "Confirmed divergent keys waiting for repair.", v_rep_backlog);
+  emit_per_dataset(&o, m, "converge_repair_paused", "gauge",
+                   "1 while automatic repair is held (POST /api/v1/repair/pause).", v_rep_paused);
   emit_per_dataset(&o, m, "converge_repair_stalled_runs", "gauge",
                    "Consecutive repair runs that applied nothing while keys were waiting.",
                    v_rep_stalled);

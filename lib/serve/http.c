@@ -92,6 +92,8 @@ static const char index_text[] =
     "POST {kind, text, dataset, time} (bearer token)\n"
     "  /api/v1/hotspots      conflicts per shard, most conflicting keys: "
     "?dataset=\n"
+    "  /api/v1/repair/pause  POST ?dataset= (bearer token): hold automatic repair;\n"
+    "  /api/v1/repair/resume POST ?dataset= (bearer token): release it\n"
     "  /runbooks/NAME        the runbook of a built-in alert\n"
     "  /healthz              liveness\n";
 
@@ -224,6 +226,26 @@ static enum MHD_Result post_event(struct MHD_Connection *c, cvg_monitor *m, req 
   return ret;
 }
 
+/* POST /api/v1/repair/pause|resume?dataset=NAME (bearer token): holds or releases the automatic
+ * repair of a dataset (or of every dataset without ?dataset=). */
+static enum MHD_Result repair_control(struct MHD_Connection *c, cvg_monitor *m, int pause) {
+  const cvg_catalog *cat = cvg_monitor_catalog(m);
+  if (!cat->api_token)
+    return reply_error(c, MHD_HTTP_FORBIDDEN,
+                       "repair control is off: set api.token or api.token_file in the catalog");
+  const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+  if (!token_ok(auth, cat->api_token))
+    return reply_error(c, MHD_HTTP_UNAUTHORIZED,
+                       "missing or wrong bearer token (Authorization: Bearer TOKEN)");
+  const char *ds = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "dataset");
+  int n = cvg_monitor_repair_pause(m, ds && *ds ? ds : NULL, pause);
+  if (n < 0)
+    return reply_error(c, MHD_HTTP_NOT_FOUND, "no dataset of that name");
+  char body[160];
+  snprintf(body, sizeof body, "{\"paused\": %s, \"datasets\": %d}", pause ? "true" : "false", n);
+  return reply(c, MHD_HTTP_OK, "application/json", body, strlen(body));
+}
+
 static enum MHD_Result get_events(struct MHD_Connection *c, cvg_monitor *m) {
   const cvg_catalog *cat = cvg_monitor_catalog(m);
   const char *since_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
@@ -283,7 +305,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   (void)version;
   (void)upload;
   cvg_http *h = cls;
-  int post = strcmp(method, "POST") == 0 && strcmp(url, "/api/v1/events") == 0;
+  int repair_ctl =
+      strcmp(url, "/api/v1/repair/pause") == 0 || strcmp(url, "/api/v1/repair/resume") == 0;
+  int post = strcmp(method, "POST") == 0 && (strcmp(url, "/api/v1/events") == 0 || repair_ctl);
   if (!*con_cls) { /* first call of a request: wait for the whole header */
     if (post) {
       req *r = calloc(1, sizeof *r);
@@ -311,8 +335,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   if (post) {
     pthread_rwlock_rdlock(&h->lock);
     enum MHD_Result ret =
-        h->m ? post_event(c, h->m, *con_cls)
-             : reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the monitor is (re)starting");
+        !h->m        ? reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the monitor is (re)starting")
+        : repair_ctl ? repair_control(c, h->m, strcmp(url, "/api/v1/repair/pause") == 0)
+                     : post_event(c, h->m, *con_cls);
     pthread_rwlock_unlock(&h->lock);
     return ret;
   }
