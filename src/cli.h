@@ -32,6 +32,10 @@ int print_help(FILE *f, const char *cmd);
 
 /* Prints err to stderr as "converge: input: message" plus its hint. */
 void print_error(const cvg_error *err);
+/* Loads the catalog at path; on failure prints the error (file:line:column) and returns NULL.
+ * OWNED result: cvg_catalog_free(). */
+struct cvg_catalog *load_catalog(const char *path);
+
 /* Prints a usage error for cmd and returns EXIT_TROUBLE. */
 int usage_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -119,13 +119,11 @@ int cmd_alerts(int argc, char **argv) {
     return usage_error("alerts", "--format must be table or json");
   if (!config)
     return usage_error("alerts", "give the catalog with -c converge.yaml");
-  cvg_catalog *cat = NULL;
+  cvg_catalog *cat = load_catalog(config);
+  if (!cat)
+    return EXIT_TROUBLE;
   cvg_error err;
   cvg_error_clear(&err);
-  if (cvg_catalog_load(&cat, config, &err) != CVG_OK) {
-    print_error(&err);
-    return EXIT_TROUBLE;
-  }
   cvg_buf b;
   cvg_buf_init(&b, 256u << 20);
   int rc = -1;
@@ -221,13 +219,11 @@ int cmd_annotate(int argc, char **argv) {
     clock_gettime(CLOCK_REALTIME, &ts);
     ev.at = (double)ts.tv_sec + ts.tv_nsec / 1e9;
   }
-  cvg_catalog *cat = NULL;
+  cvg_catalog *cat = load_catalog(config);
+  if (!cat)
+    return EXIT_TROUBLE;
   cvg_error err;
   cvg_error_clear(&err);
-  if (cvg_catalog_load(&cat, config, &err) != CVG_OK) {
-    print_error(&err);
-    return EXIT_TROUBLE;
-  }
   if (dataset) {
     size_t i = 0;
     while (i < cat->n_datasets && strcmp(cat->datasets[i].name, dataset) != 0)

@@ -289,13 +289,9 @@ int cmd_repair(int argc, char **argv) {
   if (sub && strcmp(sub, "status") == 0) {
     if (optind != argc)
       return usage_error("repair", "unexpected argument '%s'", argv[optind]);
-    cvg_catalog *sc = NULL;
-    cvg_error serr;
-    cvg_error_clear(&serr);
-    if (cvg_catalog_load(&sc, config, &serr) != CVG_OK) {
-      print_error(&serr);
+    cvg_catalog *sc = load_catalog(config);
+    if (!sc)
       return EXIT_TROUBLE;
-    }
     int st = repair_status(sc);
     cvg_catalog_free(sc);
     return st;
@@ -314,13 +310,11 @@ int cmd_repair(int argc, char **argv) {
     if (!dataset)
       return usage_error("repair", "give the dataset with --dataset NAME");
   }
-  cvg_catalog *cat = NULL;
+  cvg_catalog *cat = load_catalog(config);
+  if (!cat)
+    return EXIT_TROUBLE;
   cvg_error err;
   cvg_error_clear(&err);
-  if (cvg_catalog_load(&cat, config, &err) != CVG_OK) {
-    print_error(&err);
-    return EXIT_TROUBLE;
-  }
   cvg_repair_stats st;
   memset(&st, 0, sizeof st);
   int rc;

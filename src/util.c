@@ -3,6 +3,7 @@
  * Option parsing helpers and value printing shared by the subcommands.
  */
 #include "cli.h"
+#include "converge/catalog.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -12,6 +13,17 @@
 void print_error(const cvg_error *err) {
   char buf[CVG_ERROR_MSG_MAX + CVG_ERROR_INPUT_MAX + CVG_ERROR_MSG_MAX + 64];
   fprintf(stderr, "%s\n", cvg_error_format(err, buf, sizeof buf));
+}
+
+struct cvg_catalog *load_catalog(const char *path) {
+  cvg_catalog *cat = NULL;
+  cvg_error err;
+  cvg_error_clear(&err);
+  if (cvg_catalog_load(&cat, path, &err) != CVG_OK) {
+    print_error(&err);
+    return NULL;
+  }
+  return cat;
 }
 
 int usage_error(const char *cmd, const char *fmt, ...) {
