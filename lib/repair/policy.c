@@ -85,6 +85,10 @@ static int lww(const cvg_copy *c, size_t n, const char *const *names, cvg_decisi
              "lww: versions tie at %s; the tombstone on '%s' wins over the live copy, so the "
              "delete is not undone",
              bv, names[best]);
+  else if (!memcmp(&c[best].fp, &c[second].fp, sizeof c[best].fp))
+    snprintf(d->rationale, sizeof d->rationale,
+             "lww: '%s' and '%s' agree at the highest version (%s); their copy wins", names[best],
+             names[second], bv);
   else
     snprintf(d->rationale, sizeof d->rationale,
              "lww: versions tie at %s with different contents; the tie is broken by replica name "
