@@ -109,7 +109,7 @@ static void test_cases(void **state) {
        -1,
        2,
        0,
-       "tie is broken"},
+       "agree at the highest version"},
       {"authority: re-attested even when older",
        CVG_POLICY_AUTHORITY,
        2,
