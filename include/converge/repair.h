@@ -72,7 +72,7 @@ typedef struct cvg_repair_opts {
   long shard;             /* < 0: every shard */
   int execute;            /* 0: dry run (plan only; nothing is opened for writing) */
   double rows_per_sec;    /* > 0: token-bucket limit on applied mutations */
-  size_t batch;           /* keys per journal group and transaction; default 500 */
+  size_t batch;           /* keys per journal group and transaction; default 2000 */
   int verbose;            /* print every key's decision (always in a dry run) */
   cvg_repair_print print; /* may be NULL */
   void *print_ctx;

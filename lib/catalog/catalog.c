@@ -1200,7 +1200,7 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
     return rc;
   if ((v = get(&ks, "slo")) && (rc = parse_slo(p, v, &d->slo)))
     return rc;
-  d->repair_batch = 500;
+  d->repair_batch = 2000;
   d->repair_window_start = d->repair_window_end = -1;
   d->repair_interval = 10;
   if ((v = get(&ks, "policy"))) {

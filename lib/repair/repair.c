@@ -1100,7 +1100,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
     for (size_t i = 0; i < desc.n_cols; i++)
       all[n_all++] = desc.cols[i].name;
   }
-  size_t batch = o->batch ? o->batch : (d->repair_batch > 0 ? (size_t)d->repair_batch : 500);
+  size_t batch = o->batch ? o->batch : (d->repair_batch > 0 ? (size_t)d->repair_batch : 2000);
   double rate = o->rows_per_sec > 0 ? o->rows_per_sec : d->repair_rate;
   double t0 = now_wall(), t0r = t0;
   uint64_t paced = 0, paced_r = 0;
