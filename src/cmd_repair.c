@@ -231,9 +231,9 @@ int cmd_repair(int argc, char **argv) {
   if (argc >= 2 && argv[1][0] != '-') {
     sub = argv[1];
     if (strcmp(sub, "revert") && strcmp(sub, "approve") && strcmp(sub, "reject") &&
-        strcmp(sub, "status"))
-      return usage_error("repair", "unknown subcommand '%s'; use status, revert, approve or reject",
-                         sub);
+        strcmp(sub, "status") && strcmp(sub, "purge"))
+      return usage_error(
+          "repair", "unknown subcommand '%s'; use status, purge, revert, approve or reject", sub);
     argc--;
     argv++;
   }
@@ -296,6 +296,9 @@ int cmd_repair(int argc, char **argv) {
     cvg_catalog_free(sc);
     return st;
   }
+  int purge = sub && strcmp(sub, "purge") == 0;
+  if (purge)
+    sub = NULL; /* a run of its own kind, with the run's options */
   if (sub) {
     if (optind != argc - 1 || parse_id(argv[optind], &id) != 0)
       return usage_error("repair",
@@ -348,7 +351,7 @@ int cmd_repair(int argc, char **argv) {
       o.progress = progress;
     o.print = print_line;
     o.cancel = &stop_flag;
-    rc = cvg_repair_run(&o, &st, &err);
+    rc = purge ? cvg_repair_purge(&o, &st, &err) : cvg_repair_run(&o, &st, &err);
   }
   if (rc) {
     print_error(&err);

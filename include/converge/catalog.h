@@ -185,6 +185,8 @@ typedef struct cvg_cat_dataset {
   char **merge_cols, **merge_rules; /* OWNED; policy merge: column -> max|min|union|lww|
                                        prefer:REPLICA */
   size_t n_merge;
+  double tombstone_grace; /* repair.tombstone_grace: seconds a tombstone is kept; 0 never purged */
+  double version_clock_div;   /* repair.version_clock: divisor to seconds (1, 1e3, 1e6); 0 unset */
   double repair_replica_rate; /* repair.replica_rows_per_second: writes per replica; 0 none */
   int repair_window_start, repair_window_end; /* repair.window (UTC minutes); -1 none */
   double repair_interval; /* repair.interval: seconds between automatic repairs; default 10 */

@@ -91,6 +91,11 @@ typedef struct cvg_repair_opts {
 /* Compares the dataset's replicas now and repairs what differs per its policy. */
 int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error *err);
 
+/* Deletes, on every replica, the tombstones that are identical everywhere and whose version
+ * (read as time per repair.version_clock) is older than repair.tombstone_grace: journaled and
+ * conditional as any repair, and revertible. A dry run (execute 0) only lists them. */
+int cvg_repair_purge(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error *err);
+
 /* Restores the before-images of decision id's applied mutations, conditionally (a row changed
  * since is left alone and reported). */
 int cvg_repair_revert(const cvg_catalog *cat, int64_t decision, cvg_repair_print print,

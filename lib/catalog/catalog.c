@@ -1209,13 +1209,9 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
       return CVG_ECONFIG;
   }
   if ((v = get(&ks, "repair"))) {
-    static const char *const rkeys[] = {"rows_per_second",
-                                        "replica_rows_per_second",
-                                        "batch",
-                                        "interval",
-                                        "staged",
-                                        "window",
-                                        NULL};
+    static const char *const rkeys[] = {
+        "rows_per_second", "replica_rows_per_second", "batch",         "interval", "staged",
+        "window",          "tombstone_grace",         "version_clock", NULL};
     keyset rk;
     yaml_node_t *w;
     int64_t x;
@@ -1228,6 +1224,16 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
       if ((rc = want_int(p, w, "batch", 1, 100000, &x)))
         return rc;
       d->repair_batch = (int)x;
+    }
+    if ((w = get(&rk, "tombstone_grace")) &&
+        (rc = want_duration(p, w, "tombstone_grace", &d->tombstone_grace)))
+      return rc;
+    if ((w = get(&rk, "version_clock"))) {
+      static const char *const clocks[] = {"unix_s", "unix_ms", "unix_us", NULL};
+      int ck;
+      if (one_of(p, w, "version_clock", clocks, &ck))
+        return CVG_ECONFIG;
+      d->version_clock_div = ck == 0 ? 1 : ck == 1 ? 1e3 : 1e6;
     }
     if ((w = get(&rk, "replica_rows_per_second")) &&
         (rc = want_double(p, w, "replica_rows_per_second", 0, 1e9, &d->repair_replica_rate)))

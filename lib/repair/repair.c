@@ -1578,3 +1578,281 @@ int cvg_repair_approve(const cvg_catalog *cat, int64_t decision, int approve, co
   jrec_release();
   return rc;
 }
+
+/* ---- purging tombstones past their grace period ---- */
+
+/* The version as seconds since the epoch, per the dataset's version clock; -1 if it is not. */
+static double version_time(const cvg_cat_dataset *d, const unsigned char *ver, size_t len) {
+  cvg_value v;
+  size_t n = 0;
+  cvg_buf scratch;
+  cvg_buf_init(&scratch, 1u << 16);
+  double t = -1;
+  if (cvg_decode_tuple(ver, len, &v, 1, &n, &scratch) == CVG_OK && n == 1) {
+    double x = v.type == CVG_INTEGER ? (double)v.u.i : v.type == CVG_REAL ? v.u.r : -1;
+    t = x < 0 ? -1 : x / d->version_clock_div;
+  }
+  cvg_buf_release(&scratch);
+  return t;
+}
+
+int cvg_repair_purge(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error *err) {
+  memset(stats, 0, sizeof *stats);
+  double t_start = now_wall();
+  const cvg_cat_dataset *d = &o->cat->datasets[o->dataset];
+  if (!d->tombstone || !d->version || d->tombstone_grace <= 0 || d->version_clock_div <= 0)
+    return cvg_error_set(err, CVG_EINVAL, d->name,
+                         "purging tombstones needs tombstone:, version:, and repair: "
+                         "{tombstone_grace: DURATION, version_clock: unix_s|unix_ms|unix_us}");
+  double cutoff = now_wall() - d->tombstone_grace;
+  reps rp;
+  int rc = reps_open_flags(&rp, d, o->execute ? 0 : CVG_STORE_READONLY, err);
+  cvg_journal *jn = NULL;
+  if (!rc && o->execute)
+    rc = cvg_journal_open(&jn, o->cat->journal, 1, err);
+  cvg_table_desc desc;
+  memset(&desc, 0, sizeof desc);
+  const char *keys1[1];
+  const char **all = NULL;
+  size_t n_all = 0;
+  cvg_scan_spec spec;
+  memset(&spec, 0, sizeof spec);
+  if (!rc)
+    rc = cvg_store_describe(rp.st[0], &desc, err);
+  if (!rc && !(all = calloc(desc.n_cols ? desc.n_cols : 1, sizeof *all)))
+    rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+  const char *key_cols[64];
+  size_t n_key = 0;
+  for (size_t i = 0; !rc && i < desc.n_cols; i++)
+    all[n_all++] = desc.cols[i].name;
+  if (!rc) {
+    if (d->n_key)
+      for (size_t i = 0; i < d->n_key && i < 64; i++)
+        key_cols[n_key++] = d->key[i];
+    else
+      for (int pos = 1; pos <= 64; pos++)
+        for (size_t c = 0; c < desc.n_cols; c++)
+          if (desc.cols[c].pk == pos)
+            key_cols[n_key++] = desc.cols[c].name;
+    if (!n_key)
+      rc = cvg_error_set(err, CVG_ENOKEY, d->name, "the table has no key to purge by");
+  }
+  (void)keys1;
+  spec.key_cols = key_cols;
+  spec.n_key = n_key;
+  spec.cmp_cols = all; /* every column: purge only copies that are identical */
+  spec.n_cmp = n_all;
+  spec.version_col = d->version;
+  spec.tombstone_col = d->tombstone;
+  /* candidates: tombstones on the first replica older than the cutoff */
+  collect col;
+  memset(&col, 0, sizeof col);
+  col.shard = -1;
+  col.n_rep = d->n_replicas;
+  cvg_scan *sc = NULL;
+  if (!rc)
+    rc = cvg_scan_open(rp.st[0], &spec, &sc, err);
+  while (!rc && !col.oom) {
+    cvg_scan_row row;
+    int s = cvg_scan_next(sc, &row, err);
+    if (s == CVG_DONE)
+      break;
+    if ((rc = s))
+      break;
+    if (!row.tombstone)
+      continue;
+    double t = version_time(d, row.version, row.version_len);
+    if (t < 0 || t > cutoff)
+      continue;
+    cvg_copy cps[CVG_DIFF_MAX_REPLICAS];
+    memset(cps, 0, sizeof cps);
+    cps[0].state = CVG_TOMBSTONED;
+    cps[0].fp = row.fp;
+    cps[0].version = row.version;
+    cps[0].version_len = row.version_len;
+    cvg_divergence dv = {row.key,
+                         row.key_len,
+                         cvg_shard_of(row.key, row.key_len, d->shards),
+                         CVG_CLASS_TOMBSTONE,
+                         d->n_replicas,
+                         cps};
+    on_divergence(&col, &dv); /* the other copies are looked up below */
+  }
+  cvg_scan_close(sc);
+  if (!rc && col.oom)
+    rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+  /* keep the keys whose every copy is the same tombstone */
+  size_t w = 0;
+  for (size_t k = 0; !rc && k < col.n; k++) {
+    item *it = &col.items[k];
+    int same = 1;
+    for (size_t r = 1; !rc && same && r < d->n_replicas; r++) {
+      cvg_scan_row row;
+      int found = 0;
+      rc = cvg_store_lookup(rp.st[r], &spec, it->key, it->key_len, &row, &found, err);
+      same = !rc && found && row.tombstone && row.version_len == it->c[0].ver_len &&
+             !memcmp(row.version, it->c[0].ver, row.version_len) &&
+             !memcmp(&row.fp, &it->c[0].fp, sizeof row.fp);
+    }
+    if (same) {
+      for (size_t r = 1; r < d->n_replicas; r++)
+        it->c[r] = it->c[0];
+      col.items[w++] = *it;
+    } else {
+      free(it->block);
+    }
+  }
+  if (!rc)
+    col.n = w;
+  stats->divergent = col.n;
+  say(o, "%s: %zu tombstone(s) identical on every replica and older than the grace of %gs", d->name,
+      col.n, d->tombstone_grace);
+  /* journal, then conditional deletes, then outcomes: as any repair */
+  cvg_buf jb, before;
+  cvg_buf_init(&jb, CVG_JOURNAL_BODY_MAX);
+  cvg_buf_init(&before, 64u << 20);
+  cvg_mutation *muts = calloc(col.n * d->n_replicas + 1, sizeof *muts);
+  int64_t *mseq = calloc(col.n * d->n_replicas + 1, sizeof *mseq);
+  int *mrep = calloc(col.n * d->n_replicas + 1, sizeof *mrep);
+  if (!rc && (!muts || !mseq || !mrep))
+    rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+  char *specs = NULL, *colss = NULL;
+  if (!rc) {
+    json_t *sj = spec_json(&spec), *cj = json_array();
+    for (size_t c = 0; cj && c < n_all; c++)
+      json_array_append_new(cj, json_string(all[c]));
+    specs = sj ? json_dumps(sj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    colss = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
+    json_decref(sj);
+    json_decref(cj);
+    if (!specs || !colss)
+      rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+  }
+  size_t nm = 0;
+  if (!rc && o->execute && col.n)
+    rc = cvg_journal_begin(jn, err);
+  for (size_t k = 0; !rc && k < col.n; k++) {
+    item *it = &col.items[k];
+    json_t *kj = cvg_key_to_json(it->key, it->key_len, key_cols, n_key);
+    char *ks = kj ? json_dumps(kj, JSON_COMPACT) : NULL;
+    json_decref(kj);
+    char vt[64], why[400];
+    time_t vsec = (time_t)version_time(d, it->c[0].ver, it->c[0].ver_len);
+    struct tm tm;
+    gmtime_r(&vsec, &tm);
+    strftime(vt, sizeof vt, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(why, sizeof why,
+             "purge: the tombstone of %s is identical on every replica and older than the grace "
+             "period (%gs)",
+             vt, d->tombstone_grace);
+    if (!o->execute || o->verbose)
+      say(o, "%s %s shard %u: delete on every replica - %s", o->execute ? "purge" : "plan",
+          ks ? ks : "?", it->shard, why);
+    stats->decisions++;
+    stats->mutations += d->n_replicas;
+    if (!o->execute) {
+      free(ks);
+      continue;
+    }
+    cvg_buf_reset(&jb);
+    int wrc = jw_raw(&jb, "{\"class\":\"tombstone\",\"columns\":") || jw_raw(&jb, colss) ||
+              jw_raw(&jb, ",\"key\":") || jw_raw(&jb, ks ? ks : "null") ||
+              jw_raw(&jb, ",\"policy\":\"purge\",\"rationale\":") || jw_str(&jb, why) ||
+              jw_raw(&jb, ",\"spec\":") || jw_raw(&jb, specs) ||
+              jw_raw(&jb, ",\"status\":\"planned\",\"winner\":null}");
+    free(ks);
+    int64_t dseq = 0;
+    rc = wrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
+             : jappend_buf(jn, CVG_J_DECISION, d->name, it->key, it->key_len, &jb, &dseq, err);
+    for (size_t r = 0; !rc && r < d->n_replicas; r++) {
+      int found = 0;
+      cvg_buf_reset(&before);
+      if ((rc = cvg_store_fetch(rp.st[r], &spec, it->key, it->key_len, all, n_all, &before, &found,
+                                err)))
+        break;
+      icopy gone = {CVG_ABSENT, {0, 0}, NULL, 0};
+      char dnum[48];
+      snprintf(dnum, sizeof dnum, ",\"decision\":%lld,\"expect\":", (long long)dseq);
+      cvg_buf_reset(&jb);
+      wrc = jw_raw(&jb, "{\"before_values\":") ||
+            (found ? jw_hex(&jb, before.data, before.len) : jw_raw(&jb, "null")) ||
+            jw_raw(&jb, dnum) || jw_state(&jb, &it->c[r]) ||
+            jw_raw(&jb, ",\"op\":\"delete\",\"replica\":") || jw_str(&jb, d->replicas[r].name) ||
+            jw_raw(&jb, ",\"target\":") || jw_state(&jb, &gone) || jw_raw(&jb, ",\"values\":null}");
+      rc =
+          wrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
+              : jappend_buf(jn, CVG_J_MUTATION, d->name, it->key, it->key_len, &jb, &mseq[nm], err);
+      cvg_mutation *m = &muts[nm];
+      memset(m, 0, sizeof *m);
+      m->key = it->key;
+      m->key_len = it->key_len;
+      m->op = CVG_MUT_DELETE;
+      m->expect_present = 1;
+      m->expect_tombstone = 1;
+      m->expect_version = it->c[0].ver;
+      m->expect_version_len = it->c[0].ver_len;
+      m->expect_fp = it->c[0].fp;
+      mrep[nm++] = (int)r;
+    }
+  }
+  if (!rc && o->execute && col.n) {
+    rc = jcommit(jn, err);
+    for (size_t r = 0; !rc && r < d->n_replicas; r++) {
+      size_t ng = 0;
+      cvg_mutation *grp = calloc(nm + 1, sizeof *grp);
+      if (!grp) {
+        rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+        break;
+      }
+      for (size_t i = 0; i < nm; i++)
+        if (mrep[i] == (int)r)
+          grp[ng++] = muts[i];
+      cvg_error aerr;
+      cvg_error_clear(&aerr);
+      if (ng)
+        cvg_store_apply(rp.st[r], &spec, grp, ng, &aerr);
+      for (size_t i = 0, g = 0; i < nm; i++)
+        if (mrep[i] == (int)r) {
+          muts[i] = grp[g++];
+          if (muts[i].result == CVG_MUT_PENDING) {
+            muts[i].result = CVG_MUT_FAILED;
+            snprintf(muts[i].reason, sizeof muts[i].reason, "%.190s", aerr.msg);
+          }
+        }
+      free(grp);
+    }
+    json_t *outs = json_array();
+    for (size_t i = 0; !rc && outs && i < nm; i++) {
+      stats->applied += muts[i].result == CVG_MUT_APPLIED;
+      stats->skipped += muts[i].result == CVG_MUT_SKIPPED;
+      stats->failed += muts[i].result == CVG_MUT_FAILED;
+      json_array_append_new(outs,
+                            json_pack("{s:I, s:s, s:s}", "mutation", (json_int_t)mseq[i], "result",
+                                      result_name(muts[i].result), "reason", muts[i].reason));
+    }
+    if (!rc && !outs)
+      rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+    if (!rc && !(rc = cvg_journal_begin(jn, err))) {
+      rc = jappend(jn, CVG_J_OUTCOME, d->name, NULL, 0, json_pack("{s:o}", "outcomes", outs), NULL,
+                   err);
+      outs = NULL;
+      rc = rc ? (cvg_journal_rollback(jn), rc) : jcommit(jn, err);
+    }
+    json_decref(outs);
+  }
+  free(specs);
+  free(colss);
+  free(muts);
+  free(mseq);
+  free(mrep);
+  cvg_buf_release(&jb);
+  cvg_buf_release(&before);
+  collect_free(&col);
+  free(all);
+  cvg_table_desc_release(&desc);
+  reps_close(&rp);
+  cvg_journal_close(jn);
+  jrec_release();
+  stats->seconds = now_wall() - t_start;
+  return rc;
+}
