@@ -780,9 +780,10 @@ static json_t *annotations(cvg_alerts *e, const cvg_alert_source *src, const ins
   cvg_error_clear(&err);
   double onset = in->life.active_at;
   if (e->db &&
-      cvg_event_list(al->state_file, onset - al->cause_window, onset + al->evaluation_interval,
-                     json_string_value(json_object_get(in->labels, "dataset")), evs, 3, &n_ev,
-                     &err) == CVG_OK &&
+      cvg_state_events(e->db, al->state_file, onset - al->cause_window,
+                       onset + al->evaluation_interval,
+                       json_string_value(json_object_get(in->labels, "dataset")), evs, 3, &n_ev,
+                       &err) == CVG_OK &&
       n_ev) {
     size_t o = 0;
     for (size_t i = 0; i < n_ev && o < sizeof buf - 1; i++) {

@@ -103,6 +103,15 @@ int cvg_event_list(const char *path, double since, double until, const char *dat
   int rc = cvg_state_open(&db, path, 1, err);
   if (rc)
     return rc;
+  rc = cvg_state_events(db, path, since, until, dataset, out, max, n, err);
+  sqlite3_close(db);
+  return rc;
+}
+
+int cvg_state_events(sqlite3 *db, const char *path, double since, double until, const char *dataset,
+                     cvg_event *out, size_t max, size_t *n, cvg_error *err) {
+  *n = 0;
+  int rc = CVG_OK;
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(db,
                          "SELECT id, at, kind, dataset, text, source FROM converge_events"
@@ -130,7 +139,6 @@ int cvg_event_list(const char *path, double since, double until, const char *dat
       rc = db_fail(err, db, path, "cannot read events");
   }
   sqlite3_finalize(st);
-  sqlite3_close(db);
   return rc;
 }
 

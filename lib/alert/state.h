@@ -21,4 +21,10 @@
 /* Opens (creating if asked) the state file and its tables. */
 int cvg_state_open(sqlite3 **db, const char *path, int create, cvg_error *err);
 
+/* cvg_event_list on an already open state file (path only names it in messages): the engine
+ * reads change events through its own connection instead of opening the file per alert. */
+struct cvg_event;
+int cvg_state_events(sqlite3 *db, const char *path, double since, double until, const char *dataset,
+                     struct cvg_event *out, size_t max, size_t *n, cvg_error *err);
+
 #endif

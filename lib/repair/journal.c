@@ -17,15 +17,24 @@
  *             at_us as 8 bytes big-endian (two's complement),
  *             dataset, key and body, each as a 4-byte big-endian length then the bytes.
  *
- * The bodies by kind (all times RFC 3339, versions as JSON values):
- *   divergence  {class, replicas: {name: {state, version}}, trace_id}
- *   decision    {id, policy, winner, versions: {name: version}, rationale, status}
- *               status: planned | awaiting_approval | rejected
- *   mutation    {decision, replica, op: upsert|delete, expect: {state, version, fingerprint},
- *                before: {column: value} | null, after: {column: value} | null}
- *   outcome     {mutation, result: applied|skipped|failed, reason}
+ * The bodies by kind (keys sorted). A state is {fp, present, tombstone, version}: the
+ * fingerprint of the compared columns and the encoded version, both hex. Row values are encoded
+ * tuples (docs/encoding.md) in hex, in the order of the batch's columns; `converge audit export`
+ * shows them decoded as "before" and "after".
+ *   decision    {class, copies: {replica: state}, key, policy, rationale, shard,
+ *                status: planned | awaiting_approval, winner}; the first decision of each batch
+ *                also carries columns (every column of the table) and spec (key, compared,
+ *                version and tombstone columns), which hold for the rest of the batch. The
+ *                divergence seen is the decision's class and copies.
+ *   mutation    {decision, replica, op: upsert|delete, expect: state (what the row must still
+ *                be), target: state (what it becomes), values: hex | null,
+ *                before_values: hex | null (the before-image)}
+ *   outcome     {outcomes: [{mutation, result: applied|skipped|failed, reason}]} for a batch,
+ *                or {mutation, result, reason, resumed: true} for an intent settled after an
+ *                interruption
  *   revert      {decision, mutation, result, reason}
  *   approval    {decision, approved: true|false, by, note}
+ * Purges are decisions with policy "purge" and delete mutations on every replica.
  *
  * Durability: WAL mode with synchronous=FULL: a record is on disk when its transaction commits,
  * and a crash leaves whole records or none (SQLite's atomic commit); a group of appends

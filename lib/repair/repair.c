@@ -1612,7 +1612,6 @@ int cvg_repair_purge(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_erro
     rc = cvg_journal_open(&jn, o->cat->journal, 1, err);
   cvg_table_desc desc;
   memset(&desc, 0, sizeof desc);
-  const char *keys1[1];
   const char **all = NULL;
   size_t n_all = 0;
   cvg_scan_spec spec;
@@ -1637,7 +1636,6 @@ int cvg_repair_purge(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_erro
     if (!n_key)
       rc = cvg_error_set(err, CVG_ENOKEY, d->name, "the table has no key to purge by");
   }
-  (void)keys1;
   spec.key_cols = key_cols;
   spec.n_key = n_key;
   spec.cmp_cols = all; /* every column: purge only copies that are identical */
