@@ -12,6 +12,7 @@
 #define CONVERGE_ENCODE_H
 
 #include <stddef.h>
+#include <string.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -54,7 +55,17 @@ typedef struct cvg_buf {
 void cvg_buf_init(cvg_buf *b, size_t max);
 void cvg_buf_release(cvg_buf *b); /* frees data; the buffer may be reused after init */
 int cvg_buf_reserve(cvg_buf *b, size_t extra);
-int cvg_buf_append(cvg_buf *b, const void *p, size_t n);
+int cvg_buf_append_slow(cvg_buf *b, const void *p, size_t n);
+/* Appends n bytes; inline when they fit, as most appends do (journal bodies, SQL, keys). */
+static inline int cvg_buf_append(cvg_buf *b, const void *p, size_t n) {
+  if (n <= b->cap - b->len && b->len + n <= b->max) {
+    if (n)
+      memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+  }
+  return cvg_buf_append_slow(b, p, n);
+}
 static inline void cvg_buf_reset(cvg_buf *b) {
   b->len = 0;
 }

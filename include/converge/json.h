@@ -23,6 +23,11 @@ json_t *cvg_value_to_json(const cvg_value *v);
 /* Decodes an encoded key and maps it onto its column names. NULL if malformed or out of memory. */
 json_t *cvg_key_to_json(const unsigned char *key, size_t key_len, const char *const *cols,
                         size_t n_cols);
+/* Appends cvg_key_to_json's compact text (what json_dumps gives with JSON_COMPACT) to out, or
+ * "null" for a malformed key, without building the object: integer and plain ASCII text columns,
+ * the usual keys, are written directly. CVG_OK or CVG_ENOMEM. */
+int cvg_key_json_append(cvg_buf *out, const unsigned char *key, size_t key_len,
+                        const char *const *cols, size_t n_cols);
 
 /* Writes t (seconds since the epoch) as RFC 3339 UTC with milliseconds,
  * "2026-11-26T17:40:00.123Z", into buf (at least 32 bytes). Returns buf. */

@@ -82,7 +82,7 @@ int cvg_buf_reserve(cvg_buf *b, size_t extra) {
   return CVG_OK;
 }
 
-int cvg_buf_append(cvg_buf *b, const void *p, size_t n) {
+int cvg_buf_append_slow(cvg_buf *b, const void *p, size_t n) {
   int rc = cvg_buf_reserve(b, n);
   if (rc)
     return rc;

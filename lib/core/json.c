@@ -71,6 +71,65 @@ done:
   return obj;
 }
 
+/* Plain ASCII with nothing to escape: written as is by jansson too. */
+static int plain_ascii(const unsigned char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (p[i] < 0x20 || p[i] > 0x7e || p[i] == '"' || p[i] == '\\')
+      return 0;
+  return 1;
+}
+
+/* Appends one JSON value as jansson writes it (compact). */
+static int append_dumped(cvg_buf *out, json_t *j) {
+  char *s = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+  json_decref(j);
+  int rc = s ? cvg_buf_append(out, s, strlen(s)) : CVG_ENOMEM;
+  free(s);
+  return rc;
+}
+
+int cvg_key_json_append(cvg_buf *out, const unsigned char *key, size_t key_len,
+                        const char *const *cols, size_t n_cols) {
+  cvg_value vals[KEY_MAX_COLS];
+  size_t n = 0;
+  cvg_buf scratch;
+  cvg_buf_init(&scratch, key_len + 1);
+  int rc = CVG_OK;
+  if (cvg_decode_tuple(key, key_len, vals, KEY_MAX_COLS, &n, &scratch) != CVG_OK || n != n_cols) {
+    rc = cvg_buf_append(out, "null", 4);
+    goto done;
+  }
+  rc = cvg_buf_append(out, "{", 1);
+  for (size_t i = 0; !rc && i < n; i++) {
+    const cvg_value *v = &vals[i];
+    const unsigned char *name = (const unsigned char *)cols[i];
+    size_t nl = strlen(cols[i]);
+    if (i)
+      rc = cvg_buf_append(out, ",", 1);
+    if (!rc && plain_ascii(name, nl))
+      rc = cvg_buf_append(out, "\"", 1) || cvg_buf_append(out, name, nl) ||
+           cvg_buf_append(out, "\":", 2);
+    else if (!rc)
+      rc = append_dumped(out, json_string(cols[i])) || cvg_buf_append(out, ":", 1);
+    if (rc)
+      break;
+    if (v->type == CVG_INTEGER) {
+      char num[24];
+      int k = snprintf(num, sizeof num, "%lld", (long long)v->u.i);
+      rc = cvg_buf_append(out, num, (size_t)k);
+    } else if (v->type == CVG_TEXT && plain_ascii(v->u.s.p, v->u.s.n)) {
+      rc = cvg_buf_append(out, "\"", 1) || cvg_buf_append(out, v->u.s.p, v->u.s.n) ||
+           cvg_buf_append(out, "\"", 1);
+    } else {
+      rc = append_dumped(out, cvg_value_to_json(v));
+    }
+  }
+  rc = rc || cvg_buf_append(out, "}", 1);
+done:
+  cvg_buf_release(&scratch);
+  return rc ? CVG_ENOMEM : CVG_OK;
+}
+
 char *cvg_fmt_time(char *buf, size_t size, double t) {
   time_t secs = (time_t)floor(t);
   int ms = (int)((t - (double)secs) * 1000);

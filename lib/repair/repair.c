@@ -1126,8 +1126,9 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
     json_array_append_new(colsj, json_string(all[c]));
   char *specs = specj ? json_dumps(specj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   char *colss = colsj ? json_dumps(colsj, JSON_COMPACT) : NULL;
-  cvg_buf jbuf;
+  cvg_buf jbuf, kbuf;
   cvg_buf_init(&jbuf, CVG_JOURNAL_BODY_MAX);
+  cvg_buf_init(&kbuf, CVG_JOURNAL_BODY_MAX);
   if (!specs || !colss)
     rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
   /* Stages: everything at once, or (staged) the first shard, verified converged, then growing
@@ -1178,8 +1179,11 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
         if ((rc = cvg_decide((cvg_policy)d->policy, cps, d->n_replicas, names, d->authority, &dec,
                              err)))
           break;
-        json_t *kj = cvg_key_to_json(it->key, it->key_len, kc, n_key);
-        char *ks = kj ? json_dumps(kj, JSON_COMPACT) : NULL;
+        cvg_buf_reset(&kbuf);
+        const char *ks = cvg_key_json_append(&kbuf, it->key, it->key_len, kc, n_key) ||
+                                 cvg_buf_append(&kbuf, "", 1)
+                             ? NULL
+                             : (const char *)kbuf.data;
         /* the targets: every replica whose copy differs from the winner's */
         int targets[CVG_DIFF_MAX_REPLICAS];
         size_t nt = 0;
@@ -1222,11 +1226,8 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
         stats->decisions++;
         stats->mutations += nt;
         stats->awaiting += dec.manual;
-        if (!o->execute) {
-          free(ks);
-          json_decref(kj);
+        if (!o->execute)
           continue;
-        }
         /* the winner's whole row */
         cvg_buf *after = &bufs[batch * d->n_replicas];
         int found = is_merge; /* merged: after already holds the merged row */
@@ -1313,8 +1314,6 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
           p->m.values_len = vb->len;
           np++;
         }
-        free(ks);
-        json_decref(kj);
       }
       if (!o->execute)
         continue;
@@ -1351,28 +1350,30 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
       /* the batch's outcomes, as one record: they were applied by the same transactions */
       if ((rc = cvg_journal_begin(jn, err)))
         break;
-      json_t *outs = json_array();
-      for (size_t i = 0; outs && i < np; i++) {
+      cvg_buf *ob = &jbuf; /* {"outcomes":[{"mutation":N,"reason":"...","result":"..."},...]} */
+      cvg_buf_reset(ob);
+      int orc = jw_raw(ob, "{\"outcomes\":[");
+      for (size_t i = 0; i < np; i++) {
         planned *p = &pl[i];
         stats->applied += p->m.result == CVG_MUT_APPLIED;
         stats->skipped += p->m.result == CVG_MUT_SKIPPED;
         stats->failed += p->m.result == CVG_MUT_FAILED;
-        json_array_append_new(outs,
-                              json_pack("{s:I, s:s, s:s}", "mutation", (json_int_t)p->seq, "result",
-                                        result_name(p->m.result), "reason", p->m.reason));
+        char mnum[48];
+        snprintf(mnum, sizeof mnum, "%s{\"mutation\":%lld,\"reason\":", i ? "," : "",
+                 (long long)p->seq);
+        orc = orc || jw_raw(ob, mnum) || jw_str(ob, p->m.reason) || jw_raw(ob, ",\"result\":") ||
+              jw_str(ob, result_name(p->m.result)) || jw_raw(ob, "}");
         if (p->m.result != CVG_MUT_APPLIED && (o->verbose || p->m.result == CVG_MUT_FAILED))
           say(o, "  %s on %s: %s", result_name(p->m.result), names[p->replica], p->m.reason);
       }
-      if (!outs) {
+      orc = orc || jw_raw(ob, "]}");
+      if (orc) {
         rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
         cvg_journal_rollback(jn);
         break;
       }
       if (np)
-        rc = jappend(jn, CVG_J_OUTCOME, d->name, NULL, 0, json_pack("{s:o}", "outcomes", outs),
-                     NULL, err);
-      else
-        json_decref(outs);
+        rc = jappend_buf(jn, CVG_J_OUTCOME, d->name, NULL, 0, ob, NULL, err);
       if (rc || (rc = jcommit(jn, err))) {
         cvg_journal_rollback(jn);
         break;
@@ -1417,6 +1418,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   free(specs);
   free(colss);
   cvg_buf_release(&jbuf);
+  cvg_buf_release(&kbuf);
   cvg_buf_release(&before);
   for (size_t i = 0; i < batch * d->n_replicas + 1; i++)
     cvg_buf_release(&bufs[i]);

@@ -43,6 +43,8 @@ typedef struct sqlite_store {
   char *fetch_sql;            /* OWNED; the SQL of fetch */
   struct sqlite_scan *lookup; /* OWNED; cached key lookup (a SCAN_LOOKUP scan), or NULL */
   char *lookup_sig;           /* OWNED; the spec lookup was built for */
+  cvg_buf work;               /* fetch's SQL or lookup's signature, rebuilt per call, kept */
+  cvg_buf kwork;              /* fetch's and lookup's decoded key, kept */
   int readonly;               /* opened with CVG_STORE_READONLY */
   int keep_map;               /* opened with CVG_STORE_KEEP_MAPPED */
   dev_t file_dev;             /* the file opened: a probe checks the path still names it */
@@ -135,6 +137,8 @@ static void sqlite_close(cvg_store *base) {
   if (st->lookup)
     sqlite_scan_close((cvg_scan *)st->lookup);
   free(st->lookup_sig);
+  cvg_buf_release(&st->work);
+  cvg_buf_release(&st->kwork);
   if (st->map)
     munmap(st->map, st->map_len);
   sqlite3_close_v2(st->db);
@@ -208,6 +212,8 @@ static int sqlite_open(cvg_store **out, const cvg_url *url, unsigned flags, cvg_
   sqlite_store *st = calloc(1, sizeof *st);
   if (!st)
     return cvg_error_set(err, CVG_ENOMEM, input, "out of memory");
+  cvg_buf_init(&st->work, SQL_MAX);
+  cvg_buf_init(&st->kwork, ROW_MAX);
   int rc = CVG_OK;
   st->path = strdup(url->path);
   if (!st->path) {
@@ -1206,37 +1212,37 @@ static int sqlite_fetch(cvg_store *base, const cvg_scan_spec *spec, const unsign
   *found = 0;
   cvg_value vals[FETCH_MAX_KEY];
   size_t n_vals = 0;
-  cvg_buf scratch, sql;
-  cvg_buf_init(&scratch, ROW_MAX);
-  cvg_buf_init(&sql, SQL_MAX);
-  int rc = cvg_decode_tuple(key, key_len, vals, FETCH_MAX_KEY, &n_vals, &scratch);
+  cvg_buf *scratch = &st->kwork, *sqlb = &st->work;
+  cvg_buf_reset(scratch);
+  cvg_buf_reset(sqlb);
+  int rc = cvg_decode_tuple(key, key_len, vals, FETCH_MAX_KEY, &n_vals, scratch);
   if (rc || n_vals != spec->n_key) {
     rc = cvg_error_set(err, CVG_ECORRUPT, base->url, "malformed key passed to fetch");
     goto done;
   }
-  rc = cvgi_append_str(&sql, "SELECT ");
+  rc = cvgi_append_str(sqlb, "SELECT ");
   for (size_t i = 0; !rc && i < n_cols; i++)
-    rc = (i ? cvgi_append_str(&sql, ", ") : 0) || cvgi_quote_ident(&sql, cols[i]);
+    rc = (i ? cvgi_append_str(sqlb, ", ") : 0) || cvgi_quote_ident(sqlb, cols[i]);
   if (!rc && n_cols == 0)
-    rc = cvgi_append_str(&sql, "1");
-  rc = rc || cvgi_append_str(&sql, " FROM ") || cvgi_quote_ident(&sql, st->table) ||
-       cvgi_append_str(&sql, " WHERE ");
+    rc = cvgi_append_str(sqlb, "1");
+  rc = rc || cvgi_append_str(sqlb, " FROM ") || cvgi_quote_ident(sqlb, st->table) ||
+       cvgi_append_str(sqlb, " WHERE ");
   for (size_t i = 0; !rc && i < spec->n_key; i++) {
     char ph[32];
     snprintf(ph, sizeof ph, " %s ?%zu", vals[i].type == CVG_NULL ? "IS" : "=", i + 1);
-    rc = (i ? cvgi_append_str(&sql, " AND ") : 0) || cvgi_quote_ident(&sql, spec->key_cols[i]) ||
-         cvgi_append_str(&sql, ph);
+    rc = (i ? cvgi_append_str(sqlb, " AND ") : 0) || cvgi_quote_ident(sqlb, spec->key_cols[i]) ||
+         cvgi_append_str(sqlb, ph);
   }
-  rc = rc || cvg_buf_append(&sql, "", 1);
+  rc = rc || cvg_buf_append(sqlb, "", 1);
   if (rc) {
     rc = cvg_error_set(err, CVG_ENOMEM, base->url, "cannot build the fetch statement");
     goto done;
   }
-  if (!st->fetch || strcmp(st->fetch_sql, (const char *)sql.data) != 0) {
+  if (!st->fetch || strcmp(st->fetch_sql, (const char *)sqlb->data) != 0) {
     sqlite3_finalize(st->fetch);
     st->fetch = NULL;
     free(st->fetch_sql);
-    st->fetch_sql = strdup((const char *)sql.data);
+    st->fetch_sql = strdup((const char *)sqlb->data);
     if (!st->fetch_sql) {
       rc = cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
       goto done;
@@ -1262,8 +1268,6 @@ static int sqlite_fetch(cvg_store *base, const cvg_scan_spec *spec, const unsign
   }
   sqlite3_reset(st->fetch);
 done:
-  cvg_buf_release(&scratch);
-  cvg_buf_release(&sql);
   return rc;
 }
 
@@ -1291,24 +1295,24 @@ static int sqlite_lookup(cvg_store *base, const cvg_scan_spec *spec, const unsig
   *found = 0;
   cvg_value vals[FETCH_MAX_KEY];
   size_t n_vals = 0;
-  cvg_buf scratch, sig;
-  cvg_buf_init(&scratch, ROW_MAX);
-  cvg_buf_init(&sig, SQL_MAX);
-  int rc = cvg_decode_tuple(key, key_len, vals, FETCH_MAX_KEY, &n_vals, &scratch);
+  cvg_buf *scratch = &st->kwork, *sigb = &st->work;
+  cvg_buf_reset(scratch);
+  cvg_buf_reset(sigb);
+  int rc = cvg_decode_tuple(key, key_len, vals, FETCH_MAX_KEY, &n_vals, scratch);
   if (rc || n_vals != spec->n_key) {
     rc = cvg_error_set(err, CVG_ECORRUPT, base->url, "malformed key passed to lookup");
     goto done;
   }
-  if (spec_signature(spec, &sig)) {
+  if (spec_signature(spec, sigb)) {
     rc = cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
     goto done;
   }
-  if (!st->lookup || strcmp(st->lookup_sig, (const char *)sig.data) != 0) {
+  if (!st->lookup || strcmp(st->lookup_sig, (const char *)sigb->data) != 0) {
     if (st->lookup)
       sqlite_scan_close((cvg_scan *)st->lookup);
     st->lookup = NULL;
     free(st->lookup_sig);
-    st->lookup_sig = strdup((const char *)sig.data);
+    st->lookup_sig = strdup((const char *)sigb->data);
     if (!st->lookup_sig) {
       rc = cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
       goto done;
@@ -1331,8 +1335,6 @@ static int sqlite_lookup(cvg_store *base, const cvg_scan_spec *spec, const unsig
   row->vvec_len = 0;
   sqlite3_reset(st->lookup->stmt);
 done:
-  cvg_buf_release(&scratch);
-  cvg_buf_release(&sig);
   return rc;
 }
 

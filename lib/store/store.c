@@ -102,8 +102,15 @@ int cvgi_append_str(cvg_buf *b, const char *s) {
 
 int cvgi_quote_ident(cvg_buf *b, const char *name) {
   int rc = cvg_buf_append(b, "\"", 1);
-  for (const char *p = name; !rc && *p; p++)
-    rc = *p == '"' ? cvg_buf_append(b, "\"\"", 2) : cvg_buf_append(b, p, 1);
+  for (const char *p = name; !rc && *p;) {
+    size_t n = strcspn(p, "\"");
+    rc = cvg_buf_append(b, p, n);
+    p += n;
+    if (!rc && *p == '"') { /* a quote is doubled */
+      rc = cvg_buf_append(b, "\"\"", 2);
+      p++;
+    }
+  }
   return rc ? rc : cvg_buf_append(b, "\"", 1);
 }
 

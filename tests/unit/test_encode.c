@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "converge/encode.h"
+#include "converge/json.h"
 #include "converge/status.h"
 
 /* Golden values. GOLDEN_FP_ROW was checked independently: the row's bytes written by hand from
@@ -306,12 +307,47 @@ static void test_buf_max(void **state) {
   cvg_buf_release(&b);
 }
 
+/* The journal's fast key writer gives exactly what jansson gives for the same key. */
+static void test_key_json_matches_jansson(void **state) {
+  (void)state;
+  const char *cols[] = {"id", "na\"me", "x"};
+  cvg_value keys[][3] = {
+      {vint(42), vtext("alice", 5), vint(-7)},
+      {vint(INT64_MIN), vtext("quo\"te\\", 7), vnull()},
+      {vreal(1.5), vtext("caf\xc3\xa9", 5), vblob("\x00\x01", 2)},
+      {vint(0), vtext("bad\xff", 4), vtext("tab\there", 8)},
+      {vreal(NAN), vtext("", 0), vint(INT64_MAX)},
+  };
+  cvg_buf key, out;
+  cvg_buf_init(&key, 4096);
+  cvg_buf_init(&out, 4096);
+  for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+    enc(&key, keys[k], 3);
+    json_t *j = cvg_key_to_json(key.data, key.len, cols, 3);
+    assert_non_null(j);
+    char *want = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    cvg_buf_reset(&out);
+    assert_int_equal(cvg_key_json_append(&out, key.data, key.len, cols, 3), CVG_OK);
+    assert_int_equal(cvg_buf_append(&out, "", 1), CVG_OK);
+    assert_string_equal((const char *)out.data, want);
+    free(want);
+  }
+  cvg_buf_reset(&out); /* a malformed key is null, as cvg_key_to_json's NULL */
+  assert_int_equal(cvg_key_json_append(&out, (const unsigned char *)"\xff", 1, cols, 3), CVG_OK);
+  assert_int_equal(out.len, 4);
+  assert_memory_equal(out.data, "null", 4);
+  cvg_buf_release(&key);
+  cvg_buf_release(&out);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_order_single_values),          cmocka_unit_test(test_order_tuples),
       cmocka_unit_test(test_order_random_integers),        cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_negative_zero_and_nan),        cmocka_unit_test(test_golden_bytes),
       cmocka_unit_test(test_golden_fingerprint_and_shard), cmocka_unit_test(test_buf_max),
+      cmocka_unit_test(test_key_json_matches_jansson),
   };
   return cmocka_run_group_tests_name("encode", tests, NULL, NULL);
 }
