@@ -1299,7 +1299,8 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
       return rc;
     for (size_t i = 0; i < d->n_merge; i++) {
       const char *r = d->merge_rules[i];
-      int ok = !strcmp(r, "max") || !strcmp(r, "min") || !strcmp(r, "union") || !strcmp(r, "lww");
+      int ok = !strcmp(r, "max") || !strcmp(r, "min") || !strcmp(r, "union") || !strcmp(r, "lww") ||
+               !strcmp(r, "sum") || !strcmp(r, "sum:manual");
       if (!ok && !strncmp(r, "prefer:", 7)) {
         for (size_t k = 0; k < nr && !ok; k++)
           ok = !strcmp(d->replicas[k].name, r + 7);
@@ -1309,15 +1310,21 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
                       d->merge_cols[i], r + 7, d->name);
       }
       if (!ok)
-        return fail(p, v, "write max, min, union (of comma-separated sets), lww or prefer:REPLICA",
+        return fail(p, v,
+                    "write max, min, union (of comma-separated sets), sum (counter deltas "
+                    "against a common base), sum:manual, lww or prefer:REPLICA",
                     "merge rule '%s' of column '%s' is unknown", r, d->merge_cols[i]);
       if (d->version && !strcmp(d->merge_cols[i], d->version))
         return fail(p, v, "the version column always takes the highest version",
                     "the version column '%s' cannot have a merge rule", d->version);
+      for (size_t k = 0; k < d->n_key; k++)
+        if (!strcmp(d->merge_cols[i], d->key[k]))
+          return fail(p, v, "merge rules apply to non-key columns; the key identifies the row",
+                      "the key column '%s' cannot have a merge rule", d->key[k]);
     }
   }
   if (d->policy == 4 && !d->n_merge)
-    return fail(p, get(&ks, "policy"), "add merge: {column: max|min|union|prefer:REPLICA}",
+    return fail(p, get(&ks, "policy"), "add merge: {column: max|min|union|sum|prefer:REPLICA}",
                 "policy 'merge' needs merge rules in dataset '%s'", d->name);
   if (d->policy == 4 && !d->version)
     return fail(p, get(&ks, "policy"), "add version: COLUMN",

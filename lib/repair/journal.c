@@ -22,8 +22,9 @@
  * tuples (docs/encoding.md) in hex, in the order of the batch's columns; `converge audit export`
  * shows them decoded as "before" and "after".
  *   decision    {class, copies: {replica: state}, key, policy, rationale, shard,
- *                status: planned | awaiting_approval, winner}; the first decision of each batch
- *                also carries columns (every column of the table) and spec (key, compared,
+ *                status: planned | awaiting_approval, sums (merge with sum rules only: the
+ *                values written to those columns, {column: number}), winner}; the first
+ *                decision of each batch also carries columns (every column of the table) and spec (key, compared,
  *                version and tombstone columns), which hold for the rest of the batch. The
  *                divergence seen is the decision's class and copies.
  *   mutation    {decision, replica, op: upsert|delete, expect: state (what the row must still

@@ -459,13 +459,257 @@ static int set_union(const cvg_value *const *v, size_t n, cvg_buf *out) {
 }
 
 /*
+ * The common base of `sum` columns. A counter that two replicas both incremented while apart
+ * is merged as base + the sum of each copy's delta from the base, where the base is the value
+ * every replica held at the last moment they agreed. converge knows such a moment for certain in
+ * one case: its own last merge of the key, when every mutation of that decision was applied and
+ * none was reverted since. Such a decision carries "sums" - the values it wrote. Without one (a
+ * key never merged before, or a merge that was skipped, failed, rejected or reverted) the data
+ * does not allow a sum: the rule falls back (max, or a person's approval with sum:manual).
+ *
+ * The dataset's journal records are read once per run, the first time a base is needed.
+ */
+typedef struct sdec {
+  int64_t seq;
+  unsigned char *key; /* OWNED */
+  size_t key_len;
+  json_t *sums; /* OWNED: the decision's "sums" object, or NULL */
+  size_t n_mut, n_applied;
+  int bad; /* a mutation not applied, or reverted; or the decision rejected */
+} sdec;
+
+typedef struct smut {
+  int64_t seq, decision;
+} smut;
+
+typedef struct sum_bases {
+  int loaded;
+  sdec *d; /* in seq order while loading; by (key, seq descending) after */
+  size_t n, cap;
+  smut *m; /* in seq order */
+  size_t nm, cm;
+  int oom;
+} sum_bases;
+
+static sdec *sdec_find(sum_bases *b, int64_t seq) {
+  size_t lo = 0, hi = b->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (b->d[mid].seq < seq)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < b->n && b->d[lo].seq == seq ? &b->d[lo] : NULL;
+}
+
+static sdec *sdec_of_mutation(sum_bases *b, int64_t mseq) {
+  size_t lo = 0, hi = b->nm;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (b->m[mid].seq < mseq)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < b->nm && b->m[lo].seq == mseq ? sdec_find(b, b->m[lo].decision) : NULL;
+}
+
+static void sum_outcome(sum_bases *b, json_t *o) {
+  sdec *sd = sdec_of_mutation(b, json_integer_value(json_object_get(o, "mutation")));
+  const char *res = json_string_value(json_object_get(o, "result"));
+  if (!sd)
+    return;
+  if (res && !strcmp(res, "applied"))
+    sd->n_applied++;
+  else
+    sd->bad = 1;
+}
+
+static int sum_load_cb(void *ctx, const cvg_jrecord *r) {
+  sum_bases *b = ctx;
+  json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
+  if (!body)
+    return 0;
+  if (r->kind == CVG_J_DECISION) {
+    if (b->n == b->cap) {
+      size_t cap = b->cap ? 2 * b->cap : 256;
+      sdec *nd = realloc(b->d, cap * sizeof *nd);
+      if (!nd) {
+        b->oom = 1;
+        json_decref(body);
+        return 1;
+      }
+      b->d = nd;
+      b->cap = cap;
+    }
+    sdec *sd = &b->d[b->n];
+    memset(sd, 0, sizeof *sd);
+    sd->seq = r->seq;
+    sd->key_len = r->key_len;
+    if (!(sd->key = malloc(r->key_len ? r->key_len : 1))) {
+      b->oom = 1;
+      json_decref(body);
+      return 1;
+    }
+    memcpy(sd->key, r->key, r->key_len);
+    json_t *sums = json_object_get(body, "sums");
+    if (json_is_object(sums))
+      sd->sums = json_incref(sums);
+    b->n++;
+  } else if (r->kind == CVG_J_MUTATION) {
+    sdec *sd = sdec_find(b, json_integer_value(json_object_get(body, "decision")));
+    if (sd) {
+      if (b->nm == b->cm) {
+        size_t cap = b->cm ? 2 * b->cm : 256;
+        smut *nm = realloc(b->m, cap * sizeof *nm);
+        if (!nm) {
+          b->oom = 1;
+          json_decref(body);
+          return 1;
+        }
+        b->m = nm;
+        b->cm = cap;
+      }
+      b->m[b->nm].seq = r->seq;
+      b->m[b->nm++].decision = sd->seq;
+      sd->n_mut++;
+    }
+  } else if (r->kind == CVG_J_OUTCOME) {
+    json_t *outs = json_object_get(body, "outcomes");
+    size_t i;
+    json_t *o;
+    if (json_is_array(outs)) {
+      json_array_foreach(outs, i, o) sum_outcome(b, o);
+    } else {
+      sum_outcome(b, body);
+    }
+  } else if (r->kind == CVG_J_REVERT) {
+    sdec *sd = sdec_find(b, json_integer_value(json_object_get(body, "decision")));
+    if (sd)
+      sd->bad = 1;
+  } else if (r->kind == CVG_J_APPROVAL) {
+    sdec *sd = sdec_find(b, json_integer_value(json_object_get(body, "decision")));
+    if (sd && !json_is_true(json_object_get(body, "approved")))
+      sd->bad = 1;
+  }
+  json_decref(body);
+  return 0;
+}
+
+static int sdec_by_key_newest(const void *a, const void *b) {
+  const sdec *x = a, *y = b;
+  size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+  int c = memcmp(x->key, y->key, n);
+  if (c || x->key_len != y->key_len)
+    return c ? c : x->key_len < y->key_len ? -1 : 1;
+  return x->seq > y->seq ? -1 : x->seq < y->seq;
+}
+
+static void sum_bases_release(sum_bases *b) {
+  for (size_t i = 0; i < b->n; i++) {
+    free(b->d[i].key);
+    json_decref(b->d[i].sums);
+  }
+  free(b->d);
+  free(b->m);
+  memset(b, 0, sizeof *b);
+}
+
+/* The base of column col for key, or NULL: what the key's newest decision wrote everywhere. */
+static json_t *sum_base(sum_bases *b, cvg_journal *jn, const char *dataset, const item *it,
+                        const char *col, cvg_error *err, int *rc) {
+  *rc = CVG_OK;
+  if (!jn)
+    return NULL;
+  if (!b->loaded) {
+    b->loaded = 1;
+    if ((*rc = cvg_journal_scan(jn, 0, dataset, NULL, 0, 0, -1, sum_load_cb, b, err)))
+      return NULL;
+    if (b->oom) {
+      *rc = cvg_error_set(err, CVG_ENOMEM, dataset, "out of memory reading the journal");
+      return NULL;
+    }
+    free(b->m); /* the mutations were only needed to settle outcomes */
+    b->m = NULL;
+    b->nm = b->cm = 0;
+    if (b->n)
+      qsort(b->d, b->n, sizeof *b->d, sdec_by_key_newest);
+  }
+  sdec probe = {.seq = INT64_MAX, .key = (unsigned char *)it->key, .key_len = it->key_len};
+  size_t lo = 0, hi = b->n; /* the first entry not before (key, newest) */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (sdec_by_key_newest(&b->d[mid], &probe) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == b->n || b->d[lo].key_len != it->key_len || memcmp(b->d[lo].key, it->key, it->key_len))
+    return NULL;
+  const sdec *sd = &b->d[lo];
+  if (sd->bad || !sd->sums || sd->n_applied != sd->n_mut)
+    return NULL;
+  json_t *v = json_object_get(sd->sums, col);
+  return json_is_number(v) ? v : NULL;
+}
+
+static int numeric(const cvg_value *v, double *out) {
+  if (v->type == CVG_INTEGER)
+    *out = (double)v->u.i;
+  else if (v->type == CVG_REAL)
+    *out = v->u.r;
+  else
+    return 0;
+  return 1;
+}
+
+/* base + the sum of each live copy's delta from it; 0 if a value or the total is not a number
+ * converge can add exactly (an integer overflow, or a NaN). */
+static int sum_deltas(const cvg_value *const *vs, size_t n, json_t *base, cvg_value *out) {
+  int all_int = json_is_integer(base);
+  for (size_t r = 0; r < n; r++) {
+    double x;
+    if (vs[r] && !numeric(vs[r], &x))
+      return 0;
+    if (vs[r] && vs[r]->type != CVG_INTEGER)
+      all_int = 0;
+  }
+  if (all_int) {
+    int64_t b = (int64_t)json_integer_value(base), total = b;
+    for (size_t r = 0; r < n; r++) {
+      int64_t delta;
+      if (vs[r] && (__builtin_sub_overflow(vs[r]->u.i, b, &delta) ||
+                    __builtin_add_overflow(total, delta, &total)))
+        return 0;
+    }
+    out->type = CVG_INTEGER;
+    out->u.i = total;
+    return 1;
+  }
+  double b = json_number_value(base), total = b;
+  for (size_t r = 0; r < n; r++) {
+    double x = 0;
+    if (vs[r] && numeric(vs[r], &x))
+      total += x - b;
+  }
+  if (total != total)
+    return 0;
+  out->type = CVG_REAL;
+  out->u.r = total;
+  return 1;
+}
+
+/*
  * The merged row of a divergent key: the lww winner's row, with each merge rule's column taken
  * over every live copy. out gets its encoded tuple (all columns), mc its state (fingerprint of the
- * compared columns), why what was merged.
+ * compared columns), why what was merged. sums gets the values of `sum` columns as a JSON object
+ * (empty when there are none); *manual is set when a sum:manual column had no common base.
  */
 static int merge_row(const cvg_cat_dataset *d, reps *rp, const cvg_scan_spec *spec, const item *it,
                      int winner, const char **all, size_t n_all, cvg_buf *out, icopy *mc, char *why,
-                     size_t why_size, cvg_error *err) {
+                     size_t why_size, sum_bases *sb, cvg_journal *jn, cvg_buf *sums, int *manual,
+                     cvg_error *err) {
   cvg_buf rows[CVG_DIFF_MAX_REPLICAS], scratch[CVG_DIFF_MAX_REPLICAS], uni, cmp;
   cvg_value *vals[CVG_DIFF_MAX_REPLICAS] = {0};
   cvg_value *m = calloc(n_all ? n_all : 1, sizeof *m);
@@ -497,6 +741,11 @@ static int merge_row(const cvg_cat_dataset *d, reps *rp, const cvg_scan_spec *sp
     rc = cvg_error_set(err, CVG_EINVAL, d->name, "the winning row vanished while merging");
   size_t o = 0;
   why[0] = '\0';
+  *manual = 0;
+  cvg_buf_reset(sums);
+  json_t *sumj = json_object();
+  if (!sumj && rc == CVG_OK)
+    rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
   for (size_t c = 0; rc == CVG_OK && c < n_all; c++)
     m[c] = vals[winner][c];
   for (size_t k = 0; rc == CVG_OK && k < d->n_merge; k++) {
@@ -530,10 +779,54 @@ static int merge_row(const cvg_cat_dataset *d, reps *rp, const cvg_scan_spec *sp
       int ri = replica_index(d, rule + 7);
       if (ri >= 0 && vals[ri])
         m[c] = vals[ri][c];
+    } else if (!strncmp(rule, "sum", 3)) {
+      const cvg_value *vs[CVG_DIFF_MAX_REPLICAS];
+      for (size_t r = 0; r < d->n_replicas; r++)
+        vs[r] = vals[r] ? &vals[r][c] : NULL;
+      int agree = 1; /* every copy holds the same value: nothing to add up */
+      for (size_t r = 0; r < d->n_replicas; r++)
+        agree &= !vs[r] || value_cmp(vs[r], &m[c]) == 0;
+      json_t *base = agree ? NULL : sum_base(sb, jn, d->name, it, all[c], err, &rc);
+      if (rc)
+        break;
+      char bs[64] = "";
+      if (agree) {
+        /* m[c] is the value every copy holds */
+      } else if (base && sum_deltas(vs, d->n_replicas, base, &m[c])) {
+        if (json_is_integer(base))
+          snprintf(bs, sizeof bs, "%lld", (long long)json_integer_value(base));
+        else
+          snprintf(bs, sizeof bs, "%.17g", json_real_value(base));
+        o += (size_t)snprintf(why + o, o < why_size ? why_size - o : 0,
+                              "%s%s=sum of deltas against the base %s of the last merge",
+                              o ? ", " : "", all[c], bs);
+      } else {
+        for (size_t r = 0; r < d->n_replicas; r++) /* the fallback: max */
+          if (vals[r] && value_cmp(&vals[r][c], &m[c]) > 0)
+            m[c] = vals[r][c];
+        int ask = !strcmp(rule, "sum:manual");
+        *manual |= ask;
+        o += (size_t)snprintf(why + o, o < why_size ? why_size - o : 0,
+                              "%s%s=%s (no common base in the journal: %s)", o ? ", " : "", all[c],
+                              rule, ask ? "a person decides; max proposed" : "max");
+      }
+      json_t *jv = m[c].type == CVG_INTEGER ? json_integer((json_int_t)m[c].u.i)
+                   : m[c].type == CVG_REAL  ? json_real(m[c].u.r)
+                                            : NULL; /* not a number: no base next time */
+      if (jv && json_object_set_new(sumj, all[c], jv))
+        rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+      continue;
     }
     o += (size_t)snprintf(why + o, o < why_size ? why_size - o : 0, "%s%s=%s", o ? ", " : "",
                           all[c], rule);
   }
+  if (rc == CVG_OK && sumj && json_object_size(sumj)) {
+    char *t = json_dumps(sumj, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!t || cvg_buf_append(sums, t, strlen(t)))
+      rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+    free(t);
+  }
+  json_decref(sumj);
   /* uni may have moved while it grew: point the union columns at their bytes now */
   for (size_t c = 0; rc == CVG_OK && c < n_all; c++)
     if (uoff[c])
@@ -1126,9 +1419,18 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
     json_array_append_new(colsj, json_string(all[c]));
   char *specs = specj ? json_dumps(specj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   char *colss = colsj ? json_dumps(colsj, JSON_COMPACT) : NULL;
-  cvg_buf jbuf, kbuf;
+  cvg_buf jbuf, kbuf, sumsb;
   cvg_buf_init(&jbuf, CVG_JOURNAL_BODY_MAX);
   cvg_buf_init(&kbuf, CVG_JOURNAL_BODY_MAX);
+  cvg_buf_init(&sumsb, CVG_JOURNAL_BODY_MAX);
+  sum_bases sb;
+  memset(&sb, 0, sizeof sb);
+  /* a dry run reads the bases of sum columns from the journal, if there is one */
+  cvg_journal *bj = NULL;
+  for (size_t k = 0; !jn && k < d->n_merge && !bj; k++)
+    if (!strncmp(d->merge_rules[k], "sum", 3) &&
+        cvg_journal_open(&bj, o->cat->journal, 0, NULL) != CVG_OK)
+      break;
   if (!specs || !colss)
     rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
   /* Stages: everything at once, or (staged) the first shard, verified converged, then growing
@@ -1195,11 +1497,14 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
         if (is_merge) {
           char why[300];
           cvg_buf_reset(merged);
+          int ask = 0;
           if ((rc = merge_row(d, &rp, &spec, it, dec.winner, all, n_all, merged, &mc, why,
-                              sizeof why, err)))
+                              sizeof why, &sb, jn ? jn : bj, &sumsb, &ask, err)))
             break;
           size_t rl = strlen(dec.rationale);
-          snprintf(dec.rationale + rl, sizeof dec.rationale - rl, "; merged %s", why);
+          snprintf(dec.rationale + rl, sizeof dec.rationale - rl, "; merged %s%s", why,
+                   ask && !dec.manual ? "; awaiting approval" : "");
+          dec.manual |= ask;
           wc = &mc;
         }
         for (size_t i = 0; i < d->n_replicas; i++) {
@@ -1255,8 +1560,10 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
         if (!wrc && k == b0)
           wrc = jw_raw(jb, ",\"spec\":") || jw_raw(jb, specs);
         wrc = wrc || jw_raw(jb, ",\"status\":") ||
-              jw_str(jb, dec.manual ? "awaiting_approval" : "planned") ||
-              jw_raw(jb, ",\"winner\":") || jw_str(jb, names[dec.winner]) || jw_raw(jb, "}");
+              jw_str(jb, dec.manual ? "awaiting_approval" : "planned");
+        if (!wrc && is_merge && sumsb.len) /* the values of sum columns: the next merge's base */
+          wrc = jw_raw(jb, ",\"sums\":") || cvg_buf_append(jb, sumsb.data, sumsb.len);
+        wrc = wrc || jw_raw(jb, ",\"winner\":") || jw_str(jb, names[dec.winner]) || jw_raw(jb, "}");
         int64_t dseq = 0;
         rc = wrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
                  : jappend_buf(jn, CVG_J_DECISION, d->name, it->key, it->key_len, jb, &dseq, err);
@@ -1419,6 +1726,9 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   free(colss);
   cvg_buf_release(&jbuf);
   cvg_buf_release(&kbuf);
+  cvg_buf_release(&sumsb);
+  sum_bases_release(&sb);
+  cvg_journal_close(bj);
   cvg_buf_release(&before);
   for (size_t i = 0; i < batch * d->n_replicas + 1; i++)
     cvg_buf_release(&bufs[i]);
