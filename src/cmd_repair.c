@@ -209,24 +209,19 @@ static int parse_id(const char *s, int64_t *out) {
 }
 
 int cmd_repair(int argc, char **argv) {
-  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                       {"dataset", required_argument, NULL, 'd'},
-                                       {"shard", required_argument, NULL, 's'},
-                                       {"dry-run", no_argument, NULL, 'n'},
-                                       {"execute", no_argument, NULL, 'x'},
-                                       {"rate", required_argument, NULL, 'r'},
-                                       {"batch", required_argument, NULL, 'b'},
-                                       {"verbose", no_argument, NULL, 'v'},
-                                       {"ignore-window", no_argument, NULL, 'W'},
-                                       {"by", required_argument, NULL, 'B'},
-                                       {"note", required_argument, NULL, 'N'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      {"config", required_argument, NULL, 'c'}, {"dataset", required_argument, NULL, 'd'},
+      {"shard", required_argument, NULL, 's'},  {"dry-run", no_argument, NULL, 'n'},
+      {"execute", no_argument, NULL, 'x'},      {"rate", required_argument, NULL, 'r'},
+      {"batch", required_argument, NULL, 'b'},  {"concurrency", required_argument, NULL, 'j'},
+      {"verbose", no_argument, NULL, 'v'},      {"ignore-window", no_argument, NULL, 'W'},
+      {"by", required_argument, NULL, 'B'},     {"note", required_argument, NULL, 'N'},
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
   const char *config = NULL, *dataset = NULL, *by = NULL, *note = NULL;
   long shard = -1;
   int dry = 0, execute = 0, verbose = 0, ignore_window = 0, c;
   double rate = 0;
-  uint64_t batch = 0, u;
+  uint64_t batch = 0, conc = 0, u;
   const char *sub = NULL;
   if (argc >= 2 && argv[1][0] != '-') {
     sub = argv[1];
@@ -238,7 +233,7 @@ int cmd_repair(int argc, char **argv) {
     argv++;
   }
   optind = 1;
-  while ((c = getopt_long(argc, argv, "c:d:s:nxr:b:vWB:N:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "c:d:s:nxr:b:j:vWB:N:h", opts, NULL)) != -1) {
     switch (c) {
     case 'c':
       config = optarg;
@@ -264,6 +259,11 @@ int cmd_repair(int argc, char **argv) {
     case 'b':
       if (parse_u64(optarg, &batch) != 0 || batch == 0 || batch > 100000)
         return usage_error("repair", "--batch must be 1 to 100000 keys");
+      break;
+    case 'j':
+      if (parse_u64(optarg, &conc) != 0 || conc == 0 || conc > CVG_REPAIR_MAX_CONCURRENCY)
+        return usage_error("repair", "--concurrency must be 1 to %d shards at a time",
+                           CVG_REPAIR_MAX_CONCURRENCY);
       break;
     case 'v':
       verbose = 1;
@@ -346,6 +346,7 @@ int cmd_repair(int argc, char **argv) {
     o.rows_per_sec = rate;
     o.batch = (size_t)batch;
     o.verbose = verbose;
+    o.concurrency = (int)conc;
     o.ignore_window = ignore_window;
     if (execute && isatty(2))
       o.progress = progress;

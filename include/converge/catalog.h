@@ -177,11 +177,12 @@ typedef struct cvg_cat_dataset {
   cvg_cat_rule *rules; /* OWNED; alert rules of this dataset only */
   size_t n_rules;
   cvg_cat_slo slo;
-  int policy;         /* repair policy: 0 none, 1 lww, 2 authority, 3 manual (repair.h) */
-  double repair_rate; /* repair.rows_per_second; 0 unlimited */
-  int repair_batch;   /* repair.batch: keys per journal group and transaction; default 2000 */
-  int auto_repair;    /* 1: converge watch repairs confirmed divergences per the policy */
-  int repair_staged;  /* repair.staged: one shard first, verified, then 2, 4, 8... shards */
+  int policy;             /* repair policy: 0 none, 1 lww, 2 authority, 3 manual (repair.h) */
+  double repair_rate;     /* repair.rows_per_second; 0 unlimited */
+  int repair_batch;       /* repair.batch: keys per journal group and transaction; default 2000 */
+  int auto_repair;        /* 1: converge watch repairs confirmed divergences per the policy */
+  int repair_staged;      /* repair.staged: one shard first, verified, then 2, 4, 8... shards */
+  int repair_concurrency; /* repair.concurrency: shards repaired at once; default 1 */
   char **merge_cols, **merge_rules; /* OWNED; policy merge: column -> max|min|union|lww|
                                        prefer:REPLICA */
   size_t n_merge;

@@ -66,6 +66,8 @@ typedef struct cvg_repair_stats {
 /* Receives each line the repairer prints (the plan, progress, outcomes). */
 typedef void (*cvg_repair_print)(void *ctx, const char *line);
 
+#define CVG_REPAIR_MAX_CONCURRENCY 64 /* the most shards repaired at once */
+
 typedef struct cvg_repair_opts {
   const cvg_catalog *cat; /* BORROWED */
   size_t dataset;         /* index in cat->datasets */
@@ -73,6 +75,7 @@ typedef struct cvg_repair_opts {
   int execute;            /* 0: dry run (plan only; nothing is opened for writing) */
   double rows_per_sec;    /* > 0: token-bucket limit on applied mutations */
   size_t batch;           /* keys per journal group and transaction; default 2000 */
+  int concurrency;        /* > 0: shards repaired at once (else repair.concurrency, default 1) */
   int verbose;            /* print every key's decision (always in a dry run) */
   cvg_repair_print print; /* may be NULL */
   void *print_ctx;

@@ -1201,6 +1201,7 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
   if ((v = get(&ks, "slo")) && (rc = parse_slo(p, v, &d->slo)))
     return rc;
   d->repair_batch = 2000;
+  d->repair_concurrency = 1;
   d->repair_window_start = d->repair_window_end = -1;
   d->repair_interval = 10;
   if ((v = get(&ks, "policy"))) {
@@ -1210,8 +1211,8 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
   }
   if ((v = get(&ks, "repair"))) {
     static const char *const rkeys[] = {
-        "rows_per_second", "replica_rows_per_second", "batch",         "interval", "staged",
-        "window",          "tombstone_grace",         "version_clock", NULL};
+        "rows_per_second", "replica_rows_per_second", "batch",         "interval",    "staged",
+        "window",          "tombstone_grace",         "version_clock", "concurrency", NULL};
     keyset rk;
     yaml_node_t *w;
     int64_t x;
@@ -1224,6 +1225,11 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
       if ((rc = want_int(p, w, "batch", 1, 100000, &x)))
         return rc;
       d->repair_batch = (int)x;
+    }
+    if ((w = get(&rk, "concurrency"))) {
+      if ((rc = want_int(p, w, "concurrency", 1, 64, &x)))
+        return rc;
+      d->repair_concurrency = (int)x;
     }
     if ((w = get(&rk, "tombstone_grace")) &&
         (rc = want_duration(p, w, "tombstone_grace", &d->tombstone_grace)))

@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1276,6 +1277,431 @@ static int still_divergent(reps *rp, const cvg_cat_dataset *d, const cvg_scan_sp
   return CVG_OK;
 }
 
+/* One run's shared state. Workers (o->concurrency, or repair.concurrency) repair whole shards
+ * at once, each with its own replica connections and buffers; the lock covers the journal (one
+ * chain: a worker's decisions, mutations and outcomes are each appended as one group), the
+ * stats, the sum bases, the pace and the progress. Only the writes to the replicas run outside
+ * it. */
+typedef struct runctx {
+  const cvg_repair_opts *o;
+  const cvg_cat_dataset *d;
+  const char *const *names;
+  const char *const *kc;
+  size_t n_key;
+  const cvg_scan_spec *spec;
+  const char **all;
+  size_t n_all;
+  const char *specs, *colss;
+  size_t batch;
+  collect *col;
+  cvg_journal *jn, *bj; /* BORROWED: the journal, and the one a dry run reads bases from */
+  cvg_repair_stats *stats;
+  sum_bases sb;
+  double rate, t0, t0r;
+  uint64_t paced, paced_r;
+  pthread_mutex_t mu;
+  int stopped, rc;
+  cvg_error *err;  /* the run's: gets the first worker's error */
+  size_t done;     /* keys through, for the progress bar */
+  size_t next, hi; /* the current stage's keys not yet handed out, [next, hi) */
+} runctx;
+
+typedef struct worker {
+  runctx *x;
+  reps rp; /* OWNED, except worker 0's, which is the run's */
+  int own_rp;
+  planned *pl; /* OWNED: a batch's planned mutations */
+  cvg_buf *bufs;
+  cvg_mutation *grp;
+  cvg_buf before, jbuf, kbuf, sumsb;
+  cvg_error err;
+} worker;
+
+static void worker_release(worker *w) {
+  size_t n = w->x->batch * w->x->d->n_replicas + 1;
+  for (size_t i = 0; w->bufs && i < n; i++)
+    cvg_buf_release(&w->bufs[i]);
+  free(w->bufs);
+  free(w->pl);
+  free(w->grp);
+  cvg_buf_release(&w->before);
+  cvg_buf_release(&w->jbuf);
+  cvg_buf_release(&w->kbuf);
+  cvg_buf_release(&w->sumsb);
+  if (w->own_rp)
+    reps_close(&w->rp);
+}
+
+static int worker_init(worker *w, runctx *x, const reps *shared) {
+  memset(w, 0, sizeof *w);
+  w->x = x;
+  size_t n = x->batch * x->d->n_replicas + 1;
+  w->pl = calloc(n, sizeof *w->pl);
+  w->bufs = calloc(n, sizeof *w->bufs);
+  w->grp = calloc(n, sizeof *w->grp);
+  cvg_buf_init(&w->before, 64u << 20);
+  cvg_buf_init(&w->jbuf, CVG_JOURNAL_BODY_MAX);
+  cvg_buf_init(&w->kbuf, CVG_JOURNAL_BODY_MAX);
+  cvg_buf_init(&w->sumsb, CVG_JOURNAL_BODY_MAX);
+  for (size_t i = 0; w->bufs && i < n; i++)
+    cvg_buf_init(&w->bufs[i], 64u << 20);
+  if (!w->pl || !w->bufs || !w->grp)
+    return cvg_error_set(&w->err, CVG_ENOMEM, x->d->name, "out of memory");
+  if (shared) {
+    w->rp = *shared;
+    return CVG_OK;
+  }
+  w->own_rp = 1;
+  return x->o->execute ? reps_open(&w->rp, x->d, &w->err)
+                       : reps_open_flags(&w->rp, x->d, CVG_STORE_READONLY, &w->err);
+}
+
+/* The first failure of the run wins; the others stop at their next batch. */
+static void run_fail(runctx *x, worker *w, int rc) {
+  pthread_mutex_lock(&x->mu);
+  if (!x->rc) {
+    x->rc = rc;
+    if (x->err)
+      *x->err = w->err;
+  }
+  pthread_mutex_unlock(&x->mu);
+}
+
+/* Plans, journals and applies keys [b0, b1) of the run with worker w's connections and buffers.
+ * Holds the run's lock except while writing to the replicas. */
+static int run_batch(worker *w, size_t b0, size_t b1) {
+  runctx *x = w->x;
+  const cvg_repair_opts *o = x->o;
+  const cvg_cat_dataset *d = x->d;
+  const char *const *names = x->names;
+  const char *const *kc = x->kc;
+  size_t n_key = x->n_key, n_all = x->n_all, batch = x->batch;
+  const char **all = x->all;
+  const char *specs = x->specs, *colss = x->colss;
+  cvg_scan_spec spec = *x->spec;
+  cvg_journal *jn = x->jn;
+  cvg_repair_stats *stats = x->stats;
+  reps *rpp = &w->rp;
+  planned *pl = w->pl;
+  cvg_buf *bufs = w->bufs, *bef = &w->before;
+  cvg_mutation *grp = w->grp;
+  cvg_error *err = &w->err;
+  int rc = CVG_OK;
+  pthread_mutex_lock(&x->mu);
+  do {
+    if (x->stopped || x->rc)
+      break;
+    if (o->cancel && __atomic_load_n(o->cancel, __ATOMIC_SEQ_CST)) {
+      say(o, "stopped before key %zu of %zu", b0 + 1, x->col->n);
+      x->stopped = 1;
+      break;
+    }
+    size_t np = 0;
+    if (o->execute && (rc = cvg_journal_begin(jn, err)))
+      break;
+    /* one read snapshot per replica for the batch's fetches (before-images, winners' rows) */
+    for (size_t r = 0; o->execute && rc == CVG_OK && r < d->n_replicas; r++)
+      rc = cvg_store_read_txn(rpp->st[r], 1, err);
+    for (size_t k = b0; rc == CVG_OK && k < b1; k++) {
+      item *it = &x->col->items[k];
+      cvg_copy cps[CVG_DIFF_MAX_REPLICAS];
+      for (size_t i = 0; i < d->n_replicas; i++) {
+        cps[i].state = (cvg_rstate)it->c[i].state;
+        cps[i].fp = it->c[i].fp;
+        cps[i].version = it->c[i].ver;
+        cps[i].version_len = it->c[i].ver_len;
+        cps[i].vvec = NULL;
+        cps[i].vvec_len = 0;
+        cps[i].newest = 0;
+      }
+      cvg_decision dec;
+      if ((rc = cvg_decide((cvg_policy)d->policy, cps, d->n_replicas, names, d->authority, &dec,
+                           err)))
+        break;
+      cvg_buf_reset(&w->kbuf);
+      const char *ks = cvg_key_json_append(&w->kbuf, it->key, it->key_len, kc, n_key) ||
+                               cvg_buf_append(&w->kbuf, "", 1)
+                           ? NULL
+                           : (const char *)w->kbuf.data;
+      /* the targets: every replica whose copy differs from the winner's */
+      int targets[CVG_DIFF_MAX_REPLICAS];
+      size_t nt = 0;
+      const icopy *wc = &it->c[dec.winner];
+      /* merge: the winner's row with the merge rules' columns taken over every live copy */
+      icopy mc;
+      cvg_buf *merged = &bufs[batch * d->n_replicas];
+      int is_merge = d->policy == CVG_POLICY_MERGE && wc->state == CVG_LIVE && !dec.delete_all;
+      if (is_merge) {
+        char why[300];
+        cvg_buf_reset(merged);
+        int ask = 0;
+        if ((rc = merge_row(d, rpp, &spec, it, dec.winner, all, n_all, merged, &mc, why, sizeof why,
+                            &x->sb, x->jn ? x->jn : x->bj, &w->sumsb, &ask, err)))
+          break;
+        size_t rl = strlen(dec.rationale);
+        snprintf(dec.rationale + rl, sizeof dec.rationale - rl, "; merged %s%s", why,
+                 ask && !dec.manual ? "; awaiting approval" : "");
+        dec.manual |= ask;
+        wc = &mc;
+      }
+      for (size_t i = 0; i < d->n_replicas; i++) {
+        if ((int)i == dec.winner && !is_merge) /* a merged row may differ from every copy */
+          continue;
+        const icopy *c = &it->c[i];
+        int same = c->state == wc->state &&
+                   (c->state == CVG_ABSENT ||
+                    (c->ver_len == wc->ver_len && !memcmp(c->ver, wc->ver, c->ver_len) &&
+                     !memcmp(&c->fp, &wc->fp, sizeof c->fp)));
+        if (!same)
+          targets[nt++] = (int)i;
+      }
+      if (o->verbose || !o->execute) {
+        char tl[512] = "";
+        size_t tlo = 0;
+        for (size_t t = 0; t < nt && tlo < sizeof tl - 1; t++)
+          tlo += (size_t)snprintf(tl + tlo, sizeof tl - tlo, "%s%s %s", t ? ", " : "",
+                                  dec.delete_all ? "delete on" : "write to", names[targets[t]]);
+        say(o, "%s %s shard %u %s: %s%s - %s", o->execute ? "repair" : "plan", ks ? ks : "?",
+            it->shard, cvg_class_name(it->cls), dec.manual ? "awaiting approval; would " : "", tl,
+            dec.rationale);
+      }
+      stats->decisions++;
+      stats->mutations += nt;
+      stats->awaiting += dec.manual;
+      if (!o->execute)
+        continue;
+      /* the winner's whole row */
+      cvg_buf *after = &bufs[batch * d->n_replicas];
+      int found = is_merge; /* merged: after already holds the merged row */
+      if (!is_merge)
+        cvg_buf_reset(after);
+      if (!is_merge && !dec.delete_all &&
+          (rc = cvg_store_fetch(rpp->st[dec.winner], &spec, it->key, it->key_len, all, n_all, after,
+                                &found, err)))
+        break;
+      /* the decision: sorted keys, as every record */
+      cvg_buf *jb = &w->jbuf;
+      cvg_buf_reset(jb);
+      int wrc = jw_raw(jb, "{\"class\":") || jw_str(jb, cvg_class_name(it->cls));
+      if (!wrc && k == b0) /* the first decision of a batch carries the batch's columns */
+        wrc = jw_raw(jb, ",\"columns\":") || jw_raw(jb, colss);
+      wrc = wrc || jw_raw(jb, ",\"copies\":{");
+      for (size_t i = 0; !wrc && i < d->n_replicas; i++)
+        wrc = (i ? jw_raw(jb, ",") : 0) || jw_str(jb, names[i]) || jw_raw(jb, ":") ||
+              jw_state(jb, &it->c[i]);
+      char shard[32];
+      snprintf(shard, sizeof shard, ",\"shard\":%u", it->shard);
+      wrc = wrc || jw_raw(jb, "},\"key\":") || jw_raw(jb, ks ? ks : "null") ||
+            jw_raw(jb, ",\"policy\":") || jw_str(jb, cvg_policy_names[d->policy]) ||
+            jw_raw(jb, ",\"rationale\":") || jw_str(jb, dec.rationale) || jw_raw(jb, shard);
+      if (!wrc && k == b0)
+        wrc = jw_raw(jb, ",\"spec\":") || jw_raw(jb, specs);
+      wrc = wrc || jw_raw(jb, ",\"status\":") ||
+            jw_str(jb, dec.manual ? "awaiting_approval" : "planned");
+      if (!wrc && is_merge && w->sumsb.len) /* the values of sum columns: the next merge's base */
+        wrc = jw_raw(jb, ",\"sums\":") || cvg_buf_append(jb, w->sumsb.data, w->sumsb.len);
+      wrc = wrc || jw_raw(jb, ",\"winner\":") || jw_str(jb, names[dec.winner]) || jw_raw(jb, "}");
+      int64_t dseq = 0;
+      rc = wrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
+               : jappend_buf(jn, CVG_J_DECISION, d->name, it->key, it->key_len, jb, &dseq, err);
+      for (size_t t = 0; rc == CVG_OK && t < nt; t++) {
+        int ri = targets[t];
+        const icopy *tc = &it->c[ri];
+        cvg_buf_reset(bef);
+        int bfound = 0;
+        if (tc->state != CVG_ABSENT &&
+            (rc = cvg_store_fetch(rpp->st[ri], &spec, it->key, it->key_len, all, n_all, bef,
+                                  &bfound, err)))
+          break;
+        int del = dec.delete_all || wc->state == CVG_ABSENT || !found;
+        /* values and before-image as exact encoded tuples (hex) in the decision's columns;
+       * `converge audit` shows them decoded */
+        planned *p = &pl[np];
+        memset(p, 0, sizeof *p);
+        cvg_buf *mb = &w->jbuf;
+        cvg_buf_reset(mb);
+        char dnum[48];
+        snprintf(dnum, sizeof dnum, ",\"decision\":%lld,\"expect\":", (long long)dseq);
+        int mrc =
+            jw_raw(mb, "{\"before_values\":") ||
+            (bfound ? jw_hex(mb, bef->data, bef->len) : jw_raw(mb, "null")) || jw_raw(mb, dnum) ||
+            jw_state(mb, tc) || jw_raw(mb, ",\"op\":") || jw_str(mb, del ? "delete" : "upsert") ||
+            jw_raw(mb, ",\"replica\":") || jw_str(mb, names[ri]) || jw_raw(mb, ",\"target\":") ||
+            jw_state(mb, wc) || jw_raw(mb, ",\"values\":") ||
+            (del ? jw_raw(mb, "null") : jw_hex(mb, after->data, after->len)) || jw_raw(mb, "}");
+        rc = mrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
+                 : jappend_buf(jn, CVG_J_MUTATION, d->name, it->key, it->key_len, mb, &p->seq, err);
+        if (rc || dec.manual)
+          continue;
+        /* the conditional write */
+        cvg_buf *vb = &bufs[np];
+        cvg_buf_reset(vb);
+        if (!del && cvg_buf_append(vb, after->data, after->len)) {
+          rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+          break;
+        }
+        p->replica = ri;
+        p->item = k;
+        p->m.key = it->key;
+        p->m.key_len = it->key_len;
+        p->m.op = del ? CVG_MUT_DELETE : CVG_MUT_UPSERT;
+        p->m.expect_present = tc->state != CVG_ABSENT;
+        p->m.expect_tombstone = tc->state == CVG_TOMBSTONED;
+        p->m.expect_version = tc->ver;
+        p->m.expect_version_len = tc->ver_len;
+        p->m.expect_fp = tc->fp;
+        p->m.cols = all;
+        p->m.n_cols = n_all;
+        p->m.values = vb->data;
+        p->m.values_len = vb->len;
+        np++;
+      }
+    }
+    if (!o->execute)
+      continue;
+    for (size_t r = 0; r < d->n_replicas; r++) {
+      int trc = cvg_store_read_txn(rpp->st[r], 0, rc ? NULL : err);
+      if (!rc)
+        rc = trc;
+    }
+    /* the decisions and mutations are durable before anything is written */
+    if (rc || (rc = jcommit(jn, err))) {
+      cvg_journal_rollback(jn);
+      break;
+    }
+    pthread_mutex_unlock(&x->mu); /* other workers plan and journal while this one writes */
+    /* apply, one transaction per replica */
+    for (size_t r = 0; r < d->n_replicas && rc == CVG_OK; r++) {
+      size_t ng = 0;
+      for (size_t i = 0; i < np; i++)
+        if (pl[i].replica == (int)r)
+          grp[ng++] = pl[i].m;
+      if (!ng)
+        continue;
+      cvg_error aerr;
+      cvg_error_clear(&aerr);
+      cvg_store_apply(rpp->st[r], &spec, grp, ng, &aerr); /* failures are per mutation */
+      for (size_t g = 0; g < ng; g++)
+        if (grp[g].result == CVG_MUT_PENDING) {
+          grp[g].result = CVG_MUT_FAILED;
+          snprintf(grp[g].reason, sizeof grp[g].reason, "%.190s", aerr.msg);
+        }
+      for (size_t i = 0, g = 0; i < np; i++)
+        if (pl[i].replica == (int)r)
+          pl[i].m = grp[g++];
+    }
+    pthread_mutex_lock(&x->mu);
+    /* the batch's outcomes, as one record: they were applied by the same transactions */
+    if ((rc = cvg_journal_begin(jn, err)))
+      break;
+    cvg_buf *ob = &w->jbuf; /* {"outcomes":[{"mutation":N,"reason":"...","result":"..."},...]} */
+    cvg_buf_reset(ob);
+    int orc = jw_raw(ob, "{\"outcomes\":[");
+    for (size_t i = 0; i < np; i++) {
+      planned *p = &pl[i];
+      stats->applied += p->m.result == CVG_MUT_APPLIED;
+      stats->skipped += p->m.result == CVG_MUT_SKIPPED;
+      stats->failed += p->m.result == CVG_MUT_FAILED;
+      char mnum[48];
+      snprintf(mnum, sizeof mnum, "%s{\"mutation\":%lld,\"reason\":", i ? "," : "",
+               (long long)p->seq);
+      orc = orc || jw_raw(ob, mnum) || jw_str(ob, p->m.reason) || jw_raw(ob, ",\"result\":") ||
+            jw_str(ob, result_name(p->m.result)) || jw_raw(ob, "}");
+      if (p->m.result != CVG_MUT_APPLIED && (o->verbose || p->m.result == CVG_MUT_FAILED))
+        say(o, "  %s on %s: %s", result_name(p->m.result), names[p->replica], p->m.reason);
+    }
+    orc = orc || jw_raw(ob, "]}");
+    if (orc) {
+      rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+      cvg_journal_rollback(jn);
+      break;
+    }
+    if (np)
+      rc = jappend_buf(jn, CVG_J_OUTCOME, d->name, NULL, 0, ob, NULL, err);
+    if (rc || (rc = jcommit(jn, err))) {
+      cvg_journal_rollback(jn);
+      break;
+    }
+    if (o->progress)
+      o->progress(o->print_ctx, x->done += b1 - b0, x->col->n, stats);
+    /* per-replica limit: the busiest replica of the batch sets the pace */
+    size_t most = 0, per[CVG_DIFF_MAX_REPLICAS] = {0};
+    for (size_t i = 0; i < np; i++)
+      if (++per[pl[i].replica] > most)
+        most = per[pl[i].replica];
+    if (d->repair_replica_rate > 0 &&
+        token_wait(d->repair_replica_rate, &x->t0r, &x->paced_r, most, o->cancel)) {
+      x->stopped = 1;
+      break;
+    }
+    if (token_wait(x->rate, &x->t0, &x->paced, np, o->cancel)) {
+      x->stopped = 1;
+      break;
+    }
+  } while (0);
+  pthread_mutex_unlock(&x->mu);
+  return rc;
+}
+
+/* A worker of a concurrent stage: takes whole shards until none is left. */
+static void *stage_worker(void *arg) {
+  worker *w = arg;
+  runctx *x = w->x;
+  journal_clock = &x->stats->journal_seconds;
+  for (;;) {
+    pthread_mutex_lock(&x->mu);
+    size_t lo = x->next, hi = lo;
+    int go = !x->rc && !x->stopped && lo < x->hi;
+    if (go) {
+      uint32_t sh = x->col->items[lo].shard;
+      while (hi < x->hi && x->col->items[hi].shard == sh)
+        hi++;
+      x->next = hi;
+    }
+    pthread_mutex_unlock(&x->mu);
+    if (!go)
+      break;
+    for (size_t b0 = lo; b0 < hi; b0 += x->batch) {
+      int rc = run_batch(w, b0, b0 + x->batch < hi ? b0 + x->batch : hi);
+      if (rc) {
+        run_fail(x, w, rc);
+        break;
+      }
+    }
+  }
+  journal_clock = NULL;
+  jrec_release();
+  return NULL;
+}
+
+/* Keys [lo, hi) of the run (one stage): in batches by worker 0, or shard by shard by up to
+ * `concurrency` workers at once. */
+static int run_stage(runctx *x, worker *ws, size_t nw, size_t lo, size_t hi) {
+  if (nw <= 1) {
+    for (size_t b0 = lo; !x->rc && !x->stopped && b0 < hi; b0 += x->batch) {
+      int rc = run_batch(&ws[0], b0, b0 + x->batch < hi ? b0 + x->batch : hi);
+      if (rc)
+        run_fail(x, &ws[0], rc);
+    }
+    return x->rc;
+  }
+  x->next = lo;
+  x->hi = hi;
+  pthread_t th[CVG_REPAIR_MAX_CONCURRENCY];
+  size_t started = 0;
+  for (size_t i = 0; i < nw; i++) {
+    if (pthread_create(&th[i], NULL, stage_worker, &ws[i]) != 0) {
+      cvg_error_set(&ws[i].err, CVG_ENOMEM, x->d->name, "cannot start a repair worker thread");
+      run_fail(x, &ws[i], CVG_ENOMEM);
+      break;
+    }
+    started++;
+  }
+  for (size_t i = 0; i < started; i++)
+    pthread_join(th[i], NULL);
+  return x->rc;
+}
+
 int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error *err) {
   memset(stats, 0, sizeof *stats);
   double t_start = now_wall();
@@ -1393,49 +1819,55 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
     for (size_t i = 0; i < desc.n_cols; i++)
       all[n_all++] = desc.cols[i].name;
   }
-  size_t batch = o->batch ? o->batch : (d->repair_batch > 0 ? (size_t)d->repair_batch : 2000);
-  double rate = o->rows_per_sec > 0 ? o->rows_per_sec : d->repair_rate;
-  double t0 = now_wall(), t0r = t0;
-  uint64_t paced = 0, paced_r = 0;
-  planned *pl = calloc(batch * d->n_replicas + 1, sizeof *pl);
-  cvg_buf *bufs = calloc(batch * d->n_replicas + 1, sizeof *bufs);
-  cvg_mutation *grp = calloc(batch * d->n_replicas + 1, sizeof *grp);
-  if (!pl || !bufs || !grp) {
-    free(pl);
-    free(bufs);
-    free(grp);
-    free(all);
-    cvg_table_desc_release(&desc);
-    rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
-    goto out;
-  }
-  for (size_t i = 0; i < batch * d->n_replicas + 1; i++)
-    cvg_buf_init(&bufs[i], 64u << 20);
-  cvg_buf before;
-  cvg_buf_init(&before, 64u << 20);
   json_t *specj = spec_json(&spec);
   json_t *colsj = json_array();
   for (size_t c = 0; colsj && c < n_all; c++)
     json_array_append_new(colsj, json_string(all[c]));
   char *specs = specj ? json_dumps(specj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   char *colss = colsj ? json_dumps(colsj, JSON_COMPACT) : NULL;
-  cvg_buf jbuf, kbuf, sumsb;
-  cvg_buf_init(&jbuf, CVG_JOURNAL_BODY_MAX);
-  cvg_buf_init(&kbuf, CVG_JOURNAL_BODY_MAX);
-  cvg_buf_init(&sumsb, CVG_JOURNAL_BODY_MAX);
-  sum_bases sb;
-  memset(&sb, 0, sizeof sb);
+  runctx x;
+  memset(&x, 0, sizeof x);
+  x.o = o;
+  x.d = d;
+  x.names = names;
+  x.kc = kc;
+  x.n_key = n_key;
+  x.spec = &spec;
+  x.all = all;
+  x.n_all = n_all;
+  x.specs = specs;
+  x.colss = colss;
+  x.batch = o->batch ? o->batch : (d->repair_batch > 0 ? (size_t)d->repair_batch : 2000);
+  x.col = &col;
+  x.jn = jn;
+  x.stats = stats;
+  x.rate = o->rows_per_sec > 0 ? o->rows_per_sec : d->repair_rate;
+  x.t0 = x.t0r = now_wall();
+  x.err = err;
+  pthread_mutex_init(&x.mu, NULL);
   /* a dry run reads the bases of sum columns from the journal, if there is one */
-  cvg_journal *bj = NULL;
-  for (size_t k = 0; !jn && k < d->n_merge && !bj; k++)
+  for (size_t k = 0; !jn && k < d->n_merge && !x.bj; k++)
     if (!strncmp(d->merge_rules[k], "sum", 3) &&
-        cvg_journal_open(&bj, o->cat->journal, 0, NULL) != CVG_OK)
+        cvg_journal_open(&x.bj, o->cat->journal, 0, NULL) != CVG_OK)
       break;
+  /* workers: one per shard in flight; a dry run plans with one */
+  size_t nw = o->concurrency > 0 ? (size_t)o->concurrency : (size_t)d->repair_concurrency;
+  if (nw < 1 || !o->execute)
+    nw = 1;
+  if (nw > CVG_REPAIR_MAX_CONCURRENCY)
+    nw = CVG_REPAIR_MAX_CONCURRENCY;
+  worker ws[CVG_REPAIR_MAX_CONCURRENCY];
+  size_t nws = 0;
   if (!specs || !colss)
     rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
+  for (; rc == CVG_OK && nws < nw; nws++) /* a worker that fails to start is counted, released */
+    if ((rc = worker_init(&ws[nws], &x, nws ? NULL : &rp)) && err)
+      *err = ws[nws].err;
+  if (rc == CVG_OK && nw > 1)
+    say(o, "%zu shard(s) at a time", nws);
   /* Stages: everything at once, or (staged) the first shard, verified converged, then growing
    * groups of shards: 2, 4, 8, ... */
-  if (d->repair_staged && col.n)
+  if ((d->repair_staged || nws > 1) && col.n)
     qsort(col.items, col.n, sizeof *col.items, by_shard);
   size_t lo = 0, stage = 0, stage_shards = 1;
   int stopped = 0;
@@ -1453,255 +1885,8 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
       stage++;
       say(o, "stage %zu: %zu shard(s), %zu key(s)", stage, shards, hi - lo);
     }
-    for (size_t b0 = lo; rc == CVG_OK && b0 < hi; b0 += batch) {
-      if (o->cancel && __atomic_load_n(o->cancel, __ATOMIC_SEQ_CST)) {
-        say(o, "stopped before key %zu of %zu", b0 + 1, col.n);
-        stopped = 1;
-        break;
-      }
-      size_t b1 = b0 + batch < hi ? b0 + batch : hi, np = 0;
-      if (o->execute && (rc = cvg_journal_begin(jn, err)))
-        break;
-      /* one read snapshot per replica for the batch's fetches (before-images, winners' rows) */
-      for (size_t r = 0; o->execute && rc == CVG_OK && r < d->n_replicas; r++)
-        rc = cvg_store_read_txn(rp.st[r], 1, err);
-      for (size_t k = b0; rc == CVG_OK && k < b1; k++) {
-        item *it = &col.items[k];
-        cvg_copy cps[CVG_DIFF_MAX_REPLICAS];
-        for (size_t i = 0; i < d->n_replicas; i++) {
-          cps[i].state = (cvg_rstate)it->c[i].state;
-          cps[i].fp = it->c[i].fp;
-          cps[i].version = it->c[i].ver;
-          cps[i].version_len = it->c[i].ver_len;
-          cps[i].vvec = NULL;
-          cps[i].vvec_len = 0;
-          cps[i].newest = 0;
-        }
-        cvg_decision dec;
-        if ((rc = cvg_decide((cvg_policy)d->policy, cps, d->n_replicas, names, d->authority, &dec,
-                             err)))
-          break;
-        cvg_buf_reset(&kbuf);
-        const char *ks = cvg_key_json_append(&kbuf, it->key, it->key_len, kc, n_key) ||
-                                 cvg_buf_append(&kbuf, "", 1)
-                             ? NULL
-                             : (const char *)kbuf.data;
-        /* the targets: every replica whose copy differs from the winner's */
-        int targets[CVG_DIFF_MAX_REPLICAS];
-        size_t nt = 0;
-        const icopy *wc = &it->c[dec.winner];
-        /* merge: the winner's row with the merge rules' columns taken over every live copy */
-        icopy mc;
-        cvg_buf *merged = &bufs[batch * d->n_replicas];
-        int is_merge = d->policy == CVG_POLICY_MERGE && wc->state == CVG_LIVE && !dec.delete_all;
-        if (is_merge) {
-          char why[300];
-          cvg_buf_reset(merged);
-          int ask = 0;
-          if ((rc = merge_row(d, &rp, &spec, it, dec.winner, all, n_all, merged, &mc, why,
-                              sizeof why, &sb, jn ? jn : bj, &sumsb, &ask, err)))
-            break;
-          size_t rl = strlen(dec.rationale);
-          snprintf(dec.rationale + rl, sizeof dec.rationale - rl, "; merged %s%s", why,
-                   ask && !dec.manual ? "; awaiting approval" : "");
-          dec.manual |= ask;
-          wc = &mc;
-        }
-        for (size_t i = 0; i < d->n_replicas; i++) {
-          if ((int)i == dec.winner && !is_merge) /* a merged row may differ from every copy */
-            continue;
-          const icopy *c = &it->c[i];
-          int same = c->state == wc->state &&
-                     (c->state == CVG_ABSENT ||
-                      (c->ver_len == wc->ver_len && !memcmp(c->ver, wc->ver, c->ver_len) &&
-                       !memcmp(&c->fp, &wc->fp, sizeof c->fp)));
-          if (!same)
-            targets[nt++] = (int)i;
-        }
-        if (o->verbose || !o->execute) {
-          char tl[512] = "";
-          size_t tlo = 0;
-          for (size_t t = 0; t < nt && tlo < sizeof tl - 1; t++)
-            tlo += (size_t)snprintf(tl + tlo, sizeof tl - tlo, "%s%s %s", t ? ", " : "",
-                                    dec.delete_all ? "delete on" : "write to", names[targets[t]]);
-          say(o, "%s %s shard %u %s: %s%s - %s", o->execute ? "repair" : "plan", ks ? ks : "?",
-              it->shard, cvg_class_name(it->cls), dec.manual ? "awaiting approval; would " : "", tl,
-              dec.rationale);
-        }
-        stats->decisions++;
-        stats->mutations += nt;
-        stats->awaiting += dec.manual;
-        if (!o->execute)
-          continue;
-        /* the winner's whole row */
-        cvg_buf *after = &bufs[batch * d->n_replicas];
-        int found = is_merge; /* merged: after already holds the merged row */
-        if (!is_merge)
-          cvg_buf_reset(after);
-        if (!is_merge && !dec.delete_all &&
-            (rc = cvg_store_fetch(rp.st[dec.winner], &spec, it->key, it->key_len, all, n_all, after,
-                                  &found, err)))
-          break;
-        /* the decision: sorted keys, as every record */
-        cvg_buf *jb = &jbuf;
-        cvg_buf_reset(jb);
-        int wrc = jw_raw(jb, "{\"class\":") || jw_str(jb, cvg_class_name(it->cls));
-        if (!wrc && k == b0) /* the first decision of a batch carries the batch's columns */
-          wrc = jw_raw(jb, ",\"columns\":") || jw_raw(jb, colss);
-        wrc = wrc || jw_raw(jb, ",\"copies\":{");
-        for (size_t i = 0; !wrc && i < d->n_replicas; i++)
-          wrc = (i ? jw_raw(jb, ",") : 0) || jw_str(jb, names[i]) || jw_raw(jb, ":") ||
-                jw_state(jb, &it->c[i]);
-        char shard[32];
-        snprintf(shard, sizeof shard, ",\"shard\":%u", it->shard);
-        wrc = wrc || jw_raw(jb, "},\"key\":") || jw_raw(jb, ks ? ks : "null") ||
-              jw_raw(jb, ",\"policy\":") || jw_str(jb, cvg_policy_names[d->policy]) ||
-              jw_raw(jb, ",\"rationale\":") || jw_str(jb, dec.rationale) || jw_raw(jb, shard);
-        if (!wrc && k == b0)
-          wrc = jw_raw(jb, ",\"spec\":") || jw_raw(jb, specs);
-        wrc = wrc || jw_raw(jb, ",\"status\":") ||
-              jw_str(jb, dec.manual ? "awaiting_approval" : "planned");
-        if (!wrc && is_merge && sumsb.len) /* the values of sum columns: the next merge's base */
-          wrc = jw_raw(jb, ",\"sums\":") || cvg_buf_append(jb, sumsb.data, sumsb.len);
-        wrc = wrc || jw_raw(jb, ",\"winner\":") || jw_str(jb, names[dec.winner]) || jw_raw(jb, "}");
-        int64_t dseq = 0;
-        rc = wrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
-                 : jappend_buf(jn, CVG_J_DECISION, d->name, it->key, it->key_len, jb, &dseq, err);
-        for (size_t t = 0; rc == CVG_OK && t < nt; t++) {
-          int ri = targets[t];
-          const icopy *tc = &it->c[ri];
-          cvg_buf_reset(&before);
-          int bfound = 0;
-          if (tc->state != CVG_ABSENT &&
-              (rc = cvg_store_fetch(rp.st[ri], &spec, it->key, it->key_len, all, n_all, &before,
-                                    &bfound, err)))
-            break;
-          int del = dec.delete_all || wc->state == CVG_ABSENT || !found;
-          /* values and before-image as exact encoded tuples (hex) in the decision's columns;
-         * `converge audit` shows them decoded */
-          planned *p = &pl[np];
-          memset(p, 0, sizeof *p);
-          cvg_buf *mb = &jbuf;
-          cvg_buf_reset(mb);
-          char dnum[48];
-          snprintf(dnum, sizeof dnum, ",\"decision\":%lld,\"expect\":", (long long)dseq);
-          int mrc = jw_raw(mb, "{\"before_values\":") ||
-                    (bfound ? jw_hex(mb, before.data, before.len) : jw_raw(mb, "null")) ||
-                    jw_raw(mb, dnum) || jw_state(mb, tc) || jw_raw(mb, ",\"op\":") ||
-                    jw_str(mb, del ? "delete" : "upsert") || jw_raw(mb, ",\"replica\":") ||
-                    jw_str(mb, names[ri]) || jw_raw(mb, ",\"target\":") || jw_state(mb, wc) ||
-                    jw_raw(mb, ",\"values\":") ||
-                    (del ? jw_raw(mb, "null") : jw_hex(mb, after->data, after->len)) ||
-                    jw_raw(mb, "}");
-          rc = mrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
-                   : jappend_buf(jn, CVG_J_MUTATION, d->name, it->key, it->key_len, mb, &p->seq,
-                                 err);
-          if (rc || dec.manual)
-            continue;
-          /* the conditional write */
-          cvg_buf *vb = &bufs[np];
-          cvg_buf_reset(vb);
-          if (!del && cvg_buf_append(vb, after->data, after->len)) {
-            rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
-            break;
-          }
-          p->replica = ri;
-          p->item = k;
-          p->m.key = it->key;
-          p->m.key_len = it->key_len;
-          p->m.op = del ? CVG_MUT_DELETE : CVG_MUT_UPSERT;
-          p->m.expect_present = tc->state != CVG_ABSENT;
-          p->m.expect_tombstone = tc->state == CVG_TOMBSTONED;
-          p->m.expect_version = tc->ver;
-          p->m.expect_version_len = tc->ver_len;
-          p->m.expect_fp = tc->fp;
-          p->m.cols = all;
-          p->m.n_cols = n_all;
-          p->m.values = vb->data;
-          p->m.values_len = vb->len;
-          np++;
-        }
-      }
-      if (!o->execute)
-        continue;
-      for (size_t r = 0; r < d->n_replicas; r++) {
-        int trc = cvg_store_read_txn(rp.st[r], 0, rc ? NULL : err);
-        if (!rc)
-          rc = trc;
-      }
-      /* the decisions and mutations are durable before anything is written */
-      if (rc || (rc = jcommit(jn, err))) {
-        cvg_journal_rollback(jn);
-        break;
-      }
-      /* apply, one transaction per replica */
-      for (size_t r = 0; r < d->n_replicas && rc == CVG_OK; r++) {
-        size_t ng = 0;
-        for (size_t i = 0; i < np; i++)
-          if (pl[i].replica == (int)r)
-            grp[ng++] = pl[i].m;
-        if (!ng)
-          continue;
-        cvg_error aerr;
-        cvg_error_clear(&aerr);
-        cvg_store_apply(rp.st[r], &spec, grp, ng, &aerr); /* failures are per mutation */
-        for (size_t g = 0; g < ng; g++)
-          if (grp[g].result == CVG_MUT_PENDING) {
-            grp[g].result = CVG_MUT_FAILED;
-            snprintf(grp[g].reason, sizeof grp[g].reason, "%.190s", aerr.msg);
-          }
-        for (size_t i = 0, g = 0; i < np; i++)
-          if (pl[i].replica == (int)r)
-            pl[i].m = grp[g++];
-      }
-      /* the batch's outcomes, as one record: they were applied by the same transactions */
-      if ((rc = cvg_journal_begin(jn, err)))
-        break;
-      cvg_buf *ob = &jbuf; /* {"outcomes":[{"mutation":N,"reason":"...","result":"..."},...]} */
-      cvg_buf_reset(ob);
-      int orc = jw_raw(ob, "{\"outcomes\":[");
-      for (size_t i = 0; i < np; i++) {
-        planned *p = &pl[i];
-        stats->applied += p->m.result == CVG_MUT_APPLIED;
-        stats->skipped += p->m.result == CVG_MUT_SKIPPED;
-        stats->failed += p->m.result == CVG_MUT_FAILED;
-        char mnum[48];
-        snprintf(mnum, sizeof mnum, "%s{\"mutation\":%lld,\"reason\":", i ? "," : "",
-                 (long long)p->seq);
-        orc = orc || jw_raw(ob, mnum) || jw_str(ob, p->m.reason) || jw_raw(ob, ",\"result\":") ||
-              jw_str(ob, result_name(p->m.result)) || jw_raw(ob, "}");
-        if (p->m.result != CVG_MUT_APPLIED && (o->verbose || p->m.result == CVG_MUT_FAILED))
-          say(o, "  %s on %s: %s", result_name(p->m.result), names[p->replica], p->m.reason);
-      }
-      orc = orc || jw_raw(ob, "]}");
-      if (orc) {
-        rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
-        cvg_journal_rollback(jn);
-        break;
-      }
-      if (np)
-        rc = jappend_buf(jn, CVG_J_OUTCOME, d->name, NULL, 0, ob, NULL, err);
-      if (rc || (rc = jcommit(jn, err))) {
-        cvg_journal_rollback(jn);
-        break;
-      }
-      if (o->progress)
-        o->progress(o->print_ctx, b1, col.n, stats);
-      /* per-replica limit: the busiest replica of the batch sets the pace */
-      size_t most = 0, per[CVG_DIFF_MAX_REPLICAS] = {0};
-      for (size_t i = 0; i < np; i++)
-        if (++per[pl[i].replica] > most)
-          most = per[pl[i].replica];
-      if (d->repair_replica_rate > 0 &&
-          token_wait(d->repair_replica_rate, &t0r, &paced_r, most, o->cancel)) {
-        stopped = 1;
-        break;
-      }
-      if (token_wait(rate, &t0, &paced, np, o->cancel)) {
-        stopped = 1;
-        break;
-      }
-    }
+    rc = run_stage(&x, ws, nws, lo, hi);
+    stopped = x.stopped;
     /* staged: the stage must have converged before the next one starts */
     if (d->repair_staged && o->execute && rc == CVG_OK && !stopped && !stats->awaiting) {
       size_t left = 0;
@@ -1720,21 +1905,15 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
     lo = hi;
     stage_shards *= 2;
   }
+  for (size_t i = 0; i < nws; i++)
+    worker_release(&ws[i]);
   json_decref(specj);
   json_decref(colsj);
   free(specs);
   free(colss);
-  cvg_buf_release(&jbuf);
-  cvg_buf_release(&kbuf);
-  cvg_buf_release(&sumsb);
-  sum_bases_release(&sb);
-  cvg_journal_close(bj);
-  cvg_buf_release(&before);
-  for (size_t i = 0; i < batch * d->n_replicas + 1; i++)
-    cvg_buf_release(&bufs[i]);
-  free(bufs);
-  free(pl);
-  free(grp);
+  sum_bases_release(&x.sb);
+  cvg_journal_close(x.bj);
+  pthread_mutex_destroy(&x.mu);
   free(all);
   cvg_table_desc_release(&desc);
 out:
