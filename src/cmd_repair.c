@@ -75,7 +75,12 @@ typedef struct dsum {
   char name[128];
   uint64_t decisions, mutations, applied, skipped, failed, reverted, awaiting;
   double last;
+  /* the last run: the dataset's trailing records with no gap over RUN_GAP seconds */
+  double run_start;
+  uint64_t run_applied;
 } dsum;
+
+#define RUN_GAP 5.0
 
 typedef struct status_ctx {
   dsum *d;
@@ -110,6 +115,10 @@ static int status_cb(void *ctx, const cvg_jrecord *r) {
     c->oom = 1;
     return 1;
   }
+  if (d->last == 0 || r->at - d->last > RUN_GAP) {
+    d->run_start = r->at;
+    d->run_applied = 0;
+  }
   d->last = r->at;
   json_t *b = json_loadb(r->body, r->body_len, 0, NULL);
   if (r->kind == CVG_J_DECISION) {
@@ -138,9 +147,10 @@ static int status_cb(void *ctx, const cvg_jrecord *r) {
     for (size_t k = 0; k < n; k++) {
       const char *res =
           json_string_value(json_object_get(list ? json_array_get(list, k) : b, "result"));
-      if (res && strcmp(res, "applied") == 0)
+      if (res && strcmp(res, "applied") == 0) {
         d->applied++;
-      else if (res && strcmp(res, "skipped") == 0)
+        d->run_applied++;
+      } else if (res && strcmp(res, "skipped") == 0)
         d->skipped++;
       else
         d->failed++;
@@ -182,16 +192,20 @@ static int repair_status(const cvg_catalog *cat) {
     return EXIT_TROUBLE;
   }
   printf("journal %s\n", cat->journal);
-  printf("%-16s %-9s %-9s %-9s %-9s %-7s %-8s %-9s %s\n", "DATASET", "DECISIONS", "MUTATIONS",
-         "APPLIED", "SKIPPED", "FAILED", "REVERTED", "AWAITING", "LAST RECORD");
+  printf("%-16s %-9s %-9s %-9s %-9s %-7s %-8s %-9s %-24s %s\n", "DATASET", "DECISIONS", "MUTATIONS",
+         "APPLIED", "SKIPPED", "FAILED", "REVERTED", "AWAITING", "LAST RECORD",
+         "LAST RUN (applied, rows/s)");
   for (size_t i = 0; i < c.n; i++) {
     char t[40];
     dsum *d = &c.d[i];
-    printf("%-16s %-9llu %-9llu %-9llu %-9llu %-7llu %-8llu %-9llu %s\n", d->name,
+    double span = d->last - d->run_start;
+    printf("%-16s %-9llu %-9llu %-9llu %-9llu %-7llu %-8llu %-9llu %-24s %llu, %.0f\n", d->name,
            (unsigned long long)d->decisions, (unsigned long long)d->mutations,
            (unsigned long long)d->applied, (unsigned long long)d->skipped,
            (unsigned long long)d->failed, (unsigned long long)d->reverted,
-           (unsigned long long)d->awaiting, cvg_fmt_time(t, sizeof t, d->last));
+           (unsigned long long)d->awaiting, cvg_fmt_time(t, sizeof t, d->last),
+           (unsigned long long)d->run_applied,
+           (double)d->run_applied / (span > 0.001 ? span : 0.001));
   }
   if (!c.n)
     printf("(no repairs yet)\n");

@@ -222,6 +222,8 @@ typedef struct dset {
   int rep_stalled_runs;     /* consecutive runs with a backlog and nothing applied */
   int rep_paused;           /* 1: automatic repair held (POST /api/v1/repair/pause) */
   double rep_last_ok;       /* wall time of the last run that applied everything it planned */
+  double rep_last_run;      /* wall time the last run ended; 0 none yet */
+  double rep_last_rate;     /* mutations applied per second by the last run */
   char rep_error[CVG_ERROR_MSG_MAX];
   const char *probe;       /* the probe recording keys right now */
   double write_rate;       /* rows past the watermark per second, last incremental check */
@@ -2136,6 +2138,8 @@ static void job_repair(cvg_monitor *m, job *j) {
     ds->rep_skipped += st.skipped;
     ds->rep_failed += st.failed;
     ds->rep_last_failed = st.failed;
+    ds->rep_last_run = wall_now();
+    ds->rep_last_rate = st.seconds > 0 ? (double)st.applied / st.seconds : 0;
     if (rc) {
       ds->rep_errors++;
       snprintf(ds->rep_error, sizeof ds->rep_error, "%s", err.msg);
@@ -2813,6 +2817,9 @@ static int v_rep_stalled(const dset *ds, double *v) {
 static int v_rep_paused(const dset *ds, double *v) {
   return *v = __atomic_load_n(&ds->rep_paused, __ATOMIC_SEQ_CST), ds->cfg->auto_repair;
 }
+static int v_rep_rate(const dset *ds, double *v) {
+  return *v = ds->rep_last_rate, ds->cfg->auto_repair && ds->rep_last_run > 0;
+}
 static int v_rep_last_ok(const dset *ds, double *v) {
   return *v = ds->rep_last_ok, ds->cfg->auto_repair && ds->rep_last_ok > 0;
 }
@@ -3023,6 +3030,10 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
              esc(e1, sizeof e1, ds->cfg->name), sh, (unsigned long long)ds->conflicts[sh]);
     pthread_mutex_unlock(&ds->mu);
   }
+  emit_per_dataset(&o, m, "converge_repair_rows_per_second", "gauge",
+                   "Mutations applied per second by the last automatic repair run "
+                   "(comparison included).",
+                   v_rep_rate);
   emit_per_dataset(&o, m, "converge_repair_last_success_timestamp_seconds", "gauge",
                    "When a repair run last applied everything it planned.", v_rep_last_ok);
   head(&o, "converge_invariant_ok", "gauge",
@@ -3182,6 +3193,33 @@ static int dump_into(json_t *j, cvg_buf *b) {
 
 #define STATUS_SAMPLES 10 /* sample keys per dataset in /api/v1/status */
 
+/* The dataset's repair: policy, automatic repair's state and counts (ds->mu held). */
+static json_t *repair_json(const dset *ds) {
+  static const char *const pol[] = {"none", "lww", "authority", "manual", "merge"};
+  int p = ds->cfg->policy >= 0 && ds->cfg->policy <= 4 ? ds->cfg->policy : 0;
+  json_t *r = json_object();
+  double backlog = 0;
+  v_rep_backlog(ds, &backlog);
+  json_object_set_new(r, "policy", json_string(pol[p]));
+  json_object_set_new(r, "auto_repair", json_boolean(ds->cfg->auto_repair));
+  json_object_set_new(r, "paused",
+                      json_boolean(__atomic_load_n(&ds->rep_paused, __ATOMIC_SEQ_CST)));
+  json_object_set_new(r, "backlog", json_integer((json_int_t)backlog));
+  json_object_set_new(r, "runs", json_integer((json_int_t)ds->rep_runs));
+  json_object_set_new(r, "applied", json_integer((json_int_t)ds->rep_applied));
+  json_object_set_new(r, "skipped", json_integer((json_int_t)ds->rep_skipped));
+  json_object_set_new(r, "failed", json_integer((json_int_t)ds->rep_failed));
+  json_object_set_new(r, "stalled_runs", json_integer(ds->rep_stalled_runs));
+  json_object_set_new(r, "last_run",
+                      ds->rep_last_run > 0 ? json_real(ds->rep_last_run) : json_null());
+  json_object_set_new(r, "last_rows_per_second",
+                      ds->rep_last_run > 0 ? json_real(ds->rep_last_rate) : json_null());
+  json_object_set_new(r, "last_success",
+                      ds->rep_last_ok > 0 ? json_real(ds->rep_last_ok) : json_null());
+  json_object_set_new(r, "error", ds->rep_error[0] ? json_string(ds->rep_error) : json_null());
+  return r;
+}
+
 int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *b) {
   json_t *root = json_object();
   json_object_set_new(root, "version", json_string(CVG_VERSION));
@@ -3273,6 +3311,7 @@ int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *b) {
     json_object_set_new(dv, "untracked", json_integer((json_int_t)ds->dropped));
     json_object_set_new(dv, "samples", samples);
     json_object_set_new(d, "divergences", dv);
+    json_object_set_new(d, "repair", repair_json(ds));
     json_array_append_new(dsa, d);
     pthread_mutex_unlock(&ds->mu);
   }
