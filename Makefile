@@ -27,7 +27,7 @@ LIB_SRC := $(sort $(wildcard lib/*/*.c))
 SRC_SRC := $(sort $(wildcard src/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 DOC_PAGES := docs/diff.md docs/gen.md docs/check-config.md docs/watch.md docs/alerts.md \
-             docs/annotate.md docs/audit.md docs/repair.md
+             docs/annotate.md docs/audit.md docs/repair.md docs/chaos.md
 RUNBOOKS := $(sort $(wildcard docs/runbooks/*.md))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/runbook_pages.o
 SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o

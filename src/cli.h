@@ -20,6 +20,7 @@
 int cmd_alerts(int argc, char **argv);
 int cmd_annotate(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_chaos(int argc, char **argv);
 int cmd_repair(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_gen(int argc, char **argv);

@@ -13,10 +13,15 @@ static const struct {
   const char *name;
   int (*run)(int argc, char **argv);
 } commands[] = {
-    {"alerts", cmd_alerts}, {"annotate", cmd_annotate},
-    {"audit", cmd_audit},   {"check-config", cmd_check_config},
-    {"diff", cmd_diff},     {"gen", cmd_gen},
-    {"help", cmd_help},     {"repair", cmd_repair},
+    {"alerts", cmd_alerts},
+    {"annotate", cmd_annotate},
+    {"audit", cmd_audit},
+    {"chaos", cmd_chaos},
+    {"check-config", cmd_check_config},
+    {"diff", cmd_diff},
+    {"gen", cmd_gen},
+    {"help", cmd_help},
+    {"repair", cmd_repair},
     {"watch", cmd_watch},
 };
 
