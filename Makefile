@@ -34,7 +34,7 @@ SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 C_FILES := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair bench demo install format format-check fuzz \
+.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair test-chaos bench demo install format format-check fuzz \
         fuzz-run bootstrap clean
 
 all: $(BUILD)/converge $(BUILD)/libconverge.a
@@ -95,6 +95,8 @@ test: bootstrap
 	@tests/alerts/run build/asan/converge
 	@echo "== repair end to end (ASan+UBSan build; 50 SIGKILL trials with a concurrent writer)"
 	@tests/repair/run build/asan/converge
+	@echo "== the chaos lab end to end (ASan+UBSan build; a seeded subset of examples/chaos/)"
+	@tests/chaos/run build/asan/converge
 	@echo "== watch, alerts and repair end to end again, clang with ThreadSanitizer (a data race fails it)"
 	@$(MAKE) --no-print-directory BUILD=build/tsan CC=clang CFLAGS="-O1 -g" SAN="-fsanitize=thread" \
 	  build/tsan/converge
@@ -113,6 +115,9 @@ test-alerts: all
 
 test-repair: all
 	@tests/repair/run $(BUILD)/converge
+
+test-chaos: all
+	@tests/chaos/run $(BUILD)/converge
 
 bench: bootstrap all
 	@bench/diff_vs_sqldiff $(BUILD)/converge

@@ -52,9 +52,8 @@ static void print_verdicts(const cvg_chaos_scenario *sc, const cvg_chaos_result 
       snprintf(rep, sizeof rep, "%.1fs", f->repair_after);
     else
       snprintf(rep, sizeof rep, "NO");
-    printf("%-3zu %-14s r%-6d %-7s %-9s %-12s %-8s %-12s %zu\n", i + 1,
-           cvg_fault_names[f->kind], f->replica + 1, at, det, after, stage_name(f->stage), rep,
-           f->affected);
+    printf("%-3zu %-14s r%-6d %-7s %-9s %-12s %-8s %-12s %zu\n", i + 1, cvg_fault_names[f->kind],
+           f->replica + 1, at, det, after, stage_name(f->stage), rep, f->affected);
   }
   printf("\nrecall %.2f (%zu of %zu faults detected, %zu masked), precision %.2f (%zu false "
          "alarm(s))\n",
@@ -73,7 +72,8 @@ static int print_ledger(const char *path) {
   FILE *f = fopen(path, "r");
   if (!f) {
     fprintf(stderr, "converge: %s: cannot open the ledger: %s\n", path, strerror(errno));
-    fprintf(stderr, "  hint: run a scenario first (converge chaos -c SCENARIO), or give --ledger\n");
+    fprintf(stderr,
+            "  hint: run a scenario first (converge chaos -c SCENARIO), or give --ledger\n");
     return EXIT_TROUBLE;
   }
   printf("%-20s %-18s %-6s %-8s %-6s %-6s %-6s %-7s %-7s %-5s %-4s %s\n", "TIME", "SCENARIO",
@@ -87,8 +87,7 @@ static int print_ledger(const char *path) {
     json_error_t je;
     json_t *j = json_loadb(line, (size_t)n, 0, &je);
     if (!json_is_object(j)) {
-      fprintf(stderr, "converge: %s:%d: not a ledger entry (%s); skipped\n", path, lineno,
-              je.text);
+      fprintf(stderr, "converge: %s:%d: not a ledger entry (%s); skipped\n", path, lineno, je.text);
       json_decref(j);
       bad = 1;
       continue;

@@ -40,36 +40,36 @@ extern const char *const cvg_fault_names[]; /* "drop", "delay", ... */
 
 typedef struct cvg_chaos_fault {
   cvg_fault_kind kind;
-  int replica;        /* index (0 is the authority, never a victim) */
+  int replica;         /* index (0 is the authority, never a victim) */
   double at, duration; /* seconds from the start; duration 0 for instant faults */
-  double probability; /* drop, duplicate, reorder: share of changes affected (default 1) */
-  double latency;     /* delay: added latency; duplicate: how much later the copy comes */
-  double skew;        /* clock_skew: seconds ahead */
-  int rows;           /* corrupt, clock_skew, direct_write: rows touched */
+  double probability;  /* drop, duplicate, reorder: share of changes affected (default 1) */
+  double latency;      /* delay: added latency; duplicate: how much later the copy comes */
+  double skew;         /* clock_skew: seconds ahead */
+  int rows;            /* corrupt, clock_skew, direct_write: rows touched */
   /* the verdict */
-  int masked;            /* nothing lasting to detect: replication overwrote every affected key */
-  int detected;          /* a confirmed divergence of its keys or an alert naming its replica */
-  double detect_after;   /* seconds from injection to detection */
-  int stage;             /* highest alert stage attributed: 0 none, 1 early, 2 mid, 3 late */
-  double stage_after;    /* seconds from injection to that stage */
-  int repaired;          /* converged again */
-  double repair_after;   /* seconds from injection to converged */
-  size_t affected;       /* keys affected on the victim */
+  int masked;          /* nothing lasting to detect: replication overwrote every affected key */
+  int detected;        /* a confirmed divergence of its keys or an alert naming its replica */
+  double detect_after; /* seconds from injection to detection */
+  int stage;           /* highest alert stage attributed: 0 none, 1 early, 2 mid, 3 late */
+  double stage_after;  /* seconds from injection to that stage */
+  int repaired;        /* converged again */
+  double repair_after; /* seconds from injection to converged */
+  size_t affected;     /* keys affected on the victim */
 } cvg_chaos_fault;
 
 typedef struct cvg_chaos_scenario {
   char name[128];
   uint64_t seed;
-  double duration;   /* of the workload and the faults */
-  int replicas;      /* 2..CVG_CHAOS_MAX_REPLICAS; replica 0 is the authority */
-  int rows;          /* initial rows */
-  double rate;       /* writes per second */
-  int zipf;          /* key skew: 0 uniform, 1 Zipf */
-  double zipf_s;     /* Zipf exponent */
+  double duration; /* of the workload and the faults */
+  int replicas;    /* 2..CVG_CHAOS_MAX_REPLICAS; replica 0 is the authority */
+  int rows;        /* initial rows */
+  double rate;     /* writes per second */
+  int zipf;        /* key skew: 0 uniform, 1 Zipf */
+  double zipf_s;   /* Zipf exponent */
   int mix_update, mix_insert, mix_delete; /* percentages */
   double latency, jitter;                 /* every link */
-  double settle;      /* at most this long after the run for the replicas to converge */
-  double max_lag;     /* the lab's lag invariant (seconds) */
+  double settle;  /* at most this long after the run for the replicas to converge */
+  double max_lag; /* the lab's lag invariant (seconds) */
   cvg_chaos_fault faults[CVG_CHAOS_MAX_FAULTS];
   size_t n_faults;
 } cvg_chaos_scenario;
@@ -84,10 +84,10 @@ typedef struct cvg_chaos_opts {
   const char *converge_exe; /* the converge program started as `watch` */
   const char *ledger;       /* JSON lines appended with the run's verdicts; NULL: none */
   const char *scenario_path;
-  int sabotage;             /* tests only: the lab loses a replica's write on purpose */
-  cvg_chaos_print print;    /* progress lines; may be NULL */
+  int sabotage;          /* tests only: the lab loses a replica's write on purpose */
+  cvg_chaos_print print; /* progress lines; may be NULL */
   void *print_ctx;
-  const int *cancel; /* when set and nonzero (atomic), the run winds down early */
+  const int *cancel;   /* when set and nonzero (atomic), the run winds down early */
   int realtime_banner; /* print where to look (metrics, API) when the watch is up */
 } cvg_chaos_opts;
 
@@ -97,9 +97,9 @@ typedef struct cvg_chaos_result {
   double mttd, worst_ttd, mttr, worst_ttr;
   size_t false_alarms, true_alerts;
   size_t lost, resurrected, duplicated, corrupt; /* the model check, summed over replicas */
-  int converged; /* every replica equal to the model at the end */
-  int pass;      /* recall 1, no false alarm, nothing lost, resurrected or duplicated */
-  uint64_t ops;  /* workload writes */
+  int converged;                                 /* every replica equal to the model at the end */
+  int pass;            /* recall 1, no false alarm, nothing lost, resurrected or duplicated */
+  uint64_t ops;        /* workload writes */
   char ops_digest[17]; /* hex FNV-1a of the workload's operations: equal for equal seeds */
 } cvg_chaos_result;
 
