@@ -76,6 +76,9 @@ typedef struct cvg_chaos_scenario {
 
 /* Parses a scenario file; errors name file:line:column and what is expected. */
 int cvg_chaos_load(const char *path, cvg_chaos_scenario *sc, cvg_error *err);
+/* The same from text in memory; path names it in errors. */
+int cvg_chaos_parse(const char *path, const char *text, size_t len, cvg_chaos_scenario *sc,
+                    cvg_error *err);
 
 typedef void (*cvg_chaos_print)(void *ctx, const char *line);
 

@@ -255,7 +255,8 @@ static int s_fault(sparser *p, yaml_node_t *n, const cvg_chaos_scenario *sc, cvg
   return CVG_OK;
 }
 
-int cvg_chaos_load(const char *path, cvg_chaos_scenario *sc, cvg_error *err) {
+int cvg_chaos_parse(const char *path, const char *text, size_t len, cvg_chaos_scenario *sc,
+                    cvg_error *err) {
   memset(sc, 0, sizeof *sc);
   sc->seed = 1;
   sc->duration = 30;
@@ -275,15 +276,10 @@ int cvg_chaos_load(const char *path, cvg_chaos_scenario *sc, cvg_error *err) {
   char *dot = strrchr(sc->name, '.');
   if (dot && (!strcmp(dot, ".yaml") || !strcmp(dot, ".yml")))
     *dot = '\0';
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    cvg_error_set(err, CVG_ENOENT, path, "cannot open the scenario: %s", strerror(errno));
-    return CVG_ENOENT;
-  }
   sparser p = {.path = path, .err = err};
   yaml_parser_t yp;
   yaml_parser_initialize(&yp);
-  yaml_parser_set_input_file(&yp, f);
+  yaml_parser_set_input_string(&yp, (const unsigned char *)text, len);
   if (!yaml_parser_load(&yp, &p.doc)) {
     char where[600];
     snprintf(where, sizeof where, "%s:%lu:%lu", path, (unsigned long)yp.problem_mark.line + 1,
@@ -291,11 +287,9 @@ int cvg_chaos_load(const char *path, cvg_chaos_scenario *sc, cvg_error *err) {
     cvg_error_set(err, CVG_ECONFIG, where, "not valid YAML: %s",
                   yp.problem ? yp.problem : "parse error");
     yaml_parser_delete(&yp);
-    fclose(f);
     return CVG_ECONFIG;
   }
   yaml_parser_delete(&yp);
-  fclose(f);
   int rc = CVG_OK;
   yaml_node_t *root = yaml_document_get_root_node(&p.doc);
   static const char *const top[] = {"name",    "seed",     "duration",    "replicas",
@@ -400,6 +394,45 @@ int cvg_chaos_load(const char *path, cvg_chaos_scenario *sc, cvg_error *err) {
     }
   }
   yaml_document_delete(&p.doc);
+  return rc;
+}
+
+int cvg_chaos_load(const char *path, cvg_chaos_scenario *sc, cvg_error *err) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    memset(sc, 0, sizeof *sc);
+    return cvg_error_set(err, CVG_ENOENT, path, "cannot open the scenario: %s", strerror(errno));
+  }
+  char *text = NULL;
+  size_t len = 0, cap = 0, n;
+  char chunk[8192];
+  int rc = CVG_OK;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+    if (len + n > (4u << 20)) {
+      rc = cvg_error_set(err, CVG_ETOOBIG, path, "the scenario is larger than 4 MiB");
+      break;
+    }
+    if (len + n > cap) {
+      size_t nc = cap ? 2 * cap : 16384;
+      while (nc < len + n)
+        nc *= 2;
+      char *g = realloc(text, nc);
+      if (!g) {
+        rc = cvg_error_set(err, CVG_ENOMEM, path, "out of memory");
+        break;
+      }
+      text = g;
+      cap = nc;
+    }
+    memcpy(text + len, chunk, n);
+    len += n;
+  }
+  if (!rc && ferror(f))
+    rc = cvg_error_set(err, CVG_EIO, path, "cannot read the scenario: %s", strerror(errno));
+  fclose(f);
+  if (!rc)
+    rc = cvg_chaos_parse(path, text ? text : "", len, sc, err);
+  free(text);
   return rc;
 }
 
