@@ -34,7 +34,7 @@ SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 C_FILES := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair test-chaos bench demo install format format-check fuzz \
+.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair test-chaos chaos bench demo install format format-check fuzz \
         fuzz-run bootstrap clean
 
 all: $(BUILD)/converge $(BUILD)/libconverge.a
@@ -127,6 +127,13 @@ bench: bootstrap all
 
 demo: bootstrap all
 	@scripts/demo $(BUILD)/converge
+
+# Every scenario of examples/chaos/ (about ten minutes), appended to build/chaos-ledger.jsonl,
+# then the ledger as a table.
+chaos: all
+	@for s in examples/chaos/*.yaml; do \
+	  $(BUILD)/converge chaos -c $$s --ledger build/chaos-ledger.jsonl | grep -E '^(verdict|recall)'; \
+	done; $(BUILD)/converge chaos ledger --ledger build/chaos-ledger.jsonl
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/converge \

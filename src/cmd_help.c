@@ -31,6 +31,8 @@ static const char overview[] =
     "                          repair divergent rows per the dataset's policy, journaled\n"
     "  audit verify|show|export -c converge.yaml\n"
     "                          check and read the repair journal's hash chain\n"
+    "  chaos -c SCENARIO.yaml  inject replication faults into a live lab; prove detection and\n"
+    "                          repair (converge chaos ledger: the history of verdicts)\n"
     "  check-config FILE       validate a catalog (converge.yaml) and explain it\n"
     "  help [COMMAND]          show this overview or a command's manual\n"
     "  version                 print the version\n"

@@ -1211,19 +1211,22 @@ static void observe_alerts(lab *L, double t) {
     const char *name = json_string_value(json_object_get(lab_, "alertname"));
     const char *rep = json_string_value(json_object_get(lab_, "replica"));
     int st = stage_of(json_string_value(json_object_get(lab_, "stage")));
-    int attributed = 0;
+    int attributed = 0, schema = name && strstr(name, "Schema");
     for (size_t fi = 0; fi < L->sc->n_faults; fi++) {
       cvg_chaos_fault *f = &L->sc->faults[fi];
       if (!is_open(L, fi, t))
         continue;
-      int mine = rep ? !strcmp(rep, L->names[f->replica])
-                     : (f->kind != CVG_FAULT_SCHEMA || (name && strstr(name, "Schema")));
-      if (f->kind == CVG_FAULT_SCHEMA && name && strstr(name, "Schema"))
-        mine = 1;
+      /* schema alerts belong to schema changes; a replica's alerts to faults on it; the
+       * dataset's other alerts to whatever fault is on */
+      int mine = schema
+                     ? f->kind == CVG_FAULT_SCHEMA
+                     : f->kind != CVG_FAULT_SCHEMA && (!rep || !strcmp(rep, L->names[f->replica]));
       if (!mine)
         continue;
-      attributed = 1;
-      if (rep || (name && strstr(name, "Schema"))) {
+      attributed = 1; /* within the fault's window or its grace after repair: not a false alarm */
+      if (L->fs[fi].done)
+        continue; /* repaired already: the stage and the detection are settled */
+      if (rep || schema) {
         char how[200];
         snprintf(how, sizeof how, "alert %s (%s)", name ? name : "?",
                  st == 3   ? "late"
@@ -1733,12 +1736,16 @@ static int cancelled(const cvg_chaos_opts *o) {
   return o->cancel && __atomic_load_n(o->cancel, __ATOMIC_SEQ_CST);
 }
 
+static double rate_total(const cvg_chaos_scenario *sc) {
+  return (double)(uint64_t)(sc->rate * sc->duration);
+}
+
 /* One tick of the system: the workload (when on), the links, the snapshots. */
 static void tick(lab *L, int workload, double *next_aux, double *owed) {
   double now = now_s();
   if (workload) {
     if (sqlite3_exec(L->db[0], "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
-      uint64_t max_ops = (uint64_t)(L->sc->rate * L->sc->duration); /* the same for a seed */
+      uint64_t max_ops = (uint64_t)rate_total(L->sc); /* the same for a seed */
       while (*owed >= 1 && L->ops < max_ops) {
         if (workload_op(L))
           break;
@@ -1836,6 +1843,9 @@ int cvg_chaos_run(cvg_chaos_scenario *sc, const cvg_chaos_opts *o, cvg_chaos_res
     double now = now_s(), t = now - L->t0;
     if (phase == 0 && t >= sc->duration) {
       phase = 1;
+      owed =
+          rate_total(sc) - (double)L->ops; /* the rest of the operations: always the same count */
+      tick(L, 1, &next_aux, &owed);
       for (size_t i = 0; i < sc->n_faults; i++)
         heal(L, i);
       /* sabotaged (no repair), nothing will converge: a short wait shows what is left */

@@ -23,7 +23,9 @@
  * "suspected" when first seen and "confirmed" when a later check, made more than the involved
  * replicas' lag (plus one heartbeat interval) after it was first seen, still finds it divergent;
  * the wait never exceeds confirm_within, and a replica of unknown lag waits that long. Keys that
- * agree again are dropped.
+ * agree again are dropped. A stale key whose every copy has reached the newest version of the
+ * previous check is suspected afresh: a hot key whose newest write is always in flight is not
+ * drift (the chaos lab's Zipf workload showed it).
  *
  * Incremental check (with a version column): each replica's rows with version >= its watermark
  * (the greatest version seen so far) are read through an index on the version column, every
@@ -538,6 +540,28 @@ static void record_key(dset *ds, const unsigned char *key, size_t key_len, cvg_c
   nt->shard = shard;
   nt->cls = cls;
   nt->first_seen = t ? t->first_seen : now;
+  /* A hot key can differ at every check without being drift: each time, the newest write is
+   * still on its way. If every replica now holds at least the newest version of the previous
+   * check, what differed then has arrived; what differs now is a new difference, suspected
+   * from now on. A replica stuck below that version (a lost change) never makes progress. */
+  if (t && !t->confirmed && ds->cfg->version && cls == CVG_CLASS_STALE) {
+    const unsigned char *pm = NULL;
+    size_t pml = 0;
+    for (size_t i = 0; i < ds->n; i++) {
+      size_t l = t->ver_off[i + 1] - t->ver_off[i];
+      const unsigned char *v = t->key + t->key_len + t->ver_off[i];
+      if (l && (!pm || cvg_key_compare(v, l, pm, pml) > 0)) {
+        pm = v;
+        pml = l;
+      }
+    }
+    int progressed = pm != NULL;
+    for (size_t i = 0; progressed && i < ds->n; i++)
+      progressed = ks->known[i] && ks->copies[i].version_len &&
+                   cvg_key_compare(ks->copies[i].version, ks->copies[i].version_len, pm, pml) >= 0;
+    if (progressed)
+      nt->first_seen = now;
+  }
   /* Keys found before the first full sweep after a start belong to the episode that was in
    * progress when converge stopped (if any): their divergence began no later than it did. */
   if (!t && !ds->first_full_wall && ds->tr.active && ds->tr.suspected_at < now)
