@@ -15,7 +15,7 @@ PREFIX ?= /usr/local
 BUILD ?= build
 CFLAGS ?= -O2 -g
 SAN ?=
-PKGS := sqlite3 libxxhash jansson yaml-0.1 libcrypto libmicrohttpd libcurl
+PKGS := sqlite3 libxxhash jansson yaml-0.1 libcrypto libmicrohttpd libcurl libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wformat=2 -Wvla
@@ -34,7 +34,7 @@ SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 C_FILES := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair test-chaos chaos bench demo install format format-check fuzz \
+.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair test-chaos test-pg chaos bench demo install format format-check fuzz \
         fuzz-run bootstrap clean
 
 all: $(BUILD)/converge $(BUILD)/libconverge.a
@@ -95,6 +95,8 @@ test: bootstrap
 	@tests/alerts/run build/asan/converge
 	@echo "== repair end to end (ASan+UBSan build; 50 SIGKILL trials with a concurrent writer)"
 	@tests/repair/run build/asan/converge
+	@echo "== PostgreSQL replicas (ASan+UBSan build; a real PostgreSQL server from initdb)"
+	@tests/pg/run build/asan/converge
 	@echo "== the chaos lab end to end (ASan+UBSan build; a seeded subset of examples/chaos/)"
 	@tests/chaos/run build/asan/converge
 	@echo "== watch, alerts and repair end to end again, clang with ThreadSanitizer (a data race fails it)"
@@ -118,6 +120,9 @@ test-repair: all
 
 test-chaos: all
 	@tests/chaos/run $(BUILD)/converge
+
+test-pg: all
+	@tests/pg/run $(BUILD)/converge
 
 bench: bootstrap all
 	@bench/diff_vs_sqldiff $(BUILD)/converge

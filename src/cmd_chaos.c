@@ -33,8 +33,8 @@ static const char *stage_name(int s) {
 }
 
 static void print_verdicts(const cvg_chaos_scenario *sc, const cvg_chaos_result *r) {
-  printf("\n%-3s %-14s %-7s %-7s %-9s %-12s %-8s %-12s %s\n", "#", "FAULT", "REPLICA", "AT",
-         "DETECTED", "AFTER", "STAGE", "REPAIRED", "KEYS");
+  printf("\n%-3s %-14s %-7s %-7s %-9s %-7s %-13s %-9s %s\n", "#", "FAULT", "REPLICA", "AT",
+         "DETECTED", "AFTER", "STAGE (AFTER)", "REPAIRED", "KEYS");
   for (size_t i = 0; i < sc->n_faults; i++) {
     const cvg_chaos_fault *f = &sc->faults[i];
     char at[32], det[32], rep[32];
@@ -52,8 +52,13 @@ static void print_verdicts(const cvg_chaos_scenario *sc, const cvg_chaos_result 
       snprintf(rep, sizeof rep, "%.1fs", f->repair_after);
     else
       snprintf(rep, sizeof rep, "NO");
-    printf("%-3zu %-14s r%-6d %-7s %-9s %-12s %-8s %-12s %zu\n", i + 1, cvg_fault_names[f->kind],
-           f->replica + 1, at, det, after, stage_name(f->stage), rep, f->affected);
+    char stage[32];
+    if (f->stage)
+      snprintf(stage, sizeof stage, "%s (%.1fs)", stage_name(f->stage), f->stage_after);
+    else
+      snprintf(stage, sizeof stage, "-");
+    printf("%-3zu %-14s r%-6d %-7s %-9s %-7s %-13s %-9s %zu\n", i + 1, cvg_fault_names[f->kind],
+           f->replica + 1, at, det, after, stage, rep, f->affected);
   }
   printf("\nrecall %.2f (%zu of %zu faults detected, %zu masked), precision %.2f (%zu false "
          "alarm(s))\n",

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-static const cvg_store_ops *const engines[] = {&cvgi_sqlite_ops};
+static const cvg_store_ops *const engines[] = {&cvgi_sqlite_ops, &cvgi_postgres_ops};
 
 int cvg_store_scheme_known(const char *scheme) {
   for (size_t i = 0; i < sizeof engines / sizeof engines[0]; i++)
@@ -42,7 +42,8 @@ int cvg_store_open(cvg_store **out, const char *url_text, unsigned flags, cvg_er
   if (!ops) {
     cvg_error_set(err, CVG_ESCHEME, shown, "unsupported URL scheme '%s'", url.scheme);
     cvg_error_hint(err,
-                   "this build reads: sqlite:///abs/path.db?table=T, sqlite:rel/path.db?table=T");
+                   "this build reads: sqlite:///abs/path.db?table=T, sqlite:rel/path.db?table=T, "
+                   "postgresql://user@host:port/db?table=[schema.]T");
     cvg_url_release(&url);
     free(shown);
     return CVG_ESCHEME;

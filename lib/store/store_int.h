@@ -13,6 +13,7 @@ typedef struct cvgi_scan_base {
 } cvgi_scan_base;
 
 extern const cvg_store_ops cvgi_sqlite_ops;
+extern const cvg_store_ops cvgi_postgres_ops;
 
 /* Appends name as a double-quoted SQL identifier (embedded quotes doubled). */
 int cvgi_quote_ident(cvg_buf *b, const char *name);
