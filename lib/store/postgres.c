@@ -19,14 +19,19 @@
  * Scans stream in single-row mode (bounded memory) in key order; text-like key columns are
  * ordered with COLLATE "C", which is byte order, the order of the canonical encoding.
  *
- * This engine reads (describe, scan, fetch): cross-engine diffs. Writes (repair), heartbeats and
- * canaries are not there yet; the wrappers in store.c say so by name.
+ * Everything the SQLite engine does: describe, full and incremental scans, lookups, fetches,
+ * converge's heartbeat and canary tables (in the data table's schema), aggregates, and
+ * conditional writes for repair (SELECT ... FOR UPDATE, compared with what the decision saw, then
+ * INSERT ... ON CONFLICT DO UPDATE or DELETE; one savepoint per mutation, one transaction per
+ * batch). A dropped connection is re-established on the next call, at most once per backoff
+ * period (1 s doubling to 30 s); until then calls fail with "replica unreachable".
  */
 #include "converge/store.h"
 #include "store_int.h"
 
 #include <errno.h>
 #include <libpq-fe.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,16 +52,18 @@
 typedef struct pg_store {
   cvg_store base; /* must be first */
   PGconn *conn;
-  char *schema, *table; /* OWNED; schema NULL: the search path decides */
-  char *shown;          /* OWNED; the URL as shown */
-  cvg_table_desc desc;  /* the table, described once at open */
+  char *schema, *table;                       /* OWNED; schema NULL: the search path decides */
+  char *shown;                                /* OWNED; the URL as shown */
+  cvg_table_desc desc;                        /* the table, described once at open */
+  cvg_buf lk_key, lk_row, lk_ver, lk_scratch; /* lookup's row, kept */
+  double retry_at, backoff;                   /* reconnecting a dropped connection */
 } pg_store;
 
 typedef struct pg_scan {
   cvgi_scan_base base; /* must be first */
   pg_store *st;
   int n_key, n_cmp, ver_idx, tomb_idx; /* positions in the result */
-  PGresult *res;                        /* the current row, single-row mode */
+  PGresult *res;                       /* the current row, single-row mode */
   cvg_buf key, row, ver;
   int done;
 } pg_scan;
@@ -99,6 +106,8 @@ static void pct(char *s) {
 }
 
 static int pg_describe_now(pg_store *st, cvg_error *err);
+static int pg_alive(pg_store *st, cvg_error *err);
+static int value_param(const cvg_value *v, char **out);
 
 static int pg_open(cvg_store **out, const cvg_url *url, unsigned flags, cvg_error *err) {
   (void)flags;
@@ -120,7 +129,10 @@ static int pg_open(cvg_store **out, const cvg_url *url, unsigned flags, cvg_erro
   }
   char shown[700]; /* for messages: host, database and table; never the user or password */
   const char *hs = auth ? strrchr(auth, '@') : NULL;
-  snprintf(shown, sizeof shown, "postgresql://%s/%s?table=%s", hs ? hs + 1 : auth ? auth : "",
+  snprintf(shown, sizeof shown, "postgresql://%s/%s?table=%s",
+           hs     ? hs + 1
+           : auth ? auth
+                  : "",
            db ? db : "", url->table);
   if (!st || !auth || !db || !st->table || (dot && !st->schema)) {
     free(auth);
@@ -133,6 +145,10 @@ static int pg_open(cvg_store **out, const cvg_url *url, unsigned flags, cvg_erro
     return cvg_error_set(err, CVG_ENOMEM, "postgresql", "out of memory");
   }
   st->shown = strdup(shown);
+  cvg_buf_init(&st->lk_key, PG_ROW_MAX);
+  cvg_buf_init(&st->lk_row, PG_ROW_MAX);
+  cvg_buf_init(&st->lk_ver, PG_ROW_MAX);
+  cvg_buf_init(&st->lk_scratch, PG_ROW_MAX);
   /* user[:password]@host[:port] */
   char *user = NULL, *pass = NULL, *host = auth, *port = NULL;
   char *at = strrchr(auth, '@');
@@ -217,6 +233,10 @@ static void pg_close(cvg_store *base) {
     return;
   PQfinish(st->conn);
   cvg_table_desc_release(&st->desc);
+  cvg_buf_release(&st->lk_key);
+  cvg_buf_release(&st->lk_row);
+  cvg_buf_release(&st->lk_ver);
+  cvg_buf_release(&st->lk_scratch);
   free(st->schema);
   free(st->table);
   free(st->shown);
@@ -244,19 +264,18 @@ static cvg_affinity affinity_of(unsigned oid, const char *type) {
 }
 
 static int pg_describe_now(pg_store *st, cvg_error *err) {
-  const char *sql =
-      "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid::int,"
-      " COALESCE((SELECT k.n FROM unnest(i.indkey) WITH ORDINALITY AS k(att, n)"
-      "           WHERE k.att = a.attnum), 0)::int,"
-      " COALESCE(co.collname, '')"
-      " FROM pg_attribute a"
-      " JOIN pg_class c ON c.oid = a.attrelid"
-      " JOIN pg_namespace n ON n.oid = c.relnamespace"
-      " LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary"
-      " LEFT JOIN pg_collation co ON co.oid = a.attcollation"
-      " WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2)"
-      "   AND ($2::text IS NOT NULL OR pg_table_is_visible(c.oid))"
-      "   AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+  const char *sql = "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid::int,"
+                    " COALESCE((SELECT k.n FROM unnest(i.indkey) WITH ORDINALITY AS k(att, n)"
+                    "           WHERE k.att = a.attnum), 0)::int,"
+                    " COALESCE(co.collname, '')"
+                    " FROM pg_attribute a"
+                    " JOIN pg_class c ON c.oid = a.attrelid"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary"
+                    " LEFT JOIN pg_collation co ON co.oid = a.attcollation"
+                    " WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2)"
+                    "   AND ($2::text IS NOT NULL OR pg_table_is_visible(c.oid))"
+                    "   AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
   const char *params[2] = {st->table, st->schema};
   PGresult *r = PQexecParams(st->conn, sql, 2, NULL, params, NULL, NULL, 0);
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -266,8 +285,8 @@ static int pg_describe_now(pg_store *st, cvg_error *err) {
   int n = PQntuples(r);
   if (n == 0) {
     PQclear(r);
-    cvg_error_set(err, CVG_ENOTABLE, st->shown, "no such table: %s%s%s", st->schema ? st->schema : "",
-                  st->schema ? "." : "", st->table);
+    cvg_error_set(err, CVG_ENOTABLE, st->shown, "no such table: %s%s%s",
+                  st->schema ? st->schema : "", st->schema ? "." : "", st->table);
     cvg_error_hint(err, "check ?table= (SCHEMA.NAME for a schema outside the search path) and "
                         "that the user may read it");
     return CVG_ENOTABLE;
@@ -293,8 +312,8 @@ static int pg_describe_now(pg_store *st, cvg_error *err) {
     if (c->pk > 0)
       d->n_pk++;
     const char *coll = PQgetvalue(r, i, 4);
-    c->binary_collation = c->affinity != CVG_AFF_TEXT || !strcmp(coll, "C") ||
-                          !strcmp(coll, "POSIX");
+    c->binary_collation =
+        c->affinity != CVG_AFF_TEXT || !strcmp(coll, "C") || !strcmp(coll, "POSIX");
   }
   PQclear(r);
   /* privileges: a table we cannot read fails here, by name, not halfway through a scan */
@@ -343,7 +362,10 @@ static int pg_describe(cvg_store *base, cvg_table_desc *out, cvg_error *err) {
 }
 
 static int hexv(int c) {
-  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
 }
 
 /* Encodes one result cell onto b, per the mapping at the top. */
@@ -383,7 +405,8 @@ static int encode_cell(PGresult *r, int row, int col, cvg_buf *b, cvg_buf *scrat
           return CVG_ECORRUPT;
         scratch->data[scratch->len++] = (unsigned char)(h * 16 + l);
       }
-      return cvg_encode_blob(b, scratch->data ? scratch->data : (const unsigned char *)"", scratch->len);
+      return cvg_encode_blob(b, scratch->data ? scratch->data : (const unsigned char *)"",
+                             scratch->len);
     }
     return cvg_encode_blob(b, s, n);
   }
@@ -426,10 +449,22 @@ static int pg_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **o
                         cvg_error *err) {
   pg_store *st = (pg_store *)base;
   *out = NULL;
-  if (spec->since || spec->vvec_col)
+  if (spec->vvec_col)
     return cvg_error_set(err, CVG_EINVAL, st->shown,
-                         "the PostgreSQL engine does not do incremental or version-vector scans "
-                         "yet");
+                         "the PostgreSQL engine does not read version vectors yet");
+  int rc0 = pg_alive(st, err);
+  if (rc0)
+    return rc0;
+  char *since = NULL; /* incremental: rows whose version >= since */
+  if (spec->since) {
+    cvg_value v;
+    size_t nv = 0;
+    cvg_buf_reset(&st->lk_scratch);
+    if (!spec->version_col ||
+        cvg_decode_tuple(spec->since, spec->since_len, &v, 1, &nv, &st->lk_scratch) != CVG_OK ||
+        nv != 1 || value_param(&v, &since) != CVG_OK || !since)
+      return cvg_error_set(err, CVG_EINVAL, st->shown, "malformed incremental scan");
+  }
   for (size_t i = 0; i < spec->n_key + spec->n_cmp; i++) {
     const char *c = i < spec->n_key ? spec->key_cols[i] : spec->cmp_cols[i - spec->n_key];
     if (col_index(&st->desc, c) < 0) {
@@ -440,18 +475,27 @@ static int pg_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **o
   cvg_buf q;
   cvg_buf_init(&q, PG_SQL_MAX);
   int rc = select_list(spec, &q) || cvgi_append_str(&q, " FROM ") || qualified(st, &q) ||
-           (spec->where ? cvgi_append_str(&q, " WHERE (") || cvgi_append_str(&q, spec->where) ||
+           cvgi_append_str(&q, " WHERE TRUE") ||
+           (spec->where ? cvgi_append_str(&q, " AND (") || cvgi_append_str(&q, spec->where) ||
                               cvgi_append_str(&q, ")")
                         : 0) ||
+           (since ? cvgi_append_str(&q, " AND ") || cvgi_quote_ident(&q, spec->version_col) ||
+                        cvgi_append_str(&q, " >= $1")
+                  : 0) ||
            order_by(st, spec, &q) || cvg_buf_append(&q, "", 1);
   if (rc) {
+    free(since);
     cvg_buf_release(&q);
     return cvg_error_set(err, CVG_ENOMEM, st->shown, "out of memory");
   }
-  if (!PQsendQuery(st->conn, (const char *)q.data) || !PQsetSingleRowMode(st->conn)) {
+  const char *sp[1] = {since};
+  if (!PQsendQueryParams(st->conn, (const char *)q.data, since ? 1 : 0, NULL, sp, NULL, NULL, 0) ||
+      !PQsetSingleRowMode(st->conn)) {
+    free(since);
     cvg_buf_release(&q);
     return pg_fail(st, "cannot scan the table", err);
   }
+  free(since);
   cvg_buf_release(&q);
   pg_scan *sc = calloc(1, sizeof *sc);
   if (!sc) {
@@ -540,7 +584,8 @@ static int pg_scan_next(cvg_scan *base, cvg_scan_row *row, cvg_error *err) {
     return cvg_error_set(err, rc, sc->st->shown, "cannot encode a row (%s)", cvg_status_name(rc));
   row->key = sc->key.data;
   row->key_len = sc->key.len;
-  row->fp = cvg_fingerprint(sc->row.data ? (const void *)sc->row.data : (const void *)"", sc->row.len);
+  row->fp =
+      cvg_fingerprint(sc->row.data ? (const void *)sc->row.data : (const void *)"", sc->row.len);
   row->version = sc->ver_idx >= 0 ? sc->ver.data : NULL;
   row->version_len = sc->ver_idx >= 0 ? sc->ver.len : 0;
   row->tombstone = sc->tomb_idx >= 0 ? truthy_cell(r, 0, sc->tomb_idx) : 0;
@@ -669,6 +714,508 @@ done:
   return rc;
 }
 
+/* ---- lookups, incremental scans, converge's own tables, aggregates, conditional writes ---- */
+
+/* A value as a text parameter (NULL for SQL NULL): integers and reals in full precision, text
+ * as is, blobs as bytea hex. OWNED result in *out. */
+static int value_param(const cvg_value *v, char **out) {
+  char num[64];
+  *out = NULL;
+  switch (v->type) {
+  case CVG_INTEGER:
+    snprintf(num, sizeof num, "%lld", (long long)v->u.i);
+    return (*out = strdup(num)) ? CVG_OK : CVG_ENOMEM;
+  case CVG_REAL:
+    snprintf(num, sizeof num, "%.17g", v->u.r);
+    return (*out = strdup(num)) ? CVG_OK : CVG_ENOMEM;
+  case CVG_TEXT:
+    if (memchr(v->u.s.p, 0, v->u.s.n))
+      return CVG_EINVAL; /* PostgreSQL text cannot hold NUL */
+    return (*out = strndup((const char *)v->u.s.p, v->u.s.n)) ? CVG_OK : CVG_ENOMEM;
+  case CVG_BLOB: {
+    static const char d[] = "0123456789abcdef";
+    char *h = malloc(2 * v->u.s.n + 3);
+    if (!h)
+      return CVG_ENOMEM;
+    h[0] = '\\';
+    h[1] = 'x';
+    for (size_t i = 0; i < v->u.s.n; i++) {
+      h[2 + 2 * i] = d[v->u.s.p[i] >> 4];
+      h[3 + 2 * i] = d[v->u.s.p[i] & 15];
+    }
+    h[2 + 2 * v->u.s.n] = '\0';
+    *out = h;
+    return CVG_OK;
+  }
+  default:
+    return CVG_OK;
+  }
+}
+
+/* " WHERE k1 = $o AND k2 IS NULL ..." with the key's values appended to params from index o-1. */
+static int where_key(const cvg_scan_spec *spec, const unsigned char *key, size_t key_len,
+                     cvg_buf *q, char **params, int *np, cvg_buf *scratch) {
+  cvg_value v[64];
+  size_t n = 0;
+  if (spec->n_key > 64 || cvg_decode_tuple(key, key_len, v, 64, &n, scratch) != CVG_OK ||
+      n != spec->n_key)
+    return CVG_ECORRUPT;
+  int rc = cvgi_append_str(q, " WHERE ");
+  for (size_t i = 0; !rc && i < n; i++) {
+    rc = (i ? cvgi_append_str(q, " AND ") : 0) || cvgi_quote_ident(q, spec->key_cols[i]);
+    if (rc)
+      break;
+    if (v[i].type == CVG_NULL) {
+      rc = cvgi_append_str(q, " IS NULL");
+      continue;
+    }
+    char ph[32];
+    snprintf(ph, sizeof ph, " = $%d", *np + 1);
+    if ((rc = value_param(&v[i], &params[*np])))
+      break;
+    (*np)++;
+    rc = cvgi_append_str(q, ph);
+  }
+  return rc;
+}
+
+/* Reconnects a dropped connection, at most once per backoff period (1 s doubling to 30 s). */
+static int pg_alive(pg_store *st, cvg_error *err) {
+  if (PQstatus(st->conn) == CONNECTION_OK)
+    return CVG_OK;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  if (now >= st->retry_at) {
+    PQreset(st->conn);
+    st->backoff = st->backoff > 0 ? (st->backoff * 2 > 30 ? 30 : st->backoff * 2) : 1;
+    st->retry_at = now + st->backoff;
+    if (PQstatus(st->conn) == CONNECTION_OK) {
+      st->backoff = 0;
+      return CVG_OK;
+    }
+  }
+  pg_fail(st, "the connection is down", err);
+  if (err)
+    err->status = CVG_EDOWN;
+  return CVG_EDOWN;
+}
+
+static PGresult *run(pg_store *st, const char *sql, int n, char **params) {
+  return PQexecParams(st->conn, sql, n, NULL, (const char *const *)params, NULL, NULL, 0);
+}
+
+static void free_params(char **p, int n) {
+  for (int i = 0; i < n; i++)
+    free(p[i]);
+}
+
+/* Fills row from result row 0 of a select_list() query; buffers are the store's own. */
+static int row_from(pg_store *st, const cvg_scan_spec *spec, PGresult *r, cvg_scan_row *row,
+                    cvg_error *err) {
+  cvg_buf_reset(&st->lk_key);
+  cvg_buf_reset(&st->lk_row);
+  cvg_buf_reset(&st->lk_ver);
+  int rc = 0, c = 0;
+  for (size_t i = 0; !rc && i < spec->n_key; i++)
+    rc = encode_cell(r, 0, c++, &st->lk_key, &st->lk_scratch);
+  for (size_t i = 0; !rc && i < spec->n_cmp; i++)
+    rc = encode_cell(r, 0, c++, &st->lk_row, &st->lk_scratch);
+  int vi = spec->version_col ? c++ : -1, ti = spec->tombstone_col ? c++ : -1;
+  if (!rc && vi >= 0)
+    rc = encode_cell(r, 0, vi, &st->lk_ver, &st->lk_scratch);
+  if (rc)
+    return cvg_error_set(err, rc, st->shown, "cannot encode a row");
+  row->key = st->lk_key.data;
+  row->key_len = st->lk_key.len;
+  row->fp = cvg_fingerprint(st->lk_row.data ? (const void *)st->lk_row.data : (const void *)"",
+                            st->lk_row.len);
+  row->version = vi >= 0 ? st->lk_ver.data : NULL;
+  row->version_len = vi >= 0 ? st->lk_ver.len : 0;
+  row->tombstone = ti >= 0 ? truthy_cell(r, 0, ti) : 0;
+  row->vvec = NULL;
+  row->vvec_len = 0;
+  return CVG_OK;
+}
+
+/* The row of key as the scan would return it; lock: FOR UPDATE (inside apply). */
+static int pg_lookup_(pg_store *st, const cvg_scan_spec *spec, const unsigned char *key,
+                      size_t key_len, int lock, cvg_scan_row *row, int *found, cvg_error *err) {
+  *found = 0;
+  char *params[64] = {0};
+  int np = 0;
+  cvg_buf q;
+  cvg_buf_init(&q, PG_SQL_MAX);
+  cvg_buf_reset(&st->lk_scratch);
+  int rc = select_list(spec, &q) || cvgi_append_str(&q, " FROM ") || qualified(st, &q);
+  if (!rc)
+    rc = where_key(spec, key, key_len, &q, params, &np, &st->lk_scratch);
+  rc = rc || (lock ? cvgi_append_str(&q, " FOR UPDATE") : 0) || cvg_buf_append(&q, "", 1);
+  if (rc) {
+    free_params(params, np);
+    cvg_buf_release(&q);
+    return cvg_error_set(err, rc == CVG_ECORRUPT ? CVG_ECORRUPT : CVG_ENOMEM, st->shown,
+                         "cannot look a key up");
+  }
+  PGresult *r = run(st, (const char *)q.data, np, params);
+  free_params(params, np);
+  cvg_buf_release(&q);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    PQclear(r);
+    return pg_fail(st, "cannot look a key up", err);
+  }
+  if (PQntuples(r) > 0) {
+    rc = row_from(st, spec, r, row, err);
+    *found = rc == CVG_OK;
+  }
+  PQclear(r);
+  return rc;
+}
+
+static int pg_lookup(cvg_store *base, const cvg_scan_spec *spec, const unsigned char *key,
+                     size_t key_len, cvg_scan_row *row, int *found, cvg_error *err) {
+  pg_store *st = (pg_store *)base;
+  int rc = pg_alive(st, err);
+  return rc ? rc : pg_lookup_(st, spec, key, key_len, 0, row, found, err);
+}
+
+/* converge's heartbeat and canary tables, in the data table's schema. */
+static int own_name(const pg_store *st, const char *table, cvg_buf *q) {
+  if (st->schema && (cvgi_quote_ident(q, st->schema) || cvgi_append_str(q, ".")))
+    return CVG_ENOMEM;
+  return cvgi_quote_ident(q, table);
+}
+
+/* Runs "pre <own table> post" with params; CVG_ENOTABLE when the table does not exist. */
+static int own_run(pg_store *st, const char *pre, const char *table, const char *post, int n,
+                   char **params, PGresult **out, cvg_error *err) {
+  *out = NULL;
+  int rc = pg_alive(st, err);
+  if (rc)
+    return rc;
+  cvg_buf q;
+  cvg_buf_init(&q, PG_SQL_MAX);
+  if (cvgi_append_str(&q, pre) || own_name(st, table, &q) || cvgi_append_str(&q, post) ||
+      cvg_buf_append(&q, "", 1)) {
+    cvg_buf_release(&q);
+    return cvg_error_set(err, CVG_ENOMEM, st->shown, "out of memory");
+  }
+  PGresult *r = run(st, (const char *)q.data, n, params);
+  cvg_buf_release(&q);
+  ExecStatusType s = PQresultStatus(r);
+  if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {
+    *out = r;
+    return CVG_OK;
+  }
+  const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  if (state && !strcmp(state, "42P01")) { /* undefined_table */
+    PQclear(r);
+    cvg_error_set(err, CVG_ENOTABLE, st->shown, "no table '%s' (converge's own table)", table);
+    cvg_error_hint(err, "it is created on the authority when create_tables is true, and reaches "
+                        "other replicas through replication (add it to the publication)");
+    return CVG_ENOTABLE;
+  }
+  PQclear(r);
+  return pg_fail(st, "cannot use converge's table", err);
+}
+
+static int pg_heartbeat_write(cvg_store *base, const char *table, const char *source, int64_t seq,
+                              double ts, int create, cvg_error *err) {
+  pg_store *st = (pg_store *)base;
+  PGresult *r = NULL;
+  int rc = CVG_OK;
+  if (create &&
+      !(rc =
+            own_run(st, "CREATE TABLE IF NOT EXISTS ", table,
+                    " (source text PRIMARY KEY, seq bigint NOT NULL, ts double precision NOT NULL)",
+                    0, NULL, &r, err)))
+    PQclear(r);
+  if (rc)
+    return rc;
+  char sq[32], tq[64];
+  snprintf(sq, sizeof sq, "%lld", (long long)seq);
+  snprintf(tq, sizeof tq, "%.17g", ts);
+  char *p[3] = {(char *)source, sq, tq};
+  rc = own_run(st, "INSERT INTO ", table,
+               " (source, seq, ts) VALUES ($1, $2, $3) ON CONFLICT (source) DO UPDATE SET"
+               " seq = excluded.seq, ts = excluded.ts",
+               3, p, &r, err);
+  PQclear(r);
+  return rc;
+}
+
+static int pg_heartbeat_read(cvg_store *base, const char *table, const char *source, int64_t *seq,
+                             double *ts, int *found, cvg_error *err) {
+  pg_store *st = (pg_store *)base;
+  PGresult *r = NULL;
+  char *p[1] = {(char *)source};
+  *found = 0;
+  int rc = own_run(st, "SELECT seq, ts FROM ", table, " WHERE source = $1", 1, p, &r, err);
+  if (!rc && PQntuples(r) > 0) {
+    *found = 1;
+    *seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    *ts = strtod(PQgetvalue(r, 0, 1), NULL);
+  }
+  PQclear(r);
+  return rc;
+}
+
+static int pg_canary_write(cvg_store *base, const char *table, const char *source,
+                           const char *token, double ts, int create, cvg_error *err) {
+  pg_store *st = (pg_store *)base;
+  PGresult *r = NULL;
+  int rc = CVG_OK;
+  if (create &&
+      !(rc =
+            own_run(st, "CREATE TABLE IF NOT EXISTS ", table,
+                    " (token text PRIMARY KEY, source text NOT NULL, ts double precision NOT NULL)",
+                    0, NULL, &r, err)))
+    PQclear(r);
+  if (rc)
+    return rc;
+  char tq[64];
+  snprintf(tq, sizeof tq, "%.17g", ts);
+  char *p[3] = {(char *)token, (char *)source, tq};
+  rc = own_run(st, "INSERT INTO ", table,
+               " (token, source, ts) VALUES ($1, $2, $3) ON CONFLICT (token) DO UPDATE SET"
+               " source = excluded.source, ts = excluded.ts",
+               3, p, &r, err);
+  PQclear(r);
+  return rc;
+}
+
+static int pg_canary_seen(cvg_store *base, const char *table, const char *token, int *found,
+                          cvg_error *err) {
+  pg_store *st = (pg_store *)base;
+  PGresult *r = NULL;
+  char *p[1] = {(char *)token};
+  *found = 0;
+  int rc = own_run(st, "SELECT 1 FROM ", table, " WHERE token = $1", 1, p, &r, err);
+  if (!rc)
+    *found = PQntuples(r) > 0;
+  PQclear(r);
+  return rc;
+}
+
+static int pg_canary_purge(cvg_store *base, const char *table, const char *source, double before,
+                           cvg_error *err) {
+  pg_store *st = (pg_store *)base;
+  PGresult *r = NULL;
+  char tq[64];
+  snprintf(tq, sizeof tq, "%.17g", before);
+  char *p[2] = {(char *)source, tq};
+  int rc = own_run(st, "DELETE FROM ", table, " WHERE source = $1 AND ts < $2", 2, p, &r, err);
+  PQclear(r);
+  return rc;
+}
+
+static int pg_scalar(cvg_store *base, const char *expr, double *out, int *is_null, cvg_error *err) {
+  pg_store *st = (pg_store *)base;
+  int rc = pg_alive(st, err);
+  if (rc)
+    return rc;
+  cvg_buf q;
+  cvg_buf_init(&q, PG_SQL_MAX);
+  if (cvgi_append_str(&q, "SELECT ((\n") || cvgi_append_str(&q, expr) ||
+      cvgi_append_str(&q, "\n))::float8 FROM ") || qualified(st, &q) || cvg_buf_append(&q, "", 1)) {
+    cvg_buf_release(&q);
+    return cvg_error_set(err, CVG_ENOMEM, st->shown, "out of memory");
+  }
+  PGresult *r = PQexec(st->conn, (const char *)q.data);
+  cvg_buf_release(&q);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+    const char *m = PQresultErrorMessage(r);
+    rc = cvg_error_set(err, CVG_ESQL, st->shown, "cannot evaluate aggregate '%s': %s", expr,
+                       m && *m ? m : "not one row");
+    cvg_error_hint(err, "give one aggregate over the table's columns, e.g. sum(balance)");
+  } else {
+    *is_null = PQgetisnull(r, 0, 0);
+    *out = *is_null ? 0 : strtod(PQgetvalue(r, 0, 0), NULL);
+  }
+  PQclear(r);
+  return rc;
+}
+
+static int pg_has_index(cvg_store *base, const char *col, int *yes, cvg_error *err) {
+  pg_store *st = (pg_store *)base;
+  *yes = 0;
+  int rc = pg_alive(st, err);
+  if (rc)
+    return rc;
+  const char *p[3] = {st->table, st->schema, col};
+  PGresult *r =
+      PQexecParams(st->conn,
+                   "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+                   " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                   " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]"
+                   " WHERE c.relname = $1 AND ($2::text IS NULL OR n.nspname = $2)"
+                   " AND ($2::text IS NOT NULL OR pg_table_is_visible(c.oid)) AND a.attname = $3",
+                   3, NULL, p, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK)
+    rc = pg_fail(st, "cannot list the table's indexes", err);
+  else
+    *yes = PQntuples(r) > 0;
+  PQclear(r);
+  return rc;
+}
+
+static int pg_read_txn(cvg_store *base, int begin, cvg_error *err) {
+  pg_store *st = (pg_store *)base;
+  int rc = pg_alive(st, err);
+  if (rc)
+    return rc;
+  PGresult *r =
+      PQexec(st->conn, begin ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "COMMIT");
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    rc = pg_fail(st, begin ? "cannot begin reading" : "cannot end reading", err);
+  PQclear(r);
+  return rc;
+}
+
+/* Does the row (as locked now) match what the mutation expects? */
+static int matches(const cvg_mutation *m, int found, const cvg_scan_row *row, char *why, size_t n) {
+  if (!m->expect_present) {
+    if (found)
+      snprintf(why, n, "a row was written meanwhile (expected none)");
+    return !found;
+  }
+  if (!found) {
+    snprintf(why, n, "the row was deleted meanwhile");
+    return 0;
+  }
+  if (row->tombstone != m->expect_tombstone) {
+    snprintf(why, n, "the row was %s meanwhile", row->tombstone ? "tombstoned" : "revived");
+    return 0;
+  }
+  if (m->expect_version_len &&
+      (row->version_len != m->expect_version_len ||
+       memcmp(row->version, m->expect_version, m->expect_version_len) != 0)) {
+    snprintf(why, n, "the row's version changed meanwhile");
+    return 0;
+  }
+  if (memcmp(&row->fp, &m->expect_fp, sizeof row->fp) != 0) {
+    snprintf(why, n, "the row's content changed meanwhile");
+    return 0;
+  }
+  return 1;
+}
+
+/* Writes one mutation whose condition holds (inside the transaction). */
+static int write_one(pg_store *st, const cvg_scan_spec *spec, cvg_mutation *mu) {
+  char *params[2100] = {0};
+  int np = 0, rc;
+  cvg_buf q, scratch;
+  cvg_buf_init(&q, PG_SQL_MAX);
+  cvg_buf_init(&scratch, PG_ROW_MAX);
+  if (mu->op == CVG_MUT_DELETE) {
+    rc = cvgi_append_str(&q, "DELETE FROM ") || qualified(st, &q);
+    if (!rc)
+      rc = where_key(spec, mu->key, mu->key_len, &q, params, &np, &scratch);
+  } else {
+    cvg_value *v = calloc(mu->n_cols ? mu->n_cols : 1, sizeof *v);
+    size_t nv = 0;
+    rc = !v || mu->n_cols > 2000 ||
+         cvg_decode_tuple(mu->values, mu->values_len, v, mu->n_cols, &nv, &scratch) != CVG_OK ||
+         nv != mu->n_cols;
+    /* INSERT ... ON CONFLICT (key) DO UPDATE: one statement whether the row is there or not */
+    rc =
+        rc || cvgi_append_str(&q, "INSERT INTO ") || qualified(st, &q) || cvgi_append_str(&q, " (");
+    for (size_t i = 0; !rc && i < nv; i++)
+      rc = (i ? cvgi_append_str(&q, ", ") : 0) || cvgi_quote_ident(&q, mu->cols[i]);
+    rc = rc || cvgi_append_str(&q, ") VALUES (");
+    for (size_t i = 0; !rc && i < nv; i++) {
+      char ph[32];
+      snprintf(ph, sizeof ph, "%s$%zu", i ? ", " : "", i + 1);
+      rc = value_param(&v[i], &params[np]) || cvgi_append_str(&q, ph);
+      np++;
+    }
+    rc = rc || cvgi_append_str(&q, ") ON CONFLICT (");
+    for (size_t i = 0; !rc && i < spec->n_key; i++)
+      rc = (i ? cvgi_append_str(&q, ", ") : 0) || cvgi_quote_ident(&q, spec->key_cols[i]);
+    rc = rc || cvgi_append_str(&q, ") DO UPDATE SET ");
+    for (size_t i = 0, w = 0; !rc && i < nv; i++) {
+      int is_key = 0;
+      for (size_t k = 0; k < spec->n_key; k++)
+        is_key |= !strcmp(mu->cols[i], spec->key_cols[k]);
+      if (is_key)
+        continue;
+      rc = (w++ ? cvgi_append_str(&q, ", ") : 0) || cvgi_quote_ident(&q, mu->cols[i]) ||
+           cvgi_append_str(&q, " = excluded.") || cvgi_quote_ident(&q, mu->cols[i]);
+    }
+    free(v);
+  }
+  if (rc || cvg_buf_append(&q, "", 1)) {
+    snprintf(mu->reason, sizeof mu->reason, "malformed mutation");
+    free_params(params, np);
+    cvg_buf_release(&q);
+    cvg_buf_release(&scratch);
+    return -1;
+  }
+  PGresult *r = run(st, (const char *)q.data, np, params);
+  free_params(params, np);
+  cvg_buf_release(&q);
+  cvg_buf_release(&scratch);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  if (!ok)
+    snprintf(mu->reason, sizeof mu->reason, "%.190s", PQresultErrorMessage(r));
+  PQclear(r);
+  return ok ? 0 : -1;
+}
+
+static int pg_apply(cvg_store *base, const cvg_scan_spec *spec, cvg_mutation *m, size_t n,
+                    cvg_error *err) {
+  pg_store *st = (pg_store *)base;
+  int rc = pg_alive(st, err);
+  PGresult *r = rc ? NULL : PQexec(st->conn, "BEGIN");
+  if (rc || PQresultStatus(r) != PGRES_COMMAND_OK) {
+    PQclear(r);
+    if (!rc)
+      rc = pg_fail(st, "cannot begin the repair transaction", err);
+    for (size_t i = 0; i < n; i++) {
+      m[i].result = CVG_MUT_FAILED;
+      snprintf(m[i].reason, sizeof m[i].reason, "cannot begin the transaction");
+    }
+    return rc;
+  }
+  PQclear(r);
+  for (size_t i = 0; i < n; i++) {
+    cvg_mutation *mu = &m[i];
+    mu->reason[0] = '\0';
+    cvg_scan_row row;
+    int found = 0;
+    cvg_error lerr;
+    cvg_error_clear(&lerr);
+    /* a savepoint per mutation: one that fails does not take the others down */
+    PQclear(PQexec(st->conn, "SAVEPOINT converge_m"));
+    if (pg_lookup_(st, spec, mu->key, mu->key_len, 1, &row, &found, &lerr) != CVG_OK) {
+      mu->result = CVG_MUT_FAILED;
+      snprintf(mu->reason, sizeof mu->reason, "%.190s", lerr.msg);
+      PQclear(PQexec(st->conn, "ROLLBACK TO SAVEPOINT converge_m"));
+      continue;
+    }
+    if (!matches(mu, found, &row, mu->reason, sizeof mu->reason)) {
+      mu->result = CVG_MUT_SKIPPED;
+      continue;
+    }
+    if (write_one(st, spec, mu) == 0) {
+      mu->result = CVG_MUT_APPLIED;
+    } else {
+      mu->result = CVG_MUT_FAILED;
+      PQclear(PQexec(st->conn, "ROLLBACK TO SAVEPOINT converge_m"));
+    }
+  }
+  r = PQexec(st->conn, "COMMIT");
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    rc = pg_fail(st, "cannot commit the repair transaction", err);
+    for (size_t i = 0; i < n; i++) {
+      m[i].result = CVG_MUT_FAILED;
+      snprintf(m[i].reason, sizeof m[i].reason, "the repair transaction did not commit");
+    }
+  }
+  PQclear(r);
+  return rc;
+}
+
 const cvg_store_ops cvgi_postgres_ops = {
     .scheme = "postgresql",
     .open = pg_open,
@@ -678,4 +1225,14 @@ const cvg_store_ops cvgi_postgres_ops = {
     .scan_next = pg_scan_next,
     .scan_close = pg_scan_close,
     .fetch = pg_fetch,
+    .lookup = pg_lookup,
+    .heartbeat_write = pg_heartbeat_write,
+    .heartbeat_read = pg_heartbeat_read,
+    .canary_write = pg_canary_write,
+    .canary_seen = pg_canary_seen,
+    .canary_purge = pg_canary_purge,
+    .scalar = pg_scalar,
+    .has_index = pg_has_index,
+    .apply = pg_apply,
+    .read_txn = pg_read_txn,
 };
