@@ -95,8 +95,9 @@ test: bootstrap
 	@tests/alerts/run build/asan/converge
 	@echo "== repair end to end (ASan+UBSan build; 50 SIGKILL trials with a concurrent writer)"
 	@tests/repair/run build/asan/converge
-	@echo "== PostgreSQL replicas (ASan+UBSan build; a real PostgreSQL server from initdb)"
+	@echo "== PostgreSQL replicas (ASan+UBSan build; real PostgreSQL servers from initdb, logical replication)"
 	@tests/pg/run build/asan/converge
+	@tests/pg/replication build/asan/converge
 	@echo "== the chaos lab end to end (ASan+UBSan build; a seeded subset of examples/chaos/)"
 	@tests/chaos/run build/asan/converge
 	@echo "== watch, alerts and repair end to end again, clang with ThreadSanitizer (a data race fails it)"
@@ -123,6 +124,7 @@ test-chaos: all
 
 test-pg: all
 	@tests/pg/run $(BUILD)/converge
+	@tests/pg/replication $(BUILD)/converge
 
 bench: bootstrap all
 	@bench/diff_vs_sqldiff $(BUILD)/converge

@@ -166,6 +166,12 @@ typedef struct cvg_store_ops {
   int (*has_index)(cvg_store *st, const char *col, int *yes, cvg_error *err);
   int (*apply)(cvg_store *st, const cvg_scan_spec *spec, cvg_mutation *m, size_t n, cvg_error *err);
   int (*read_txn)(cvg_store *st, int begin, cvg_error *err);
+  /* The engine's own view of replication into this replica (PostgreSQL: a subscription or a
+   * standby). role gets "subscriber", "standby" or "none"; *known 1 when *lag (seconds) means
+   * something; *up 0 when the engine says replication is stopped (a disabled subscription, no
+   * apply worker, no WAL receiver). */
+  int (*native_lag)(cvg_store *st, char *role, size_t role_size, double *lag, int *known, int *up,
+                    cvg_error *err);
 } cvg_store_ops;
 
 /* Every engine's handle begins with this. */
@@ -245,6 +251,9 @@ int cvg_store_apply(cvg_store *st, const cvg_scan_spec *spec, cvg_mutation *m, s
 /* Begins (begin 1) or ends (0) a read transaction: the fetches and lookups between see one
  * snapshot and pay for locking once. No-op on engines without it. End it before an apply. */
 int cvg_store_read_txn(cvg_store *st, int begin, cvg_error *err);
+/* The engine's own replication view (see native_lag); role "none" when the engine has none. */
+int cvg_store_native_lag(cvg_store *st, char *role, size_t role_size, double *lag, int *known,
+                         int *up, cvg_error *err);
 
 /* Is a tombstone column value "deleted"? NULL, 0, 0.0, '', '0', 'false', 'f', 'no', 'n' (any
  * case) and an empty blob mean live; everything else means deleted. */

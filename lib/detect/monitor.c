@@ -126,6 +126,9 @@ typedef struct rep {
   double last_conv;         /* seconds the last canary took to arrive; NAN none yet */
   double fail_t[16];        /* times of the last canary failures (ring) */
   size_t n_fail_t;
+  char native_role[16]; /* the engine's own view of replication: "subscriber", "standby", "" */
+  double native_lag;    /* its lag in seconds; NAN unknown */
+  int native_up;        /* 0 when the engine says replication into it is stopped */
 } rep;
 
 /* A tracked divergent key. One allocation: the struct, then n contributions, n+1 version
@@ -736,6 +739,16 @@ static void job_hb_read(cvg_monitor *m, job *j) {
     rc =
         cvg_store_heartbeat_read(j->st, p->heartbeat_table, ds->cfg->name, &seq, &ts, &found, &err);
   int absent = rc == CVG_ENOTABLE;
+  /* beside the heartbeat: the engine's own view (PostgreSQL subscription or standby) */
+  char nrole[16] = "";
+  double nlag = 0;
+  int nknown = 0, nup = 1;
+  if (!rc || absent) {
+    cvg_error nerr;
+    cvg_error_clear(&nerr);
+    if (cvg_store_native_lag(j->st, nrole, sizeof nrole, &nlag, &nknown, &nup, &nerr) != CVG_OK)
+      nrole[0] = '\0';
+  }
   if (absent)
     rc = CVG_OK;
   double now = wall_now();
@@ -744,6 +757,9 @@ static void job_hb_read(cvg_monitor *m, job *j) {
     set_up(m, ds, r, 0, &err);
   } else {
     set_up(m, ds, r, 1, NULL);
+    snprintf(r->native_role, sizeof r->native_role, "%s", strcmp(nrole, "none") ? nrole : "");
+    r->native_lag = nknown ? nlag : NAN;
+    r->native_up = nup;
     rstate before = r->state;
     r->hb_table_absent = absent;
     if (!hb) {
@@ -2381,6 +2397,8 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
       rp->cfg = &c->replicas[r];
       rp->up = -1;
       rp->lag = NAN;
+      rp->native_lag = NAN;
+      rp->native_up = 1;
       rp->last_conv = NAN;
       if (cvg_trend_init(&rp->trend, (size_t)cat->alerting.trend_window) != CVG_OK)
         goto oom;
@@ -2728,6 +2746,14 @@ static int v_lag(const dset *ds, size_t i, double *v) {
   *v = ds->reps[i].lag;
   return ds->cfg->authority >= 0 && ds->reps[i].up == 1 && ds->reps[i].state != RS_UNKNOWN;
 }
+static int v_native_lag(const dset *ds, size_t i, double *v) {
+  *v = ds->reps[i].native_lag;
+  return ds->reps[i].native_role[0] && ds->reps[i].up == 1 && !isnan(ds->reps[i].native_lag);
+}
+static int v_native_up(const dset *ds, size_t i, double *v) {
+  *v = ds->reps[i].native_up;
+  return ds->reps[i].native_role[0] && ds->reps[i].up == 1;
+}
 static int v_hb_seq(const dset *ds, size_t i, double *v) {
   *v = (double)ds->reps[i].hb_seq;
   return ds->reps[i].hb_seen;
@@ -2879,6 +2905,15 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
                    "Now minus the newest heartbeat seen on the replica; NaN when no heartbeat "
                    "arrived yet.",
                    v_lag, 0);
+  emit_per_replica(&o, m, "converge_native_replication_lag_seconds", "gauge",
+                   "The engine's own view of the replica's lag (PostgreSQL: time since the "
+                   "subscription's apply worker last heard from the publisher, or a standby's "
+                   "replay delay), beside the heartbeat's.",
+                   v_native_lag, 0);
+  emit_per_replica(&o, m, "converge_native_replication_up", "gauge",
+                   "0 when the engine says replication into the replica is stopped (a disabled "
+                   "subscription, no apply worker, no WAL receiver), else 1.",
+                   v_native_up, 0);
   emit_per_replica(&o, m, "converge_heartbeat_sequence", "gauge",
                    "Sequence number of the newest heartbeat seen on the replica.", v_hb_seq, 0);
   head(&o, "converge_replica_state", "gauge",
@@ -3280,6 +3315,10 @@ int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *b) {
       json_object_set_new(rj, "canaries_seen", json_integer((json_int_t)r->canaries_seen));
       json_object_set_new(rj, "canary_failures", json_integer((json_int_t)r->canary_failures));
       json_object_set_new(rj, "error", r->error[0] ? json_string(r->error) : json_null());
+      if (r->native_role[0])
+        json_object_set_new(rj, "native",
+                            json_pack("{s:s, s:o, s:b}", "role", r->native_role, "lag_seconds",
+                                      jnum(r->native_lag), "up", r->native_up));
       json_array_append_new(ra, rj);
     }
     json_object_set_new(d, "replicas", ra);

@@ -1216,6 +1216,55 @@ static int pg_apply(cvg_store *base, const cvg_scan_spec *spec, cvg_mutation *m,
   return rc;
 }
 
+/* A standby: replay delay; a subscriber: time since the apply worker last heard from the
+ * publisher, and whether the subscription is enabled with a worker running. */
+static int pg_native_lag(cvg_store *base, char *role, size_t role_size, double *lag, int *known,
+                         int *up, cvg_error *err) {
+  pg_store *st = (pg_store *)base;
+  *known = 0;
+  *up = 1;
+  snprintf(role, role_size, "none");
+  int rc = pg_alive(st, err);
+  if (rc)
+    return rc;
+  PGresult *r =
+      PQexec(st->conn, "SELECT pg_is_in_recovery(),"
+                       " extract(epoch from now() - pg_last_xact_replay_timestamp()),"
+                       " (SELECT status = 'streaming' FROM pg_stat_wal_receiver LIMIT 1)");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+    PQclear(r);
+    return pg_fail(st, "cannot read the replication state", err);
+  }
+  if (PQgetvalue(r, 0, 0)[0] == 't') {
+    snprintf(role, role_size, "standby");
+    *known = !PQgetisnull(r, 0, 1);
+    *lag = *known ? strtod(PQgetvalue(r, 0, 1), NULL) : 0;
+    *up = !PQgetisnull(r, 0, 2) && PQgetvalue(r, 0, 2)[0] == 't';
+    PQclear(r);
+    return CVG_OK;
+  }
+  PQclear(r);
+  r = PQexec(st->conn,
+             "SELECT s.subenabled, w.pid IS NOT NULL,"
+             " extract(epoch from now() - w.last_msg_receipt_time)"
+             " FROM pg_subscription s"
+             " LEFT JOIN pg_stat_subscription w ON w.subid = s.oid AND w.relid IS NULL"
+             " WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+             " ORDER BY s.subname LIMIT 1");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    PQclear(r);
+    return pg_fail(st, "cannot read the subscription state", err);
+  }
+  if (PQntuples(r) == 1) {
+    snprintf(role, role_size, "subscriber");
+    *up = PQgetvalue(r, 0, 0)[0] == 't' && PQgetvalue(r, 0, 1)[0] == 't';
+    *known = *up && !PQgetisnull(r, 0, 2);
+    *lag = *known ? strtod(PQgetvalue(r, 0, 2), NULL) : 0;
+  }
+  PQclear(r);
+  return CVG_OK;
+}
+
 const cvg_store_ops cvgi_postgres_ops = {
     .scheme = "postgresql",
     .open = pg_open,
@@ -1235,4 +1284,5 @@ const cvg_store_ops cvgi_postgres_ops = {
     .has_index = pg_has_index,
     .apply = pg_apply,
     .read_txn = pg_read_txn,
+    .native_lag = pg_native_lag,
 };
