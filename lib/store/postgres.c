@@ -16,8 +16,9 @@
  *   bytea                              -> blob
  *   everything else (text, varchar, char, date, timestamp[tz], uuid, json, jsonb, ...)
  *                                      -> text, as PostgreSQL prints it with the settings above
- * Scans stream in single-row mode (bounded memory) in key order; text-like key columns are
- * ordered with COLLATE "C", which is byte order, the order of the canonical encoding.
+ * Scans read a server-side cursor in batches of 10,000 rows (bounded memory; the connection stays
+ * usable between batches) in key order; text-like key columns are ordered with COLLATE "C",
+ * which is byte order, the order of the canonical encoding.
  *
  * Everything the SQLite engine does: describe, full and incremental scans, lookups, fetches,
  * converge's heartbeat and canary tables (in the data table's schema), aggregates, and
@@ -57,14 +58,19 @@ typedef struct pg_store {
   cvg_table_desc desc;                        /* the table, described once at open */
   cvg_buf lk_key, lk_row, lk_ver, lk_scratch; /* lookup's row, kept */
   double retry_at, backoff;                   /* reconnecting a dropped connection */
+  int in_txn;                                 /* read_txn began a transaction */
+  unsigned cursors;                           /* cursors declared, for unique names */
 } pg_store;
 
 typedef struct pg_scan {
   cvgi_scan_base base; /* must be first */
   pg_store *st;
   int n_key, n_cmp, ver_idx, tomb_idx; /* positions in the result */
-  PGresult *res;                       /* the current row, single-row mode */
-  cvg_buf key, row, ver;
+  char cursor[32];                     /* the server-side cursor read in batches */
+  int own_txn;                         /* the scan began the transaction it reads in */
+  PGresult *res;                       /* the current batch */
+  int row, nrows;                      /* the next row in it, and its size */
+  cvg_buf key, row_buf, ver;
   int done;
 } pg_scan;
 
@@ -107,6 +113,7 @@ static void pct(char *s) {
 
 static int pg_describe_now(pg_store *st, cvg_error *err);
 static int pg_alive(pg_store *st, cvg_error *err);
+static void pg_scan_close(cvg_scan *base);
 static int value_param(const cvg_value *v, char **out);
 
 static int pg_open(cvg_store **out, const cvg_url *url, unsigned flags, cvg_error *err) {
@@ -488,20 +495,10 @@ static int pg_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **o
     cvg_buf_release(&q);
     return cvg_error_set(err, CVG_ENOMEM, st->shown, "out of memory");
   }
-  const char *sp[1] = {since};
-  if (!PQsendQueryParams(st->conn, (const char *)q.data, since ? 1 : 0, NULL, sp, NULL, NULL, 0) ||
-      !PQsetSingleRowMode(st->conn)) {
-    free(since);
-    cvg_buf_release(&q);
-    return pg_fail(st, "cannot scan the table", err);
-  }
-  free(since);
-  cvg_buf_release(&q);
   pg_scan *sc = calloc(1, sizeof *sc);
   if (!sc) {
-    PGresult *r;
-    while ((r = PQgetResult(st->conn)))
-      PQclear(r);
+    free(since);
+    cvg_buf_release(&q);
     return cvg_error_set(err, CVG_ENOMEM, st->shown, "out of memory");
   }
   sc->base.ops = &cvgi_postgres_ops;
@@ -512,8 +509,42 @@ static int pg_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **o
   sc->ver_idx = spec->version_col ? next++ : -1;
   sc->tomb_idx = spec->tombstone_col ? next++ : -1;
   cvg_buf_init(&sc->key, PG_ROW_MAX);
-  cvg_buf_init(&sc->row, PG_ROW_MAX);
+  cvg_buf_init(&sc->row_buf, PG_ROW_MAX);
   cvg_buf_init(&sc->ver, PG_ROW_MAX);
+  snprintf(sc->cursor, sizeof sc->cursor, "converge_scan_%u", ++st->cursors);
+  /* a cursor lives in a transaction: the caller's (read_txn), or one of the scan's own */
+  PGresult *r = NULL;
+  if (!st->in_txn) {
+    r = PQexec(st->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    sc->own_txn = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!sc->own_txn) {
+      free(since);
+      cvg_buf_release(&q);
+      pg_scan_close((cvg_scan *)sc);
+      return pg_fail(st, "cannot begin the scan", err);
+    }
+  }
+  cvg_buf decl;
+  cvg_buf_init(&decl, PG_SQL_MAX);
+  int drc = cvgi_append_str(&decl, "DECLARE ") || cvgi_append_str(&decl, sc->cursor) ||
+            cvgi_append_str(&decl, " NO SCROLL CURSOR FOR ") ||
+            cvgi_append_str(&decl, (const char *)q.data) || cvg_buf_append(&decl, "", 1);
+  cvg_buf_release(&q);
+  const char *sp[1] = {since};
+  r = drc ? NULL
+          : PQexecParams(st->conn, (const char *)decl.data, since ? 1 : 0, NULL, sp, NULL, NULL, 0);
+  cvg_buf_release(&decl);
+  free(since);
+  if (drc || PQresultStatus(r) != PGRES_COMMAND_OK) {
+    PQclear(r);
+    int rc2 = drc ? cvg_error_set(err, CVG_ENOMEM, st->shown, "out of memory")
+                  : pg_fail(st, "cannot scan the table", err);
+    sc->done = 1;
+    pg_scan_close((cvg_scan *)sc);
+    return rc2;
+  }
+  PQclear(r);
   *out = (cvg_scan *)sc;
   return CVG_OK;
 }
@@ -538,57 +569,54 @@ static int truthy_cell(PGresult *r, int row, int col) {
   return cvg_tombstone_truthy(&v);
 }
 
+#define FETCH_BATCH "10000"
+
 static int pg_scan_next(cvg_scan *base, cvg_scan_row *row, cvg_error *err) {
   pg_scan *sc = (pg_scan *)base;
-  PQclear(sc->res);
-  sc->res = NULL;
   if (sc->done)
     return CVG_DONE;
-  PGresult *r = PQgetResult(sc->st->conn);
-  if (!r) {
-    sc->done = 1;
-    return CVG_DONE;
-  }
-  ExecStatusType s = PQresultStatus(r);
-  if (s == PGRES_TUPLES_OK) { /* the end: the final, empty result */
-    PQclear(r);
-    while ((r = PQgetResult(sc->st->conn)))
+  if (!sc->res || sc->row >= sc->nrows) {
+    PQclear(sc->res);
+    sc->res = NULL;
+    char q[96];
+    snprintf(q, sizeof q, "FETCH " FETCH_BATCH " FROM %s", sc->cursor);
+    PGresult *r = PQexec(sc->st->conn, q);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
       PQclear(r);
-    sc->done = 1;
-    return CVG_DONE;
+      sc->done = 1;
+      return pg_fail(sc->st, "the scan failed", err);
+    }
+    sc->res = r;
+    sc->row = 0;
+    sc->nrows = PQntuples(r);
+    if (sc->nrows == 0) {
+      sc->done = 1;
+      return CVG_DONE;
+    }
   }
-  if (s != PGRES_SINGLE_TUPLE) {
-    PQclear(r);
-    while ((r = PQgetResult(sc->st->conn)))
-      PQclear(r);
-    sc->done = 1;
-    return pg_fail(sc->st, "the scan failed", err);
-  }
-  sc->res = r;
+  PGresult *r = sc->res;
+  int i0 = sc->row++;
   cvg_buf_reset(&sc->key);
-  cvg_buf_reset(&sc->row);
+  cvg_buf_reset(&sc->row_buf);
   cvg_buf_reset(&sc->ver);
   int rc = 0;
   for (int i = 0; !rc && i < sc->n_key; i++)
-    rc = encode_cell(r, 0, i, &sc->key, &sc->ver);
+    rc = encode_cell(r, i0, i, &sc->key, &sc->ver);
   cvg_buf_reset(&sc->ver);
   for (int i = 0; !rc && i < sc->n_cmp; i++)
-    rc = encode_cell(r, 0, sc->n_key + i, &sc->row, &sc->ver);
+    rc = encode_cell(r, i0, sc->n_key + i, &sc->row_buf, &sc->ver);
   cvg_buf_reset(&sc->ver);
-  cvg_buf scratch;
-  cvg_buf_init(&scratch, PG_ROW_MAX);
   if (!rc && sc->ver_idx >= 0)
-    rc = encode_cell(r, 0, sc->ver_idx, &sc->ver, &scratch);
-  cvg_buf_release(&scratch);
+    rc = encode_cell(r, i0, sc->ver_idx, &sc->ver, &sc->st->lk_scratch);
   if (rc)
     return cvg_error_set(err, rc, sc->st->shown, "cannot encode a row (%s)", cvg_status_name(rc));
   row->key = sc->key.data;
   row->key_len = sc->key.len;
-  row->fp =
-      cvg_fingerprint(sc->row.data ? (const void *)sc->row.data : (const void *)"", sc->row.len);
+  row->fp = cvg_fingerprint(sc->row_buf.data ? (const void *)sc->row_buf.data : (const void *)"",
+                            sc->row_buf.len);
   row->version = sc->ver_idx >= 0 ? sc->ver.data : NULL;
   row->version_len = sc->ver_idx >= 0 ? sc->ver.len : 0;
-  row->tombstone = sc->tomb_idx >= 0 ? truthy_cell(r, 0, sc->tomb_idx) : 0;
+  row->tombstone = sc->tomb_idx >= 0 ? truthy_cell(r, i0, sc->tomb_idx) : 0;
   row->vvec = NULL;
   row->vvec_len = 0;
   return CVG_OK;
@@ -599,19 +627,16 @@ static void pg_scan_close(cvg_scan *base) {
   if (!sc)
     return;
   PQclear(sc->res);
-  if (!sc->done) { /* abandoned mid-way: cancel the query, drain what is left */
-    PGcancel *c = PQgetCancel(sc->st->conn);
-    char eb[256];
-    if (c) {
-      PQcancel(c, eb, sizeof eb);
-      PQfreeCancel(c);
-    }
-    PGresult *r;
-    while ((r = PQgetResult(sc->st->conn)))
-      PQclear(r);
+  if (sc->st->conn && PQstatus(sc->st->conn) == CONNECTION_OK) {
+    char q[96];
+    snprintf(q, sizeof q, "CLOSE %s", sc->cursor);
+    if (!sc->own_txn)
+      PQclear(PQexec(sc->st->conn, q));
+    else
+      PQclear(PQexec(sc->st->conn, "COMMIT")); /* ends the cursor with the transaction */
   }
   cvg_buf_release(&sc->key);
-  cvg_buf_release(&sc->row);
+  cvg_buf_release(&sc->row_buf);
   cvg_buf_release(&sc->ver);
   free(sc);
 }
