@@ -131,6 +131,7 @@ bench: bootstrap all
 	@bench/watch $(BUILD)/converge
 	@bench/adaptive
 	@bench/repair $(BUILD)/converge
+	@bench/pg $(BUILD)/converge
 
 demo: bootstrap all
 	@scripts/demo $(BUILD)/converge
