@@ -60,6 +60,7 @@ typedef struct pg_store {
   double retry_at, backoff;                   /* reconnecting a dropped connection */
   int in_txn;                                 /* read_txn began a transaction */
   unsigned cursors;                           /* cursors declared, for unique names */
+  unsigned *oids;                             /* OWNED: each column's type, in desc order */
 } pg_store;
 
 typedef struct pg_scan {
@@ -70,6 +71,11 @@ typedef struct pg_scan {
   int own_txn;                         /* the scan began the transaction it reads in */
   PGresult *res;                       /* the current batch */
   int row, nrows;                      /* the next row in it, and its size */
+  int copy;                            /* a full scan read as COPY ... TO STDOUT */
+  unsigned *oids;                      /* OWNED: the type of each selected column */
+  int ncols;
+  char *line;    /* the current COPY row (PQfreemem) */
+  cvg_buf field; /* a field with its escapes undone */
   cvg_buf key, row_buf, ver;
   int done;
 } pg_scan;
@@ -240,6 +246,7 @@ static void pg_close(cvg_store *base) {
     return;
   PQfinish(st->conn);
   cvg_table_desc_release(&st->desc);
+  free(st->oids);
   cvg_buf_release(&st->lk_key);
   cvg_buf_release(&st->lk_row);
   cvg_buf_release(&st->lk_ver);
@@ -302,7 +309,8 @@ static int pg_describe_now(pg_store *st, cvg_error *err) {
   memset(d, 0, sizeof *d);
   d->cols = calloc((size_t)n, sizeof *d->cols);
   d->table = strdup(st->table);
-  if (!d->cols || !d->table) {
+  st->oids = calloc((size_t)n, sizeof *st->oids);
+  if (!d->cols || !d->table || !st->oids) {
     PQclear(r);
     return cvg_error_set(err, CVG_ENOMEM, st->shown, "out of memory");
   }
@@ -314,7 +322,8 @@ static int pg_describe_now(pg_store *st, cvg_error *err) {
       PQclear(r);
       return cvg_error_set(err, CVG_ENOMEM, st->shown, "out of memory");
     }
-    c->affinity = affinity_of((unsigned)atoi(PQgetvalue(r, i, 2)), c->decl_type);
+    st->oids[i] = (unsigned)atoi(PQgetvalue(r, i, 2));
+    c->affinity = affinity_of(st->oids[i], c->decl_type);
     c->pk = atoi(PQgetvalue(r, i, 3));
     if (c->pk > 0)
       d->n_pk++;
@@ -375,31 +384,71 @@ static int hexv(int c) {
                                 : -1;
 }
 
+/* A decimal integer as PostgreSQL prints it; strtoll with its locale machinery was a fifth of
+ * a scan's time. Falls back to strtoll past 18 digits (where overflow must be checked). */
+static long long parse_int(const char *s, size_t n) {
+  size_t i = 0;
+  int neg = 0;
+  if (i < n && (s[i] == '-' || s[i] == '+'))
+    neg = s[i++] == '-';
+  if (n - i > 18 || i == n)
+    return strtoll(s, NULL, 10);
+  long long v = 0;
+  for (; i < n; i++) {
+    unsigned d = (unsigned)(s[i] - '0');
+    if (d > 9)
+      return strtoll(s, NULL, 10);
+    v = v * 10 + (long long)d;
+  }
+  return neg ? -v : v;
+}
+
 /* Encodes one result cell onto b, per the mapping at the top. */
-static int encode_cell(PGresult *r, int row, int col, cvg_buf *b, cvg_buf *scratch) {
-  if (PQgetisnull(r, row, col))
-    return cvg_encode_null(b);
-  const char *s = PQgetvalue(r, row, col);
-  size_t n = (size_t)PQgetlength(r, row, col);
-  switch ((unsigned)PQftype(r, col)) {
+/* A number field as a C string (fields of COPY rows are not NUL-terminated). */
+static const char *cstr(const char *s, size_t n, char *tmp, size_t size, cvg_buf *scratch) {
+  if (n < size) {
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    return tmp;
+  }
+  cvg_buf_reset(scratch);
+  if (cvg_buf_append(scratch, s, n) || cvg_buf_append(scratch, "", 1))
+    return NULL;
+  return (const char *)scratch->data;
+}
+
+/* Encodes one non-NULL value in PostgreSQL's text form (s, n bytes) of type oid onto b, per the
+ * mapping at the top. */
+static int encode_text(unsigned oid, const char *s, size_t n, cvg_buf *b, cvg_buf *scratch) {
+  char tmp[128];
+  switch (oid) {
   case OID_INT2:
   case OID_INT4:
-  case OID_INT8:
-    return cvg_encode_int(b, strtoll(s, NULL, 10));
+  case OID_INT8: {
+    if (n <= 18)
+      return cvg_encode_int(b, parse_int(s, n));
+    const char *z = cstr(s, n, tmp, sizeof tmp, scratch);
+    return z ? cvg_encode_int(b, strtoll(z, NULL, 10)) : CVG_ENOMEM;
+  }
   case OID_BOOL:
-    return cvg_encode_int(b, s[0] == 't');
+    return cvg_encode_int(b, n > 0 && s[0] == 't');
   case OID_FLOAT4:
-  case OID_FLOAT8:
-    return cvg_encode_real(b, strtod(s, NULL));
+  case OID_FLOAT8: {
+    const char *z = cstr(s, n, tmp, sizeof tmp, scratch);
+    return z ? cvg_encode_real(b, strtod(z, NULL)) : CVG_ENOMEM;
+  }
   case OID_NUMERIC: {
-    if (!strpbrk(s, ".eEN")) { /* whole (not NaN): an integer when it fits */
+    const char *z = cstr(s, n, tmp, sizeof tmp, scratch);
+    if (!z)
+      return CVG_ENOMEM;
+    if (!strpbrk(z, ".eEN")) { /* whole (not NaN): an integer when it fits */
       errno = 0;
       char *e = NULL;
-      long long v = strtoll(s, &e, 10);
+      long long v = strtoll(z, &e, 10);
       if (!errno && e && !*e)
         return cvg_encode_int(b, v);
     }
-    return cvg_encode_real(b, strtod(s, NULL));
+    return cvg_encode_real(b, strtod(z, NULL));
   }
   case OID_BYTEA: {
     if (n >= 2 && s[0] == '\\' && s[1] == 'x') {
@@ -420,6 +469,13 @@ static int encode_cell(PGresult *r, int row, int col, cvg_buf *b, cvg_buf *scrat
   default:
     return cvg_encode_text(b, s, n);
   }
+}
+
+static int encode_cell(PGresult *r, int row, int col, cvg_buf *b, cvg_buf *scratch) {
+  if (PQgetisnull(r, row, col))
+    return cvg_encode_null(b);
+  return encode_text((unsigned)PQftype(r, col), PQgetvalue(r, row, col),
+                     (size_t)PQgetlength(r, row, col), b, scratch);
 }
 
 static int col_index(const cvg_table_desc *d, const char *name) {
@@ -512,8 +568,49 @@ static int pg_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **o
   cvg_buf_init(&sc->row_buf, PG_ROW_MAX);
   cvg_buf_init(&sc->ver, PG_ROW_MAX);
   snprintf(sc->cursor, sizeof sc->cursor, "converge_scan_%u", ++st->cursors);
-  /* a cursor lives in a transaction: the caller's (read_txn), or one of the scan's own */
+  cvg_buf_init(&sc->field, PG_ROW_MAX);
+  sc->ncols = next;
+  sc->oids = calloc((size_t)next, sizeof *sc->oids);
+  for (int i = 0; sc->oids && i < next; i++) {
+    const char *c = i < sc->n_key               ? spec->key_cols[i]
+                    : i < sc->n_key + sc->n_cmp ? spec->cmp_cols[i - sc->n_key]
+                    : i == sc->ver_idx          ? spec->version_col
+                                                : spec->tombstone_col;
+    int k = col_index(&st->desc, c);
+    sc->oids[i] = k >= 0 ? st->oids[k] : 25;
+  }
   PGresult *r = NULL;
+  if (!sc->oids) {
+    free(since);
+    cvg_buf_release(&q);
+    pg_scan_close((cvg_scan *)sc);
+    return cvg_error_set(err, CVG_ENOMEM, st->shown, "out of memory");
+  }
+  /* A full scan outside a caller's transaction is read as COPY (SELECT ...) TO STDOUT: the
+   * server streams rows as fast as for psql's COPY (bench/pg); the connection is busy until the
+   * scan ends. Incremental scans and scans inside read_txn use a cursor. */
+  if (!since && !st->in_txn) {
+    cvg_buf cq;
+    cvg_buf_init(&cq, PG_SQL_MAX);
+    int crc = cvgi_append_str(&cq, "COPY (") || cvgi_append_str(&cq, (const char *)q.data) ||
+              cvgi_append_str(&cq, ") TO STDOUT") || cvg_buf_append(&cq, "", 1);
+    cvg_buf_release(&q);
+    r = crc ? NULL : PQexec(st->conn, (const char *)cq.data);
+    cvg_buf_release(&cq);
+    if (crc || PQresultStatus(r) != PGRES_COPY_OUT) {
+      PQclear(r);
+      int rc2 = crc ? cvg_error_set(err, CVG_ENOMEM, st->shown, "out of memory")
+                    : pg_fail(st, "cannot scan the table", err);
+      sc->done = 1;
+      pg_scan_close((cvg_scan *)sc);
+      return rc2;
+    }
+    PQclear(r);
+    sc->copy = 1;
+    *out = (cvg_scan *)sc;
+    return CVG_OK;
+  }
+  /* a cursor lives in a transaction: the caller's (read_txn), or one of the scan's own */
   if (!st->in_txn) {
     r = PQexec(st->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     sc->own_txn = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -571,10 +668,156 @@ static int truthy_cell(PGresult *r, int row, int col) {
 
 #define FETCH_BATCH "10000"
 
+/* The next field of a COPY text row at *p (up to end): its bytes with escapes undone (in
+ * sc->field when it had any), or NULL for \N. Advances *p past the field and its tab. */
+static const char *copy_field(pg_scan *sc, const char **p, const char *end, size_t *n, int *bad) {
+  const char *s = *p, *e = s;
+  while (e < end && *e != '\t')
+    e++;
+  *p = e < end ? e + 1 : e;
+  if (e - s == 2 && s[0] == '\\' && s[1] == 'N')
+    return NULL;
+  if (!memchr(s, '\\', (size_t)(e - s))) {
+    *n = (size_t)(e - s);
+    return s;
+  }
+  cvg_buf_reset(&sc->field);
+  if (cvg_buf_reserve(&sc->field, (size_t)(e - s) + 1)) {
+    *bad = 1;
+    return NULL;
+  }
+  unsigned char *o = sc->field.data;
+  for (const char *c = s; c < e; c++) {
+    if (*c != '\\' || c + 1 == e) {
+      *o++ = (unsigned char)*c;
+      continue;
+    }
+    char x = *++c;
+    switch (x) {
+    case 'b':
+      *o++ = '\b';
+      break;
+    case 'f':
+      *o++ = '\f';
+      break;
+    case 'n':
+      *o++ = '\n';
+      break;
+    case 'r':
+      *o++ = '\r';
+      break;
+    case 't':
+      *o++ = '\t';
+      break;
+    case 'v':
+      *o++ = '\v';
+      break;
+    default:
+      if (x >= '0' && x <= '7') { /* \ooo */
+        int v = x - '0', k = 1;
+        while (k < 3 && c + 1 < e && c[1] >= '0' && c[1] <= '7')
+          v = v * 8 + (*++c - '0'), k++;
+        *o++ = (unsigned char)v;
+      } else if (x == 'x' && c + 1 < e && hexv((unsigned char)c[1]) >= 0) { /* \xhh */
+        int v = hexv((unsigned char)*++c);
+        if (c + 1 < e && hexv((unsigned char)c[1]) >= 0)
+          v = v * 16 + hexv((unsigned char)*++c);
+        *o++ = (unsigned char)v;
+      } else {
+        *o++ = (unsigned char)x; /* \\ and any other escaped byte */
+      }
+    }
+  }
+  *n = (size_t)(o - sc->field.data);
+  return (const char *)sc->field.data;
+}
+
+static int copy_next(pg_scan *sc, cvg_scan_row *row, cvg_error *err) {
+  if (sc->line) {
+    PQfreemem(sc->line);
+    sc->line = NULL;
+  }
+  char *line = NULL;
+  int n = PQgetCopyData(sc->st->conn, &line, 0);
+  if (n == -1) { /* the end: the COPY's own result, then nothing */
+    sc->done = 1;
+    PGresult *r;
+    int ok = 1;
+    while ((r = PQgetResult(sc->st->conn))) {
+      ok &= PQresultStatus(r) == PGRES_COMMAND_OK;
+      PQclear(r);
+    }
+    return ok ? CVG_DONE : pg_fail(sc->st, "the scan failed", err);
+  }
+  if (n < 0) {
+    sc->done = 1;
+    PGresult *r;
+    while ((r = PQgetResult(sc->st->conn)))
+      PQclear(r);
+    return pg_fail(sc->st, "the scan failed", err);
+  }
+  sc->line = line;
+  const char *p = line, *end = line + n;
+  if (end > p && end[-1] == '\n')
+    end--;
+  cvg_buf_reset(&sc->key);
+  cvg_buf_reset(&sc->row_buf);
+  cvg_buf_reset(&sc->ver);
+  int rc = 0, bad = 0, tomb = 0;
+  for (int i = 0; !rc && i < sc->ncols; i++) {
+    size_t fl = 0;
+    const char *f = copy_field(sc, &p, end, &fl, &bad);
+    if (bad) {
+      rc = CVG_ENOMEM;
+      break;
+    }
+    cvg_buf *dst = i < sc->n_key               ? &sc->key
+                   : i < sc->n_key + sc->n_cmp ? &sc->row_buf
+                   : i == sc->ver_idx          ? &sc->ver
+                                               : NULL;
+    if (dst)
+      rc = f ? encode_text(sc->oids[i], f, fl, dst, &sc->st->lk_scratch) : cvg_encode_null(dst);
+    else if (i == sc->tomb_idx && f) {
+      if (sc->oids[i] == OID_BOOL) {
+        tomb = fl > 0 && f[0] == 't';
+      } else {
+        char tmp[64];
+        const char *z = cstr(f, fl, tmp, sizeof tmp, &sc->st->lk_scratch);
+        cvg_value v;
+        char *e = NULL;
+        double d = z ? strtod(z, &e) : 0;
+        if (z && e && !*e && *z) {
+          v.type = CVG_REAL;
+          v.u.r = d;
+        } else {
+          v.type = CVG_TEXT;
+          v.u.s.p = (const unsigned char *)f;
+          v.u.s.n = fl;
+        }
+        tomb = cvg_tombstone_truthy(&v);
+      }
+    }
+  }
+  if (rc)
+    return cvg_error_set(err, rc, sc->st->shown, "cannot encode a row (%s)", cvg_status_name(rc));
+  row->key = sc->key.data;
+  row->key_len = sc->key.len;
+  row->fp = cvg_fingerprint(sc->row_buf.data ? (const void *)sc->row_buf.data : (const void *)"",
+                            sc->row_buf.len);
+  row->version = sc->ver_idx >= 0 ? sc->ver.data : NULL;
+  row->version_len = sc->ver_idx >= 0 ? sc->ver.len : 0;
+  row->tombstone = tomb;
+  row->vvec = NULL;
+  row->vvec_len = 0;
+  return CVG_OK;
+}
+
 static int pg_scan_next(cvg_scan *base, cvg_scan_row *row, cvg_error *err) {
   pg_scan *sc = (pg_scan *)base;
   if (sc->done)
     return CVG_DONE;
+  if (sc->copy)
+    return copy_next(sc, row, err);
   if (!sc->res || sc->row >= sc->nrows) {
     PQclear(sc->res);
     sc->res = NULL;
@@ -627,7 +870,25 @@ static void pg_scan_close(cvg_scan *base) {
   if (!sc)
     return;
   PQclear(sc->res);
-  if (sc->st->conn && PQstatus(sc->st->conn) == CONNECTION_OK) {
+  if (sc->line)
+    PQfreemem(sc->line);
+  if (sc->copy && !sc->done) { /* abandoned mid-way: cancel the COPY, drain what is left */
+    PGcancel *c = PQgetCancel(sc->st->conn);
+    char eb[256];
+    if (c) {
+      PQcancel(c, eb, sizeof eb);
+      PQfreeCancel(c);
+    }
+    char *l = NULL;
+    while (PQgetCopyData(sc->st->conn, &l, 0) >= 0)
+      PQfreemem(l);
+    PGresult *r;
+    while ((r = PQgetResult(sc->st->conn)))
+      PQclear(r);
+  }
+  free(sc->oids);
+  cvg_buf_release(&sc->field);
+  if (!sc->copy && sc->st->conn && PQstatus(sc->st->conn) == CONNECTION_OK) {
     char q[96];
     snprintf(q, sizeof q, "CLOSE %s", sc->cursor);
     if (!sc->own_txn)
