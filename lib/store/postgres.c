@@ -1205,18 +1205,23 @@ static int own_run(pg_store *st, const char *pre, const char *table, const char 
   return pg_fail(st, "cannot use converge's table", err);
 }
 
+/* Creates one of converge's tables if it is not there. */
+static int own_create(pg_store *st, const char *table, const char *cols, cvg_error *err) {
+  PGresult *r = NULL;
+  int rc = own_run(st, "CREATE TABLE IF NOT EXISTS ", table, cols, 0, NULL, &r, err);
+  PQclear(r);
+  return rc;
+}
+
 static int pg_heartbeat_write(cvg_store *base, const char *table, const char *source, int64_t seq,
                               double ts, int create, cvg_error *err) {
   pg_store *st = (pg_store *)base;
   PGresult *r = NULL;
   int rc = CVG_OK;
-  if (create &&
-      !(rc =
-            own_run(st, "CREATE TABLE IF NOT EXISTS ", table,
-                    " (source text PRIMARY KEY, seq bigint NOT NULL, ts double precision NOT NULL)",
-                    0, NULL, &r, err)))
-    PQclear(r);
-  if (rc)
+  if (create && (rc = own_create(st, table,
+                                 " (source text PRIMARY KEY, seq bigint NOT NULL,"
+                                 " ts double precision NOT NULL)",
+                                 err)))
     return rc;
   char sq[32], tq[64];
   snprintf(sq, sizeof sq, "%lld", (long long)seq);
@@ -1251,13 +1256,10 @@ static int pg_canary_write(cvg_store *base, const char *table, const char *sourc
   pg_store *st = (pg_store *)base;
   PGresult *r = NULL;
   int rc = CVG_OK;
-  if (create &&
-      !(rc =
-            own_run(st, "CREATE TABLE IF NOT EXISTS ", table,
-                    " (token text PRIMARY KEY, source text NOT NULL, ts double precision NOT NULL)",
-                    0, NULL, &r, err)))
-    PQclear(r);
-  if (rc)
+  if (create && (rc = own_create(st, table,
+                                 " (token text PRIMARY KEY, source text NOT NULL,"
+                                 " ts double precision NOT NULL)",
+                                 err)))
     return rc;
   char tq[64];
   snprintf(tq, sizeof tq, "%.17g", ts);
@@ -1358,34 +1360,6 @@ static int pg_read_txn(cvg_store *base, int begin, cvg_error *err) {
   return rc;
 }
 
-/* Does the row (as locked now) match what the mutation expects? */
-static int matches(const cvg_mutation *m, int found, const cvg_scan_row *row, char *why, size_t n) {
-  if (!m->expect_present) {
-    if (found)
-      snprintf(why, n, "a row was written meanwhile (expected none)");
-    return !found;
-  }
-  if (!found) {
-    snprintf(why, n, "the row was deleted meanwhile");
-    return 0;
-  }
-  if (row->tombstone != m->expect_tombstone) {
-    snprintf(why, n, "the row was %s meanwhile", row->tombstone ? "tombstoned" : "revived");
-    return 0;
-  }
-  if (m->expect_version_len &&
-      (row->version_len != m->expect_version_len ||
-       memcmp(row->version, m->expect_version, m->expect_version_len) != 0)) {
-    snprintf(why, n, "the row's version changed meanwhile");
-    return 0;
-  }
-  if (memcmp(&row->fp, &m->expect_fp, sizeof row->fp) != 0) {
-    snprintf(why, n, "the row's content changed meanwhile");
-    return 0;
-  }
-  return 1;
-}
-
 /* Writes one mutation whose condition holds (inside the transaction). */
 static int write_one(pg_store *st, const cvg_scan_spec *spec, cvg_mutation *mu) {
   char *params[2100] = {0};
@@ -1479,7 +1453,7 @@ static int pg_apply(cvg_store *base, const cvg_scan_spec *spec, cvg_mutation *m,
       PQclear(PQexec(st->conn, "ROLLBACK TO SAVEPOINT converge_m"));
       continue;
     }
-    if (!matches(mu, found, &row, mu->reason, sizeof mu->reason)) {
+    if (!cvgi_mutation_matches(mu, found, &row, mu->reason, sizeof mu->reason)) {
       mu->result = CVG_MUT_SKIPPED;
       continue;
     }

@@ -1619,35 +1619,6 @@ static int apply_prepare(sqlite_store *st, const cvg_scan_spec *spec, const cvg_
   return rc;
 }
 
-/* Does the row (as looked up now) match what the mutation expects? */
-static int apply_matches(const cvg_mutation *m, int found, const cvg_scan_row *row, char *why,
-                         size_t why_size) {
-  if (!m->expect_present) {
-    if (found)
-      snprintf(why, why_size, "a row was written meanwhile (expected none)");
-    return !found;
-  }
-  if (!found) {
-    snprintf(why, why_size, "the row was deleted meanwhile");
-    return 0;
-  }
-  if (row->tombstone != m->expect_tombstone) {
-    snprintf(why, why_size, "the row was %s meanwhile", row->tombstone ? "tombstoned" : "revived");
-    return 0;
-  }
-  if (m->expect_version_len &&
-      (row->version_len != m->expect_version_len ||
-       memcmp(row->version, m->expect_version, m->expect_version_len) != 0)) {
-    snprintf(why, why_size, "the row's version changed meanwhile");
-    return 0;
-  }
-  if (memcmp(&row->fp, &m->expect_fp, sizeof row->fp) != 0) {
-    snprintf(why, why_size, "the row's content changed meanwhile");
-    return 0;
-  }
-  return 1;
-}
-
 /* Applies one mutation whose condition holds; returns the SQLite status of the write. */
 static int apply_one(sqlite_store *st, const cvg_scan_spec *spec, cvg_mutation *mu,
                      const cvg_mutation *shape, sqlite3_stmt *upd, sqlite3_stmt *ins,
@@ -1733,7 +1704,7 @@ static int sqlite_apply(cvg_store *base, const cvg_scan_spec *spec, cvg_mutation
       snprintf(mu->reason, sizeof mu->reason, "%.190s", lerr.msg);
       continue;
     }
-    if (!apply_matches(mu, found, &row, mu->reason, sizeof mu->reason)) {
+    if (!cvgi_mutation_matches(mu, found, &row, mu->reason, sizeof mu->reason)) {
       mu->result = CVG_MUT_SKIPPED;
       continue;
     }

@@ -236,3 +236,32 @@ int cvg_store_native_lag(cvg_store *st, char *role, size_t role_size, double *la
 int cvg_store_read_txn(cvg_store *st, int begin, cvg_error *err) {
   return st->ops->read_txn ? st->ops->read_txn(st, begin, err) : CVG_OK;
 }
+
+/* Does the row (as looked up now, by any engine) match what the mutation expects? */
+int cvgi_mutation_matches(const cvg_mutation *m, int found, const cvg_scan_row *row, char *why,
+                          size_t why_size) {
+  if (!m->expect_present) {
+    if (found)
+      snprintf(why, why_size, "a row was written meanwhile (expected none)");
+    return !found;
+  }
+  if (!found) {
+    snprintf(why, why_size, "the row was deleted meanwhile");
+    return 0;
+  }
+  if (row->tombstone != m->expect_tombstone) {
+    snprintf(why, why_size, "the row was %s meanwhile", row->tombstone ? "tombstoned" : "revived");
+    return 0;
+  }
+  if (m->expect_version_len &&
+      (row->version_len != m->expect_version_len ||
+       memcmp(row->version, m->expect_version, m->expect_version_len) != 0)) {
+    snprintf(why, why_size, "the row's version changed meanwhile");
+    return 0;
+  }
+  if (memcmp(&row->fp, &m->expect_fp, sizeof row->fp) != 0) {
+    snprintf(why, why_size, "the row's content changed meanwhile");
+    return 0;
+  }
+  return 1;
+}

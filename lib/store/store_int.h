@@ -17,6 +17,10 @@ extern const cvg_store_ops cvgi_postgres_ops;
 
 /* Appends name as a double-quoted SQL identifier (embedded quotes doubled). */
 int cvgi_quote_ident(cvg_buf *b, const char *name);
+/* Does the row (found, as looked up now) still hold what the mutation expects? If not, why says
+ * what changed. The condition of every engine's conditional writes. */
+int cvgi_mutation_matches(const cvg_mutation *m, int found, const cvg_scan_row *row, char *why,
+                          size_t why_size);
 /* Appends a NUL-terminated string (without its NUL). */
 int cvgi_append_str(cvg_buf *b, const char *s);
 
