@@ -344,6 +344,7 @@ int cmd_diff(int argc, char **argv) {
     O_FORMAT,
     O_SUMMARY,
     O_LIMIT,
+    O_DIGITS,
     O_HELP
   };
   static const struct option longopts[] = {{"key", required_argument, NULL, O_KEY},
@@ -357,10 +358,12 @@ int cmd_diff(int argc, char **argv) {
                                            {"format", required_argument, NULL, O_FORMAT},
                                            {"summary", no_argument, NULL, O_SUMMARY},
                                            {"limit", required_argument, NULL, O_LIMIT},
+                                           {"real-digits", required_argument, NULL, O_DIGITS},
                                            {"quiet", no_argument, NULL, 'q'},
                                            {"help", no_argument, NULL, O_HELP},
                                            {NULL, 0, NULL, 0}};
   str_list keys = {0}, columns = {0}, exclude = {0};
+  char *shown[CVG_DIFF_MAX_REPLICAS] = {0}; /* OWNED: the URLs as printed */
   cvg_diff_options opt;
   memset(&opt, 0, sizeof opt);
   opt.n_shards = 16;
@@ -400,6 +403,16 @@ int cmd_diff(int argc, char **argv) {
       break;
     case O_WHERE:
       opt.where = optarg;
+      break;
+    case O_DIGITS:
+      if (parse_u64(optarg, &u) || u < 1 || u > 17) {
+        usage_error("diff",
+                    "--real-digits takes a number of significant digits from 1 to 17, "
+                    "got '%s'",
+                    optarg);
+        goto done;
+      }
+      opt.real_digits = (int)u;
       break;
     case O_SHARDS:
       if (parse_u64(optarg, &u) || u < 1 || u > CVG_DIFF_MAX_SHARDS) {
@@ -478,7 +491,13 @@ int cmd_diff(int argc, char **argv) {
     }
   }
   o.d = d;
-  o.urls = opt.urls;
+  /* what is printed names each replica with any password as *** */
+  for (size_t i = 0; i < opt.n_urls && i < CVG_DIFF_MAX_REPLICAS; i++)
+    if (!(shown[i] = cvg_url_redact(opt.urls[i]))) {
+      fprintf(stderr, "converge: out of memory\n");
+      goto done;
+    }
+  o.urls = (const char *const *)shown;
   o.n_urls = opt.n_urls;
   o.key_cols = cvg_diff_key_cols(d, &o.n_key);
   o.cmp_cols = cvg_diff_cmp_cols(d, &o.n_cmp);
@@ -510,6 +529,8 @@ int cmd_diff(int argc, char **argv) {
   status = sum.divergent ? EXIT_DIFFERENT : EXIT_SAME;
 
 done:
+  for (size_t i = 0; i < CVG_DIFF_MAX_REPLICAS; i++)
+    free(shown[i]);
   cvg_diff_free(d);
   list_free(&keys);
   list_free(&columns);

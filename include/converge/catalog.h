@@ -183,6 +183,7 @@ typedef struct cvg_cat_dataset {
   int auto_repair;        /* 1: converge watch repairs confirmed divergences per the policy */
   int repair_staged;      /* repair.staged: one shard first, verified, then 2, 4, 8... shards */
   int repair_concurrency; /* repair.concurrency: shards repaired at once; default 1 */
+  int real_digits;        /* > 0: reals compared rounded to this many digits (store.h) */
   char **merge_cols, **merge_rules; /* OWNED; policy merge: column -> max|min|union|lww|
                                        prefer:REPLICA */
   size_t n_merge;

@@ -75,6 +75,9 @@ int cvg_encode_value(cvg_buf *out, const cvg_value *v);
 int cvg_encode_null(cvg_buf *out);
 int cvg_encode_int(cvg_buf *out, int64_t i);
 int cvg_encode_real(cvg_buf *out, double r);
+/* r rounded to digits (1-17) significant decimal digits, as printf's %.*g rounds it; NaN and the
+ * infinities unchanged. Makes reals from engines with different float precision comparable. */
+double cvg_round_real(double r, int digits);
 int cvg_encode_text(cvg_buf *out, const void *p, size_t n);
 int cvg_encode_blob(cvg_buf *out, const void *p, size_t n);
 

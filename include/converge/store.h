@@ -88,6 +88,10 @@ typedef struct cvg_scan_spec {
    * (one encoded value) are read, in no particular order. Needs version_col. */
   const unsigned char *since;
   size_t since_len;
+  /* > 0: real values of the compared columns are rounded to this many significant digits
+   * before they are fingerprinted (cvg_round_real), so that float noise between engines (a
+   * PostgreSQL real against a SQLite REAL, 0.1 + 0.2 against 0.3) does not count as drift. */
+  int real_digits;
 } cvg_scan_spec;
 
 /* One scanned row. Pointers BORROWED until the next cvg_scan_next() or cvg_scan_close(). */

@@ -45,6 +45,7 @@
 #include "converge/status.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #define XXH_INLINE_ALL
@@ -349,4 +350,12 @@ cvg_fp cvg_digest_contribution(const unsigned char *key, size_t key_len, cvg_fp 
   }
   cvg_fp c = {h.high64, h.low64};
   return c;
+}
+
+double cvg_round_real(double r, int digits) {
+  if (digits < 1 || digits > 17 || r != r || r - r != 0.0)
+    return r;
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.*g", digits, r);
+  return strtod(buf, NULL);
 }

@@ -957,6 +957,7 @@ static int prepare(cvg_monitor *m, dset *ds, const size_t *idx, size_t k, int di
   o.version_col = c->version;
   o.tombstone_col = c->tombstone;
   o.n_shards = c->shards;
+  o.real_digits = c->real_digits;
   o.digests = digests;
   o.rows_per_sec = c->probes.full_sweep_rate;
   o.cancel = &m->cancel;
@@ -1331,6 +1332,7 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
   spec.n_cmp = n_cmp;
   spec.version_col = ds->cfg->version;
   spec.tombstone_col = ds->cfg->tombstone;
+  spec.real_digits = ds->cfg->real_digits;
   changeset cs;
   memset(&cs, 0, sizeof cs);
   cs.n_rep = ds->n;

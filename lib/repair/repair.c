@@ -1749,6 +1749,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   dopt.n_exclude = d->n_exclude;
   dopt.version_col = d->version;
   dopt.tombstone_col = d->tombstone;
+  dopt.real_digits = d->real_digits;
   dopt.n_shards = d->shards;
   cvg_diff *df = NULL;
   collect col;
@@ -1788,6 +1789,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   spec.n_cmp = n_cmp;
   spec.version_col = d->version;
   spec.tombstone_col = d->tombstone;
+  spec.real_digits = d->real_digits;
   if (o->keys)
     rc = compare_keys(o, d, &rp, &spec, &col, err);
   else
@@ -2133,6 +2135,7 @@ int cvg_repair_purge(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_erro
   spec.n_cmp = n_all;
   spec.version_col = d->version;
   spec.tombstone_col = d->tombstone;
+  spec.real_digits = d->real_digits;
   /* candidates: tombstones on the first replica older than the cutoff */
   collect col;
   memset(&col, 0, sizeof col);

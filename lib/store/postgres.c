@@ -72,6 +72,7 @@ typedef struct pg_scan {
   PGresult *res;                       /* the current batch */
   int row, nrows;                      /* the next row in it, and its size */
   int copy;                            /* a full scan read as COPY ... TO STDOUT */
+  int real_digits;                     /* spec->real_digits, for the compared columns */
   unsigned *oids;                      /* OWNED: the type of each selected column */
   int ncols;
   char *line;    /* the current COPY row (PQfreemem) */
@@ -419,7 +420,8 @@ static const char *cstr(const char *s, size_t n, char *tmp, size_t size, cvg_buf
 
 /* Encodes one non-NULL value in PostgreSQL's text form (s, n bytes) of type oid onto b, per the
  * mapping at the top. */
-static int encode_text(unsigned oid, const char *s, size_t n, cvg_buf *b, cvg_buf *scratch) {
+static int encode_text(unsigned oid, const char *s, size_t n, cvg_buf *b, cvg_buf *scratch,
+                       int digits) {
   char tmp[128];
   switch (oid) {
   case OID_INT2:
@@ -435,7 +437,7 @@ static int encode_text(unsigned oid, const char *s, size_t n, cvg_buf *b, cvg_bu
   case OID_FLOAT4:
   case OID_FLOAT8: {
     const char *z = cstr(s, n, tmp, sizeof tmp, scratch);
-    return z ? cvg_encode_real(b, strtod(z, NULL)) : CVG_ENOMEM;
+    return z ? cvg_encode_real(b, cvg_round_real(strtod(z, NULL), digits)) : CVG_ENOMEM;
   }
   case OID_NUMERIC: {
     const char *z = cstr(s, n, tmp, sizeof tmp, scratch);
@@ -448,7 +450,7 @@ static int encode_text(unsigned oid, const char *s, size_t n, cvg_buf *b, cvg_bu
       if (!errno && e && !*e)
         return cvg_encode_int(b, v);
     }
-    return cvg_encode_real(b, strtod(z, NULL));
+    return cvg_encode_real(b, cvg_round_real(strtod(z, NULL), digits));
   }
   case OID_BYTEA: {
     if (n >= 2 && s[0] == '\\' && s[1] == 'x') {
@@ -471,11 +473,11 @@ static int encode_text(unsigned oid, const char *s, size_t n, cvg_buf *b, cvg_bu
   }
 }
 
-static int encode_cell(PGresult *r, int row, int col, cvg_buf *b, cvg_buf *scratch) {
+static int encode_cell(PGresult *r, int row, int col, cvg_buf *b, cvg_buf *scratch, int digits) {
   if (PQgetisnull(r, row, col))
     return cvg_encode_null(b);
   return encode_text((unsigned)PQftype(r, col), PQgetvalue(r, row, col),
-                     (size_t)PQgetlength(r, row, col), b, scratch);
+                     (size_t)PQgetlength(r, row, col), b, scratch, digits);
 }
 
 static int col_index(const cvg_table_desc *d, const char *name) {
@@ -570,6 +572,7 @@ static int pg_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **o
   snprintf(sc->cursor, sizeof sc->cursor, "converge_scan_%u", ++st->cursors);
   cvg_buf_init(&sc->field, PG_ROW_MAX);
   sc->ncols = next;
+  sc->real_digits = spec->real_digits;
   sc->oids = calloc((size_t)next, sizeof *sc->oids);
   for (int i = 0; sc->oids && i < next; i++) {
     const char *c = i < sc->n_key               ? spec->key_cols[i]
@@ -776,7 +779,9 @@ static int copy_next(pg_scan *sc, cvg_scan_row *row, cvg_error *err) {
                    : i == sc->ver_idx          ? &sc->ver
                                                : NULL;
     if (dst)
-      rc = f ? encode_text(sc->oids[i], f, fl, dst, &sc->st->lk_scratch) : cvg_encode_null(dst);
+      rc = f ? encode_text(sc->oids[i], f, fl, dst, &sc->st->lk_scratch,
+                           dst == &sc->row_buf ? sc->real_digits : 0)
+             : cvg_encode_null(dst);
     else if (i == sc->tomb_idx && f) {
       if (sc->oids[i] == OID_BOOL) {
         tomb = fl > 0 && f[0] == 't';
@@ -844,13 +849,13 @@ static int pg_scan_next(cvg_scan *base, cvg_scan_row *row, cvg_error *err) {
   cvg_buf_reset(&sc->ver);
   int rc = 0;
   for (int i = 0; !rc && i < sc->n_key; i++)
-    rc = encode_cell(r, i0, i, &sc->key, &sc->ver);
+    rc = encode_cell(r, i0, i, &sc->key, &sc->ver, 0);
   cvg_buf_reset(&sc->ver);
   for (int i = 0; !rc && i < sc->n_cmp; i++)
-    rc = encode_cell(r, i0, sc->n_key + i, &sc->row_buf, &sc->ver);
+    rc = encode_cell(r, i0, sc->n_key + i, &sc->row_buf, &sc->ver, sc->real_digits);
   cvg_buf_reset(&sc->ver);
   if (!rc && sc->ver_idx >= 0)
-    rc = encode_cell(r, i0, sc->ver_idx, &sc->ver, &sc->st->lk_scratch);
+    rc = encode_cell(r, i0, sc->ver_idx, &sc->ver, &sc->st->lk_scratch, 0);
   if (rc)
     return cvg_error_set(err, rc, sc->st->shown, "cannot encode a row (%s)", cvg_status_name(rc));
   row->key = sc->key.data;
@@ -986,7 +991,7 @@ static int pg_fetch(cvg_store *base, const cvg_scan_spec *spec, const unsigned c
     if (PQntuples(r) > 0) {
       *found = 1;
       for (size_t i = 0; !rc && i < n_cols; i++)
-        rc = encode_cell(r, 0, (int)i, out, &scratch);
+        rc = encode_cell(r, 0, (int)i, out, &scratch, 0);
       if (rc)
         rc = cvg_error_set(err, rc, st->shown, "cannot encode the row");
     }
@@ -1104,12 +1109,12 @@ static int row_from(pg_store *st, const cvg_scan_spec *spec, PGresult *r, cvg_sc
   cvg_buf_reset(&st->lk_ver);
   int rc = 0, c = 0;
   for (size_t i = 0; !rc && i < spec->n_key; i++)
-    rc = encode_cell(r, 0, c++, &st->lk_key, &st->lk_scratch);
+    rc = encode_cell(r, 0, c++, &st->lk_key, &st->lk_scratch, 0);
   for (size_t i = 0; !rc && i < spec->n_cmp; i++)
-    rc = encode_cell(r, 0, c++, &st->lk_row, &st->lk_scratch);
+    rc = encode_cell(r, 0, c++, &st->lk_row, &st->lk_scratch, spec->real_digits);
   int vi = spec->version_col ? c++ : -1, ti = spec->tombstone_col ? c++ : -1;
   if (!rc && vi >= 0)
-    rc = encode_cell(r, 0, vi, &st->lk_ver, &st->lk_scratch);
+    rc = encode_cell(r, 0, vi, &st->lk_ver, &st->lk_scratch, 0);
   if (rc)
     return cvg_error_set(err, rc, st->shown, "cannot encode a row");
   row->key = st->lk_key.data;

@@ -64,6 +64,7 @@ struct sqlite_scan {
   int ver_idx, tomb_idx, vv_idx; /* result column of each, or -1 */
   int ver_in_cmp;  /* the version is compared column ver_in_cmp (its bytes are reused), or -1 */
   int tomb_in_cmp; /* likewise for the tombstone column */
+  int real_digits; /* spec->real_digits: reals of compared columns rounded before encoding */
   cvg_buf key;     /* encoded key of the current row */
   cvg_buf row;     /* encoded compared columns of the current row */
   cvg_buf ver;     /* encoded version of the current row */
@@ -849,6 +850,8 @@ static int fast_decode(sqlite_scan *sc, int64_t rowid, const unsigned char *rec,
       return cvg_error_set(err, rc, sc->st->base.url, "malformed record");
     if (t == sc->ver_t)
       ver_start = sc->row.len;
+    if (v.type == CVG_REAL && sc->real_digits)
+      v.u.r = cvg_round_real(v.u.r, sc->real_digits);
     if ((rc = cvg_encode_value(&sc->row, &v)))
       return cvg_error_set(err, rc, sc->st->base.url, "row too large to encode");
     if (t == sc->ver_t) {
@@ -1017,6 +1020,7 @@ static int scan_build(sqlite_store *st, const cvg_scan_spec *spec, enum scan_mod
   sc->n_key = (int)spec->n_key;
   sc->n_cmp = (int)spec->n_cmp;
   sc->ver_idx = sc->tomb_idx = sc->vv_idx = sc->ver_in_cmp = sc->tomb_in_cmp = -1;
+  sc->real_digits = spec->real_digits;
   for (size_t i = 0; i < spec->n_cmp; i++) {
     if (spec->version_col && strcasecmp(spec->cmp_cols[i], spec->version_col) == 0)
       sc->ver_in_cmp = (int)i;
@@ -1143,7 +1147,10 @@ static int sqlite_scan_next(cvg_scan *base, cvg_scan_row *row, cvg_error *err) {
       }
       continue;
     }
-    rc = encode_column(s, i, &sc->row);
+    rc = sc->real_digits && sqlite3_column_type(s, i) == SQLITE_FLOAT
+             ? cvg_encode_real(&sc->row,
+                               cvg_round_real(sqlite3_column_double(s, i), sc->real_digits))
+             : encode_column(s, i, &sc->row);
     if (c == sc->ver_in_cmp)
       ver_end = sc->row.len;
   }
@@ -1286,6 +1293,11 @@ static int spec_signature(const cvg_scan_spec *spec, cvg_buf *b) {
     rc = cvgi_append_str(b, "x") || cvgi_quote_ident(b, spec->vvec_col);
   if (!rc && spec->where)
     rc = cvgi_append_str(b, "w") || cvgi_append_str(b, spec->where);
+  if (!rc && spec->real_digits) {
+    char rd[16];
+    snprintf(rd, sizeof rd, "r%d", spec->real_digits);
+    rc = cvgi_append_str(b, rd);
+  }
   return rc || cvg_buf_append(b, "", 1);
 }
 
