@@ -171,7 +171,8 @@ typedef struct cvg_store_ops {
   int (*apply)(cvg_store *st, const cvg_scan_spec *spec, cvg_mutation *m, size_t n, cvg_error *err);
   int (*read_txn)(cvg_store *st, int begin, cvg_error *err);
   /* The engine's own view of replication into this replica (PostgreSQL: a subscription or a
-   * standby). role gets "subscriber", "standby" or "none"; *known 1 when *lag (seconds) means
+   * standby) or out of it (a primary or publisher with senders). role gets "subscriber",
+   * "standby", "sender" or "none"; *known 1 when *lag (seconds) means
    * something; *up 0 when the engine says replication is stopped (a disabled subscription, no
    * apply worker, no WAL receiver). */
   int (*native_lag)(cvg_store *st, char *role, size_t role_size, double *lag, int *known, int *up,

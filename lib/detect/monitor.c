@@ -698,7 +698,22 @@ static void job_hb_write(cvg_monitor *m, job *j) {
   if (!rc)
     rc = cvg_store_heartbeat_write(j->st, p->heartbeat_table, ds->cfg->name, seq, now,
                                    p->create_tables, &err);
+  /* the authority's own view of what it sends (PostgreSQL: pg_stat_replication) */
+  char nrole[16] = "";
+  double nlag = 0;
+  int nknown = 0, nup = 1;
+  if (!rc) {
+    cvg_error nerr;
+    cvg_error_clear(&nerr);
+    if (cvg_store_native_lag(j->st, nrole, sizeof nrole, &nlag, &nknown, &nup, &nerr) != CVG_OK)
+      nrole[0] = '\0';
+  }
   pthread_mutex_lock(&ds->mu);
+  if (!rc) {
+    snprintf(r->native_role, sizeof r->native_role, "%s", strcmp(nrole, "none") ? nrole : "");
+    r->native_lag = nknown ? nlag : NAN;
+    r->native_up = nup;
+  }
   if (rc) {
     ds->hb_write_ok = 0;
     set_up(m, ds, r, 0, &err);

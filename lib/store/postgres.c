@@ -1482,7 +1482,8 @@ static int pg_apply(cvg_store *base, const cvg_scan_spec *spec, cvg_mutation *m,
 }
 
 /* A standby: replay delay; a subscriber: time since the apply worker last heard from the
- * publisher, and whether the subscription is enabled with a worker running. */
+ * publisher, and whether the subscription is enabled with a worker running; a primary or
+ * publisher with senders (pg_stat_replication): the worst replay lag they report. */
 static int pg_native_lag(cvg_store *base, char *role, size_t role_size, double *lag, int *known,
                          int *up, cvg_error *err) {
   pg_store *st = (pg_store *)base;
@@ -1525,6 +1526,20 @@ static int pg_native_lag(cvg_store *base, char *role, size_t role_size, double *
     *up = PQgetvalue(r, 0, 0)[0] == 't' && PQgetvalue(r, 0, 1)[0] == 't';
     *known = *up && !PQgetisnull(r, 0, 2);
     *lag = *known ? strtod(PQgetvalue(r, 0, 2), NULL) : 0;
+    PQclear(r);
+    return CVG_OK;
+  }
+  PQclear(r);
+  /* a primary or publisher: its senders, and the worst replay lag they report (NULL: idle,
+   * nothing to replay) */
+  r = PQexec(st->conn,
+             "SELECT count(*), max(extract(epoch from coalesce(replay_lag, interval '0')))"
+             " FROM pg_stat_replication");
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+      strtol(PQgetvalue(r, 0, 0), NULL, 10) > 0) {
+    snprintf(role, role_size, "sender");
+    *known = !PQgetisnull(r, 0, 1);
+    *lag = *known ? strtod(PQgetvalue(r, 0, 1), NULL) : 0;
   }
   PQclear(r);
   return CVG_OK;
