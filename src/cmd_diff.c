@@ -345,6 +345,7 @@ int cmd_diff(int argc, char **argv) {
     O_SUMMARY,
     O_LIMIT,
     O_DIGITS,
+    O_TDIGITS,
     O_HELP
   };
   static const struct option longopts[] = {{"key", required_argument, NULL, O_KEY},
@@ -359,6 +360,7 @@ int cmd_diff(int argc, char **argv) {
                                            {"summary", no_argument, NULL, O_SUMMARY},
                                            {"limit", required_argument, NULL, O_LIMIT},
                                            {"real-digits", required_argument, NULL, O_DIGITS},
+                                           {"time-digits", required_argument, NULL, O_TDIGITS},
                                            {"quiet", no_argument, NULL, 'q'},
                                            {"help", no_argument, NULL, O_HELP},
                                            {NULL, 0, NULL, 0}};
@@ -413,6 +415,16 @@ int cmd_diff(int argc, char **argv) {
         goto done;
       }
       opt.real_digits = (int)u;
+      break;
+    case O_TDIGITS:
+      if (parse_u64(optarg, &u) || u > 6) {
+        usage_error("diff",
+                    "--time-digits takes the fractional digits of seconds kept, 0 to 6, "
+                    "got '%s'",
+                    optarg);
+        goto done;
+      }
+      opt.time_digits = (int)u + 1;
       break;
     case O_SHARDS:
       if (parse_u64(optarg, &u) || u < 1 || u > CVG_DIFF_MAX_SHARDS) {

@@ -184,6 +184,7 @@ typedef struct cvg_cat_dataset {
   int repair_staged;      /* repair.staged: one shard first, verified, then 2, 4, 8... shards */
   int repair_concurrency; /* repair.concurrency: shards repaired at once; default 1 */
   int real_digits;        /* > 0: reals compared rounded to this many digits (store.h) */
+  int time_digits;        /* > 0: timestamps compared at time_digits - 1 digits (store.h) */
   char **merge_cols, **merge_rules; /* OWNED; policy merge: column -> max|min|union|lww|
                                        prefer:REPLICA */
   size_t n_merge;

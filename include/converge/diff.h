@@ -109,6 +109,7 @@ typedef struct cvg_diff_options {
   const char *where;         /* NULL: all rows */
   uint32_t n_shards;         /* >= 1 */
   int real_digits;           /* > 0: compare reals rounded to this many digits (store.h) */
+  int time_digits;           /* > 0: compare timestamps at time_digits - 1 digits (store.h) */
   int stop_at_first;         /* 1: stop at the first divergence (for --quiet) */
   int digests;               /* 1: also compute every replica's shard digests (encode.h) */
   double rows_per_sec;       /* > 0: each reader reads at most this many rows per second */

@@ -78,6 +78,11 @@ int cvg_encode_real(cvg_buf *out, double r);
 /* r rounded to digits (1-17) significant decimal digits, as printf's %.*g rounds it; NaN and the
  * infinities unchanged. Makes reals from engines with different float precision comparable. */
 double cvg_round_real(double r, int digits);
+/* If s (n bytes) is an ISO timestamp in UTC - YYYY-MM-DD, then 'T' or ' ', HH:MM:SS, an optional
+ * fraction, an optional Z, +00, +00:00 or +0000 - writes it to out as YYYY-MM-DD HH:MM:SS with
+ * the fraction cut to digits (0-6; zeros added) and returns its length; else returns 0. The
+ * same instant written with another precision or zone notation then compares equal. */
+size_t cvg_norm_timestamp(const char *s, size_t n, int digits, char *out, size_t size);
 int cvg_encode_text(cvg_buf *out, const void *p, size_t n);
 int cvg_encode_blob(cvg_buf *out, const void *p, size_t n);
 

@@ -92,6 +92,10 @@ typedef struct cvg_scan_spec {
    * before they are fingerprinted (cvg_round_real), so that float noise between engines (a
    * PostgreSQL real against a SQLite REAL, 0.1 + 0.2 against 0.3) does not count as drift. */
   int real_digits;
+  /* > 0: text values of the compared columns that are ISO timestamps in UTC are compared as
+   * YYYY-MM-DD HH:MM:SS with time_digits - 1 fractional digits (cvg_norm_timestamp): the same
+   * instant stored with other precision or notation on another engine is then equal. */
+  int time_digits;
 } cvg_scan_spec;
 
 /* One scanned row. Pointers BORROWED until the next cvg_scan_next() or cvg_scan_close(). */

@@ -1135,11 +1135,29 @@ static int parse_replica(parser *p, yaml_node_t *n, cvg_cat_replica *r) {
 
 static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaults,
                          cvg_cat_dataset *d) {
-  static const char *const keys[] = {
-      "name",        "key",        "columns",     "exclude", "version",         "tombstone",
-      "origin",      "shards",     "owner",       "team",    "payload_samples", "replicas",
-      "probes",      "invariants", "rules",       "slo",     "policy",          "repair",
-      "auto_repair", "merge",      "real_digits", NULL};
+  static const char *const keys[] = {"name",
+                                     "key",
+                                     "columns",
+                                     "exclude",
+                                     "version",
+                                     "tombstone",
+                                     "origin",
+                                     "shards",
+                                     "owner",
+                                     "team",
+                                     "payload_samples",
+                                     "replicas",
+                                     "probes",
+                                     "invariants",
+                                     "rules",
+                                     "slo",
+                                     "policy",
+                                     "repair",
+                                     "auto_repair",
+                                     "merge",
+                                     "real_digits",
+                                     "time_digits",
+                                     NULL};
   keyset ks;
   int rc = collect(p, n, "a dataset", keys, &ks);
   yaml_node_t *v;
@@ -1173,6 +1191,12 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
     if ((rc = want_int(p, v, "real_digits", 1, 17, &x)))
       return rc;
     d->real_digits = (int)x;
+  }
+  if ((v = get(&ks, "time_digits"))) {
+    int64_t x;
+    if ((rc = want_int(p, v, "time_digits", 0, 6, &x)))
+      return rc;
+    d->time_digits = (int)x + 1;
   }
   if ((v = get(&ks, "exclude")) && (rc = want_list(p, v, "exclude", &d->exclude, &d->n_exclude)))
     return rc;

@@ -359,3 +359,44 @@ double cvg_round_real(double r, int digits) {
   snprintf(buf, sizeof buf, "%.*g", digits, r);
   return strtod(buf, NULL);
 }
+
+static int all_digits(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (s[i] < '0' || s[i] > '9')
+      return 0;
+  return 1;
+}
+
+size_t cvg_norm_timestamp(const char *s, size_t n, int digits, char *out, size_t size) {
+  if (n < 19 || digits < 0 || digits > 6 || size < 27 || !all_digits(s, 4) || s[4] != '-' ||
+      !all_digits(s + 5, 2) || s[7] != '-' || !all_digits(s + 8, 2) ||
+      (s[10] != 'T' && s[10] != ' ') || !all_digits(s + 11, 2) || s[13] != ':' ||
+      !all_digits(s + 14, 2) || s[16] != ':' || !all_digits(s + 17, 2))
+    return 0;
+  size_t i = 19, f0 = 0, fl = 0;
+  if (i < n && s[i] == '.') {
+    f0 = ++i;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+      i++;
+    fl = i - f0;
+    if (!fl)
+      return 0;
+  }
+  const char *z = s + i;
+  size_t zl = n - i;
+  int utc = zl == 0 || (zl == 1 && z[0] == 'Z') ||
+            (zl == 3 && (!memcmp(z, "+00", 3) || !memcmp(z, "-00", 3))) ||
+            (zl == 6 && (!memcmp(z, "+00:00", 6) || !memcmp(z, "-00:00", 6))) ||
+            (zl == 5 && (!memcmp(z, "+0000", 5) || !memcmp(z, "-0000", 5)));
+  if (!utc)
+    return 0;
+  memcpy(out, s, 19);
+  out[10] = ' ';
+  size_t o = 19;
+  if (digits > 0) {
+    out[o++] = '.';
+    for (int d = 0; d < digits; d++)
+      out[o++] = (size_t)d < fl ? s[f0 + (size_t)d] : '0';
+  }
+  return o;
+}

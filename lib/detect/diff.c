@@ -378,6 +378,7 @@ int cvg_diff_prepare(cvg_diff **out, const cvg_diff_options *opt, cvg_error *err
   d->spec.version_col = d->version_col;
   d->spec.tombstone_col = d->tombstone_col;
   d->spec.real_digits = opt->real_digits;
+  d->spec.time_digits = opt->time_digits;
   d->spec.vvec_col = d->vvec_col;
   d->spec.where = d->where;
   d->by_shard = calloc(d->n_shards, sizeof *d->by_shard);

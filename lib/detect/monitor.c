@@ -973,6 +973,7 @@ static int prepare(cvg_monitor *m, dset *ds, const size_t *idx, size_t k, int di
   o.tombstone_col = c->tombstone;
   o.n_shards = c->shards;
   o.real_digits = c->real_digits;
+  o.time_digits = c->time_digits;
   o.digests = digests;
   o.rows_per_sec = c->probes.full_sweep_rate;
   o.cancel = &m->cancel;
@@ -1348,6 +1349,7 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
   spec.version_col = ds->cfg->version;
   spec.tombstone_col = ds->cfg->tombstone;
   spec.real_digits = ds->cfg->real_digits;
+  spec.time_digits = ds->cfg->time_digits;
   changeset cs;
   memset(&cs, 0, sizeof cs);
   cs.n_rep = ds->n;

@@ -1750,6 +1750,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   dopt.version_col = d->version;
   dopt.tombstone_col = d->tombstone;
   dopt.real_digits = d->real_digits;
+  dopt.time_digits = d->time_digits;
   dopt.n_shards = d->shards;
   cvg_diff *df = NULL;
   collect col;
@@ -1790,6 +1791,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   spec.version_col = d->version;
   spec.tombstone_col = d->tombstone;
   spec.real_digits = d->real_digits;
+  spec.time_digits = d->time_digits;
   if (o->keys)
     rc = compare_keys(o, d, &rp, &spec, &col, err);
   else
@@ -2136,6 +2138,7 @@ int cvg_repair_purge(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_erro
   spec.version_col = d->version;
   spec.tombstone_col = d->tombstone;
   spec.real_digits = d->real_digits;
+  spec.time_digits = d->time_digits;
   /* candidates: tombstones on the first replica older than the cutoff */
   collect col;
   memset(&col, 0, sizeof col);

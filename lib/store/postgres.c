@@ -73,6 +73,7 @@ typedef struct pg_scan {
   int row, nrows;                      /* the next row in it, and its size */
   int copy;                            /* a full scan read as COPY ... TO STDOUT */
   int real_digits;                     /* spec->real_digits, for the compared columns */
+  int time_digits;                     /* spec->time_digits, likewise */
   unsigned *oids;                      /* OWNED: the type of each selected column */
   int ncols;
   char *line;    /* the current COPY row (PQfreemem) */
@@ -421,7 +422,7 @@ static const char *cstr(const char *s, size_t n, char *tmp, size_t size, cvg_buf
 /* Encodes one non-NULL value in PostgreSQL's text form (s, n bytes) of type oid onto b, per the
  * mapping at the top. */
 static int encode_text(unsigned oid, const char *s, size_t n, cvg_buf *b, cvg_buf *scratch,
-                       int digits) {
+                       int digits, int tdigits) {
   char tmp[128];
   switch (oid) {
   case OID_INT2:
@@ -468,16 +469,20 @@ static int encode_text(unsigned oid, const char *s, size_t n, cvg_buf *b, cvg_bu
     }
     return cvg_encode_blob(b, s, n);
   }
-  default:
-    return cvg_encode_text(b, s, n);
+  default: {
+    char tb[32]; /* compared timestamps, normalised (spec->time_digits) */
+    size_t tl = tdigits ? cvg_norm_timestamp(s, n, tdigits - 1, tb, sizeof tb) : 0;
+    return tl ? cvg_encode_text(b, tb, tl) : cvg_encode_text(b, s, n);
+  }
   }
 }
 
-static int encode_cell(PGresult *r, int row, int col, cvg_buf *b, cvg_buf *scratch, int digits) {
+static int encode_cell(PGresult *r, int row, int col, cvg_buf *b, cvg_buf *scratch, int digits,
+                       int tdigits) {
   if (PQgetisnull(r, row, col))
     return cvg_encode_null(b);
   return encode_text((unsigned)PQftype(r, col), PQgetvalue(r, row, col),
-                     (size_t)PQgetlength(r, row, col), b, scratch, digits);
+                     (size_t)PQgetlength(r, row, col), b, scratch, digits, tdigits);
 }
 
 static int col_index(const cvg_table_desc *d, const char *name) {
@@ -573,6 +578,7 @@ static int pg_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **o
   cvg_buf_init(&sc->field, PG_ROW_MAX);
   sc->ncols = next;
   sc->real_digits = spec->real_digits;
+  sc->time_digits = spec->time_digits;
   sc->oids = calloc((size_t)next, sizeof *sc->oids);
   for (int i = 0; sc->oids && i < next; i++) {
     const char *c = i < sc->n_key               ? spec->key_cols[i]
@@ -780,7 +786,8 @@ static int copy_next(pg_scan *sc, cvg_scan_row *row, cvg_error *err) {
                                                : NULL;
     if (dst)
       rc = f ? encode_text(sc->oids[i], f, fl, dst, &sc->st->lk_scratch,
-                           dst == &sc->row_buf ? sc->real_digits : 0)
+                           dst == &sc->row_buf ? sc->real_digits : 0,
+                           dst == &sc->row_buf ? sc->time_digits : 0)
              : cvg_encode_null(dst);
     else if (i == sc->tomb_idx && f) {
       if (sc->oids[i] == OID_BOOL) {
@@ -849,13 +856,14 @@ static int pg_scan_next(cvg_scan *base, cvg_scan_row *row, cvg_error *err) {
   cvg_buf_reset(&sc->ver);
   int rc = 0;
   for (int i = 0; !rc && i < sc->n_key; i++)
-    rc = encode_cell(r, i0, i, &sc->key, &sc->ver, 0);
+    rc = encode_cell(r, i0, i, &sc->key, &sc->ver, 0, 0);
   cvg_buf_reset(&sc->ver);
   for (int i = 0; !rc && i < sc->n_cmp; i++)
-    rc = encode_cell(r, i0, sc->n_key + i, &sc->row_buf, &sc->ver, sc->real_digits);
+    rc =
+        encode_cell(r, i0, sc->n_key + i, &sc->row_buf, &sc->ver, sc->real_digits, sc->time_digits);
   cvg_buf_reset(&sc->ver);
   if (!rc && sc->ver_idx >= 0)
-    rc = encode_cell(r, i0, sc->ver_idx, &sc->ver, &sc->st->lk_scratch, 0);
+    rc = encode_cell(r, i0, sc->ver_idx, &sc->ver, &sc->st->lk_scratch, 0, 0);
   if (rc)
     return cvg_error_set(err, rc, sc->st->shown, "cannot encode a row (%s)", cvg_status_name(rc));
   row->key = sc->key.data;
@@ -991,7 +999,7 @@ static int pg_fetch(cvg_store *base, const cvg_scan_spec *spec, const unsigned c
     if (PQntuples(r) > 0) {
       *found = 1;
       for (size_t i = 0; !rc && i < n_cols; i++)
-        rc = encode_cell(r, 0, (int)i, out, &scratch, 0);
+        rc = encode_cell(r, 0, (int)i, out, &scratch, 0, 0);
       if (rc)
         rc = cvg_error_set(err, rc, st->shown, "cannot encode the row");
     }
@@ -1109,12 +1117,12 @@ static int row_from(pg_store *st, const cvg_scan_spec *spec, PGresult *r, cvg_sc
   cvg_buf_reset(&st->lk_ver);
   int rc = 0, c = 0;
   for (size_t i = 0; !rc && i < spec->n_key; i++)
-    rc = encode_cell(r, 0, c++, &st->lk_key, &st->lk_scratch, 0);
+    rc = encode_cell(r, 0, c++, &st->lk_key, &st->lk_scratch, 0, 0);
   for (size_t i = 0; !rc && i < spec->n_cmp; i++)
-    rc = encode_cell(r, 0, c++, &st->lk_row, &st->lk_scratch, spec->real_digits);
+    rc = encode_cell(r, 0, c++, &st->lk_row, &st->lk_scratch, spec->real_digits, spec->time_digits);
   int vi = spec->version_col ? c++ : -1, ti = spec->tombstone_col ? c++ : -1;
   if (!rc && vi >= 0)
-    rc = encode_cell(r, 0, vi, &st->lk_ver, &st->lk_scratch, 0);
+    rc = encode_cell(r, 0, vi, &st->lk_ver, &st->lk_scratch, 0, 0);
   if (rc)
     return cvg_error_set(err, rc, st->shown, "cannot encode a row");
   row->key = st->lk_key.data;

@@ -65,6 +65,7 @@ struct sqlite_scan {
   int ver_in_cmp;  /* the version is compared column ver_in_cmp (its bytes are reused), or -1 */
   int tomb_in_cmp; /* likewise for the tombstone column */
   int real_digits; /* spec->real_digits: reals of compared columns rounded before encoding */
+  int time_digits; /* spec->time_digits: timestamps of compared columns normalised */
   cvg_buf key;     /* encoded key of the current row */
   cvg_buf row;     /* encoded compared columns of the current row */
   cvg_buf ver;     /* encoded version of the current row */
@@ -449,6 +450,23 @@ static int encode_column(sqlite3_stmt *s, int i, cvg_buf *b) {
   default:
     return cvg_encode_null(b);
   }
+}
+
+/* A compared column: as encode_column, with the spec's real rounding and timestamp
+ * normalisation (sc->real_digits, sc->time_digits). */
+static int encode_compared(const struct sqlite_scan *sc, sqlite3_stmt *s, int i, cvg_buf *b) {
+  int t = sqlite3_column_type(s, i);
+  if (sc->real_digits && t == SQLITE_FLOAT)
+    return cvg_encode_real(b, cvg_round_real(sqlite3_column_double(s, i), sc->real_digits));
+  if (sc->time_digits && t == SQLITE_TEXT) {
+    char tb[32];
+    size_t tl =
+        cvg_norm_timestamp((const char *)sqlite3_column_text(s, i),
+                           (size_t)sqlite3_column_bytes(s, i), sc->time_digits - 1, tb, sizeof tb);
+    if (tl)
+      return cvg_encode_text(b, tb, tl);
+  }
+  return encode_column(s, i, b);
 }
 
 static void column_value(sqlite3_stmt *s, int i, cvg_value *v) {
@@ -852,6 +870,15 @@ static int fast_decode(sqlite_scan *sc, int64_t rowid, const unsigned char *rec,
       ver_start = sc->row.len;
     if (v.type == CVG_REAL && sc->real_digits)
       v.u.r = cvg_round_real(v.u.r, sc->real_digits);
+    char tb[32];
+    size_t tl =
+        v.type == CVG_TEXT && sc->time_digits
+            ? cvg_norm_timestamp((const char *)v.u.s.p, v.u.s.n, sc->time_digits - 1, tb, sizeof tb)
+            : 0;
+    if (tl) {
+      v.u.s.p = (const unsigned char *)tb;
+      v.u.s.n = tl;
+    }
     if ((rc = cvg_encode_value(&sc->row, &v)))
       return cvg_error_set(err, rc, sc->st->base.url, "row too large to encode");
     if (t == sc->ver_t) {
@@ -1021,6 +1048,7 @@ static int scan_build(sqlite_store *st, const cvg_scan_spec *spec, enum scan_mod
   sc->n_cmp = (int)spec->n_cmp;
   sc->ver_idx = sc->tomb_idx = sc->vv_idx = sc->ver_in_cmp = sc->tomb_in_cmp = -1;
   sc->real_digits = spec->real_digits;
+  sc->time_digits = spec->time_digits;
   for (size_t i = 0; i < spec->n_cmp; i++) {
     if (spec->version_col && strcasecmp(spec->cmp_cols[i], spec->version_col) == 0)
       sc->ver_in_cmp = (int)i;
@@ -1147,10 +1175,7 @@ static int sqlite_scan_next(cvg_scan *base, cvg_scan_row *row, cvg_error *err) {
       }
       continue;
     }
-    rc = sc->real_digits && sqlite3_column_type(s, i) == SQLITE_FLOAT
-             ? cvg_encode_real(&sc->row,
-                               cvg_round_real(sqlite3_column_double(s, i), sc->real_digits))
-             : encode_column(s, i, &sc->row);
+    rc = encode_compared(sc, s, i, &sc->row);
     if (c == sc->ver_in_cmp)
       ver_end = sc->row.len;
   }
@@ -1293,9 +1318,9 @@ static int spec_signature(const cvg_scan_spec *spec, cvg_buf *b) {
     rc = cvgi_append_str(b, "x") || cvgi_quote_ident(b, spec->vvec_col);
   if (!rc && spec->where)
     rc = cvgi_append_str(b, "w") || cvgi_append_str(b, spec->where);
-  if (!rc && spec->real_digits) {
-    char rd[16];
-    snprintf(rd, sizeof rd, "r%d", spec->real_digits);
+  if (!rc && (spec->real_digits || spec->time_digits)) {
+    char rd[32];
+    snprintf(rd, sizeof rd, "r%dt%d", spec->real_digits, spec->time_digits);
     rc = cvgi_append_str(b, rd);
   }
   return rc || cvg_buf_append(b, "", 1);

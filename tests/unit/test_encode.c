@@ -341,13 +341,45 @@ static void test_key_json_matches_jansson(void **state) {
   cvg_buf_release(&out);
 }
 
+/* Cross-engine comparability: reals rounded, timestamps normalised. */
+static void test_round_and_timestamps(void **state) {
+  (void)state;
+  assert_true(cvg_round_real(0.1 + 0.2, 15) == 0.3);
+  assert_true(cvg_round_real(0.1 + 0.2, 17) != 0.3);
+  assert_true(cvg_round_real(2.5, 0) == 2.5); /* 0: unchanged */
+  assert_true(cvg_round_real(123456.789, 3) == 123000.0);
+  char out[32];
+  size_t n = cvg_norm_timestamp("2026-11-26T21:00:00.123Z", 24, 3, out, sizeof out);
+  assert_int_equal(n, 23);
+  assert_memory_equal(out, "2026-11-26 21:00:00.123", 23);
+  n = cvg_norm_timestamp("2026-11-26 21:00:00.123456+00", 29, 3, out, sizeof out);
+  assert_int_equal(n, 23);
+  assert_memory_equal(out, "2026-11-26 21:00:00.123", 23); /* cut, not rounded */
+  n = cvg_norm_timestamp("2026-11-26 21:00:01+00:00", 25, 2, out, sizeof out);
+  assert_int_equal(n, 22);
+  assert_memory_equal(out, "2026-11-26 21:00:01.00", 22);
+  n = cvg_norm_timestamp("2026-11-26 21:00:01.9", 21, 0, out, sizeof out);
+  assert_int_equal(n, 19);
+  assert_memory_equal(out, "2026-11-26 21:00:01", 19);
+  /* not UTC, not a timestamp, malformed: left alone */
+  assert_int_equal(cvg_norm_timestamp("2026-11-26 21:00:01+02", 22, 3, out, sizeof out), 0);
+  assert_int_equal(cvg_norm_timestamp("hello world, a text", 19, 3, out, sizeof out), 0);
+  assert_int_equal(cvg_norm_timestamp("2026-11-26 21:00:01.", 20, 3, out, sizeof out), 0);
+  assert_int_equal(cvg_norm_timestamp("2026-11-26", 10, 3, out, sizeof out), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_order_single_values),          cmocka_unit_test(test_order_tuples),
-      cmocka_unit_test(test_order_random_integers),        cmocka_unit_test(test_round_trip),
-      cmocka_unit_test(test_negative_zero_and_nan),        cmocka_unit_test(test_golden_bytes),
-      cmocka_unit_test(test_golden_fingerprint_and_shard), cmocka_unit_test(test_buf_max),
+      cmocka_unit_test(test_order_single_values),
+      cmocka_unit_test(test_order_tuples),
+      cmocka_unit_test(test_order_random_integers),
+      cmocka_unit_test(test_round_trip),
+      cmocka_unit_test(test_negative_zero_and_nan),
+      cmocka_unit_test(test_golden_bytes),
+      cmocka_unit_test(test_golden_fingerprint_and_shard),
+      cmocka_unit_test(test_buf_max),
       cmocka_unit_test(test_key_json_matches_jansson),
+      cmocka_unit_test(test_round_and_timestamps),
   };
   return cmocka_run_group_tests_name("encode", tests, NULL, NULL);
 }
