@@ -1421,7 +1421,7 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
       }
     }
     /* fold the rows into the change set */
-    const unsigned char *p = sr->rows.data, *e = p + sr->rows.len;
+    const unsigned char *p = sr->rows.data, *e = p ? p + sr->rows.len : p; /* none read: NULL */
     while (!rc && p < e) {
       since_rec h;
       memcpy(&h, p, sizeof h);
