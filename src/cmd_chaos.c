@@ -62,7 +62,8 @@ static void print_verdicts(const cvg_chaos_scenario *sc, const cvg_chaos_result 
   }
   printf("\nrecall %.2f (%zu of %zu faults detected, %zu masked), precision %.2f (%zu false "
          "alarm(s))\n",
-         r->recall, r->detected, r->faults - r->masked, r->masked, r->precision, r->false_alarms);
+         r->recall, r->detected, r->faults - r->masked - r->not_run, r->masked, r->precision,
+         r->false_alarms);
   printf("time to detect: mean %.1fs, worst %.1fs; time to repair: mean %.1fs, worst %.1fs\n",
          r->mttd, r->worst_ttd, r->mttr, r->worst_ttr);
   printf("model check: %zu lost, %zu resurrected, %zu duplicated, %zu with other values - %s\n",
@@ -70,7 +71,9 @@ static void print_verdicts(const cvg_chaos_scenario *sc, const cvg_chaos_result 
          r->converged ? "every replica holds exactly the expected rows" : "NOT CONVERGED");
   printf("workload: %llu writes (operations digest %s)\n", (unsigned long long)r->ops,
          r->ops_digest);
-  printf("verdict: %s\n", r->pass ? "PASS" : "FAIL");
+  if (r->not_run)
+    printf("%zu fault(s) not reached before the interruption: no verdict for them\n", r->not_run);
+  printf("verdict: %s\n", r->interrupted ? "INTERRUPTED (not a pass)" : r->pass ? "PASS" : "FAIL");
 }
 
 static int print_ledger(const char *path) {
@@ -112,7 +115,9 @@ static int print_ledger(const char *path) {
            json_number_value(json_object_get(j, "recall")),
            json_number_value(json_object_get(j, "precision")), mttd, mttr, lost,
            (long long)json_integer_value(json_object_get(j, "false_alarms")),
-           json_is_true(json_object_get(j, "pass")) ? "pass" : "FAIL");
+           json_is_true(json_object_get(j, "interrupted")) ? "interrupted"
+           : json_is_true(json_object_get(j, "pass"))      ? "pass"
+                                                           : "FAIL");
     json_decref(j);
   }
   free(line);

@@ -102,6 +102,8 @@ typedef struct cvg_chaos_result {
   size_t lost, resurrected, duplicated, corrupt; /* the model check, summed over replicas */
   int converged;                                 /* every replica equal to the model at the end */
   int pass;            /* recall 1, no false alarm, nothing lost, resurrected or duplicated */
+  int interrupted;     /* stopped early (Ctrl-C): never a pass */
+  size_t not_run;      /* faults an interrupted run never reached */
   uint64_t ops;        /* workload writes */
   char ops_digest[17]; /* hex FNV-1a of the workload's operations: equal for equal seeds */
 } cvg_chaos_result;

@@ -1457,6 +1457,7 @@ static int start_watch(lab *L, const char *catalog, const char *log, cvg_error *
   if (pid < 0)
     return cvg_error_set(err, CVG_EIO, "chaos", "cannot start converge watch: %s", strerror(errno));
   if (pid == 0) {
+    setpgid(0, 0); /* a Ctrl-C on the terminal stops the lab, and the lab stops the watch */
     int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) {
       dup2(fd, 1);
@@ -1573,6 +1574,8 @@ static int append_ledger(lab *L, const cvg_chaos_result *res, cvg_error *err) {
       (json_int_t)res->lost, "resurrected", (json_int_t)res->resurrected, "duplicated",
       (json_int_t)res->duplicated, "corrupt", (json_int_t)res->corrupt, "converged", res->converged,
       "pass", res->pass);
+  if (j && res->interrupted) /* Ctrl-C: kept in the history, marked, never a pass */
+    json_object_set_new(j, "interrupted", json_true());
   char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
   if (!line)
@@ -1593,6 +1596,8 @@ static int append_ledger(lab *L, const cvg_chaos_result *res, cvg_error *err) {
 
 /* ---- the run ---- */
 
+static int cancelled(const cvg_chaos_opts *o);
+
 static void summarize(lab *L, cvg_chaos_result *res) {
   size_t counted = 0, nd = 0, nr = 0;
   double sd = 0, sr = 0;
@@ -1602,6 +1607,10 @@ static void summarize(lab *L, cvg_chaos_result *res) {
   for (size_t i = 0; i < L->sc->n_faults; i++) {
     cvg_chaos_fault *f = &L->sc->faults[i];
     f->affected = L->fs[i].n;
+    if (!L->fs[i].injected) { /* an interrupted run never reached it: no verdict */
+      res->not_run++;
+      continue;
+    }
     if (f->masked) {
       res->masked++;
       continue;
@@ -1632,7 +1641,8 @@ static void summarize(lab *L, cvg_chaos_result *res) {
   res->mttr = nr ? sr / (double)nr : 0;
   res->ops = L->ops;
   snprintf(res->ops_digest, sizeof res->ops_digest, "%016llx", (unsigned long long)L->digest);
-  res->pass = res->recall >= 1 && !res->false_alarms && res->converged;
+  res->interrupted = cancelled(L->o);
+  res->pass = !res->interrupted && res->recall >= 1 && !res->false_alarms && res->converged;
 }
 
 static int setup(lab *L, cvg_error *err) {
@@ -1878,7 +1888,8 @@ int cvg_chaos_run(cvg_chaos_scenario *sc, const cvg_chaos_opts *o, cvg_chaos_res
       observe_repairs(L, t);
       next_obs = now + 0.3;
       if (!watch_alive(L)) {
-        rc = cvg_error_set(err, CVG_EIO, log, "converge watch exited during the run");
+        if (!cancelled(o))
+          rc = cvg_error_set(err, CVG_EIO, log, "converge watch exited during the run");
         break;
       }
       if (phase == 1 && links_empty(L)) {
