@@ -4,7 +4,7 @@
 #   make              build build/converge and build/libconverge.a
 #   make test         bootstrap, build with gcc, unit tests (gcc, and clang with ASan+UBSan),
 #                     format check, CLI tests, short fuzz runs, converge watch end to end
-#                     (under ASan+UBSan, then under ThreadSanitizer)
+#                     (under ASan+UBSan, then under ThreadSanitizer), the dashboard in Chromium
 #   make bench        benchmarks against peers (bench/)
 #   make demo         the demo on SQLite replicas
 #   make install      into $(PREFIX) (default /usr/local); DESTDIR is honoured
@@ -27,14 +27,21 @@ LIB_SRC := $(sort $(wildcard lib/*/*.c))
 SRC_SRC := $(sort $(wildcard src/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 DOC_PAGES := docs/diff.md docs/gen.md docs/check-config.md docs/watch.md docs/alerts.md \
-             docs/annotate.md docs/audit.md docs/repair.md docs/chaos.md
+             docs/annotate.md docs/audit.md docs/repair.md docs/chaos.md docs/dashboard.md
 RUNBOOKS := $(sort $(wildcard docs/runbooks/*.md))
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/runbook_pages.o
+# The dashboard (web/): its own files and uPlot from npm (web/package-lock.json), embedded.
+UPLOT := web/node_modules/uplot/dist
+DASHBOARD := /dashboard/=web/dashboard/index.html /dashboard/app.js=web/dashboard/app.js \
+             /dashboard/app.css=web/dashboard/app.css \
+             /dashboard/uPlot.iife.min.js=$(UPLOT)/uPlot.iife.min.js \
+             /dashboard/uPlot.min.css=$(UPLOT)/uPlot.min.css
+DASHBOARD_FILES := $(foreach a,$(DASHBOARD),$(lastword $(subst =, ,$(a))))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/runbook_pages.o $(BUILD)/dashboard_files.o
 SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 C_FILES := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair test-chaos test-pg chaos bench demo install format format-check fuzz \
+.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair test-chaos test-pg test-dashboard chaos bench demo install format format-check fuzz \
         fuzz-run bootstrap clean
 
 all: $(BUILD)/converge $(BUILD)/libconverge.a
@@ -61,6 +68,21 @@ $(BUILD)/runbook_pages.c: scripts/embed-docs $(RUNBOOKS)
 	scripts/embed-docs --symbol cvg_runbook_pages $(RUNBOOKS) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/runbook_pages.o: $(BUILD)/runbook_pages.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# npm packages of the dashboard, as pinned in web/package-lock.json (scripts/bootstrap does this
+# too; here so that a plain `make` after a lock change is complete).
+web/node_modules/.converge-stamp: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(UPLOT)/%: web/node_modules/.converge-stamp ;
+
+$(BUILD)/dashboard_files.c: scripts/embed-files $(DASHBOARD_FILES)
+	@mkdir -p $(dir $@)
+	scripts/embed-files $(DASHBOARD) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/dashboard_files.o: $(BUILD)/dashboard_files.c
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/converge: $(SRC_OBJ) $(BUILD)/libconverge.a
@@ -100,6 +122,8 @@ test: bootstrap
 	@tests/pg/replication build/asan/converge
 	@echo "== the chaos lab end to end (ASan+UBSan build; a seeded subset of examples/chaos/)"
 	@tests/chaos/run build/asan/converge
+	@echo "== the dashboard in a real browser (ASan+UBSan build; headless Chromium via playwright-core)"
+	@tests/dashboard/run build/asan/converge
 	@echo "== watch, alerts and repair end to end again, clang with ThreadSanitizer (a data race fails it)"
 	@$(MAKE) --no-print-directory BUILD=build/tsan CC=clang CFLAGS="-O1 -g" SAN="-fsanitize=thread" \
 	  build/tsan/converge
@@ -121,6 +145,9 @@ test-repair: all
 
 test-chaos: all
 	@tests/chaos/run $(BUILD)/converge
+
+test-dashboard: all
+	@tests/dashboard/run $(BUILD)/converge
 
 test-pg: all
 	@tests/pg/run $(BUILD)/converge
@@ -160,11 +187,11 @@ format-check:
 
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
-build/fuzz/%: fuzz/%.c $(LIB_SRC) build/runbook_pages.c
+build/fuzz/%: fuzz/%.c $(LIB_SRC) build/runbook_pages.c build/dashboard_files.c
 	@mkdir -p $(dir $@)
 	clang -std=c11 -g -O1 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude \
 	  -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< $(LIB_SRC) \
-	  build/runbook_pages.c $(LDLIBS)
+	  build/runbook_pages.c build/dashboard_files.c $(LDLIBS)
 
 fuzz: $(FUZZ_BIN)
 

@@ -128,15 +128,13 @@ static int print_ledger(const char *path) {
 }
 
 int cmd_chaos(int argc, char **argv) {
-  static const struct option opts[] = {{"scenario", required_argument, NULL, 'c'},
-                                       {"dir", required_argument, NULL, 'D'},
-                                       {"ledger", required_argument, NULL, 'l'},
-                                       {"seed", required_argument, NULL, 's'},
-                                       {"sabotage", no_argument, NULL, 'S'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      {"scenario", required_argument, NULL, 'c'}, {"dir", required_argument, NULL, 'D'},
+      {"ledger", required_argument, NULL, 'l'},   {"seed", required_argument, NULL, 's'},
+      {"sabotage", no_argument, NULL, 'S'},       {"port", required_argument, NULL, 'p'},
+      {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
   const char *scenario = NULL, *dir = NULL, *ledger = "chaos-ledger.jsonl";
-  int sabotage = 0, c, ledger_cmd = 0, have_seed = 0;
+  int sabotage = 0, c, ledger_cmd = 0, have_seed = 0, port = 0;
   uint64_t seed = 0;
   if (argc >= 2 && argv[1][0] != '-') {
     if (strcmp(argv[1], "ledger") != 0)
@@ -146,7 +144,7 @@ int cmd_chaos(int argc, char **argv) {
     argv++;
   }
   optind = 1;
-  while ((c = getopt_long(argc, argv, "c:D:l:s:Sh", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "c:D:l:s:Sp:h", opts, NULL)) != -1) {
     switch (c) {
     case 'c':
       scenario = optarg;
@@ -165,6 +163,13 @@ int cmd_chaos(int argc, char **argv) {
     case 'S':
       sabotage = 1;
       break;
+    case 'p': {
+      uint64_t v;
+      if (parse_u64(optarg, &v) != 0 || v < 1 || v > 65535)
+        return usage_error("chaos", "--port must be a TCP port, 1 to 65535");
+      port = (int)v;
+      break;
+    }
     case 'h':
       return print_help(stdout, "chaos"), 0;
     default:
@@ -223,6 +228,7 @@ int cmd_chaos(int argc, char **argv) {
   o.ledger = ledger;
   o.scenario_path = scenario;
   o.sabotage = sabotage;
+  o.port = port;
   o.print = print_line;
   o.cancel = (const int *)&cancel_flag;
   cvg_chaos_result r;

@@ -103,6 +103,12 @@ static void explain(const cvg_catalog *cat) {
     printf("\n  version: %s; tombstone: %s; origin: %s; shards: %u; payload samples: %s\n",
            d->version ? d->version : "(none)", d->tombstone ? d->tombstone : "(none)",
            d->origin ? d->origin : "(none)", d->shards, d->payload_samples ? "allowed" : "no");
+    static const char *const tiers[] = {"critical", "high", "medium", "low"};
+    printf("  impact: tier %s", tiers[d->impact.tier & 3]);
+    if (d->impact.per_row > 0)
+      printf("; a divergent row is worth %g%s%s", d->impact.per_row, d->impact.unit[0] ? " " : "",
+             d->impact.unit);
+    printf("%s%s\n", d->impact.note[0] ? "; " : "", d->impact.note);
     printf("  replicas:\n");
     for (size_t r = 0; r < d->n_replicas; r++) {
       const cvg_cat_replica *rp = &d->replicas[r];

@@ -41,7 +41,8 @@ static const char overview[] =
     "exit status of diff: 0 identical, 1 differences found, 2 trouble\n"
     "\n"
     "'converge help diff' shows the manual of diff; likewise gen, watch, alerts,\n"
-    "annotate, repair, audit, check-config.\n"
+    "annotate, repair, audit, chaos, check-config.\n"
+    "'converge help dashboard': the browser view every converge watch serves at /dashboard/.\n"
     "The catalog format is described in docs/catalog.md.\n";
 
 int print_help(FILE *f, const char *cmd) {

@@ -155,6 +155,15 @@ typedef struct cvg_cat_alerting {
   size_t n_rules;
 } cvg_cat_alerting;
 
+/* impact: what a divergent row of the dataset costs the business, for the dashboard and the API.
+ * A row is worth per_row of unit (e.g. 12.5 USD, 1 order); tier orders datasets by urgency. */
+typedef struct cvg_cat_impact {
+  int tier;       /* 0 critical, 1 high, 2 medium (default), 3 low */
+  double per_row; /* value of one divergent row in unit; 0: not declared */
+  char *unit;     /* OWNED; e.g. "USD", "orders"; "" if none */
+  char *note;     /* OWNED; what the dataset serves, "" if none */
+} cvg_cat_impact;
+
 typedef struct cvg_cat_dataset {
   char *name; /* OWNED; unique */
   char **key; /* OWNED; key columns, n_key >= 1 (0: the primary key) */
@@ -169,6 +178,7 @@ typedef struct cvg_cat_dataset {
   uint32_t shards;           /* shard count; default 16 */
   char *owner;               /* OWNED; owning team, "" if none */
   int payload_samples;       /* 1: row values may appear in the API and alerts */
+  cvg_cat_impact impact;     /* business impact of divergence (dashboard, API) */
   cvg_cat_replica *replicas; /* OWNED; n_replicas >= 2 */
   size_t n_replicas;
   int authority; /* index of the authority replica, -1 if none */

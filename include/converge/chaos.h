@@ -92,6 +92,7 @@ typedef struct cvg_chaos_opts {
   void *print_ctx;
   const int *cancel;   /* when set and nonzero (atomic), the run winds down early */
   int realtime_banner; /* print where to look (metrics, API) when the watch is up */
+  int port;            /* converge watch's HTTP port on 127.0.0.1; 0: a free one */
 } cvg_chaos_opts;
 
 typedef struct cvg_chaos_result {

@@ -748,9 +748,12 @@ static json_t *annotations(cvg_alerts *e, const cvg_alert_source *src, const ins
              r->builtin ? r->alert : "custom-rule");
     json_object_set_new(ann, "runbook_url", json_string(buf));
   }
-  snprintf(buf, sizeof buf, "%s/api/v1/divergences?dataset=%s", al->external_url,
-           json_string_value(json_object_get(in->labels, "dataset")));
+  /* dataset names are letters, digits and "_-." (catalog): safe in a URL as they are */
+  const char *dsname = json_string_value(json_object_get(in->labels, "dataset"));
+  snprintf(buf, sizeof buf, "%s/dashboard/#dataset=%s", al->external_url, dsname);
   json_object_set_new(ann, "dashboard", json_string(buf));
+  snprintf(buf, sizeof buf, "%s/api/v1/divergences?dataset=%s", al->external_url, dsname);
+  json_object_set_new(ann, "divergences_url", json_string(buf));
   fmt_value(buf, sizeof buf, in->value);
   json_object_set_new(ann, "value", json_string(buf));
   if (r->adaptive && !isnan(in->expected)) {

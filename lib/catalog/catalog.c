@@ -1032,6 +1032,34 @@ static int parse_slo(parser *p, yaml_node_t *n, cvg_cat_slo *s) {
   return CVG_OK;
 }
 
+static int parse_impact(parser *p, yaml_node_t *n, cvg_cat_impact *im) {
+  static const char *const keys[] = {"tier", "per_row", "unit", "note", NULL};
+  static const char *const tiers[] = {"critical", "high", "medium", "low", NULL};
+  keyset ks;
+  yaml_node_t *v;
+  int rc = collect(p, n, "impact", keys, &ks);
+  if (rc)
+    return rc;
+  if ((v = get(&ks, "tier")) && (rc = one_of(p, v, "tier", tiers, &im->tier)))
+    return rc;
+  if ((v = get(&ks, "per_row")) && (rc = want_double(p, v, "per_row", 0, 1e15, &im->per_row)))
+    return rc;
+  if ((v = get(&ks, "unit"))) {
+    if ((rc = want_str(p, v, "unit", &im->unit)))
+      return rc;
+    if (strlen(im->unit) > 32)
+      return fail(p, v, "e.g. unit: USD, or unit: orders", "'unit' is longer than 32 characters");
+  }
+  if ((v = get(&ks, "note"))) {
+    if ((rc = want_str(p, v, "note", &im->note)))
+      return rc;
+  }
+  if (get(&ks, "unit") && !get(&ks, "per_row"))
+    return fail(p, n, "e.g. impact: {per_row: 12.5, unit: USD}",
+                "impact has a 'unit' but no 'per_row' (what one divergent row is worth)");
+  return CVG_OK;
+}
+
 static int parse_api(parser *p, yaml_node_t *n, cvg_catalog *cat) {
   static const char *const keys[] = {"token", "token_file", NULL};
   keyset ks;
@@ -1135,29 +1163,12 @@ static int parse_replica(parser *p, yaml_node_t *n, cvg_cat_replica *r) {
 
 static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaults,
                          cvg_cat_dataset *d) {
-  static const char *const keys[] = {"name",
-                                     "key",
-                                     "columns",
-                                     "exclude",
-                                     "version",
-                                     "tombstone",
-                                     "origin",
-                                     "shards",
-                                     "owner",
-                                     "team",
-                                     "payload_samples",
-                                     "replicas",
-                                     "probes",
-                                     "invariants",
-                                     "rules",
-                                     "slo",
-                                     "policy",
-                                     "repair",
-                                     "auto_repair",
-                                     "merge",
-                                     "real_digits",
-                                     "time_digits",
-                                     NULL};
+  static const char *const keys[] = {"name",     "key",         "columns",         "exclude",
+                                     "version",  "tombstone",   "origin",          "shards",
+                                     "owner",    "team",        "payload_samples", "impact",
+                                     "replicas", "probes",      "invariants",      "rules",
+                                     "slo",      "policy",      "repair",          "auto_repair",
+                                     "merge",    "real_digits", "time_digits",     NULL};
   keyset ks;
   int rc = collect(p, n, "a dataset", keys, &ks);
   yaml_node_t *v;
@@ -1222,6 +1233,11 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
     return cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory");
   if ((v = get(&ks, "payload_samples")) &&
       (rc = want_bool(p, v, "payload_samples", &d->payload_samples)))
+    return rc;
+  d->impact.tier = 2;
+  if (!(d->impact.unit = dup_str("")) || !(d->impact.note = dup_str("")))
+    return cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory");
+  if ((v = get(&ks, "impact")) && (rc = parse_impact(p, v, &d->impact)))
     return rc;
   if ((v = get(&ks, "probes")) && (rc = parse_probes(p, v, &d->probes)))
     return rc;
@@ -1389,6 +1405,8 @@ static void dataset_free(cvg_cat_dataset *d) {
   free(d->tombstone);
   free(d->origin);
   free(d->owner);
+  free(d->impact.unit);
+  free(d->impact.note);
   for (size_t i = 0; d->replicas && i < d->n_replicas; i++) {
     cvg_cat_replica *r = &d->replicas[i];
     free(r->name);

@@ -1393,7 +1393,8 @@ static void observe_repairs(lab *L, double t) {
 
 /* ---- converge watch, the child ---- */
 
-static int free_port(void) {
+/* A free loopback port (want 0), or want itself if it can be bound now; -1 if not. */
+static int free_port(int want) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0)
     return -1;
@@ -1401,6 +1402,9 @@ static int free_port(void) {
   memset(&a, 0, sizeof a);
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons((uint16_t)want);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   socklen_t len = sizeof a;
   int port = -1;
   if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
@@ -1436,6 +1440,8 @@ static int write_catalog(lab *L, const char *path, cvg_error *err) {
       "    tombstone: deleted\n"
       "    origin: writer\n"
       "    shards: 16\n"
+      "    impact: {tier: critical, per_row: 1, unit: accounts, note: \"the lab's customer "
+      "accounts - one divergent row is one customer shown a wrong balance\"}\n"
       "    policy: authority\n"
       "    auto_repair: %s\n"
       "    repair: {interval: 500ms}\n"
@@ -1801,8 +1807,13 @@ int cvg_chaos_run(cvg_chaos_scenario *sc, const cvg_chaos_opts *o, cvg_chaos_res
   char catalog[700], log[700];
   snprintf(catalog, sizeof catalog, "%s/converge.yaml", o->dir);
   snprintf(log, sizeof log, "%s/watch.log", o->dir);
-  if (!rc && (L->port = free_port()) < 0)
-    rc = cvg_error_set(err, CVG_EIO, "chaos", "no free loopback port for converge watch");
+  if (!rc && (L->port = free_port(o->port)) < 0) {
+    if (o->port)
+      rc = cvg_error_set(err, CVG_EIO, "chaos", "port %d on 127.0.0.1 is in use", o->port);
+    else
+      rc = cvg_error_set(err, CVG_EIO, "chaos", "no free loopback port for converge watch");
+    cvg_error_hint(err, "give another --port, or leave --port out for a free one");
+  }
   snprintf(L->base_url, sizeof L->base_url, "http://127.0.0.1:%d", L->port);
   if (!rc)
     rc = write_catalog(L, catalog, err);
@@ -1840,8 +1851,10 @@ int cvg_chaos_run(cvg_chaos_scenario *sc, const cvg_chaos_opts *o, cvg_chaos_res
     rc = cvg_error_set(err, CVG_EDOWN, log,
                        "converge watch did not see a heartbeat on every replica within 30s");
   if (!rc) {
-    say(o, "converge watch is up: metrics %s/metrics, API %s/api/v1/status, log %s", L->base_url,
-        L->base_url, log);
+    say(o,
+        "converge watch is up: dashboard %s/dashboard/, metrics %s/metrics, API %s/api/v1/status, "
+        "log %s",
+        L->base_url, L->base_url, L->base_url, log);
     /* start-up alerts (heartbeats were absent) resolve before the clock starts */
     sleep_s(1);
   }

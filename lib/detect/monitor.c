@@ -3020,6 +3020,22 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
              st ? "confirmed" : "suspected", cnt[c][st]);
     pthread_mutex_unlock(&ds->mu);
   }
+  head(&o, "converge_divergence_impact", "gauge",
+       "Confirmed divergent rows times the value of one row (catalog impact.per_row), in the "
+       "catalog's impact.unit; datasets without impact.per_row are not listed.");
+  FOR_DS(m, ds) {
+    if (ds->cfg->impact.per_row <= 0)
+      continue;
+    pthread_mutex_lock(&ds->mu);
+    uint64_t conf = 0;
+    for (size_t s = 0; s < ds->tab_cap; s++)
+      if (ds->tab[s] && ds->tab[s]->confirmed)
+        conf++;
+    emit(&o, "converge_divergence_impact{dataset=\"%s\",unit=\"%s\"} %.17g\n",
+         esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->cfg->impact.unit),
+         (double)conf * ds->cfg->impact.per_row);
+    pthread_mutex_unlock(&ds->mu);
+  }
   emit_per_dataset(&o, m, "converge_divergent_shards", "gauge",
                    "Shards whose digests differ between the reachable replicas.",
                    v_divergent_shards);
@@ -3393,6 +3409,18 @@ int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *b) {
     json_object_set_new(dv, "untracked", json_integer((json_int_t)ds->dropped));
     json_object_set_new(dv, "samples", samples);
     json_object_set_new(d, "divergences", dv);
+    const cvg_cat_impact *im = &ds->cfg->impact;
+    static const char *const tiers[] = {"critical", "high", "medium", "low"};
+    json_t *ij = json_object();
+    json_object_set_new(ij, "tier", json_string(tiers[im->tier & 3]));
+    json_object_set_new(ij, "per_row", im->per_row > 0 ? json_real(im->per_row) : json_null());
+    json_object_set_new(ij, "unit", json_string(im->unit));
+    json_object_set_new(ij, "note", json_string(im->note));
+    json_object_set_new(ij, "confirmed_value",
+                        im->per_row > 0 ? json_real((double)conf * im->per_row) : json_null());
+    json_object_set_new(ij, "suspected_value",
+                        im->per_row > 0 ? json_real((double)sus * im->per_row) : json_null());
+    json_object_set_new(d, "impact", ij);
     json_object_set_new(d, "repair", repair_json(ds));
     json_array_append_new(dsa, d);
     pthread_mutex_unlock(&ds->mu);

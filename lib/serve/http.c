@@ -38,6 +38,20 @@ struct help_page {
 extern const struct help_page cvg_runbook_pages[]; /* docs/runbooks/, embedded by the Makefile */
 extern const size_t cvg_runbook_n_pages;
 
+/* The dashboard's static files (web/), embedded by the Makefile (scripts/embed-files). */
+struct cvg_asset {
+  const char *path, *type, *etag;
+  const unsigned char *data;
+  size_t len;
+};
+extern const struct cvg_asset cvg_dashboard_assets[];
+extern const size_t cvg_dashboard_n_assets;
+
+/* The dashboard only talks to this server, runs no inline script or style, and is not framed. */
+#define DASHBOARD_CSP                                                                              \
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "                \
+  "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
 /* A request with a body, collected over several calls of the handler. */
 typedef struct req {
   size_t len;
@@ -94,8 +108,49 @@ static const char index_text[] =
     "?dataset=\n"
     "  /api/v1/repair/pause  POST ?dataset= (bearer token): hold automatic repair;\n"
     "  /api/v1/repair/resume POST ?dataset= (bearer token): release it\n"
+    "  /dashboard/           the dashboard (a browser opening / is sent there)\n"
     "  /runbooks/NAME        the runbook of a built-in alert\n"
     "  /healthz              liveness\n";
+
+static enum MHD_Result redirect(struct MHD_Connection *c, unsigned code, const char *to) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  if (!r)
+    return MHD_NO;
+  MHD_add_response_header(r, "Location", to);
+  MHD_add_response_header(r, "Cache-Control", "no-store");
+  enum MHD_Result ret = MHD_queue_response(c, code, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+/* GET /dashboard/...: an embedded file, revalidated by its ETag (304 when unchanged). */
+static enum MHD_Result dashboard_file(struct MHD_Connection *c, const char *url) {
+  if (strcmp(url, "/dashboard") == 0)
+    return redirect(c, MHD_HTTP_MOVED_PERMANENTLY, "/dashboard/");
+  const struct cvg_asset *a = NULL;
+  for (size_t i = 0; i < cvg_dashboard_n_assets && !a; i++)
+    if (strcmp(cvg_dashboard_assets[i].path, url) == 0)
+      a = &cvg_dashboard_assets[i];
+  if (!a)
+    return reply_error(c, MHD_HTTP_NOT_FOUND,
+                       "no such dashboard file; the dashboard is /dashboard/");
+  const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+  int fresh = inm && strstr(inm, a->etag) != NULL;
+  struct MHD_Response *r = MHD_create_response_from_buffer(
+      fresh ? 0 : a->len, fresh ? (void *)"" : (void *)a->data, MHD_RESPMEM_PERSISTENT);
+  if (!r)
+    return MHD_NO;
+  MHD_add_response_header(r, "Content-Type", a->type);
+  MHD_add_response_header(r, "ETag", a->etag);
+  MHD_add_response_header(r, "Cache-Control", "no-cache");
+  MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+  MHD_add_response_header(r, "Content-Security-Policy", DASHBOARD_CSP);
+  MHD_add_response_header(r, "X-Frame-Options", "DENY");
+  MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+  enum MHD_Result ret = MHD_queue_response(c, fresh ? MHD_HTTP_NOT_MODIFIED : MHD_HTTP_OK, r);
+  MHD_destroy_response(r);
+  return ret;
+}
 
 static int parse_ulong(const char *s, unsigned long max, unsigned long *out) {
   if (!s || !*s)
@@ -344,8 +399,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
     return reply_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
                        "only GET and HEAD are served (and POST on /api/v1/events)");
-  if (strcmp(url, "/") == 0)
+  if (strcmp(url, "/") == 0) { /* a browser goes to the dashboard, anything else gets the list */
+    const char *accept = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept");
+    if (accept && strstr(accept, "text/html"))
+      return redirect(c, MHD_HTTP_FOUND, "/dashboard/");
     return reply(c, MHD_HTTP_OK, "text/plain; charset=utf-8", index_text, sizeof index_text - 1);
+  }
+  if (strncmp(url, "/dashboard", 10) == 0 && (url[10] == '\0' || url[10] == '/'))
+    return dashboard_file(c, url);
   if (strncmp(url, "/runbooks/", 10) == 0)
     return runbook(c, url + 10);
   pthread_rwlock_rdlock(&h->lock);

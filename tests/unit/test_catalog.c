@@ -145,6 +145,35 @@ static void test_errors(void **state) {
                "      - {name: p, url: \"sqlite:///a.db?table=t\"}\n",
                "t.yaml:4:7", "needs at least 2");
   expect_error("", "t.yaml", "empty");
+  expect_error("datasets:\n  - name: a\n    impact: {tier: urgent}\n", "t.yaml:3:20",
+               "'tier' has an unknown value 'urgent'");
+  expect_error("datasets:\n  - name: a\n    impact: {unit: USD}\n", "t.yaml:3:13", "no 'per_row'");
+  expect_error("datasets:\n  - name: a\n    impact: {cost: 3}\n", "t.yaml:3:14",
+               "unknown key 'cost' in impact");
+}
+
+/* impact: defaults (tier medium, nothing per row) and a declared one */
+static void test_impact(void **state) {
+  (void)state;
+  cvg_error err;
+  cvg_catalog *cat = load(minimal, &err);
+  assert_non_null(cat);
+  assert_int_equal(cat->datasets[0].impact.tier, 2);
+  assert_true(cat->datasets[0].impact.per_row == 0);
+  assert_string_equal(cat->datasets[0].impact.unit, "");
+  cvg_catalog_free(cat);
+  char text[1024];
+  snprintf(text, sizeof text,
+           "%s    impact: {tier: critical, per_row: 12.5, unit: USD, note: app}\n", minimal);
+  cat = load(text, &err);
+  if (!cat)
+    fail_msg("%s: %s", err.input, err.msg);
+  const cvg_cat_impact *im = &cat->datasets[0].impact;
+  assert_int_equal(im->tier, 0);
+  assert_true(im->per_row == 12.5);
+  assert_string_equal(im->unit, "USD");
+  assert_string_equal(im->note, "app");
+  cvg_catalog_free(cat);
 }
 
 static void test_secrets(void **state) {
@@ -207,7 +236,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_minimal),  cmocka_unit_test(test_defaults_and_overrides),
       cmocka_unit_test(test_errors),   cmocka_unit_test(test_secrets),
-      cmocka_unit_test(test_duration),
+      cmocka_unit_test(test_duration), cmocka_unit_test(test_impact),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
