@@ -12,6 +12,7 @@
   const DIV_LIMIT = 50;
   const TIERS = { critical: 0, high: 1, medium: 2, low: 3 };
   const STAGES = { late: 3, mid: 2, early: 1 };
+  const STATES = { firing: 0, pending: 1, resolved: 2 }; // the alerts table's order
   const COLORS = ["#2563eb", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f", "#b45309"];
 
   const st = {
@@ -300,7 +301,7 @@
       d.schema_drift ? h("span", { class: "badge bad", title: d.schema_detail, text: "schema drift" }) : null);
     const impactLine = h("p", { class: "impactline", "data-testid": `impact-${d.name}` },
       im.value !== null
-        ? [h("strong", { text: money(im.value, im.unit) }), ` at risk: ${num(d.divergences.confirmed)} confirmed divergent row(s) × ${money(im.per_row, im.unit)}`]
+        ? [h("strong", { class: im.value > 0 ? "" : "zero", text: money(im.value, im.unit) }), ` at risk: ${num(d.divergences.confirmed)} confirmed divergent row(s) × ${money(im.per_row, im.unit)}`]
         : [`${num(d.divergences.confirmed)} confirmed divergent row(s); no value per row declared (catalog impact.per_row)`],
       im.note ? h("span", { class: "muted", text: ` — ${im.note}` }) : null);
     const frac = d.rows ? d.divergences.confirmed / d.rows : null;
@@ -366,7 +367,8 @@
     const body = $("alerts").tBodies[0];
     const list = st.alerts
       .filter((a) => !st.focus || (a.labels && a.labels.dataset === st.focus))
-      .sort((a, b) => (STAGES[b.labels.stage] || 0) - (STAGES[a.labels.stage] || 0));
+      .sort((a, b) => (STATES[a.state] ?? 3) - (STATES[b.state] ?? 3) ||
+        (STAGES[b.labels.stage] || 0) - (STAGES[a.labels.stage] || 0));
     if (!list.length) {
       body.replaceChildren(h("tr", {}, h("td", { class: "empty", colspan: 8, text: "no alert is pending or firing" })));
       return;
