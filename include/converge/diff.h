@@ -115,6 +115,11 @@ typedef struct cvg_diff_options {
   double rows_per_sec;       /* > 0: each reader reads at most this many rows per second */
   const int *cancel;         /* when set and *cancel becomes nonzero (stored atomically, e.g. with
                         __atomic_store_n), the run stops early */
+  /* BORROWED, optional: the replicas' tables as the caller has just described them, in urls'
+   * order. No connection is opened: the diff only settles the key and compared columns and the
+   * schema drift (for callers that read rows themselves, such as the monitor's incremental
+   * check), and cvg_diff_run refuses with CVG_EINVAL. */
+  const cvg_table_desc *described;
 } cvg_diff_options;
 
 typedef struct cvg_diff_summary {

@@ -67,6 +67,7 @@ typedef struct reader {
 
 struct cvg_diff {
   size_t n;                                   /* replicas */
+  int describe_only;                          /* prepared with described: no st[] */
   cvg_store *st[CVG_DIFF_MAX_REPLICAS];       /* OWNED scan connections */
   cvg_store *fetch_st[CVG_DIFF_MAX_REPLICAS]; /* OWNED fetch connections, opened lazily */
   char *urls[CVG_DIFF_MAX_REPLICAS];          /* OWNED copies, to open the replicas */
@@ -357,15 +358,17 @@ int cvg_diff_prepare(cvg_diff **out, const cvg_diff_options *opt, cvg_error *err
       goto fail;
     }
   }
-  for (size_t i = 0; i < d->n; i++) {
+  d->describe_only = opt->described != NULL; /* the caller's descriptions; no connection */
+  for (size_t i = 0; i < d->n && !d->describe_only; i++) {
     if ((rc = cvg_store_open(&d->st[i], d->urls[i], CVG_STORE_READONLY, err)))
       goto fail;
     if ((rc = cvg_store_describe(d->st[i], &desc[i], err)))
       goto fail;
   }
-  if ((rc = settle_key(d, opt, desc, err)) || (rc = settle_columns(d, opt, desc, err)))
+  const cvg_table_desc *dd = d->describe_only ? opt->described : desc;
+  if ((rc = settle_key(d, opt, dd, err)) || (rc = settle_columns(d, opt, dd, err)))
     goto fail;
-  if ((rc = check_drift(d, desc, err)))
+  if ((rc = check_drift(d, dd, err)))
     goto fail;
   if (opt->where && !(d->where = strdup(opt->where))) {
     rc = cvg_error_set(err, CVG_ENOMEM, "", "out of memory");
@@ -754,6 +757,8 @@ static int merge(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
 
 int cvg_diff_run(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, cvg_error *err) {
   memset(sum, 0, sizeof *sum);
+  if (d->describe_only)
+    return cvg_error_set(err, CVG_EINVAL, "", "this diff was prepared to describe tables only");
   memset(d->by_shard, 0, d->n_shards * sizeof *d->by_shard);
   sum->by_shard = d->by_shard;
   sum->n_shards = d->n_shards;

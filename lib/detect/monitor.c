@@ -927,20 +927,24 @@ static void job_canary_poll(cvg_monitor *m, job *j) {
 
 /* ---- sweeps ---- */
 
-/* The up replicas of ds (opening the job's connections as needed); returns how many. */
-static size_t open_replicas(cvg_monitor *m, dset *ds, cvg_store **sts, size_t *idx,
-                            unsigned flags) {
+/* The up replicas of ds, opening the job's connections as needed; returns how many. Each table
+ * is described - a cheap query: is it still there? The reachable replicas go to idx[0..k), and
+ * with descs their descriptions to descs[0..k) (the caller releases them). */
+static size_t open_replicas(cvg_monitor *m, dset *ds, cvg_store **sts, size_t *idx, unsigned flags,
+                            cvg_table_desc *descs) {
   size_t k = 0;
   for (size_t i = 0; i < ds->n; i++) {
     cvg_error err;
     cvg_error_clear(&err);
+    cvg_table_desc desc;
+    memset(&desc, 0, sizeof desc);
     int rc = ensure_open(&sts[i], &ds->reps[i], CVG_STORE_READONLY | flags, &err);
-    if (rc == CVG_OK) {
-      cvg_table_desc desc;
-      memset(&desc, 0, sizeof desc);
-      rc = cvg_store_describe(sts[i], &desc, &err); /* a cheap query: is it still there? */
+    if (rc == CVG_OK)
+      rc = cvg_store_describe(sts[i], &desc, &err);
+    if (rc == CVG_OK && descs)
+      descs[k] = desc;
+    else
       cvg_table_desc_release(&desc);
-    }
     pthread_mutex_lock(&ds->mu);
     set_up(m, ds, &ds->reps[i], rc == CVG_OK, &err);
     pthread_mutex_unlock(&ds->mu);
@@ -952,9 +956,10 @@ static size_t open_replicas(cvg_monitor *m, dset *ds, cvg_store **sts, size_t *i
   return k;
 }
 
-/* Prepares a diff over the replicas idx[0..k) to settle columns and see schema drift. */
+/* Prepares a diff over the replicas idx[0..k) to settle columns and see schema drift; with
+ * descs (the tables as open_replicas described them), for that only: the caller reads rows. */
 static int prepare(cvg_monitor *m, dset *ds, const size_t *idx, size_t k, int digests,
-                   cvg_diff **out, cvg_error *err) {
+                   const cvg_table_desc *descs, cvg_diff **out, cvg_error *err) {
   const cvg_cat_dataset *c = ds->cfg;
   const char *urls[CVG_DIFF_MAX_REPLICAS];
   for (size_t i = 0; i < k; i++)
@@ -977,6 +982,7 @@ static int prepare(cvg_monitor *m, dset *ds, const size_t *idx, size_t k, int di
   o.digests = digests;
   o.rows_per_sec = c->probes.full_sweep_rate;
   o.cancel = &m->cancel;
+  o.described = descs;
   int rc = cvg_diff_prepare(out, &o, err);
   const char *warn = rc == CVG_OK ? cvg_diff_warnings(*out) : "";
   pthread_mutex_lock(&ds->mu);
@@ -1056,12 +1062,12 @@ static int in_window(const cvg_cat_probes *p) {
 
 static int full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err) {
   size_t idx[CVG_DIFF_MAX_REPLICAS];
-  size_t k = open_replicas(m, ds, sts, idx, 0);
+  size_t k = open_replicas(m, ds, sts, idx, 0, NULL);
   if (k < 2)
     return cvg_error_set(err, CVG_EDOWN, ds->cfg->name,
                          "fewer than two replicas reachable; nothing to compare");
   cvg_diff *d = NULL;
-  int rc = prepare(m, ds, idx, k, 1, &d, err);
+  int rc = prepare(m, ds, idx, k, 1, NULL, &d, err);
   if (rc)
     return rc;
   pthread_mutex_lock(&ds->mu);
@@ -1290,12 +1296,52 @@ typedef struct since_read {
   size_t new_wm_len;
   cvg_buf rows; /* the arena */
   uint64_t n_rows;
-  int rc;        /* status of the read */
-  cvg_error err; /* its detail */
-  int active;    /* the replica was read */
-  int started;   /* a thread was started */
+  const unsigned char **recs; /* OWNED; the n_rows records in the arena, in key order */
+  int sorted;                 /* recs is set: ascending keys, no key twice */
+  int rc;                     /* status of the read */
+  cvg_error err;              /* its detail */
+  int active;                 /* the replica was read */
+  int started;                /* a thread was started */
   pthread_t thread;
 } since_read;
+
+static int rec_cmp(const void *a, const void *b) {
+  const unsigned char *x = *(const unsigned char *const *)a, *y = *(const unsigned char *const *)b;
+  since_rec hx, hy;
+  memcpy(&hx, x, sizeof hx);
+  memcpy(&hy, y, sizeof hy);
+  return cvg_key_compare(x + sizeof hx, hx.key_len, y + sizeof hy, hy.key_len);
+}
+
+/* Points sr->recs at the records read, in key order (the fast path yields them so; any other
+ * order is sorted here, on the reader's thread). A key read twice leaves sr->sorted 0: the
+ * caller then folds by hashing instead of merging. */
+static void since_index(since_read *sr) {
+  size_t n = (size_t)sr->n_rows;
+  if (!n) {
+    sr->sorted = 1; /* nothing read: nothing out of order */
+    return;
+  }
+  if (!(sr->recs = malloc(n * sizeof *sr->recs)))
+    return;
+  const unsigned char *p = sr->rows.data;
+  int in_order = 1;
+  for (size_t i = 0; i < n; i++) {
+    since_rec h;
+    memcpy(&h, p, sizeof h);
+    sr->recs[i] = p;
+    if (i && in_order && rec_cmp(&sr->recs[i - 1], &sr->recs[i]) >= 0)
+      in_order = 0;
+    p += sizeof h + h.key_len + h.ver_len;
+  }
+  if (!in_order) {
+    qsort(sr->recs, n, sizeof *sr->recs, rec_cmp);
+    for (size_t i = 1; i < n; i++)
+      if (rec_cmp(&sr->recs[i - 1], &sr->recs[i]) == 0)
+        return; /* a key twice: not sorted */
+  }
+  sr->sorted = 1;
+}
 
 static void *since_main(void *arg) {
   since_read *sr = arg;
@@ -1322,21 +1368,100 @@ static void *since_main(void *arg) {
   if (rc == CVG_DONE)
     rc = CVG_OK;
   cvg_scan_close(sc);
+  if (!rc && sr->n_rows < MAX_CHANGED)
+    since_index(sr);
   sr->rc = rc;
   return NULL;
+}
+
+/* Merges the k sorted reads (reads[x] of replica idx[x]) key by key: a key that every replica
+ * yielded with the same copy (cvg_classify: none) and that is not tracked is only counted in
+ * *agreed; every other key goes into the change set with the copies read. */
+static int merge_reads(dset *ds, since_read *reads, const size_t *idx, size_t k, changeset *cs,
+                       uint64_t *agreed, cvg_error *err) {
+  size_t pos[CVG_DIFF_MAX_REPLICAS] = {0};
+  int rc = CVG_OK;
+  pthread_mutex_lock(&ds->mu); /* tr_find reads the tracked keys */
+  while (!rc) {
+    since_rec h[CVG_DIFF_MAX_REPLICAS];
+    const unsigned char *key[CVG_DIFF_MAX_REPLICAS];
+    const unsigned char *mk = NULL;
+    size_t mlen = 0;
+    for (size_t x = 0; x < k; x++) {
+      key[x] = NULL;
+      if (pos[x] == reads[x].n_rows)
+        continue;
+      memcpy(&h[x], reads[x].recs[pos[x]], sizeof h[x]);
+      key[x] = reads[x].recs[pos[x]] + sizeof h[x];
+      if (!mk || cvg_key_compare(key[x], h[x].key_len, mk, mlen) < 0) {
+        mk = key[x];
+        mlen = h[x].key_len;
+      }
+    }
+    if (!mk)
+      break;
+    cvg_copy sub[CVG_DIFF_MAX_REPLICAS];
+    memset(sub, 0, k * sizeof *sub);
+    size_t have = 0;
+    for (size_t x = 0; x < k; x++) {
+      if (!key[x] || cvg_key_compare(key[x], h[x].key_len, mk, mlen) != 0) {
+        key[x] = NULL; /* not at this key */
+        continue;
+      }
+      have++;
+      sub[x].state = h[x].tomb ? CVG_TOMBSTONED : CVG_LIVE;
+      sub[x].fp = h[x].fp;
+      sub[x].version = key[x] + h[x].key_len;
+      sub[x].version_len = h[x].ver_len;
+    }
+    if (have == k && cvg_classify(sub, k, 1, 0, NULL) == CVG_CLASS_NONE &&
+        !tr_find(ds, mk, mlen, XXH3_64bits(mk, mlen), NULL)) {
+      (*agreed)++;
+    } else if (cs->n >= MAX_CHANGED) {
+      ds->full_requested = 1;
+      rc = cvg_error_set(err, CVG_ETOOBIG, ds->cfg->name,
+                         "more than %u rows changed since the last check; a full sweep follows",
+                         MAX_CHANGED);
+    } else {
+      size_t c = cs_get(cs, mk, mlen);
+      for (size_t x = 0; c != SIZE_MAX && x < k && !rc; x++) {
+        if (!key[x])
+          continue;
+        cvg_scan_row row;
+        memset(&row, 0, sizeof row);
+        row.key = key[x];
+        row.key_len = h[x].key_len;
+        row.version = key[x] + h[x].key_len;
+        row.version_len = h[x].ver_len;
+        row.fp = h[x].fp;
+        row.tombstone = h[x].tomb;
+        if (cs_set(cs, c, idx[x], &row, 1))
+          c = SIZE_MAX;
+      }
+      if (c == SIZE_MAX)
+        rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
+    }
+    for (size_t x = 0; x < k; x++)
+      if (key[x])
+        pos[x]++;
+  }
+  pthread_mutex_unlock(&ds->mu);
+  return rc;
 }
 
 static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *compared,
                        cvg_error *err) {
   size_t idx[CVG_DIFF_MAX_REPLICAS];
   *compared = 0;
-  size_t k =
-      open_replicas(m, ds, sts, idx, ds->cfg->probes.keep_mapped ? CVG_STORE_KEEP_MAPPED : 0);
-  if (k < 2)
-    return cvg_error_set(err, CVG_EDOWN, ds->cfg->name,
-                         "fewer than two replicas reachable; nothing to compare");
+  cvg_table_desc descs[CVG_DIFF_MAX_REPLICAS];
+  size_t k = open_replicas(m, ds, sts, idx, ds->cfg->probes.keep_mapped ? CVG_STORE_KEEP_MAPPED : 0,
+                           descs);
   cvg_diff *d = NULL;
-  int rc = prepare(m, ds, idx, k, 0, &d, err);
+  int rc = k < 2 ? cvg_error_set(err, CVG_EDOWN, ds->cfg->name,
+                                 "fewer than two replicas reachable; nothing to compare")
+                 : prepare(m, ds, idx, k, 0, descs, &d, err); /* no new connection */
+  for (size_t x = 0; x < k; x++)
+    cvg_table_desc_release(&descs[x]);
   if (rc)
     return rc;
   size_t n_key, n_cmp;
@@ -1397,11 +1522,26 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
     if (!sr->started)
       since_main(sr);
   }
+  int merge = ds->cfg->version != NULL && k >= 2;
   for (size_t x = 0; ds->cfg->version && x < k; x++) {
+    if (reads[x].started)
+      pthread_join(reads[x].thread, NULL);
+    merge = merge && reads[x].active && !reads[x].rc && reads[x].sorted;
+  }
+  /* Every replica read its rows in key order: merge them. Keys whose copies agree everywhere
+   * and that are not tracked need no change-set entry (the bulk of a check: rows that
+   * replicated), so only the others are hashed into it. Otherwise, fold every row by hashing. */
+  uint64_t agreed = 0;
+  if (merge && (rc = merge_reads(ds, reads, idx, k, &cs, &agreed, err)) == CVG_OK) {
+    for (size_t x = 0; x < k; x++) {
+      rows[idx[x]] = reads[x].n_rows;
+      memcpy(new_wm[idx[x]], reads[x].new_wm, reads[x].new_wm_len);
+      new_wm_len[idx[x]] = reads[x].new_wm_len;
+    }
+  }
+  for (size_t x = 0; !merge && ds->cfg->version && x < k; x++) {
     since_read *sr = &reads[x];
     size_t i = idx[x];
-    if (sr->started)
-      pthread_join(sr->thread, NULL);
     if (x == 0 && !rc && cs_reserve(&cs, (size_t)(sr->n_rows < MAX_CHANGED ? sr->n_rows : 0)))
       rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
     if (!sr->active)
@@ -1450,8 +1590,10 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
         rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
     }
   }
-  for (size_t x = 0; x < k; x++)
+  for (size_t x = 0; x < k; x++) {
     cvg_buf_release(&reads[x].rows);
+    free(reads[x].recs);
+  }
   /* 2. every tracked key is re-checked */
   if (!rc) {
     pthread_mutex_lock(&ds->mu);
@@ -1516,7 +1658,7 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
     ds->last_incr_wall = now;
     ds->probe = NULL;
     pthread_mutex_unlock(&ds->mu);
-    *compared = cs.n;
+    *compared = cs.n + agreed;
   }
   /* 5. equal aggregates */
   for (size_t a = 0; !rc && a < ds->cfg->inv.n_aggregates; a++) {

@@ -306,8 +306,10 @@ int cvgi_btree_seek(cvgi_btree *bt, int64_t rowid, const unsigned char **rec, si
                     int *found) {
   *found = 0;
   /* Like the walk, keep the resident set bounded: every few thousand seeks, drop the mapping's
-   * pages (the page cache keeps them). No pointer into the mapping is held by the caller now. */
-  if (++bt->seeks % LEAVES_PER_PURGE == 0 && !bt->keep_resident)
+   * pages (the page cache keeps them). No pointer into the mapping is held by the caller now.
+   * When leaves are read with pread() (bt->fd), only interior pages enter the mapping - a few
+   * hundredths of the table at most - and dropping them would only fault them in again. */
+  if (++bt->seeks % LEAVES_PER_PURGE == 0 && !bt->keep_resident && bt->fd < 0)
     madvise((void *)bt->map, bt->map_len, MADV_DONTNEED);
   int d = bt->path_len - 1;
   while (d > 0 && !(bt->path[d].lo < rowid && rowid <= bt->path[d].hi))

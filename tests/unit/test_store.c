@@ -390,14 +390,17 @@ static void test_incremental_scan_and_own_tables(void **state) {
                    CVG_ESQL);
   cvg_store_close(rw);
   cvg_store_close(st);
-  /* rowids spread unevenly (squares, then a dense run): the seek's interpolation guesses wrong
-   * and must fall back to bisection; both paths still agree, row for row */
+  /* rowids spread unevenly (squares, then a dense run, and negative ones): the seek's
+   * interpolation guesses wrong and must fall back to bisection, the rowid sort must order
+   * across the sign; both paths still agree, row for row */
   make_db("sparse.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, ver INTEGER, del INTEGER);"
                        "CREATE INDEX t_ver ON t(ver);"
                        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<4000)"
                        " INSERT INTO t SELECT i * i * 7, printf('r%d', i), i % 50, 0 FROM n;"
                        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<500)"
-                       " INSERT INTO t SELECT 200000000 + i, 'd', 49, 0 FROM n;");
+                       " INSERT INTO t SELECT 200000000 + i, 'd', 49, 0 FROM n;"
+                       "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<100)"
+                       " INSERT INTO t SELECT -i * 1000003, 'neg', 49, 0 FROM n;");
   assert_int_equal(cvg_store_open(&st, url("sparse.db", "t"), CVG_STORE_READONLY, &err), CVG_OK);
   static int64_t sk1[1000], sk2[1000];
   static uint64_t sf1[1000], sf2[1000];
@@ -406,8 +409,9 @@ static void test_incremental_scan_and_own_tables(void **state) {
   setenv("CONVERGE_SQLITE_FASTPATH", "0", 1);
   n2 = since_rows(st, &spec, 48, sk2, sf2, st2, 1000);
   unsetenv("CONVERGE_SQLITE_FASTPATH");
-  assert_int_equal(n1, 660); /* 80 squares with ver 48, 80 with 49, 500 dense */
-  assert_int_equal(n2, 660);
+  assert_int_equal(n1, 760); /* 80 squares with ver 48, 80 with 49, 500 dense, 100 negative */
+  assert_int_equal(n2, 760);
+  assert_true(sk1[0] == -100 * 1000003 && sk1[99] == -1000003); /* in order across the sign */
   for (size_t i = 0; i < n1; i++) {
     assert_int_equal(sk1[i], sk2[i]);
     assert_true(sf1[i] == sf2[i]);
