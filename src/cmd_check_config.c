@@ -103,8 +103,7 @@ static void explain(const cvg_catalog *cat) {
     printf("\n  version: %s; tombstone: %s; origin: %s; shards: %u; payload samples: %s\n",
            d->version ? d->version : "(none)", d->tombstone ? d->tombstone : "(none)",
            d->origin ? d->origin : "(none)", d->shards, d->payload_samples ? "allowed" : "no");
-    static const char *const tiers[] = {"critical", "high", "medium", "low"};
-    printf("  impact: tier %s", tiers[d->impact.tier & 3]);
+    printf("  impact: tier %s", cvg_cat_tiers[d->impact.tier & 3]);
     if (d->impact.per_row > 0)
       printf("; a divergent row is worth %g%s%s", d->impact.per_row, d->impact.unit[0] ? " " : "",
              d->impact.unit);

@@ -164,6 +164,9 @@ typedef struct cvg_cat_impact {
   char *note;     /* OWNED; what the dataset serves, "" if none */
 } cvg_cat_impact;
 
+/* The names of the impact tiers, by cvg_cat_impact.tier (0 critical .. 3 low), then NULL. */
+extern const char *const cvg_cat_tiers[];
+
 typedef struct cvg_cat_dataset {
   char *name; /* OWNED; unique */
   char **key; /* OWNED; key columns, n_key >= 1 (0: the primary key) */

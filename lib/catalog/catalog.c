@@ -1032,15 +1032,16 @@ static int parse_slo(parser *p, yaml_node_t *n, cvg_cat_slo *s) {
   return CVG_OK;
 }
 
+const char *const cvg_cat_tiers[] = {"critical", "high", "medium", "low", NULL};
+
 static int parse_impact(parser *p, yaml_node_t *n, cvg_cat_impact *im) {
   static const char *const keys[] = {"tier", "per_row", "unit", "note", NULL};
-  static const char *const tiers[] = {"critical", "high", "medium", "low", NULL};
   keyset ks;
   yaml_node_t *v;
   int rc = collect(p, n, "impact", keys, &ks);
   if (rc)
     return rc;
-  if ((v = get(&ks, "tier")) && (rc = one_of(p, v, "tier", tiers, &im->tier)))
+  if ((v = get(&ks, "tier")) && (rc = one_of(p, v, "tier", cvg_cat_tiers, &im->tier)))
     return rc;
   if ((v = get(&ks, "per_row")) && (rc = want_double(p, v, "per_row", 0, 1e15, &im->per_row)))
     return rc;

@@ -3552,9 +3552,8 @@ int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *b) {
     json_object_set_new(dv, "samples", samples);
     json_object_set_new(d, "divergences", dv);
     const cvg_cat_impact *im = &ds->cfg->impact;
-    static const char *const tiers[] = {"critical", "high", "medium", "low"};
     json_t *ij = json_object();
-    json_object_set_new(ij, "tier", json_string(tiers[im->tier & 3]));
+    json_object_set_new(ij, "tier", json_string(cvg_cat_tiers[im->tier & 3]));
     json_object_set_new(ij, "per_row", im->per_row > 0 ? json_real(im->per_row) : json_null());
     json_object_set_new(ij, "unit", json_string(im->unit));
     json_object_set_new(ij, "note", json_string(im->note));

@@ -215,7 +215,7 @@
     nav.replaceChildren(link("", "all datasets"), ...ds.map((d) => link(d.name, d.name)));
   }
 
-  function replicaTable(d, now) {
+  function replicaTable(d) {
     const rows = d.replicas.map((r) => {
       const state = r.up === false ? "down" : r.state;
       const cls = state === "ok" ? "ok" : state === "down" || state === "stalled" ? "bad" : "warn";
@@ -311,7 +311,7 @@
       ` · full sweep ${ago(d.last_full_sweep, now)} · incremental check ${ago(d.last_incremental_sweep, now)}`);
     return h("article", { class: `card tier-${im.tier}`, "data-testid": `dataset-${d.name}`, "data-dataset": d.name },
       head, impactLine, facts,
-      h("h3", { text: "replicas" }), replicaTable(d, now),
+      h("h3", { text: "replicas" }), replicaTable(d),
       h("div", { class: "charts" },
         chartHolder(d, "lag", "replication lag per replica (seconds)"),
         chartHolder(d, "div", "divergent rows (suspected, confirmed) and rows repaired")),
