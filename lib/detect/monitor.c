@@ -1602,18 +1602,24 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
         rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
     pthread_mutex_unlock(&ds->mu);
   }
-  /* 3. look each key up where the scans did not yield it */
-  for (size_t c = 0; !rc && c < cs.n; c++) {
-    for (size_t x = 0; !rc && x < k; x++) {
-      size_t i = idx[x];
+  /* 3. look each key up where the scans did not yield it: a replica at a time, in one read
+   * transaction (one snapshot, and one lock instead of one per key) */
+  for (size_t x = 0; !rc && x < k; x++) {
+    size_t i = idx[x];
+    int txn = 0;
+    for (size_t c = 0; !rc && c < cs.n; c++) {
       if (cs.items[c].have & (1u << i))
         continue;
+      if (!txn)
+        txn = cvg_store_read_txn(sts[i], 1, NULL) == CVG_OK ? 1 : -1; /* -1: key by key */
       cvg_scan_row row;
       int found = 0;
       rc = cvg_store_lookup(sts[i], &spec, cs.items[c].key, cs.items[c].key_len, &row, &found, err);
       if (!rc && cs_set(&cs, c, i, &row, found))
         rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
     }
+    if (txn == 1)
+      cvg_store_read_txn(sts[i], 0, NULL);
   }
   /* 4. classify and record */
   if (!rc) {

@@ -34,6 +34,22 @@
 #define SQL_MAX (1u << 20) /* longest statement we build */
 #define ROW_MAX (1u << 30) /* largest encoded row we accept */
 
+/* What the scan's fast path learns of the table from the schema (fast_setup), kept on the store
+ * while the schema cookie stays the same. */
+typedef struct fast_meta {
+  int valid; /* read under schema cookie `cookie` */
+  uint32_t cookie;
+  int eligible;       /* the table can be read directly (see fast_setup) */
+  char **names;       /* OWNED; the n columns, in table order */
+  unsigned char *aff; /* OWNED; their affinities (cvg_affinity) */
+  int n;
+  int ipk;            /* the INTEGER PRIMARY KEY column (the rowid), or -1 */
+  uint32_t root;      /* root page of the table */
+  char *ver_col;      /* OWNED; the version column vidx_root was looked up for, or NULL */
+  uint32_t vidx_root; /* an index led by it, or 0 */
+  int ver_binary;     /* its collation is BINARY */
+} fast_meta;
+
 typedef struct sqlite_store {
   cvg_store base;             /* must be first */
   sqlite3 *db;                /* OWNED connection */
@@ -53,6 +69,11 @@ typedef struct sqlite_store {
   size_t map_len; /* its length */
   dev_t map_dev;  /* the file it maps */
   ino_t map_ino;
+  sqlite3_stmt *cookie_stmt; /* OWNED; PRAGMA schema_version, or NULL */
+  fast_meta meta;            /* the fast path's view of the schema */
+  cvg_table_desc desc;       /* describe's last answer ... */
+  uint32_t desc_cookie;      /* ... under this schema cookie */
+  int desc_valid;            /* ... if set */
 } sqlite_store;
 
 typedef struct sqlite_scan sqlite_scan;
@@ -87,7 +108,57 @@ struct sqlite_scan {
   int64_t *rowids;         /* OWNED: incremental fast path, the rows to read, ascending */
   size_t n_rowids;         /* entries in rowids */
   size_t rowid_pos;        /* next to read */
+  int file_fd;             /* the file's descriptor (BORROWED from db_fd), or -1 */
+  uint32_t vidx_root;      /* root page of an index led by the version column, or 0 */
+  cvg_affinity ver_aff;    /* the version column's affinity */
+  int ver_binary;          /* ... and its collation is BINARY */
 };
+
+static void meta_free(fast_meta *fm) {
+  for (int i = 0; i < fm->n; i++)
+    free(fm->names[i]);
+  free(fm->names);
+  free(fm->aff);
+  free(fm->ver_col);
+  memset(fm, 0, sizeof *fm);
+}
+
+/* The schema cookie (bumped by SQLite on every schema change), read through a kept statement:
+ * inside a transaction this also takes the read lock. */
+static int schema_cookie(sqlite_store *st, uint32_t *cookie) {
+  if (!st->cookie_stmt &&
+      sqlite3_prepare_v2(st->db, "PRAGMA schema_version", -1, &st->cookie_stmt, NULL) != SQLITE_OK)
+    return -1;
+  int ok = sqlite3_step(st->cookie_stmt) == SQLITE_ROW;
+  if (ok)
+    *cookie = (uint32_t)sqlite3_column_int64(st->cookie_stmt, 0);
+  sqlite3_reset(st->cookie_stmt);
+  return ok ? 0 : -1;
+}
+
+/* A deep copy of src into dst (zeroed on failure): 0, or -1 when out of memory. */
+static int desc_copy(const cvg_table_desc *src, cvg_table_desc *dst) {
+  memset(dst, 0, sizeof *dst);
+  dst->n_pk = src->n_pk;
+  dst->without_rowid = src->without_rowid;
+  if (!(dst->table = strdup(src->table)) ||
+      !(dst->cols = calloc(src->n_cols ? src->n_cols : 1, sizeof *dst->cols))) {
+    cvg_table_desc_release(dst);
+    return -1;
+  }
+  for (; dst->n_cols < src->n_cols; dst->n_cols++) {
+    cvg_column *d = &dst->cols[dst->n_cols];
+    *d = src->cols[dst->n_cols];
+    d->name = strdup(d->name);
+    d->decl_type = strdup(d->decl_type);
+    if (!d->name || !d->decl_type) {
+      dst->n_cols++;
+      cvg_table_desc_release(dst);
+      return -1;
+    }
+  }
+  return 0;
+}
 
 /* Maps a SQLite failure to a status and records the engine's message. */
 static int sqlite_fail(sqlite_store *st, int sqlite_rc, const char *doing, cvg_error *err) {
@@ -135,6 +206,9 @@ static void sqlite_close(cvg_store *base) {
   if (!st)
     return;
   sqlite3_finalize(st->fetch);
+  sqlite3_finalize(st->cookie_stmt);
+  meta_free(&st->meta);
+  cvg_table_desc_release(&st->desc);
   free(st->fetch_sql);
   if (st->lookup)
     sqlite_scan_close((cvg_scan *)st->lookup);
@@ -357,6 +431,13 @@ static int sqlite_describe(cvg_store *base, cvg_table_desc *out, cvg_error *err)
   int rc = still_there(st, err);
   if (rc)
     return rc;
+  /* The answer is kept while the schema cookie stays the same (read first: a schema change
+   * after it only makes the kept answer look stale, never the reverse). */
+  uint32_t cookie = 0;
+  int have_cookie = schema_cookie(st, &cookie) == 0;
+  if (have_cookie && st->desc_valid && st->desc_cookie == cookie)
+    return desc_copy(&st->desc, out) ? cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory")
+                                     : CVG_OK;
   sqlite3_stmt *s = NULL;
   int src = sqlite3_prepare_v2(st->db,
                                "SELECT name, type, pk FROM pragma_table_xinfo(?1) WHERE hidden "
@@ -427,6 +508,11 @@ done:
   sqlite3_finalize(s);
   if (rc)
     cvg_table_desc_release(out);
+  if (!rc && have_cookie) {
+    cvg_table_desc_release(&st->desc);
+    st->desc_valid = desc_copy(out, &st->desc) == 0;
+    st->desc_cookie = cookie;
+  }
   return rc;
 }
 
@@ -509,6 +595,8 @@ static void fast_teardown(sqlite_scan *sc) {
   free(sc->rowids);
   sc->rowids = NULL;
   sc->n_rowids = sc->rowid_pos = 0;
+  sc->file_fd = -1;
+  sc->vidx_root = 0;
   if (sc->map && !sc->map_kept)
     munmap(sc->map, sc->map_len);
   sc->map = NULL;
@@ -593,71 +681,140 @@ static int db_fd(const char *path) {
   return fd;
 }
 
+/* Reads what the fast path needs of the table's schema into fm (under the read transaction):
+ * 0 when read (fm->eligible says whether the table qualifies), -1 on failure. */
+static int meta_load(sqlite_store *st, fast_meta *fm) {
+  sqlite3_stmt *s = NULL;
+  int n_pk = 0, ok = 1;
+  fm->ipk = -1;
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT name, type, pk, hidden, dflt_value IS NOT NULL "
+                         "FROM pragma_table_xinfo(?1) ORDER BY cid",
+                         -1, &s, NULL) != SQLITE_OK) {
+    sqlite3_finalize(s);
+    return -1;
+  }
+  sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
+  int src;
+  while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+    char **nn = realloc(fm->names, (size_t)(fm->n + 1) * sizeof *nn);
+    if (nn)
+      fm->names = nn;
+    unsigned char *na = nn ? realloc(fm->aff, (size_t)(fm->n + 1)) : NULL;
+    if (na)
+      fm->aff = na;
+    const char *type = (const char *)sqlite3_column_text(s, 1);
+    const char *name = (const char *)sqlite3_column_text(s, 0);
+    if (!na || !name || !(fm->names[fm->n] = strdup(name))) {
+      sqlite3_finalize(s);
+      return -1;
+    }
+    fm->aff[fm->n] = (unsigned char)affinity_of(type ? type : "");
+    if (sqlite3_column_int(s, 2)) {
+      n_pk++;
+      if (type && strcasecmp(type, "INTEGER") == 0)
+        fm->ipk = fm->n;
+    }
+    if (sqlite3_column_int(s, 3) != 0 || sqlite3_column_int(s, 4) != 0)
+      ok = 0; /* generated or hidden columns, or a default */
+    fm->n++;
+  }
+  sqlite3_finalize(s);
+  s = NULL;
+  if (src != SQLITE_DONE)
+    return -1;
+  /* The table's SQL: no WITHOUT ROWID, and no DESC (an "INTEGER PRIMARY KEY DESC" column is not
+   * a rowid alias); and the root page number. */
+  if (sqlite3_prepare_v2(st->db, "SELECT rootpage, sql FROM sqlite_schema WHERE name = ?1", -1, &s,
+                         NULL) != SQLITE_OK) {
+    sqlite3_finalize(s);
+    return -1;
+  }
+  sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
+  if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 1)) {
+    const char *sql = (const char *)sqlite3_column_text(s, 1);
+    if (strcasestr(sql, "WITHOUT") || strcasestr(sql, "DESC") ||
+        strncasecmp(sql, "CREATE TABLE", 12))
+      ok = 0;
+    fm->root = (uint32_t)sqlite3_column_int64(s, 0);
+  } else {
+    ok = 0;
+  }
+  sqlite3_finalize(s);
+  fm->eligible = ok && n_pk == 1 && fm->ipk >= 0 && fm->root > 1;
+  return 0;
+}
+
+/* An index led by the version column col that the incremental scan can read the changed rowids
+ * from (see since_rowids): a plain one (no WHERE, ascending, BINARY collation). */
+static int meta_index(sqlite_store *st, fast_meta *fm, const char *col) {
+  free(fm->ver_col);
+  fm->vidx_root = 0;
+  fm->ver_binary = 0;
+  if (!(fm->ver_col = strdup(col)))
+    return -1;
+  sqlite3_stmt *s = NULL;
+  if (sqlite3_prepare_v2(
+          st->db,
+          "SELECT s.rootpage FROM pragma_index_list(?1) AS l JOIN sqlite_schema AS s "
+          "ON s.name = l.name AND s.type = 'index' WHERE l.partial = 0 AND EXISTS "
+          "(SELECT 1 FROM pragma_index_xinfo(l.name) AS x WHERE x.seqno = 0 AND "
+          "x.name = ?2 COLLATE NOCASE AND x.\"desc\" = 0 AND x.coll = 'BINARY') "
+          "ORDER BY l.seq LIMIT 1",
+          -1, &s, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, col, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW)
+      fm->vidx_root = (uint32_t)sqlite3_column_int64(s, 0);
+  }
+  sqlite3_finalize(s);
+  const char *coll = NULL;
+  fm->ver_binary = sqlite3_table_column_metadata(st->db, NULL, st->table, col, NULL, &coll, NULL,
+                                                 NULL, NULL) == SQLITE_OK &&
+                   coll && strcasecmp(coll, "BINARY") == 0;
+  return 0;
+}
+
 static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
   sqlite_store *st = sc->st;
   const char *env = getenv("CONVERGE_SQLITE_FASTPATH");
   if ((env && strcmp(env, "0") == 0) || (spec->where && spec->where[0]) || spec->n_key != 1)
     return;
-  sqlite3_stmt *s = NULL;
-  char **names = NULL;
-  int n = 0, ok = 1, n_pk = 0, ipk = -1, since_fd = -1;
-  unsigned char *real_aff = NULL;
-  if (sqlite3_prepare_v2(st->db,
-                         "SELECT name, type, pk, hidden, dflt_value IS NOT NULL "
-                         "FROM pragma_table_xinfo(?1) ORDER BY cid",
-                         -1, &s, NULL) != SQLITE_OK)
-    goto out;
-  sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
-  while (ok && sqlite3_step(s) == SQLITE_ROW) {
-    char **nn = realloc(names, (size_t)(n + 1) * sizeof *nn);
-    unsigned char *ra = realloc(real_aff, (size_t)(n + 1));
-    if (!nn || !ra) {
-      if (nn)
-        names = nn;
-      if (ra)
-        real_aff = ra;
-      ok = 0;
-      break;
-    }
-    names = nn;
-    real_aff = ra;
-    const char *type = (const char *)sqlite3_column_text(s, 1);
-    names[n] = strdup((const char *)sqlite3_column_text(s, 0));
-    if (!names[n]) {
-      ok = 0;
-      break;
-    }
-    real_aff[n] = affinity_of(type ? type : "") == CVG_AFF_REAL;
-    if (sqlite3_column_int(s, 2)) {
-      n_pk++;
-      if (type && strcasecmp(type, "INTEGER") == 0)
-        ipk = n;
-    }
-    if (sqlite3_column_int(s, 3) != 0 || sqlite3_column_int(s, 4) != 0)
-      ok = 0; /* generated or hidden columns, or a default */
-    n++;
-  }
-  sqlite3_finalize(s);
-  s = NULL;
-  if (!ok || n_pk != 1 || ipk < 0 || strcasecmp(names[ipk], spec->key_cols[0]) != 0)
-    goto out;
-  /* The table's SQL: no WITHOUT ROWID, and no DESC (an "INTEGER PRIMARY KEY DESC" column is not
-   * a rowid alias). Take the read lock, then read the root page number under it. */
+  int since_fd = -1;
+  /* Take the read lock (the cookie read does), then the schema as of it: what was learnt of it
+   * is kept on the store while the schema cookie stays the same. */
+  fast_meta *fm = &st->meta;
+  uint32_t cookie = 0;
   if (sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
     goto out;
   sc->in_txn = 1;
-  if (sqlite3_prepare_v2(st->db, "SELECT rootpage, sql FROM sqlite_schema WHERE name = ?1", -1, &s,
-                         NULL) != SQLITE_OK)
+  if (schema_cookie(st, &cookie))
     goto out;
-  sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
-  if (sqlite3_step(s) != SQLITE_ROW || !sqlite3_column_text(s, 1))
+  if (!fm->valid || fm->cookie != cookie) {
+    meta_free(fm);
+    if (meta_load(st, fm)) {
+      meta_free(fm);
+      goto out;
+    }
+    fm->cookie = cookie;
+    fm->valid = 1;
+  }
+  if (!fm->eligible || strcasecmp(fm->names[fm->ipk], spec->key_cols[0]) != 0)
     goto out;
-  const char *sql = (const char *)sqlite3_column_text(s, 1);
-  if (strcasestr(sql, "WITHOUT") || strcasestr(sql, "DESC") || strncasecmp(sql, "CREATE TABLE", 12))
-    goto out;
-  uint32_t root = (uint32_t)sqlite3_column_int64(s, 0);
-  sqlite3_finalize(s);
-  s = NULL;
+  if (since && spec->version_col) {
+    if ((!fm->ver_col || strcasecmp(fm->ver_col, spec->version_col) != 0) &&
+        meta_index(st, fm, spec->version_col)) {
+      meta_free(fm);
+      goto out;
+    }
+    int vc = find_col(fm->names, fm->n, spec->version_col);
+    sc->vidx_root = fm->vidx_root;
+    sc->ver_binary = fm->ver_binary;
+    sc->ver_aff = vc >= 0 ? (cvg_affinity)fm->aff[vc] : CVG_AFF_BLOB;
+  }
+  int n = fm->n, ipk = fm->ipk;
+  uint32_t root = fm->root;
+  char **names = fm->names;
   char wal[4200];
   struct stat sb;
   snprintf(wal, sizeof wal, "%s-wal", st->path);
@@ -666,6 +823,7 @@ static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
   int fd = db_fd(st->path);
   if (fd < 0)
     goto out;
+  sc->file_fd = fd;
   if (fstat(fd, &sb) != 0 || sb.st_size < 512)
     goto out;
   void *map;
@@ -692,7 +850,7 @@ static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
     if (map == MAP_FAILED)
       goto out;
     if (since)
-      since_fd = fd; /* seeks read leaves with pread() */
+      since_fd = fd; /* seeks read pages with pread() */
   }
   sc->map = map;
   sc->map_len = (size_t)sb.st_size;
@@ -722,15 +880,12 @@ static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
   if ((spec->version_col && sc->ver_t < 0) || (spec->tombstone_col && sc->tomb_t < 0) ||
       (spec->vvec_col && sc->vv_t < 0))
     goto out;
-  sc->real_aff = real_aff;
-  real_aff = NULL;
+  if (!(sc->real_aff = malloc((size_t)n)))
+    goto out;
+  for (int i = 0; i < n; i++)
+    sc->real_aff[i] = fm->aff[i] == CVG_AFF_REAL;
   sc->fast = 1;
 out:
-  sqlite3_finalize(s);
-  for (int i = 0; i < n; i++)
-    free(names ? names[i] : NULL);
-  free(names);
-  free(real_aff);
   if (!sc->fast)
     fast_teardown(sc);
 }
@@ -996,6 +1151,41 @@ static void sort_rowids(int64_t *v, size_t n) {
 #define SINCE_MAX_ROWIDS ((size_t)1 << 22) /* more changed rows than this: the SQL path */
 
 /*
+ * The watermark as an index key, when walking the version index gives exactly the rows
+ * "version >= ?1" selects. SQLite compares a column with a bound value after applying the
+ * column's affinity to the value: a number against a numeric column, text against a TEXT or
+ * untyped column, and any blob, are compared as they are; with text, only under the BINARY
+ * collation the index is in. Anything else (text against a numeric column, which SQLite may
+ * convert, a number against a TEXT column) is left to SQLite.
+ */
+static int since_key(const cvg_value *v, cvg_affinity aff, int binary, cvgi_ikey *k) {
+  memset(k, 0, sizeof *k);
+  switch (v->type) {
+  case CVG_INTEGER:
+    k->cls = 1;
+    k->i = v->u.i;
+    return aff != CVG_AFF_TEXT;
+  case CVG_REAL:
+    k->cls = 1;
+    k->is_real = 1;
+    k->r = v->u.r;
+    return aff != CVG_AFF_TEXT && v->u.r == v->u.r;
+  case CVG_TEXT:
+    k->cls = 2;
+    k->p = v->u.s.p;
+    k->n = v->u.s.n;
+    return binary && (aff == CVG_AFF_TEXT || aff == CVG_AFF_BLOB);
+  case CVG_BLOB:
+    k->cls = 3;
+    k->p = v->u.s.p;
+    k->n = v->u.s.n;
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+/*
  * The incremental fast path: the rowids of rows whose version >= since come from the version
  * column's index (SELECT rowid ... reads only the index when there is one), sorted, then each
  * row is read by a b-tree descent in the mapped file — under the read transaction fast_setup
@@ -1003,6 +1193,19 @@ static void sort_rowids(int64_t *v, size_t n) {
  * Falls back to the SQL path (already bound) on any trouble.
  */
 static void since_rowids(sqlite_scan *sc, const cvg_scan_spec *spec, const cvg_value *since) {
+  cvgi_ikey key;
+  if (sc->vidx_root && since_key(since, sc->ver_aff, sc->ver_binary, &key)) {
+    cvgi_rowids r = {NULL, 0, 0, SINCE_MAX_ROWIDS};
+    int rc = cvgi_index_range(sc->file_fd, sc->map_len / sc->bt.page_size, sc->bt.page_size,
+                              sc->bt.usable, sc->vidx_root, &key, &r);
+    if (rc == CVG_OK && (r.v || (r.v = malloc(sizeof *r.v)))) {
+      sc->rowids = r.v;
+      sc->n_rowids = r.n;
+      sort_rowids(sc->rowids, sc->n_rowids);
+      return;
+    }
+    free(r.v); /* a record that spills, a malformed page: SQLite's answer instead */
+  }
   cvg_buf sql;
   cvg_buf_init(&sql, SQL_MAX);
   sqlite3_stmt *s = NULL;
@@ -1081,7 +1284,7 @@ static int scan_build(sqlite_store *st, const cvg_scan_spec *spec, enum scan_mod
     return cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
   sc->base.ops = &cvgi_sqlite_ops;
   sc->st = st;
-  sc->bt.fd = -1; /* no descriptor until the fast path opens one */
+  sc->bt.fd = sc->file_fd = -1; /* no descriptor until the fast path opens one */
   cvg_buf_init(&sc->key, ROW_MAX);
   cvg_buf_init(&sc->row, ROW_MAX);
   cvg_buf_init(&sc->ver, ROW_MAX);

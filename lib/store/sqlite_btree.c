@@ -68,7 +68,6 @@ static const unsigned char *page_at(const cvgi_btree *bt, uint32_t pgno) {
 int cvgi_btree_init(cvgi_btree *bt, const unsigned char *map, size_t map_len, uint32_t root) {
   memset(bt, 0, sizeof *bt);
   bt->fd = -1;
-  bt->leaf_depth = -1;
   cvg_buf_init(&bt->payload, (size_t)1 << 31);
   if (map_len < 100 || memcmp(map, "SQLite format 3", 16) != 0)
     return CVG_ECORRUPT;
@@ -104,8 +103,11 @@ int cvgi_btree_init(cvgi_btree *bt, const unsigned char *map, size_t map_len, ui
 void cvgi_btree_release(cvgi_btree *bt) {
   cvg_buf_release(&bt->payload);
   bt->fd = -1; /* BORROWED from the process-wide cache of sqlite.c: never closed */
-  free(bt->pagebuf);
-  bt->pagebuf = NULL;
+  for (int d = 0; d < CVGI_BTREE_DEPTH; d++) {
+    free(bt->dbuf[d]);
+    bt->dbuf[d] = NULL;
+    bt->dpg[d] = 0;
+  }
 }
 
 /* Moves to the next leaf; CVG_DONE when there is none. */
@@ -307,8 +309,7 @@ int cvgi_btree_seek(cvgi_btree *bt, int64_t rowid, const unsigned char **rec, si
   *found = 0;
   /* Like the walk, keep the resident set bounded: every few thousand seeks, drop the mapping's
    * pages (the page cache keeps them). No pointer into the mapping is held by the caller now.
-   * When leaves are read with pread() (bt->fd), only interior pages enter the mapping - a few
-   * hundredths of the table at most - and dropping them would only fault them in again. */
+   * When pages are read with pread() (bt->fd), only overflow pages enter the mapping. */
   if (++bt->seeks % LEAVES_PER_PURGE == 0 && !bt->keep_resident && bt->fd < 0)
     madvise((void *)bt->map, bt->map_len, MADV_DONTNEED);
   int d = bt->path_len - 1;
@@ -327,14 +328,21 @@ int cvgi_btree_seek(cvgi_btree *bt, int64_t rowid, const unsigned char **rec, si
     uint32_t hdr = pgno == 1 ? 100 : 0;
     if (!pg)
       return CVG_ECORRUPT;
-    /* A leaf is read once and at random: a pread() costs less than faulting the page into the
-     * mapping. Interior pages, shared by many seeks, stay in the mapping. */
-    if (bt->fd >= 0 && d == bt->leaf_depth && pgno != 1) {
-      if (!bt->pagebuf && !(bt->pagebuf = malloc(bt->page_size)))
-        return CVG_ENOMEM;
-      if (pread(bt->fd, bt->pagebuf, bt->page_size, (off_t)(pgno - 1) * bt->page_size) ==
-          (ssize_t)bt->page_size)
-        pg = bt->pagebuf;
+    /* With a descriptor, every page on the path is read with pread() into that depth's
+     * buffer, and kept there while later seeks (ascending rowids) pass through it: on this
+     * kind of machine bringing a page into a mapping, and tearing the mapping down, costs more
+     * than copying it, and a page on the path is read once however many seeks use it. */
+    if (bt->fd >= 0 && pgno != 1) {
+      if (bt->dpg[d] != pgno) {
+        if (!bt->dbuf[d] && !(bt->dbuf[d] = malloc(bt->page_size)))
+          return CVG_ENOMEM;
+        bt->dpg[d] = 0;
+        if (pread(bt->fd, bt->dbuf[d], bt->page_size, (off_t)(pgno - 1) * bt->page_size) ==
+            (ssize_t)bt->page_size)
+          bt->dpg[d] = pgno;
+      }
+      if (bt->dpg[d] == pgno)
+        pg = bt->dbuf[d];
     }
     uint32_t n = be16(pg + hdr + 3), i;
     int rc;
@@ -355,7 +363,6 @@ int cvgi_btree_seek(cvgi_btree *bt, int64_t rowid, const unsigned char **rec, si
     }
     if (pg[hdr] != 0x0D || hdr + 8 + 2 * n > bt->page_size)
       return CVG_ECORRUPT;
-    bt->leaf_depth = d;
     if (n == 0)
       return CVG_OK;
     if ((rc = lower_bound(bt, pg, hdr, 1, n, rowid, &i)))
@@ -366,4 +373,233 @@ int cvgi_btree_seek(cvgi_btree *bt, int64_t rowid, const unsigned char **rec, si
     return rc;
   }
   return CVG_ECORRUPT; /* deeper than any real b-tree: a cycle */
+}
+
+/* ---- index ranges: the incremental scan's changed rowids, read from the version index ---- */
+
+/*
+ * Index b-tree pages (flag 0x02 interior, 0x0A leaf) hold records, not rowids: an index of a
+ * rowid table stores (indexed columns..., rowid). Unlike a table b-tree, an interior cell's
+ * record is an entry of its own (u32 left child, varint payload size, payload), so an in-order
+ * walk visits a child, then the cell that follows it. The entries >= the key are found by
+ * descending to the first of them and walking on to the end of the tree.
+ */
+typedef struct ixwalk {
+  int fd;
+  uint64_t file_pages;
+  uint32_t ps, usable, max_local;
+  const cvgi_ikey *key;
+  cvgi_rowids *out;
+  unsigned char *buf[CVGI_BTREE_DEPTH]; /* OWNED; one page per depth */
+  uint64_t pages;                       /* read so far: a cycle guard */
+} ixwalk;
+
+static int ix_read(ixwalk *w, int depth, uint32_t pgno, const unsigned char **pg) {
+  if (pgno == 0 || pgno > w->file_pages || ++w->pages > w->file_pages)
+    return CVG_ECORRUPT;
+  if (!w->buf[depth] && !(w->buf[depth] = malloc(w->ps)))
+    return CVG_ENOMEM;
+  if (pread(w->fd, w->buf[depth], w->ps, (off_t)(pgno - 1) * w->ps) != (ssize_t)w->ps)
+    return CVG_EIO;
+  *pg = w->buf[depth];
+  return CVG_OK;
+}
+
+static uint64_t serial_len(uint64_t st) {
+  static const unsigned char n[10] = {0, 1, 2, 3, 4, 6, 8, 8, 0, 0};
+  return st >= 12 ? (st - 12) / 2 : n[st];
+}
+
+/* A big-endian two's-complement integer of len (1-8) bytes. */
+static int64_t be_int(const unsigned char *p, uint64_t len) {
+  uint64_t v = (p[0] & 0x80) ? ~(uint64_t)0 : 0;
+  for (uint64_t i = 0; i < len; i++)
+    v = (v << 8) | p[i];
+  return (int64_t)v;
+}
+
+/* The payload (record) of cell i of an index page. */
+static int ix_cell(const ixwalk *w, const unsigned char *pg, uint32_t ptrs, int leaf, uint32_t i,
+                   const unsigned char **rec, uint64_t *len) {
+  uint32_t off = be16(pg + ptrs + 2 * i) + (leaf ? 0 : 4);
+  if (off >= w->usable)
+    return CVG_ECORRUPT;
+  const unsigned char *end = pg + w->usable;
+  size_t k = cvgi_varint(pg + off, end, len);
+  if (!k)
+    return CVG_ECORRUPT;
+  if (*len > w->max_local)
+    return CVG_EINVAL; /* spills onto overflow pages: not read here */
+  if (pg + off + k + *len > end)
+    return CVG_ECORRUPT;
+  *rec = pg + off + k;
+  return CVG_OK;
+}
+
+/* The first and last fields of a record: serial types and the bytes of their values. */
+static int ix_fields(const unsigned char *rec, uint64_t len, uint64_t *st0,
+                     const unsigned char **v0, uint64_t *stn, const unsigned char **vn) {
+  const unsigned char *end = rec + len;
+  uint64_t hlen, st;
+  size_t k = cvgi_varint(rec, end, &hlen);
+  if (!k || hlen > len || hlen <= k)
+    return CVG_ECORRUPT;
+  uint64_t body = hlen;
+  int first = 1;
+  for (const unsigned char *p = rec + k; p < rec + hlen; first = 0) {
+    size_t m = cvgi_varint(p, rec + hlen, &st);
+    if (!m || st == 10 || st == 11)
+      return CVG_ECORRUPT;
+    p += m;
+    uint64_t n = serial_len(st);
+    if (n > len - body)
+      return CVG_ECORRUPT;
+    if (first) {
+      *st0 = st;
+      *v0 = rec + body;
+    }
+    *stn = st;
+    *vn = rec + body;
+    body += n;
+  }
+  return CVG_OK;
+}
+
+/* The sign of i - r, as SQLite compares an integer with a real. */
+static int int_real_cmp(int64_t i, double r) {
+  if (r != r)
+    return 1; /* SQLite stores NaN as NULL: never here, but ordered anyway */
+  if (r < -9223372036854775808.0)
+    return 1;
+  if (r >= 9223372036854775808.0)
+    return -1;
+  int64_t y = (int64_t)r;
+  if (i != y)
+    return i < y ? -1 : 1;
+  double s = (double)i;
+  return s < r ? -1 : s > r;
+}
+
+static int bytes_cmp(const unsigned char *a, size_t an, const unsigned char *b, size_t bn) {
+  int c = memcmp(a, b, an < bn ? an : bn);
+  return c ? c : (an > bn) - (an < bn);
+}
+
+/* The sign of field - key, for a field of serial type st whose value is at v. */
+static int field_cmp(uint64_t st, const unsigned char *v, const cvgi_ikey *key) {
+  if (st == 0)
+    return -1; /* NULL sorts first; the key is never NULL */
+  int cls = st < 12 ? 1 : (st & 1) ? 2 : 3;
+  if (cls != key->cls)
+    return cls < key->cls ? -1 : 1;
+  if (cls != 1)
+    return bytes_cmp(v, (size_t)serial_len(st), key->p, key->n);
+  if (st == 7) {
+    uint64_t bits = (uint64_t)be_int(v, 8);
+    double r;
+    memcpy(&r, &bits, sizeof r);
+    if (key->is_real)
+      return r < key->r ? -1 : r > key->r;
+    return -int_real_cmp(key->i, r);
+  }
+  int64_t i = st == 8 ? 0 : st == 9 ? 1 : be_int(v, serial_len(st));
+  if (key->is_real)
+    return int_real_cmp(i, key->r);
+  return i < key->i ? -1 : i > key->i;
+}
+
+static int ix_emit(ixwalk *w, const unsigned char *rec, uint64_t len) {
+  uint64_t st0, stn;
+  const unsigned char *v0, *vn;
+  int rc = ix_fields(rec, len, &st0, &v0, &stn, &vn);
+  if (rc)
+    return rc;
+  if (stn == 0 || stn > 9 || stn == 7)
+    return CVG_ECORRUPT; /* the rowid is an integer */
+  cvgi_rowids *o = w->out;
+  if (o->n == o->cap) {
+    if (o->n >= o->max)
+      return CVG_ETOOBIG;
+    size_t cap = o->cap ? o->cap * 2 : 1024;
+    int64_t *g = realloc(o->v, cap * sizeof *g);
+    if (!g)
+      return CVG_ENOMEM;
+    o->v = g;
+    o->cap = cap;
+  }
+  o->v[o->n++] = stn == 8 ? 0 : stn == 9 ? 1 : be_int(vn, serial_len(stn));
+  return CVG_OK;
+}
+
+/* Visits, in order, the entries of the subtree at pgno; with bounded, only those >= the key. */
+static int ix_walk(ixwalk *w, uint32_t pgno, int depth, int bounded) {
+  if (depth >= CVGI_BTREE_DEPTH)
+    return CVG_ECORRUPT;
+  const unsigned char *pg;
+  int rc = ix_read(w, depth, pgno, &pg);
+  if (rc)
+    return rc;
+  uint32_t hdr = pgno == 1 ? 100 : 0;
+  int leaf = pg[hdr] == 0x0A;
+  if (!leaf && pg[hdr] != 0x02)
+    return CVG_ECORRUPT;
+  uint32_t n = be16(pg + hdr + 3), ptrs = hdr + (leaf ? 8 : 12);
+  if (ptrs + 2 * n > w->usable)
+    return CVG_ECORRUPT;
+  const unsigned char *rec;
+  uint64_t len, st0, stn;
+  const unsigned char *v0, *vn;
+  uint32_t start = 0;
+  if (bounded) { /* the first cell >= key */
+    uint32_t lo = 0, hi = n;
+    while (lo < hi) {
+      uint32_t mid = lo + (hi - lo) / 2;
+      if ((rc = ix_cell(w, pg, ptrs, leaf, mid, &rec, &len)) ||
+          (rc = ix_fields(rec, len, &st0, &v0, &stn, &vn)))
+        return rc;
+      if (field_cmp(st0, v0, w->key) < 0)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    start = lo;
+  }
+  for (uint32_t i = start; i <= n; i++) {
+    if (!leaf) {
+      uint32_t child;
+      if (i < n) {
+        uint32_t off = be16(pg + ptrs + 2 * i);
+        if (off + 4 > w->usable)
+          return CVG_ECORRUPT;
+        child = be32(pg + off);
+      } else {
+        child = be32(pg + hdr + 8);
+      }
+      /* the child before the first cell >= key may hold entries >= key; later ones all do */
+      if ((rc = ix_walk(w, child, depth + 1, bounded && i == start)))
+        return rc;
+    }
+    if (i < n && ((rc = ix_cell(w, pg, ptrs, leaf, i, &rec, &len)) || (rc = ix_emit(w, rec, len))))
+      return rc;
+  }
+  return CVG_OK;
+}
+
+int cvgi_index_range(int fd, uint64_t file_pages, uint32_t page_size, uint32_t usable,
+                     uint32_t root, const cvgi_ikey *key, cvgi_rowids *out) {
+  if (page_size < 512 || usable < 480 || usable > page_size)
+    return CVG_ECORRUPT;
+  ixwalk w;
+  memset(&w, 0, sizeof w);
+  w.fd = fd;
+  w.file_pages = file_pages;
+  w.ps = page_size;
+  w.usable = usable;
+  w.max_local = (usable - 12) * 64 / 255 - 23; /* larger index payloads spill */
+  w.key = key;
+  w.out = out;
+  int rc = ix_walk(&w, root, 0, 1);
+  for (int d = 0; d < CVGI_BTREE_DEPTH; d++)
+    free(w.buf[d]);
+  return rc;
 }

@@ -11,11 +11,14 @@
 
 #include "converge/diff.h"
 #include "converge/store.h"
+#include "../../lib/store/sqlite_btree.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[256];
@@ -266,6 +269,43 @@ static void test_fetch_and_readonly(void **state) {
   cvg_store_close(NULL); /* safe on NULL */
 }
 
+/* Rows with version >= the encoded watermark w, as (key int, fp lo) pairs sorted by key, into
+ * out; returns count. */
+static size_t since_rows_w(cvg_store *st, const cvg_scan_spec *base, cvg_buf *w, int64_t *keys,
+                           uint64_t *fps, int *tombs, size_t max) {
+  cvg_buf scratch;
+  cvg_buf_init(&scratch, 64);
+  cvg_scan_spec spec = *base;
+  spec.since = w->data;
+  spec.since_len = w->len;
+  cvg_scan *sc = NULL;
+  cvg_error err;
+  assert_int_equal(cvg_scan_open(st, &spec, &sc, &err), CVG_OK);
+  cvg_scan_row row;
+  size_t n = 0;
+  int rc;
+  while ((rc = cvg_scan_next(sc, &row, &err)) == CVG_OK) {
+    assert_true(n < max);
+    cvg_value v;
+    size_t nv;
+    assert_int_equal(cvg_decode_tuple(row.key, row.key_len, &v, 1, &nv, &scratch), CVG_OK);
+    size_t at = n++;
+    while (at > 0 && keys[at - 1] > v.u.i) {
+      keys[at] = keys[at - 1];
+      fps[at] = fps[at - 1];
+      tombs[at] = tombs[at - 1];
+      at--;
+    }
+    keys[at] = v.u.i;
+    fps[at] = row.fp.lo;
+    tombs[at] = row.tombstone;
+  }
+  assert_int_equal(rc, CVG_DONE);
+  cvg_scan_close(sc);
+  cvg_buf_release(&scratch);
+  return n;
+}
+
 /* Rows with version >= since, as (key int, fp lo) pairs sorted by key, into out; returns count. */
 static size_t since_rows(cvg_store *st, const cvg_scan_spec *base, int64_t since, int64_t *keys,
                          uint64_t *fps, int *tombs, size_t max) {
@@ -419,6 +459,218 @@ static void test_incremental_scan_and_own_tables(void **state) {
   cvg_store_close(st);
 }
 
+static int cmp_i64(const void *x, const void *y) {
+  int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+  return (a > b) - (a < b);
+}
+
+/* cvgi_index_range over index idx of ix.db against SQLite's own "col >= ?1" (?1 bound as the key
+ * says): the same rowids, or, for want = CVG_EINVAL, a refusal. */
+static void check_range(sqlite3 *db, int fd, const char *idx, const char *col, const cvgi_ikey *k,
+                        int want) {
+  char sql[256];
+  sqlite3_stmt *s;
+  snprintf(sql, sizeof sql, "SELECT rootpage FROM sqlite_schema WHERE name = '%s'", idx);
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+  uint32_t root = (uint32_t)sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  snprintf(sql, sizeof sql, "SELECT rowid FROM t NOT INDEXED WHERE %s >= ?1 ORDER BY rowid", col);
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+  if (k->cls == 1 && k->is_real)
+    sqlite3_bind_double(s, 1, k->r);
+  else if (k->cls == 1)
+    sqlite3_bind_int64(s, 1, k->i);
+  else if (k->cls == 2)
+    sqlite3_bind_text(s, 1, (const char *)k->p, (int)k->n, SQLITE_STATIC);
+  else
+    sqlite3_bind_blob(s, 1, k->p, (int)k->n, SQLITE_STATIC);
+  static int64_t want_ids[40000];
+  size_t n_want = 0;
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    assert_true(n_want < 40000);
+    want_ids[n_want++] = sqlite3_column_int64(s, 0);
+  }
+  sqlite3_finalize(s);
+  struct stat sb;
+  assert_int_equal(fstat(fd, &sb), 0);
+  cvgi_rowids r = {NULL, 0, 0, 1u << 20};
+  int rc = cvgi_index_range(fd, (uint64_t)sb.st_size / 512, 512, 512, root, k, &r);
+  assert_int_equal(rc, want);
+  if (want == CVG_OK) {
+    if (r.n != n_want)
+      fail_msg("index %s: %zu rowids, SQLite says %zu", idx, r.n, n_want);
+    if (r.n)
+      qsort(r.v, r.n, sizeof *r.v, cmp_i64);
+    for (size_t i = 0; i < r.n; i++)
+      assert_true(r.v[i] == want_ids[i]);
+  }
+  free(r.v);
+}
+
+static void test_index_range_matches_sqlite(void **state) {
+  (void)state;
+  /* 512-byte pages: 20,000 entries make index b-trees several levels deep. Negative rowids;
+   * versions with repeats and negatives; integers and reals mixed in a REAL column (SQLite
+   * stores whole reals as integers); numbers, text and NULLs in a NUMERIC column; one long text
+   * version per 500 rows, which spills onto overflow pages. */
+  make_db("ix.db",
+          "PRAGMA page_size = 512;"
+          "CREATE TABLE t (id INTEGER PRIMARY KEY, vi INTEGER, vr REAL, vt TEXT, vb BLOB,"
+          " vn NUMERIC, vl TEXT);"
+          "CREATE INDEX t_vi ON t(vi); CREATE INDEX t_vr ON t(vr); CREATE INDEX t_vt ON t(vt);"
+          "CREATE INDEX t_vb ON t(vb); CREATE INDEX t_vn ON t(vn); CREATE INDEX t_vl ON t(vl);"
+          "CREATE INDEX t_vi2 ON t(vi, vt);"
+          "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<20000)"
+          " INSERT INTO t SELECT i * 3 - 30000, (i * 7919) % 5000 - 2500,"
+          " CASE WHEN i % 3 = 0 THEN i % 1000 ELSE i % 1000 + 0.5 END,"
+          " printf('2026-11-%02d %05d', i % 28 + 1, i), CAST(printf('%06d', i % 777) AS BLOB),"
+          " CASE i % 4 WHEN 0 THEN i % 100 WHEN 1 THEN i % 100 + 0.25 WHEN 2 THEN 'x' || i"
+          " ELSE NULL END,"
+          " CASE WHEN i % 500 = 0 THEN printf('%.*c', 300, 'z') ELSE printf('v%05d', i) END"
+          " FROM n;");
+  char path[512];
+  snprintf(path, sizeof path, "%s/ix.db", dir);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  int fd = open(path, O_RDONLY);
+  assert_true(fd >= 0);
+  cvgi_ikey k;
+  const int64_t ints[] = {INT64_MIN, -2501, -2500, 0, 17, 2499, 2500, INT64_MAX};
+  for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+    k = (cvgi_ikey){.cls = 1, .i = ints[i]};
+    check_range(db, fd, "t_vi", "vi", &k, CVG_OK);
+    check_range(db, fd, "t_vi2", "vi", &k, CVG_OK); /* a two-column index: its first column */
+    check_range(db, fd, "t_vr", "vr", &k, CVG_OK);
+    check_range(db, fd, "t_vn", "vn", &k, CVG_OK);
+  }
+  const double reals[] = {-1e300, -2500.5, 16.5, 499.5, 500.0, 999.5, 1e300};
+  for (size_t i = 0; i < sizeof reals / sizeof *reals; i++) {
+    k = (cvgi_ikey){.cls = 1, .is_real = 1, .r = reals[i]};
+    check_range(db, fd, "t_vi", "vi", &k, CVG_OK);
+    check_range(db, fd, "t_vr", "vr", &k, CVG_OK);
+    check_range(db, fd, "t_vn", "vn", &k, CVG_OK);
+  }
+  const char *texts[] = {"", "2026-11-15", "2026-11-15 00420", "2026-11-28 99999", "2027", "x5"};
+  for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+    k = (cvgi_ikey){.cls = 2, .p = (const unsigned char *)texts[i], .n = strlen(texts[i])};
+    check_range(db, fd, "t_vt", "vt", &k, CVG_OK);
+    check_range(db, fd, "t_vn", "vn", &k, CVG_OK); /* 'x5' is no number: compared as text */
+    k.cls = 3;                                     /* the same bytes as a blob */
+    check_range(db, fd, "t_vb", "vb", &k, CVG_OK);
+    check_range(db, fd, "t_vt", "vt", &k, CVG_OK);
+  }
+  /* a version long enough to spill is not read here: the caller asks SQLite instead */
+  k = (cvgi_ikey){.cls = 2, .p = (const unsigned char *)"v", .n = 1};
+  check_range(db, fd, "t_vl", "vl", &k, CVG_EINVAL);
+  /* past the caller's limit */
+  cvgi_rowids r = {NULL, 0, 0, 100};
+  k = (cvgi_ikey){.cls = 1, .i = INT64_MIN};
+  struct stat sb;
+  assert_int_equal(fstat(fd, &sb), 0);
+  sqlite3_stmt *s;
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT rootpage FROM sqlite_schema WHERE name = 't_vi'",
+                                      -1, &s, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+  uint32_t root = (uint32_t)sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  assert_int_equal(cvgi_index_range(fd, (uint64_t)sb.st_size / 512, 512, 512, root, &k, &r),
+                   CVG_ETOOBIG);
+  free(r.v);
+  /* a root that is not an index page, and one past the end of the file */
+  r = (cvgi_rowids){NULL, 0, 0, 100};
+  assert_int_equal(cvgi_index_range(fd, (uint64_t)sb.st_size / 512, 512, 512, 1, &k, &r),
+                   CVG_ECORRUPT);
+  assert_int_equal(cvgi_index_range(fd, (uint64_t)sb.st_size / 512, 512, 512,
+                                    (uint32_t)(sb.st_size / 512) + 1, &k, &r),
+                   CVG_ECORRUPT);
+  free(r.v);
+  close(fd);
+  sqlite3_close(db);
+}
+
+/* Incremental scans whose version index can be walked directly, and those that must go through
+ * SQLite (no usable index, a collation or affinity the walk does not follow): either way, the
+ * rows are those SQLite's "version >= watermark" selects. */
+static void test_incremental_scan_versions(void **state) {
+  (void)state;
+  static const struct {
+    const char *name, *schema, *ver;
+    int text;    /* the versions are text, not integers */
+    int text_wm; /* so is the watermark */
+  } cases[] = {
+      {"vt.db",
+       "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, ver TEXT, del INTEGER);"
+       "CREATE INDEX t_ver ON t(ver);",
+       "2026-11-20", 1, 1},
+      {"vdesc.db",
+       "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, ver INTEGER, del INTEGER);"
+       "CREATE INDEX t_ver ON t(ver DESC);",
+       "600", 0, 0},
+      {"vnocase.db",
+       "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, ver TEXT COLLATE NOCASE,"
+       " del INTEGER); CREATE INDEX t_ver ON t(ver COLLATE BINARY);",
+       "2026-11-20U", 1, 1}, /* 't' > 'U' bytewise; not so without case */
+      {"vpartial.db",
+       "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, ver INTEGER, del INTEGER);"
+       "CREATE INDEX t_ver ON t(ver) WHERE del = 0;",
+       "600", 0, 0},
+      {"vreal.db",
+       "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, ver REAL, del INTEGER);"
+       "CREATE INDEX t_ver ON t(ver);",
+       "600", 0, 0},
+      {"vnumtext.db",
+       "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, ver NUMERIC, del INTEGER);"
+       "CREATE INDEX t_ver ON t(ver);",
+       "600", 0, 1}, /* '600' becomes 600 */
+  };
+  const char *keys[] = {"id"}, *cols[] = {"v", "ver"};
+  cvg_scan_spec spec = {.key_cols = keys,
+                        .n_key = 1,
+                        .cmp_cols = cols,
+                        .n_cmp = 2,
+                        .version_col = "ver",
+                        .tombstone_col = "del"};
+  static int64_t k1[3000], k2[3000];
+  static uint64_t f1[3000], f2[3000];
+  static int t1[3000], t2[3000];
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    char sql[2000];
+    /* text versions: ISO dates, some lower-case (NOCASE sorts them elsewhere); numbers 0..999 */
+    snprintf(sql, sizeof sql,
+             "%s WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<3000)"
+             " INSERT INTO t SELECT i, printf('row %%d', i), %s, i %% 7 = 0 FROM n;",
+             cases[c].schema,
+             cases[c].text ? "printf(CASE WHEN i % 7 = 0 THEN '2026-11-%02dt' ELSE '2026-11-%02dT'"
+                             " END, i % 30 + 1)"
+                           : "i % 1000");
+    make_db(cases[c].name, sql);
+    cvg_store *st;
+    cvg_error err;
+    assert_int_equal(cvg_store_open(&st, url(cases[c].name, "t"), CVG_STORE_READONLY, &err),
+                     CVG_OK);
+    cvg_buf w;
+    cvg_buf_init(&w, 64);
+    if (cases[c].text_wm)
+      cvg_encode_text(&w, cases[c].ver, strlen(cases[c].ver));
+    else
+      cvg_encode_int(&w, atoi(cases[c].ver));
+    size_t n1 = since_rows_w(st, &spec, &w, k1, f1, t1, 3000);
+    setenv("CONVERGE_SQLITE_FASTPATH", "0", 1);
+    size_t n2 = since_rows_w(st, &spec, &w, k2, f2, t2, 3000);
+    unsetenv("CONVERGE_SQLITE_FASTPATH");
+    if (n1 != n2 || n1 == 0 || n1 == 3000)
+      fail_msg("%s: %zu rows direct, %zu through SQLite", cases[c].name, n1, n2);
+    for (size_t i = 0; i < n1; i++) {
+      assert_int_equal(k1[i], k2[i]);
+      assert_true(f1[i] == f2[i]);
+    }
+    cvg_buf_release(&w);
+    cvg_store_close(st);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_describe_discovers_key),
@@ -429,6 +681,8 @@ int main(void) {
       cmocka_unit_test(test_non_unique_key_is_refused),
       cmocka_unit_test(test_fetch_and_readonly),
       cmocka_unit_test(test_incremental_scan_and_own_tables),
+      cmocka_unit_test(test_index_range_matches_sqlite),
+      cmocka_unit_test(test_incremental_scan_versions),
   };
   return cmocka_run_group_tests_name("store", tests, setup, teardown);
 }
