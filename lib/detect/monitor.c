@@ -1400,22 +1400,24 @@ static int merge_reads(dset *ds, since_read *reads, const size_t *idx, size_t k,
     }
     if (!mk)
       break;
-    cvg_copy sub[CVG_DIFF_MAX_REPLICAS];
-    memset(sub, 0, k * sizeof *sub);
+    /* The bulk: every replica holds the same copy (state, fingerprint, version), which
+     * cvg_classify would call agreement; only then is the key looked for among the tracked. */
     size_t have = 0;
+    int same = 1;
     for (size_t x = 0; x < k; x++) {
-      if (!key[x] || cvg_key_compare(key[x], h[x].key_len, mk, mlen) != 0) {
+      if (!key[x] || h[x].key_len != mlen || memcmp(key[x], mk, mlen) != 0) {
         key[x] = NULL; /* not at this key */
+        same = 0;
         continue;
       }
       have++;
-      sub[x].state = h[x].tomb ? CVG_TOMBSTONED : CVG_LIVE;
-      sub[x].fp = h[x].fp;
-      sub[x].version = key[x] + h[x].key_len;
-      sub[x].version_len = h[x].ver_len;
+      if (x && same)
+        same = h[x].tomb == h[0].tomb && cvg_fp_equal(h[x].fp, h[0].fp) &&
+               h[x].ver_len == h[0].ver_len &&
+               memcmp(key[x] + mlen, key[0] + mlen, h[x].ver_len) == 0;
     }
-    if (have == k && cvg_classify(sub, k, 1, 0, NULL) == CVG_CLASS_NONE &&
-        !tr_find(ds, mk, mlen, XXH3_64bits(mk, mlen), NULL)) {
+    if (have == k && same &&
+        (!ds->n_tracked || !tr_find(ds, mk, mlen, XXH3_64bits(mk, mlen), NULL))) {
       (*agreed)++;
     } else if (cs->n >= MAX_CHANGED) {
       ds->full_requested = 1;

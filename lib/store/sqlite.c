@@ -1121,22 +1121,25 @@ static void sort_rowids(int64_t *v, size_t n) {
     return;
   }
   uint64_t *src = (uint64_t *)(void *)v, *dst = a, flip = (uint64_t)1 << 63;
-  for (size_t i = 0; i < n; i++) /* signed order as unsigned: flip the sign bit */
-    src[i] ^= flip;
-  for (int shift = 0; shift < 64; shift += 8) {
-    size_t count[256] = {0};
-    for (size_t i = 0; i < n; i++)
-      count[(src[i] >> shift) & 0xFF]++;
-    if (count[(src[0] >> shift) & 0xFF] == n)
+  /* the eight byte histograms in one pass, the sign bit flipped so signed order is unsigned */
+  static _Thread_local size_t count[8][256];
+  memset(count, 0, sizeof count);
+  for (size_t i = 0; i < n; i++) {
+    uint64_t x = src[i] ^= flip;
+    for (int b = 0; b < 8; b++)
+      count[b][(x >> (8 * b)) & 0xFF]++;
+  }
+  for (int b = 0, shift = 0; b < 8; b++, shift += 8) {
+    if (count[b][(src[0] >> shift) & 0xFF] == n)
       continue; /* every rowid has this byte: the pass would change nothing */
     size_t sum = 0;
-    for (int b = 0; b < 256; b++) {
-      size_t c = count[b];
-      count[b] = sum;
+    for (int d = 0; d < 256; d++) {
+      size_t c = count[b][d];
+      count[b][d] = sum;
       sum += c;
     }
     for (size_t i = 0; i < n; i++)
-      dst[count[(src[i] >> shift) & 0xFF]++] = src[i];
+      dst[count[b][(src[i] >> shift) & 0xFF]++] = src[i];
     uint64_t *t = src;
     src = dst;
     dst = t;

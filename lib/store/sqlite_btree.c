@@ -247,45 +247,58 @@ static int cell_key(cvgi_btree *bt, const unsigned char *pg, uint32_t hdr, int l
 
 /*
  * The first cell of the page (n >= 1 cells) whose key >= rowid, or n. Keys of a rowid table are
- * usually spread evenly over a page, so the search first guesses the position by interpolation
- * between the first and the last key and checks the guess with its neighbour; only a wrong
- * guess falls back to bisection. Each probe is a cache miss on a page nobody read lately, so
- * fewer probes is what makes a seek fast.
+ * usually spread evenly over a page, so the search guesses the position by interpolation and
+ * checks the guess against its neighbour; only a wrong guess falls back to bisection. Each probe
+ * decodes a cell, so fewer probes is what makes a seek fast. The interpolation runs between the
+ * bounds the parent page gives (lo, hi] when it has them - no probe - or else between the first
+ * and the last keys of the page.
  */
 static int lower_bound(cvgi_btree *bt, const unsigned char *pg, uint32_t hdr, int leaf, uint32_t n,
-                       int64_t rowid, uint32_t *out) {
+                       int64_t rowid, int64_t lo_bound, int64_t hi_bound, uint32_t *out) {
   int64_t first, last, k;
   int rc;
-  if ((rc = cell_key(bt, pg, hdr, leaf, 0, &first)))
-    return rc;
-  if (rowid <= first)
-    return *out = 0, CVG_OK;
-  if ((rc = cell_key(bt, pg, hdr, leaf, n - 1, &last)))
-    return rc;
-  if (rowid > last)
-    return *out = n, CVG_OK;
-  /* first < rowid <= last: the answer lies in [1, n-1] */
-  uint32_t lo = 1, hi = n - 1;
-  double frac = ((double)rowid - (double)first) / ((double)last - (double)first);
-  uint32_t g = 1 + (uint32_t)(frac * (double)(n - 2) + 0.5);
-  if (g > n - 1)
-    g = n - 1;
+  if (lo_bound == INT64_MIN || hi_bound == INT64_MAX || lo_bound >= hi_bound) {
+    if ((rc = cell_key(bt, pg, hdr, leaf, 0, &first)))
+      return rc;
+    if (rowid <= first)
+      return *out = 0, CVG_OK;
+    if ((rc = cell_key(bt, pg, hdr, leaf, n - 1, &last)))
+      return rc;
+    if (rowid > last)
+      return *out = n, CVG_OK;
+  } else {
+    first = lo_bound + 1; /* estimates: the page's keys lie in (lo, hi] */
+    last = hi_bound;
+  }
+  uint32_t g = 0;
+  if (n > 1 && rowid > first) {
+    double frac = ((double)rowid - (double)first) / ((double)last - (double)first + 1e-9);
+    double pos = frac * (double)(n - 1) + 0.5;
+    g = pos >= (double)(n - 1) ? n - 1 : (uint32_t)pos;
+  }
+  uint32_t lo, hi; /* the answer lies in [lo, hi] */
   if ((rc = cell_key(bt, pg, hdr, leaf, g, &k)))
     return rc;
   if (k >= rowid) {
-    hi = g;
-    int64_t prev;
-    if (g == 1)
-      return *out = 1, CVG_OK;
-    if ((rc = cell_key(bt, pg, hdr, leaf, g - 1, &prev)))
+    if (g == 0)
+      return *out = 0, CVG_OK;
+    if ((rc = cell_key(bt, pg, hdr, leaf, g - 1, &k)))
       return rc;
-    if (prev < rowid)
+    if (k < rowid)
       return *out = g, CVG_OK;
+    lo = 0;
     hi = g - 1;
   } else {
-    lo = g + 1;
+    if (g + 1 == n)
+      return *out = n, CVG_OK;
+    if ((rc = cell_key(bt, pg, hdr, leaf, g + 1, &k)))
+      return rc;
+    if (k >= rowid)
+      return *out = g + 1, CVG_OK;
+    lo = g + 2;
+    hi = n;
   }
-  while (lo < hi) { /* invariant: key(lo-1) < rowid, key(hi) >= rowid */
+  while (lo < hi) { /* invariant: key(lo-1) < rowid (or lo = 0), key(hi) >= rowid (or hi = n) */
     uint32_t mid = lo + (hi - lo) / 2;
     if ((rc = cell_key(bt, pg, hdr, leaf, mid, &k)))
       return rc;
@@ -349,7 +362,7 @@ int cvgi_btree_seek(cvgi_btree *bt, int64_t rowid, const unsigned char **rec, si
     if (pg[hdr] == 0x05) {
       if (n == 0 || hdr + 12 + 2 * n > bt->page_size || d + 1 == CVGI_BTREE_DEPTH)
         return CVG_ECORRUPT;
-      if ((rc = lower_bound(bt, pg, hdr, 0, n, rowid, &i)))
+      if ((rc = lower_bound(bt, pg, hdr, 0, n, rowid, bt->path[d].lo, bt->path[d].hi, &i)))
         return rc;
       int64_t lo_key = bt->path[d].lo, hi_key = bt->path[d].hi;
       if (i > 0 && (rc = cell_key(bt, pg, hdr, 0, i - 1, &lo_key)))
@@ -365,7 +378,7 @@ int cvgi_btree_seek(cvgi_btree *bt, int64_t rowid, const unsigned char **rec, si
       return CVG_ECORRUPT;
     if (n == 0)
       return CVG_OK;
-    if ((rc = lower_bound(bt, pg, hdr, 1, n, rowid, &i)))
+    if ((rc = lower_bound(bt, pg, hdr, 1, n, rowid, bt->path[d].lo, bt->path[d].hi, &i)))
       return rc;
     int64_t r;
     if (i < n && (rc = leaf_cell(bt, pg, hdr, i, &r, rec, rec_len)) == CVG_OK && r == rowid)
