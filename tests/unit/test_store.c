@@ -309,39 +309,11 @@ static size_t since_rows_w(cvg_store *st, const cvg_scan_spec *base, cvg_buf *w,
 /* Rows with version >= since, as (key int, fp lo) pairs sorted by key, into out; returns count. */
 static size_t since_rows(cvg_store *st, const cvg_scan_spec *base, int64_t since, int64_t *keys,
                          uint64_t *fps, int *tombs, size_t max) {
-  cvg_buf w, scratch;
+  cvg_buf w;
   cvg_buf_init(&w, 64);
-  cvg_buf_init(&scratch, 64);
   cvg_encode_int(&w, since);
-  cvg_scan_spec spec = *base;
-  spec.since = w.data;
-  spec.since_len = w.len;
-  cvg_scan *sc = NULL;
-  cvg_error err;
-  assert_int_equal(cvg_scan_open(st, &spec, &sc, &err), CVG_OK);
-  cvg_scan_row row;
-  size_t n = 0;
-  int rc;
-  while ((rc = cvg_scan_next(sc, &row, &err)) == CVG_OK) {
-    assert_true(n < max);
-    cvg_value v;
-    size_t nv;
-    assert_int_equal(cvg_decode_tuple(row.key, row.key_len, &v, 1, &nv, &scratch), CVG_OK);
-    size_t at = n++;
-    while (at > 0 && keys[at - 1] > v.u.i) { /* insertion sort: the order is the engine's */
-      keys[at] = keys[at - 1];
-      fps[at] = fps[at - 1];
-      tombs[at] = tombs[at - 1];
-      at--;
-    }
-    keys[at] = v.u.i;
-    fps[at] = row.fp.lo;
-    tombs[at] = row.tombstone;
-  }
-  assert_int_equal(rc, CVG_DONE);
-  cvg_scan_close(sc);
+  size_t n = since_rows_w(st, base, &w, keys, fps, tombs, max);
   cvg_buf_release(&w);
-  cvg_buf_release(&scratch);
   return n;
 }
 
