@@ -325,7 +325,12 @@ int main(int argc, char **argv) {
   cvg_catalog *cat;
   cvg_monitor *m;
   cvg_error err;
-  if (cvg_catalog_parse(&cat, "bench.yaml", yaml, strlen(yaml), &err) != CVG_OK ||
+  /* the catalog is named beside the replica files, so the monitor's alert state
+   * (converge.state.db beside the catalog) lands there too, not in the working directory */
+  char cat_path[4200];
+  const char *slash = strrchr(a, '/');
+  snprintf(cat_path, sizeof cat_path, "%.*sbench.yaml", slash ? (int)(slash - a + 1) : 0, a);
+  if (cvg_catalog_parse(&cat, cat_path, yaml, strlen(yaml), &err) != CVG_OK ||
       cvg_monitor_new(&m, cat, NULL, &err) != CVG_OK)
     die(err.input, err.msg);
   sqlite3 *da = open_db(a), *db = open_db(b);
