@@ -68,8 +68,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   if (write(fd, img, n) == (ssize_t)n) {
     seek(img, n, troot, fd, k);
-    cvgi_btree bt; /* for the page size and usable bytes the header gives */
-    if (cvgi_btree_init(&bt, img, n, 1) == CVG_OK || bt.page_size) {
+    cvgi_btree bt;                   /* for the page size and usable bytes the header gives */
+    cvgi_btree_init(&bt, img, n, 1); /* sets the page size even when page 1 is unusable */
+    if (bt.page_size >= 512) {
       cvgi_ikey key;
       memset(&key, 0, sizeof key);
       key.cls = kind == 0 || kind == 1 ? 1 : kind;
@@ -79,8 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       key.p = data + 5;
       key.n = 3;
       cvgi_rowids r = {NULL, 0, 0, 4096};
-      if (bt.page_size >= 512)
-        cvgi_index_range(fd, n / bt.page_size, bt.page_size, bt.usable, iroot, &key, &r);
+      cvgi_index_range(fd, n / bt.page_size, bt.page_size, bt.usable, iroot, &key, &r);
       free(r.v);
     }
     cvgi_btree_release(&bt);
