@@ -16,12 +16,19 @@ BUILD ?= build
 CFLAGS ?= -O2 -g
 SAN ?=
 PKGS := sqlite3 libxxhash jansson yaml-0.1 libcrypto libmicrohttpd libcurl libpq
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# The pkg-config flags are asked for when a compile or link first needs them, once per make,
+# never when make reads this file: on a fresh machine pkg-config and the -dev packages only exist
+# once scripts/bootstrap has run, which the targets that call it (demo, test, bench) do first,
+# before their build runs in a make of its own. Without them, the build stops with what to do.
+pkg_query = $(shell pkg-config $(1) $(PKGS) 2>/dev/null || echo '?missing')
+pkg_checked = $(if $(filter ?missing,$(1)),$(error pkg-config cannot find $(PKGS) (or pkg-config \
+  itself is missing): run scripts/bootstrap, or make demo or make test, which run it),$(1))
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(call pkg_checked,$$(call pkg_query,--cflags)))$(PKG_CFLAGS)
+PKG_LIBS = $(eval PKG_LIBS := $$(call pkg_checked,$$(call pkg_query,--libs)))$(PKG_LIBS)
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wformat=2 -Wvla
-ALL_CFLAGS := -std=c11 $(WARN) -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude -Isrc \
-              $(PKG_CFLAGS) $(CFLAGS) $(SAN) -MMD -MP
-LDLIBS := $(PKG_LIBS) -lpthread -lm
+ALL_CFLAGS = -std=c11 $(WARN) -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude -Isrc \
+             $(PKG_CFLAGS) $(CFLAGS) $(SAN) -MMD -MP
+LDLIBS = $(PKG_LIBS) -lpthread -lm
 
 LIB_SRC := $(sort $(wildcard lib/*/*.c))
 SRC_SRC := $(sort $(wildcard src/*.c))
@@ -153,14 +160,16 @@ test-pg: all
 	@tests/pg/run $(BUILD)/converge
 	@tests/pg/replication $(BUILD)/converge
 
-bench: bootstrap all
+bench: bootstrap
+	@$(MAKE) --no-print-directory all
 	@bench/diff_vs_sqldiff $(BUILD)/converge
 	@bench/watch $(BUILD)/converge
 	@bench/adaptive
 	@bench/repair $(BUILD)/converge
 	@bench/pg $(BUILD)/converge
 
-demo: bootstrap all
+demo: bootstrap
+	@$(MAKE) --no-print-directory all
 	@scripts/demo $(BUILD)/converge
 
 # Every scenario of examples/chaos/ (about ten minutes), appended to build/chaos-ledger.jsonl,
