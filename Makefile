@@ -48,7 +48,7 @@ SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 C_FILES := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair test-chaos test-pg test-dashboard chaos bench demo install format format-check fuzz \
+.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair test-chaos test-pg test-dashboard test-hostile chaos bench demo install format format-check fuzz \
         fuzz-run bootstrap clean
 
 all: $(BUILD)/converge $(BUILD)/libconverge.a
@@ -124,6 +124,8 @@ test: bootstrap
 	@tests/alerts/run build/asan/converge
 	@echo "== repair end to end (ASan+UBSan build; 50 SIGKILL trials with a concurrent writer)"
 	@tests/repair/run build/asan/converge
+	@echo "== attacks and accidents against the repair path (ASan+UBSan build; tests/hostile)"
+	@tests/hostile/run build/asan/converge
 	@echo "== PostgreSQL replicas (ASan+UBSan build; real PostgreSQL servers from initdb, logical replication)"
 	@tests/pg/run build/asan/converge
 	@tests/pg/replication build/asan/converge
@@ -155,6 +157,9 @@ test-chaos: all
 
 test-dashboard: all
 	@tests/dashboard/run $(BUILD)/converge
+
+test-hostile: all
+	@tests/hostile/run $(BUILD)/converge
 
 test-pg: all
 	@tests/pg/run $(BUILD)/converge

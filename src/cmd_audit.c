@@ -81,6 +81,59 @@ static json_t *decode_row(const char *hex, json_t *cols) {
   return o;
 }
 
+typedef struct find_hash {
+  int64_t seq;
+  int found;
+  unsigned char hash[32];
+} find_hash;
+
+static int find_hash_cb(void *ctx, const cvg_jrecord *r) {
+  find_hash *f = ctx;
+  if (r->seq == f->seq) {
+    f->found = 1;
+    memcpy(f->hash, r->hash, 32);
+  }
+  return 1;
+}
+
+/*
+ * The chain verifies; is it still the chain converge left? The head saved in the state file
+ * after the last run must be one of its records, with the same hash: otherwise the newest
+ * records were removed, or the chain was rebuilt. err->hint keeps the head hash for the caller.
+ */
+static int against_saved_head(cvg_journal *j, const cvg_catalog *cat, int64_t n, cvg_error *err) {
+  int64_t seq;
+  unsigned char saved[32];
+  char head_hint[sizeof err->hint];
+  snprintf(head_hint, sizeof head_hint, "%s", err->hint);
+  int rc = cvg_journal_saved_head(cat->alerting.state_file, cat->journal, &seq, saved, err);
+  if (rc != CVG_OK || seq == 0) {
+    snprintf(err->hint, sizeof err->hint, "%s", head_hint);
+    return rc;
+  }
+  if (seq > n) {
+    cvg_error_set(err, CVG_ETAMPER, cat->journal,
+                  "the journal ends at record %lld, but its head after the last run was record "
+                  "%lld (kept in %s): the newest records were removed",
+                  (long long)n, (long long)seq, cat->alerting.state_file);
+    cvg_error_hint(err, "restore the journal from a backup; repairs refuse to run until then");
+    return CVG_ETAMPER;
+  }
+  find_hash fh = {seq, 0, {0}};
+  rc = cvg_journal_scan(j, seq - 1, NULL, NULL, 0, 0, -1, find_hash_cb, &fh, err);
+  if (rc == CVG_OK && (!fh.found || memcmp(fh.hash, saved, 32) != 0)) {
+    cvg_error_set(err, CVG_ETAMPER, cat->journal,
+                  "record %lld is not the record converge saved as the head after its last run "
+                  "(kept in %s): the chain was rebuilt",
+                  (long long)seq, cat->alerting.state_file);
+    cvg_error_hint(err, "restore the journal from a backup; repairs refuse to run until then");
+    return CVG_ETAMPER;
+  }
+  if (rc == CVG_OK)
+    snprintf(err->hint, sizeof err->hint, "%s", head_hint);
+  return rc;
+}
+
 static int print_record(void *ctx, const cvg_jrecord *r) {
   walk *w = ctx;
   char t[40], h[65], p[65];
@@ -243,7 +296,14 @@ int cmd_audit(int argc, char **argv) {
       }
   cvg_journal *j = NULL;
   int status = 0;
-  if (cvg_journal_open(&j, cat ? cat->journal : o.journal, 0, &err) != CVG_OK) {
+  cvg_journal_opts jo;
+  memset(&jo, 0, sizeof jo);
+  jo.mode = CVG_JOURNAL_READ;
+  if (cat) {
+    jo.key = cat->journal_key;
+    jo.key_len = cat->journal_key_len;
+  }
+  if (cvg_journal_open_opts(&j, cat ? cat->journal : o.journal, &jo, &err) != CVG_OK) {
     print_error(&err);
     cvg_catalog_free(cat);
     return EXIT_TROUBLE;
@@ -251,6 +311,8 @@ int cmd_audit(int argc, char **argv) {
   if (strcmp(sub, "verify") == 0) {
     int64_t n = 0;
     int rc = cvg_journal_verify(j, &n, &err);
+    if (rc == CVG_OK && cat)
+      rc = against_saved_head(j, cat, n, &err);
     if (rc == CVG_OK) {
       printf("%s: %lld records, the chain is intact; head %s\n", cat ? cat->journal : o.journal,
              (long long)n, n ? err.hint : "(empty)");

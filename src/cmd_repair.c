@@ -19,10 +19,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The first SIGINT or SIGTERM asks the run to stop after its current batch (everything journaled
+ * so far stays consistent and is resumed by the next run); a second one ends the process at once,
+ * which the journal survives as it survives a crash. */
 static int stop_flag;
+static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) {
-  (void)sig;
+  static const char msg[] =
+      "\nconverge: stopping after the current batch (a second signal stops at once)\n";
+  stop_signal = sig;
   __atomic_store_n(&stop_flag, 1, __ATOMIC_SEQ_CST);
+  signal(sig, SIG_DFL);
+  ssize_t n = write(2, msg, sizeof msg - 1);
+  (void)n;
+}
+
+/* What an interrupted run says, and its exit status: 128 + the signal, never success. */
+static int interrupted_exit(const cvg_repair_stats *s) {
+  if (s->interrupted)
+    fprintf(stderr,
+            "converge: interrupted: %llu of %llu divergent keys repaired (%llu mutations "
+            "applied); run the same command again to resume\n",
+            (unsigned long long)s->keys_done, (unsigned long long)s->divergent,
+            (unsigned long long)s->applied);
+  else
+    fprintf(stderr, "converge: interrupted, but after the run's last batch: nothing is left to "
+                    "resume\n");
+  return 128 + (int)stop_signal;
 }
 
 static void print_line(void *ctx, const char *line) {
@@ -53,6 +76,14 @@ static void progress(void *ctx, size_t done, size_t total, const cvg_repair_stat
 }
 
 static void summary(const cvg_repair_stats *s, int execute) {
+  if (execute && s->head_seq > 0) {
+    char hx[65];
+    for (int i = 0; i < 32; i++)
+      snprintf(hx + 2 * i, 3, "%02x", s->head_hash[i]);
+    printf("journal head: record %lld, %s (kept in the state file too; converge audit verify "
+           "compares them)\n",
+           (long long)s->head_seq, hx);
+  }
   if (execute)
     printf("repair: %llu divergent, %llu decisions, %llu mutations: %llu applied, %llu skipped "
            "(row changed meanwhile), %llu failed, %llu awaiting approval%s in %.2fs (journal "
@@ -174,7 +205,7 @@ static int repair_status(const cvg_catalog *cat) {
   cvg_journal *j = NULL;
   cvg_error err;
   cvg_error_clear(&err);
-  if (cvg_journal_open(&j, cat->journal, 0, &err) != CVG_OK) {
+  if (cvg_journal_open(&j, cat->journal, CVG_JOURNAL_READ, &err) != CVG_OK) {
     print_error(&err);
     return EXIT_TROUBLE;
   }
@@ -371,11 +402,14 @@ int cmd_repair(int argc, char **argv) {
   if (rc) {
     print_error(&err);
     cvg_catalog_free(cat);
-    return EXIT_TROUBLE;
+    return stop_signal ? interrupted_exit(&st) : EXIT_TROUBLE;
   }
   if (!sub)
     summary(&st, execute);
-  else
+  if (!sub && stop_signal) {
+    cvg_catalog_free(cat);
+    return interrupted_exit(&st);
+  } else
     printf("%s %lld: %llu applied, %llu skipped, %llu failed\n", sub, (long long)id,
            (unsigned long long)st.applied, (unsigned long long)st.skipped,
            (unsigned long long)st.failed);

@@ -209,6 +209,9 @@ typedef struct cvg_cat_dataset {
   int line, column;       /* where the dataset is declared */
 } cvg_cat_dataset;
 
+#define CVG_JOURNAL_KEY_BYTES_MIN 16  /* shortest journal HMAC key (journal.key_file) */
+#define CVG_JOURNAL_KEY_BYTES_MAX 256 /* longest journal HMAC key */
+
 typedef struct cvg_catalog {
   char *path;       /* OWNED; the file it was loaded from */
   char *listen;     /* OWNED; HTTP address host:port; default "127.0.0.1:9464" */
@@ -217,6 +220,8 @@ typedef struct cvg_catalog {
   int workers;      /* probe worker threads; default 4 */
   char *api_token;  /* OWNED; bearer token for POST endpoints, or NULL (they are refused); secret */
   char *journal;    /* OWNED; the repair journal; default beside the catalog: NAME.journal.db */
+  unsigned char *journal_key; /* OWNED; HMAC key from journal.key_file, or NULL; secret */
+  size_t journal_key_len;
   cvg_cat_alerting alerting;
   cvg_cat_dataset *datasets; /* OWNED; n_datasets >= 1 */
   size_t n_datasets;

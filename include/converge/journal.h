@@ -13,6 +13,7 @@
 #ifndef CONVERGE_JOURNAL_H
 #define CONVERGE_JOURNAL_H
 
+#include "converge/catalog.h" /* CVG_JOURNAL_KEY_BYTES_MIN/MAX */
 #include "converge/encode.h"
 #include "converge/status.h"
 
@@ -54,8 +55,51 @@ typedef struct cvg_jrecord {
 
 typedef struct cvg_journal cvg_journal;
 
-/* Opens (creating if asked) the journal at path. */
-int cvg_journal_open(cvg_journal **out, const char *path, int create, cvg_error *err);
+/* How a journal is opened. Only a file that holds converge's journal table (with its columns)
+ * is opened: any other database gets CVG_ENOTDB "not a converge journal" and is left as it was. */
+typedef enum cvg_journal_mode {
+  CVG_JOURNAL_READ = 0, /* read-only: nothing in or beside the file is created or changed; works
+                           on a read-only file system and a full disk */
+  CVG_JOURNAL_WRITE,    /* append to an existing journal */
+  CVG_JOURNAL_CREATE    /* append, first creating the journal in a new or empty file */
+} cvg_journal_mode;
+
+/*
+ * Trust. A journal opened for appending (WRITE, CREATE) is verified before the open returns: the
+ * chain from the head saved outside the journal at the end of the last run (head_path; the
+ * whole chain when none is saved) to its end must verify, and the journal must not have fewer
+ * records than that head counted. Every group of appends first verifies what others appended
+ * since; nothing is appended after a record that does not verify. Records a writer reads with
+ * cvg_journal_scan are checked too (content against hash, and the next record's link to it),
+ * so a revert, resume or approval never acts on an edited record. Failures are CVG_ETAMPER,
+ * naming the record. Closing a writer saves its verified head in head_path.
+ */
+typedef struct cvg_journal_opts {
+  cvg_journal_mode mode;
+  const char *head_path;    /* BORROWED; SQLite file that keeps the verified head (seq, hash)
+                            outside the journal - the catalog's state file; NULL: none */
+  const unsigned char *key; /* BORROWED; the HMAC-SHA256 key (journal.key_file), or NULL for a
+                               plain SHA-256 chain. A journal is created keyed or not and stays
+                               so; verifying or appending with the other kind is refused. */
+  size_t key_len;
+} cvg_journal_opts;
+
+/* Opens the journal at path. OWNED: close with cvg_journal_close. */
+int cvg_journal_open_opts(cvg_journal **out, const char *path, const cvg_journal_opts *opts,
+                          cvg_error *err);
+/* The same with mode only (no saved head: a writer verifies the whole chain). */
+int cvg_journal_open(cvg_journal **out, const char *path, cvg_journal_mode mode, cvg_error *err);
+
+/* The head this handle knows: for a writer the verified one. hash gets 32 bytes. */
+void cvg_journal_head(const cvg_journal *j, int64_t *seq, unsigned char hash[32]);
+
+/* Saves a writer's verified head in its head_path (done by cvg_journal_close too); a saved head
+ * only moves forward. */
+int cvg_journal_save_head(cvg_journal *j, cvg_error *err);
+
+/* The head saved for journal_path in head_path, read-only: *seq 0 when none was saved. */
+int cvg_journal_saved_head(const char *head_path, const char *journal_path, int64_t *seq,
+                           unsigned char hash[32], cvg_error *err);
 void cvg_journal_close(cvg_journal *j);
 
 /* Begins a group of appends that become durable together at cvg_journal_commit (one fsync).
@@ -70,6 +114,9 @@ int cvg_journal_append(cvg_journal *j, cvg_jrecord *r, cvg_error *err);
 
 /* The hash of a record from its fields (seq, prev, kind, at, dataset, key, body). */
 void cvg_journal_hash(const cvg_jrecord *r, unsigned char out[32]);
+
+/* 1 if the journal was created with an HMAC key (its chain is HMAC-SHA256), else 0. */
+int cvg_journal_keyed(const cvg_journal *j);
 
 /* Verification: walks the whole chain. *records gets the number checked. On the first record
  * that does not match, returns CVG_ECORRUPT with err naming it (seq and what is wrong). */

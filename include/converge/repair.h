@@ -61,6 +61,10 @@ typedef struct cvg_repair_stats {
   double seconds;
   double journal_seconds; /* of which: building, hashing and durably appending journal records */
   size_t stopped_stage;   /* staged: the stage that did not converge (later ones not run); 0 */
+  int interrupted;        /* the run stopped early on opts.cancel (after a whole batch) */
+  uint64_t keys_done;     /* divergent keys whose batch was journaled and applied */
+  int64_t head_seq;       /* the journal's verified head after the run (0: no journal opened) */
+  unsigned char head_hash[32];
 } cvg_repair_stats;
 
 /* Receives each line the repairer prints (the plan, progress, outcomes). */

@@ -1061,6 +1061,54 @@ static int parse_impact(parser *p, yaml_node_t *n, cvg_cat_impact *im) {
   return CVG_OK;
 }
 
+/* The journal's HMAC key: the file's bytes (one trailing newline dropped), never printed. */
+static int read_journal_key(parser *p, yaml_node_t *v, cvg_catalog *cat) {
+  const char *file = scalar(v);
+  if (!file || !*file)
+    return fail(p, v, NULL, "'key_file' must be a path");
+  FILE *f = fopen(file, "rb");
+  if (!f)
+    return fail(p, v, "create it with: head -c 32 /dev/urandom > FILE; chmod 600 FILE",
+                "cannot read key_file '%s': %s", file, strerror(errno));
+  unsigned char buf[CVG_JOURNAL_KEY_BYTES_MAX + 2];
+  size_t n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  if (n && buf[n - 1] == '\n')
+    n--;
+  if (n && buf[n - 1] == '\r')
+    n--;
+  int rc = CVG_OK;
+  if (n < CVG_JOURNAL_KEY_BYTES_MIN || n > CVG_JOURNAL_KEY_BYTES_MAX)
+    rc = fail(p, v, "create it with: head -c 32 /dev/urandom > FILE; chmod 600 FILE",
+              "key_file '%s' must hold %d to %d bytes, it holds %zu", file,
+              CVG_JOURNAL_KEY_BYTES_MIN, CVG_JOURNAL_KEY_BYTES_MAX, n);
+  else if (!(cat->journal_key = malloc(n)))
+    rc = cvg_error_set(p->err, CVG_ENOMEM, p->file, "out of memory reading the catalog");
+  else {
+    memcpy(cat->journal_key, buf, n);
+    cat->journal_key_len = n;
+  }
+  explicit_bzero(buf, sizeof buf);
+  return rc;
+}
+
+/* journal: PATH, or journal: {path: PATH, key_file: FILE} (a keyed, HMAC-SHA256 chain). */
+static int parse_journal(parser *p, yaml_node_t *n, cvg_catalog *cat) {
+  if (n->type == YAML_SCALAR_NODE)
+    return want_str(p, n, "journal", &cat->journal);
+  static const char *const keys[] = {"path", "key_file", NULL};
+  keyset ks;
+  yaml_node_t *v;
+  int rc = collect(p, n, "journal", keys, &ks);
+  if (rc)
+    return rc;
+  if ((v = get(&ks, "path")) && (rc = want_str(p, v, "path", &cat->journal)))
+    return rc;
+  if ((v = get(&ks, "key_file")) && (rc = read_journal_key(p, v, cat)))
+    return rc;
+  return CVG_OK;
+}
+
 static int parse_api(parser *p, yaml_node_t *n, cvg_catalog *cat) {
   static const char *const keys[] = {"token", "token_file", NULL};
   keyset ks;
@@ -1443,6 +1491,10 @@ void cvg_catalog_free(cvg_catalog *cat) {
   free(cat->log_level);
   free(cat->warnings);
   free(cat->journal);
+  if (cat->journal_key) {
+    explicit_bzero(cat->journal_key, cat->journal_key_len);
+    free(cat->journal_key);
+  }
   if (cat->api_token) {
     explicit_bzero(cat->api_token, strlen(cat->api_token));
     free(cat->api_token);
@@ -1586,9 +1638,10 @@ static int parse_root(parser *p, yaml_node_t *root, cvg_catalog *cat) {
     snprintf(cat->alerting.state_file, len, "%.*s.state.db", (int)stem, p->file);
   }
   if ((v = get(&ks, "journal"))) {
-    if ((rc = want_str(p, v, "journal", &cat->journal)))
+    if ((rc = parse_journal(p, v, cat)))
       return rc;
-  } else {
+  }
+  if (!cat->journal) {
     size_t len = stem + sizeof ".journal.db";
     if (!(cat->journal = malloc(len)))
       return CVG_ENOMEM;

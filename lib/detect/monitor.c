@@ -2365,14 +2365,18 @@ static void job_repair(cvg_monitor *m, job *j) {
   }
   pthread_mutex_unlock(&ds->mu);
   if (n || rc) {
-    char a[32], sk[32], f[32], dv[32];
+    char a[32], sk[32], f[32], dv[32], hs[32], hh[65];
+    snprintf(hs, sizeof hs, "%lld", (long long)st.head_seq);
+    for (int i = 0; i < 32; i++)
+      snprintf(hh + 2 * i, 3, "%02x", st.head_hash[i]);
     snprintf(a, sizeof a, "%llu", (unsigned long long)st.applied);
     snprintf(sk, sizeof sk, "%llu", (unsigned long long)st.skipped);
     snprintf(f, sizeof f, "%llu", (unsigned long long)st.failed);
     snprintf(dv, sizeof dv, "%llu", (unsigned long long)st.divergent);
     cvg_log(m->lg, rc || st.failed ? CVG_LOG_WARN : CVG_LOG_INFO, rc ? "repair_failed" : "repair",
             "dataset", ds->cfg->name, "still_divergent", dv, "applied", a, "skipped", sk, "failed",
-            f, "error", rc ? err.msg : "", "journal", m->cat->journal, (const char *)NULL);
+            f, "error", rc ? err.msg : "", "journal", m->cat->journal, "journal_head", hs,
+            "journal_head_hash", st.head_seq ? hh : "", (const char *)NULL);
   }
 }
 

@@ -44,11 +44,16 @@
  */
 #include "converge/journal.h"
 
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 const char *const cvg_jkind_names[] = {"divergence", "decision", "mutation",
                                        "outcome",    "revert",   "approval"};
@@ -60,9 +65,33 @@ struct cvg_journal {
   int64_t last_seq;
   unsigned char last_hash[32];
   int in_group;
-  EVP_MD *sha256;    /* OWNED; fetched once, not per record */
-  EVP_MD_CTX *mdctx; /* OWNED; reused for every record */
+  int read_only; /* opened with CVG_JOURNAL_READ: appends are refused */
+  /* Trust (writers only). Records 1..verified_seq were verified as one chain, ending in
+   * verified_hash, by this handle or - up to the saved head - by an earlier run; nothing is
+   * appended until that holds, and records others append are verified before ours follow. */
+  int trusted;
+  int64_t verified_seq;
+  unsigned char verified_hash[32];
+  int64_t saved_seq;     /* the head last saved outside the journal (0: none) */
+  char head_path[512];   /* where the head is kept outside the journal ("" for nowhere) */
+  sqlite3_stmt *prev_of; /* OWNED; SELECT prev WHERE seq = ?: the link check of scans */
+  EVP_MD *sha256;        /* OWNED; fetched once, not per record */
+  EVP_MD_CTX *mdctx;     /* OWNED; reused for every record */
+  unsigned char key[CVG_JOURNAL_KEY_BYTES_MAX]; /* the HMAC key (secret; zeroed at close) */
+  size_t key_len;                               /* 0: a plain SHA-256 chain */
+  int keyed;                                    /* the journal says it was created keyed */
+  EVP_MAC *hmac;                                /* OWNED; with a key */
+  EVP_MAC_CTX *macctx;                          /* OWNED; with a key */
 };
+
+static int establish_trust(cvg_journal *j, const char *head_path, cvg_error *err);
+static int extend_trust(cvg_journal *j, cvg_error *err);
+
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static int db_err(cvg_journal *j, cvg_error *err, const char *what) {
   cvg_error_set(err, CVG_EIO, j->path, "%s: %s", what, sqlite3_errmsg(j->db));
@@ -86,29 +115,179 @@ static int load_head(cvg_journal *j, cvg_error *err) {
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? CVG_OK : db_err(j, err, "cannot read the journal");
 }
 
-int cvg_journal_open(cvg_journal **out, const char *path, int create, cvg_error *err) {
-  *out = NULL;
-  cvg_journal *j = calloc(1, sizeof *j);
-  if (!j)
-    return cvg_error_set(err, CVG_ENOMEM, path, "out of memory");
-  snprintf(j->path, sizeof j->path, "%s", path);
-  int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX;
-  int rc = sqlite3_open_v2(path, &j->db, flags, NULL);
+/* The journal table's columns, in order: a table of that name with other columns is not ours. */
+static const char *const journal_columns[] = {"seq", "at_us", "kind", "dataset",
+                                              "key", "body",  "prev", "hash"};
+enum { N_JOURNAL_COLUMNS = sizeof journal_columns / sizeof journal_columns[0] };
+
+/*
+ * What the open file holds: 1 a converge journal, 0 a database without schema (new or empty),
+ * -1 anything else (a replica, another program's database), -2 a read error (SQLite's code in
+ * *rc: the file may be no database at all, or unreadable).
+ */
+static int schema_kind(sqlite3 *db, int *rc) {
+  sqlite3_stmt *st = NULL;
+  int n_objects = 0, n_cols = 0, ours = 1;
+  *rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema", -1, &st, NULL);
+  if (*rc == SQLITE_OK && (*rc = sqlite3_step(st)) == SQLITE_ROW) {
+    n_objects = sqlite3_column_int(st, 0);
+    *rc = SQLITE_OK;
+  }
+  sqlite3_finalize(st);
+  if (*rc != SQLITE_OK)
+    return -2;
+  if (n_objects == 0)
+    return 0;
+  *rc = sqlite3_prepare_v2(
+      db, "SELECT name FROM pragma_table_info('converge_journal') ORDER BY cid", -1, &st, NULL);
+  while (*rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 0);
+    if (n_cols >= N_JOURNAL_COLUMNS || !name || strcmp(name, journal_columns[n_cols]) != 0)
+      ours = 0;
+    n_cols++;
+  }
+  sqlite3_finalize(st);
+  if (*rc != SQLITE_OK)
+    return -2;
+  return ours && n_cols == N_JOURNAL_COLUMNS ? 1 : -1;
+}
+
+/* path as a file: URI that opens it immutable (no locks, no -wal or -shm created): for reading a
+ * journal where SQLite cannot create its shared-memory file (read-only file system, full disk). */
+static int immutable_uri(char *out, size_t cap, const char *path) {
+  size_t n = 0;
+  const char *pre = "file:";
+  for (const char *p = pre; *p && n + 1 < cap; p++)
+    out[n++] = *p;
+  for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+    if (n + 4 >= cap)
+      return -1;
+    if (*p == '?' || *p == '#' || *p == '%' || *p < 0x20 || *p >= 0x7f) {
+      snprintf(out + n, 4, "%%%02X", *p);
+      n += 3;
+    } else {
+      out[n++] = (char)*p;
+    }
+  }
+  const char *post = "?immutable=1";
+  if (n + strlen(post) + 1 > cap)
+    return -1;
+  memcpy(out + n, post, strlen(post) + 1);
+  return 0;
+}
+
+static int open_fail(cvg_journal *j, cvg_error *err, int status, const char *msg,
+                     const char *hint) {
+  cvg_error_set(err, status, j->path, "%s", msg);
+  cvg_error_hint(err, "%s", hint);
+  cvg_journal_close(j);
+  return err ? err->status : status;
+}
+
+static const char not_journal_hint[] =
+    "give the path of the repair journal (the catalog's journal:, default NAME.journal.db beside "
+    "the catalog); converge keeps it in a file of its own";
+
+/* A new journal records whether its chain is keyed: a later verification with the other kind
+ * is then told apart from tampering. */
+static int write_chain_kind(cvg_journal *j) {
+  char sql[200];
+  snprintf(sql, sizeof sql,
+           "CREATE TABLE converge_journal_meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+           "INSERT INTO converge_journal_meta VALUES ('chain', '%s')",
+           j->key_len ? "hmac-sha256" : "sha256");
+  return sqlite3_exec(j->db, sql, NULL, NULL, NULL);
+}
+
+/* Reads the chain kind: journals from before it was recorded are plain SHA-256. */
+static void read_chain_kind(cvg_journal *j) {
+  sqlite3_stmt *st = NULL;
+  j->keyed = 0;
+  if (sqlite3_prepare_v2(j->db, "SELECT value FROM converge_journal_meta WHERE name = 'chain'", -1,
+                         &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    const char *v = (const char *)sqlite3_column_text(st, 0);
+    j->keyed = v && strcmp(v, "sha256") != 0;
+  }
+  sqlite3_finalize(st);
+}
+
+int cvg_journal_keyed(const cvg_journal *j) {
+  return j->keyed;
+}
+
+/* Verifying or appending needs the kind of chain the journal was created with. */
+static int check_chain_kind(cvg_journal *j, cvg_error *err) {
+  if (j->keyed && !j->key_len) {
+    cvg_error_set(err, CVG_EINVAL, j->path,
+                  "the journal's chain is keyed (HMAC-SHA256), and no key was given");
+    cvg_error_hint(err, "give the catalog (-c) whose journal.key_file holds the journal's key");
+    return CVG_EINVAL;
+  }
+  if (!j->keyed && j->key_len) {
+    cvg_error_set(err, CVG_ETAMPER, j->path,
+                  "the catalog gives journal.key_file, but the journal's chain is not keyed: it "
+                  "was created without the key, or rebuilt by someone who does not have it");
+    cvg_error_hint(err, "a journal is keyed from its first record: start a new journal path for "
+                        "a keyed chain, or investigate (converge audit verify)");
+    return CVG_ETAMPER;
+  }
+  return CVG_OK;
+}
+
+/* Read-only: nothing is written in or beside the file; where SQLite would have to create its
+ * shared-memory file to read a WAL database and cannot, the file is read as immutable. */
+static int open_read(cvg_journal *j, cvg_error *err) {
+  char uri[1100];
+  for (int attempt = 0; attempt < 2; attempt++) {
+    int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
+    const char *name = j->path;
+    if (attempt == 1) {
+      if (immutable_uri(uri, sizeof uri, j->path))
+        break;
+      name = uri;
+      flags |= SQLITE_OPEN_URI;
+    }
+    int rc = sqlite3_open_v2(name, &j->db, flags, NULL);
+    int kind = rc == SQLITE_OK ? schema_kind(j->db, &rc) : -2;
+    if (kind == 1)
+      return CVG_OK;
+    if (kind == 0 || kind == -1 || rc == SQLITE_NOTADB)
+      return open_fail(j, err, CVG_ENOTDB, "not a converge journal", not_journal_hint);
+    if (attempt == 0 && (rc & 0xff) == SQLITE_CANTOPEN && access(j->path, F_OK) != 0)
+      return open_fail(j, err, CVG_ENOENT, "cannot open the journal: no such file",
+                       "give the journal's path (--journal) or the catalog (-c); it is created "
+                       "by the first repair");
+    sqlite3_close(j->db);
+    j->db = NULL;
+  }
+  return open_fail(j, err, CVG_EIO, "cannot read the journal", "is the file readable?");
+}
+
+/* For appending: an existing journal, or (CREATE) a new one in a file without any schema. */
+static int open_write(cvg_journal *j, cvg_journal_mode mode, cvg_error *err) {
+  int flags = SQLITE_OPEN_READWRITE | (mode == CVG_JOURNAL_CREATE ? SQLITE_OPEN_CREATE : 0) |
+              SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(j->path, &j->db, flags, NULL);
   if (rc != SQLITE_OK) {
-    cvg_error_set(err, rc == SQLITE_CANTOPEN ? CVG_ENOENT : CVG_EIO, path,
-                  "cannot open the journal: %s",
-                  j->db ? sqlite3_errmsg(j->db) : sqlite3_errstr(rc));
-    cvg_error_hint(err, create ? "set journal: to a writable path in the catalog"
-                               : "give the journal's path (--journal) or the catalog (-c); it is "
-                                 "created by the first repair");
-    cvg_journal_close(j);
-    return err ? err->status : CVG_EIO;
+    char msg[300];
+    snprintf(msg, sizeof msg, "cannot open the journal: %s",
+             j->db ? sqlite3_errmsg(j->db) : sqlite3_errstr(rc));
+    return open_fail(j, err, rc == SQLITE_CANTOPEN ? CVG_ENOENT : CVG_EIO, msg,
+                     mode == CVG_JOURNAL_CREATE
+                         ? "set journal: to a writable path in the catalog"
+                         : "give the journal's path (--journal) or the catalog (-c); it is "
+                           "created by the first repair");
   }
   sqlite3_busy_timeout(j->db, 10000);
-  if (!(j->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) || !(j->mdctx = EVP_MD_CTX_new())) {
-    cvg_error_set(err, CVG_ENOMEM, path, "cannot set up SHA-256 (OpenSSL)");
-    cvg_journal_close(j);
-    return err ? err->status : CVG_ENOMEM;
+  int kind = schema_kind(j->db, &rc);
+  if (kind == -1 || (kind == -2 && rc == SQLITE_NOTADB) ||
+      (kind == 0 && mode != CVG_JOURNAL_CREATE))
+    return open_fail(j, err, CVG_ENOTDB, "not a converge journal", not_journal_hint);
+  if (kind == -2) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "cannot read the journal: %s", sqlite3_errstr(rc));
+    return open_fail(j, err, CVG_EIO, msg, "is the file readable?");
   }
   char *msg = NULL;
   /* 64 KiB pages (for a new journal): records are appended in order, and large pages make the
@@ -123,20 +302,82 @@ int cvg_journal_open(cvg_journal **out, const char *path, int create, cvg_error 
       "CREATE INDEX IF NOT EXISTS converge_journal_key ON converge_journal(dataset, key);",
       NULL, NULL, &msg);
   if (rc != SQLITE_OK) {
-    cvg_error_set(err, rc == SQLITE_NOTADB ? CVG_ENOTDB : CVG_EIO, path,
-                  "cannot prepare the journal: %s", msg ? msg : sqlite3_errstr(rc));
-    cvg_error_hint(err, "is it a converge journal, on a writable file system?");
+    char text[300];
+    snprintf(text, sizeof text, "cannot prepare the journal: %s", msg ? msg : sqlite3_errstr(rc));
     sqlite3_free(msg);
+    return open_fail(j, err, CVG_EIO, text, "is it on a writable file system with free space?");
+  }
+  if (kind == 0 && (rc = write_chain_kind(j)) != SQLITE_OK) {
+    char text[300];
+    snprintf(text, sizeof text, "cannot prepare the journal: %s", sqlite3_errmsg(j->db));
+    return open_fail(j, err, CVG_EIO, text, "is it on a writable file system with free space?");
+  }
+  if (sqlite3_prepare_v2(j->db, "INSERT INTO converge_journal VALUES (?,?,?,?,?,?,?,?)", -1,
+                         &j->ins, NULL) != SQLITE_OK) {
+    db_err(j, err, "cannot prepare the journal");
     cvg_journal_close(j);
     return err ? err->status : CVG_EIO;
   }
-  if (sqlite3_prepare_v2(j->db, "INSERT INTO converge_journal VALUES (?,?,?,?,?,?,?,?)", -1,
-                         &j->ins, NULL) != SQLITE_OK ||
-      (rc = load_head(j, err)) != CVG_OK) {
-    if (!rc)
-      db_err(j, err, "cannot prepare the journal");
+  return CVG_OK;
+}
+
+int cvg_journal_open(cvg_journal **out, const char *path, cvg_journal_mode mode, cvg_error *err) {
+  cvg_journal_opts o;
+  memset(&o, 0, sizeof o);
+  o.mode = mode;
+  return cvg_journal_open_opts(out, path, &o, err);
+}
+
+int cvg_journal_open_opts(cvg_journal **out, const char *path, const cvg_journal_opts *opts,
+                          cvg_error *err) {
+  cvg_journal_mode mode = opts->mode;
+  *out = NULL;
+  cvg_journal *j = calloc(1, sizeof *j);
+  if (!j)
+    return cvg_error_set(err, CVG_ENOMEM, path, "out of memory");
+  snprintf(j->path, sizeof j->path, "%s", path);
+  j->read_only = mode == CVG_JOURNAL_READ;
+  if (strlen(path) >= sizeof j->path) {
+    cvg_error_set(err, CVG_EINVAL, "journal", "the journal's path is longer than %zu bytes",
+                  sizeof j->path - 1);
     cvg_journal_close(j);
-    return err ? err->status : CVG_EIO;
+    return err ? err->status : CVG_EINVAL;
+  }
+  if (!(j->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) || !(j->mdctx = EVP_MD_CTX_new())) {
+    cvg_error_set(err, CVG_ENOMEM, path, "cannot set up SHA-256 (OpenSSL)");
+    cvg_journal_close(j);
+    return err ? err->status : CVG_ENOMEM;
+  }
+  if (opts->key && opts->key_len) {
+    if (opts->key_len < CVG_JOURNAL_KEY_BYTES_MIN || opts->key_len > CVG_JOURNAL_KEY_BYTES_MAX) {
+      cvg_error_set(err, CVG_EINVAL, "journal", "the journal key must be %d to %d bytes",
+                    CVG_JOURNAL_KEY_BYTES_MIN, CVG_JOURNAL_KEY_BYTES_MAX);
+      cvg_journal_close(j);
+      return err ? err->status : CVG_EINVAL;
+    }
+    memcpy(j->key, opts->key, opts->key_len);
+    j->key_len = opts->key_len;
+    if (!(j->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) || !(j->macctx = EVP_MAC_CTX_new(j->hmac))) {
+      cvg_error_set(err, CVG_ENOMEM, path, "cannot set up HMAC-SHA256 (OpenSSL)");
+      cvg_journal_close(j);
+      return err ? err->status : CVG_ENOMEM;
+    }
+  }
+  int rc = j->read_only ? open_read(j, err) : open_write(j, mode, err);
+  if (rc != CVG_OK)
+    return rc; /* j is closed */
+  read_chain_kind(j);
+  if (!j->read_only && (rc = check_chain_kind(j, err)) != CVG_OK) {
+    cvg_journal_close(j);
+    return rc;
+  }
+  if ((rc = load_head(j, err)) != CVG_OK) {
+    cvg_journal_close(j);
+    return rc;
+  }
+  if (!j->read_only && (rc = establish_trust(j, opts->head_path, err)) != CVG_OK) {
+    cvg_journal_close(j);
+    return rc;
   }
   *out = j;
   return CVG_OK;
@@ -145,18 +386,33 @@ int cvg_journal_open(cvg_journal **out, const char *path, int create, cvg_error 
 void cvg_journal_close(cvg_journal *j) {
   if (!j)
     return;
+  if (j->trusted && j->verified_seq > j->saved_seq)
+    cvg_journal_save_head(j, NULL);
   sqlite3_finalize(j->ins);
+  sqlite3_finalize(j->prev_of);
   sqlite3_close(j->db);
   EVP_MD_CTX_free(j->mdctx);
   EVP_MD_free(j->sha256);
+  EVP_MAC_CTX_free(j->macctx);
+  EVP_MAC_free(j->hmac);
+  OPENSSL_cleanse(j->key, sizeof j->key);
   free(j);
 }
 
 int cvg_journal_begin(cvg_journal *j, cvg_error *err) {
+  if (j->read_only)
+    return cvg_error_set(err, CVG_EINVAL, j->path, "the journal was opened read-only");
   if (sqlite3_exec(j->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
     return db_err(j, err, "cannot begin a journal transaction");
   j->in_group = 1;
-  return load_head(j, err); /* another process may have appended */
+  int rc = load_head(j, err); /* another process may have appended */
+  if (rc == CVG_OK)
+    rc = extend_trust(j, err);
+  if (rc != CVG_OK) {
+    j->in_group = 0;
+    sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+  }
+  return rc;
 }
 
 int cvg_journal_commit(cvg_journal *j, cvg_error *err) {
@@ -173,6 +429,10 @@ void cvg_journal_rollback(cvg_journal *j) {
   j->in_group = 0;
   sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
   load_head(j, NULL);
+  if (j->verified_seq > j->last_seq) { /* our own appends were rolled back */
+    j->verified_seq = j->last_seq;
+    memcpy(j->verified_hash, j->last_hash, 32);
+  }
 }
 
 static void be64(unsigned char *p, uint64_t v) {
@@ -188,33 +448,66 @@ static int64_t to_us(double at) {
   return (int64_t)(at * 1e6 + (at >= 0 ? 0.5 : -0.5));
 }
 
-/* The record's hash with context c and digest md (both the caller's). */
-static void hash_with(EVP_MD_CTX *c, const EVP_MD *md, const cvg_jrecord *r,
-                      unsigned char out[32]) {
+/* The bytes a record's hash covers, in order, handed to feed(ctx, bytes, n). */
+static void record_message(const cvg_jrecord *r, int (*feed)(void *, const void *, size_t),
+                           void *ctx) {
   static const char magic[] = "converge-journal-v1";
   unsigned char hdr[8 + 32 + 1 + 8], len[4];
   be64(hdr, (uint64_t)r->seq);
   memcpy(hdr + 8, r->prev, 32);
   hdr[40] = (unsigned char)r->kind;
   be64(hdr + 41, (uint64_t)to_us(r->at));
+  feed(ctx, magic, sizeof magic); /* with its NUL */
+  feed(ctx, hdr, sizeof hdr);
+  size_t dl = strlen(r->dataset);
+  be32(len, (uint32_t)dl);
+  feed(ctx, len, 4);
+  feed(ctx, r->dataset, dl);
+  be32(len, (uint32_t)r->key_len);
+  feed(ctx, len, 4);
+  feed(ctx, r->key, r->key_len);
+  be32(len, (uint32_t)r->body_len);
+  feed(ctx, len, 4);
+  feed(ctx, r->body, r->body_len);
+}
+
+static int feed_md(void *ctx, const void *p, size_t n) {
+  return EVP_DigestUpdate(ctx, p, n);
+}
+static int feed_mac(void *ctx, const void *p, size_t n) {
+  return EVP_MAC_update(ctx, p, n);
+}
+
+/* The record's SHA-256 with context c and digest md (both the caller's). */
+static void hash_with(EVP_MD_CTX *c, const EVP_MD *md, const cvg_jrecord *r,
+                      unsigned char out[32]) {
   unsigned int n = 0;
   if (!c || !md || EVP_DigestInit_ex(c, md, NULL) != 1) {
     memset(out, 0, 32); /* matches no record: verification names it */
     return;
   }
-  EVP_DigestUpdate(c, magic, sizeof magic); /* with its NUL */
-  EVP_DigestUpdate(c, hdr, sizeof hdr);
-  size_t dl = strlen(r->dataset);
-  be32(len, (uint32_t)dl);
-  EVP_DigestUpdate(c, len, 4);
-  EVP_DigestUpdate(c, r->dataset, dl);
-  be32(len, (uint32_t)r->key_len);
-  EVP_DigestUpdate(c, len, 4);
-  EVP_DigestUpdate(c, r->key, r->key_len);
-  be32(len, (uint32_t)r->body_len);
-  EVP_DigestUpdate(c, len, 4);
-  EVP_DigestUpdate(c, r->body, r->body_len);
+  record_message(r, feed_md, c);
   EVP_DigestFinal_ex(c, out, &n);
+}
+
+/* The record's hash as this journal computes it: HMAC-SHA256 with the journal's key when it has
+ * one, SHA-256 otherwise. */
+static void record_hash(cvg_journal *j, const cvg_jrecord *r, unsigned char out[32]) {
+  if (!j->key_len) {
+    hash_with(j->mdctx, j->sha256, r, out);
+    return;
+  }
+  size_t n = 0;
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
+  if (!j->macctx || EVP_MAC_init(j->macctx, j->key, j->key_len, params) != 1) {
+    memset(out, 0, 32);
+    return;
+  }
+  record_message(r, feed_mac, j->macctx);
+  if (EVP_MAC_final(j->macctx, out, &n, 32) != 1 || n != 32)
+    memset(out, 0, 32);
 }
 
 void cvg_journal_hash(const cvg_jrecord *r, unsigned char out[32]) {
@@ -234,7 +527,7 @@ int cvg_journal_append(cvg_journal *j, cvg_jrecord *r, cvg_error *err) {
   r->seq = j->last_seq + 1;
   memcpy(r->prev, j->last_hash, 32);
   r->at = (double)to_us(r->at) / 1e6; /* what is stored is what is hashed */
-  hash_with(j->mdctx, j->sha256, r, r->hash);
+  record_hash(j, r, r->hash);
   sqlite3_stmt *st = j->ins;
   sqlite3_reset(st);
   sqlite3_bind_int64(st, 1, r->seq);
@@ -258,6 +551,8 @@ int cvg_journal_append(cvg_journal *j, cvg_jrecord *r, cvg_error *err) {
   sqlite3_reset(st);
   j->last_seq = r->seq;
   memcpy(j->last_hash, r->hash, 32);
+  j->verified_seq = r->seq; /* it follows a verified chain */
+  memcpy(j->verified_hash, r->hash, 32);
   return group ? CVG_OK : cvg_journal_commit(j, err);
 }
 
@@ -308,21 +603,29 @@ static void hex(char *out, const unsigned char *h, size_t n) {
     snprintf(out + 2 * i, 3, "%02x", h[i]);
 }
 
-int cvg_journal_verify(cvg_journal *j, int64_t *records, cvg_error *err) {
+/*
+ * Walks the chain from record `from` (0: from the first record) to the end: every record in
+ * place, well-formed, linked to the one before and matching its own hash. A walk from a record
+ * already verified (a checkpoint) checks that record's hash against the one given instead of its
+ * link to an earlier record. *records gets the number verified; head the last record's hash.
+ */
+static int verify_from(cvg_journal *j, int64_t from, const unsigned char from_hash[32],
+                       int64_t *records, unsigned char head[32], cvg_error *err) {
   *records = 0;
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(j->db,
                          "SELECT seq, at_us, kind, dataset, key, body, prev, hash"
-                         " FROM converge_journal ORDER BY seq",
+                         " FROM converge_journal WHERE seq >= ?1 ORDER BY seq",
                          -1, &st, NULL) != SQLITE_OK)
     return db_err(j, err, "cannot read the journal");
+  sqlite3_bind_int64(st, 1, from);
   cvg_jrecord *r = malloc(sizeof *r);
   if (!r) {
     sqlite3_finalize(st);
     return cvg_error_set(err, CVG_ENOMEM, j->path, "out of memory");
   }
   unsigned char prev[32] = {0}, h[32];
-  int64_t expect = 1;
+  int64_t expect = from > 0 ? from : 1;
   int rc = CVG_OK, s;
   char where[600];
   while ((s = sqlite3_step(st)) == SQLITE_ROW) {
@@ -342,14 +645,19 @@ int cvg_journal_verify(cvg_journal *j, int64_t *records, cvg_error *err) {
                          why);
       break;
     }
-    if (memcmp(r->prev, prev, 32) != 0) {
+    int checkpoint = from > 0 && r->seq == from;
+    if (checkpoint ? memcmp(r->hash, from_hash, 32) != 0 : memcmp(r->prev, prev, 32) != 0) {
       rc = cvg_error_set(err, CVG_ETAMPER, where,
-                         "record %lld does not follow record %lld: its previous-record hash does "
-                         "not match (a record was changed, removed, inserted or reordered)",
+                         checkpoint ? "record %lld is not the record converge verified there "
+                                      "before: its hash differs from the saved head (the chain "
+                                      "was rewritten from there or before)"
+                                    : "record %lld does not follow record %lld: its "
+                                      "previous-record hash does not match (a record was "
+                                      "changed, removed, inserted or reordered)",
                          (long long)r->seq, (long long)(r->seq - 1));
       break;
     }
-    hash_with(j->mdctx, j->sha256, r, h);
+    record_hash(j, r, h);
     if (memcmp(h, r->hash, 32) != 0) {
       rc = cvg_error_set(err, CVG_ETAMPER, where,
                          "record %lld (%s) was changed after it was written: its content does not "
@@ -363,17 +671,219 @@ int cvg_journal_verify(cvg_journal *j, int64_t *records, cvg_error *err) {
   }
   if (rc == CVG_OK && s != SQLITE_DONE)
     rc = db_err(j, err, "cannot read the journal");
+  if (rc == CVG_OK && from > 0 && *records == 0)
+    rc = cvg_error_set(err, CVG_ETAMPER, j->path,
+                       "record %lld, the journal's head at the last check, is gone: the newest "
+                       "records were removed",
+                       (long long)from);
   if (rc == CVG_ETAMPER)
-    cvg_error_hint(err, "the journal no longer proves what converge did; keep this copy for the "
-                        "investigation and compare it with a backup");
-  if (rc == CVG_OK && err) {
-    char hx[65];
-    hex(hx, prev, 32);
-    snprintf(err->hint, sizeof err->hint, "%s", hx); /* the head hash, for the caller to show */
-  }
+    cvg_error_hint(err, "the journal no longer proves what converge did; nothing was applied from "
+                        "it. Keep this copy for the investigation, run converge audit verify, and "
+                        "compare it with a backup");
+  if (head)
+    memcpy(head, prev, 32);
   free(r);
   sqlite3_finalize(st);
   return rc;
+}
+
+int cvg_journal_verify(cvg_journal *j, int64_t *records, cvg_error *err) {
+  unsigned char head[32];
+  *records = 0;
+  int rc = check_chain_kind(j, err);
+  if (rc != CVG_OK)
+    return rc;
+  rc = verify_from(j, 0, NULL, records, head, err);
+  if (rc == CVG_OK && err) {
+    char hx[65];
+    hex(hx, head, 32);
+    snprintf(err->hint, sizeof err->hint, "%s", hx); /* the head hash, for the caller to show */
+  }
+  return rc;
+}
+
+/* ---- the head kept outside the journal ---- */
+
+static const char head_table[] =
+    "CREATE TABLE IF NOT EXISTS converge_journal_head(journal TEXT PRIMARY KEY,"
+    " seq INTEGER NOT NULL, hash BLOB NOT NULL, at_us INTEGER NOT NULL)";
+
+int cvg_journal_saved_head(const char *head_path, const char *journal_path, int64_t *seq,
+                           unsigned char hash[32], cvg_error *err) {
+  *seq = 0;
+  memset(hash, 0, 32);
+  if (!head_path || !*head_path || access(head_path, F_OK) != 0)
+    return CVG_OK; /* nothing saved yet */
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_open_v2(head_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 10000);
+    rc = sqlite3_prepare_v2(db, "SELECT seq, hash FROM converge_journal_head WHERE journal = ?1",
+                            -1, &st, NULL);
+    if (rc == SQLITE_ERROR) { /* no such table: nothing saved yet */
+      sqlite3_close(db);
+      return CVG_OK;
+    }
+  }
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, journal_path, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 1) == 32) {
+      *seq = sqlite3_column_int64(st, 0);
+      memcpy(hash, sqlite3_column_blob(st, 1), 32);
+    }
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+  if (rc != SQLITE_OK)
+    cvg_error_set(err, CVG_EIO, head_path, "cannot read the journal's saved head: %s",
+                  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc == SQLITE_OK ? CVG_OK : (err ? err->status : CVG_EIO);
+}
+
+int cvg_journal_save_head(cvg_journal *j, cvg_error *err) {
+  if (!j->trusted || !j->head_path[0] || j->verified_seq <= j->saved_seq)
+    return CVG_OK;
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_open_v2(j->head_path, &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 10000);
+    rc = sqlite3_exec(db, head_table, NULL, NULL, NULL);
+  }
+  /* a head only moves forward: another process may have saved a newer one */
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v2(db,
+                            "INSERT INTO converge_journal_head VALUES (?1, ?2, ?3, ?4)"
+                            " ON CONFLICT(journal) DO UPDATE SET seq = excluded.seq,"
+                            " hash = excluded.hash, at_us = excluded.at_us"
+                            " WHERE excluded.seq > converge_journal_head.seq",
+                            -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, j->path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, j->verified_seq);
+    sqlite3_bind_blob(st, 3, j->verified_hash, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, to_us(wall_now()));
+    rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+  }
+  if (rc != SQLITE_OK)
+    cvg_error_set(err, CVG_EIO, j->head_path, "cannot save the journal's head: %s",
+                  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  else
+    j->saved_seq = j->verified_seq;
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc == SQLITE_OK ? CVG_OK : (err ? err->status : CVG_EIO);
+}
+
+void cvg_journal_head(const cvg_journal *j, int64_t *seq, unsigned char hash[32]) {
+  *seq = j->trusted ? j->verified_seq : j->last_seq;
+  memcpy(hash, j->trusted ? j->verified_hash : j->last_hash, 32);
+}
+
+/* Before a writer appends or applies anything: the chain from the saved head (or from the first
+ * record when none is saved) to the end verifies, and the journal has not lost records the saved
+ * head counted. */
+static int establish_trust(cvg_journal *j, const char *head_path, cvg_error *err) {
+  snprintf(j->head_path, sizeof j->head_path, "%s", head_path ? head_path : "");
+  int64_t seq;
+  unsigned char hash[32];
+  int rc = cvg_journal_saved_head(j->head_path, j->path, &seq, hash, err);
+  if (rc != CVG_OK)
+    return rc;
+  if (j->last_seq < seq) {
+    cvg_error_set(err, CVG_ETAMPER, j->path,
+                  "the journal ends at record %lld, but its head after the last run was record "
+                  "%lld (kept in %s): the newest records were removed",
+                  (long long)j->last_seq, (long long)seq, j->head_path);
+    cvg_error_hint(err, "nothing was applied; run converge audit verify, and restore the journal "
+                        "from a backup");
+    return CVG_ETAMPER;
+  }
+  int64_t n;
+  unsigned char head[32];
+  if ((rc = verify_from(j, seq, hash, &n, head, err)) != CVG_OK)
+    return rc;
+  j->trusted = 1;
+  j->saved_seq = seq;
+  j->verified_seq = j->last_seq;
+  memcpy(j->verified_hash, j->last_hash, 32);
+  if (memcmp(head, j->last_hash, 32) != 0 && j->last_seq > 0)
+    return cvg_error_set(err, CVG_ETAMPER, j->path, "the journal changed while it was verified");
+  return CVG_OK;
+}
+
+/* Inside a group: records another process appended since this handle last looked are verified
+ * before this one appends after them. */
+static int extend_trust(cvg_journal *j, cvg_error *err) {
+  if (j->read_only)
+    return CVG_OK;
+  if (!j->trusted)
+    return cvg_error_set(err, CVG_ETAMPER, j->path, "the journal has not been verified");
+  if (j->last_seq < j->verified_seq) {
+    cvg_error_set(err, CVG_ETAMPER, j->path,
+                  "the journal ends at record %lld, but record %lld was verified a moment ago: "
+                  "records were removed while converge ran",
+                  (long long)j->last_seq, (long long)j->verified_seq);
+    return CVG_ETAMPER;
+  }
+  if (j->last_seq == j->verified_seq)
+    return memcmp(j->last_hash, j->verified_hash, 32) == 0
+               ? CVG_OK
+               : cvg_error_set(err, CVG_ETAMPER, j->path, "record %lld changed while converge ran",
+                               (long long)j->last_seq);
+  int64_t n;
+  unsigned char head[32];
+  int rc = verify_from(j, j->verified_seq, j->verified_hash, &n, head, err);
+  if (rc == CVG_OK) {
+    j->verified_seq = j->last_seq;
+    memcpy(j->verified_hash, head, 32);
+  }
+  return rc;
+}
+
+/* A record a writer is about to act on (revert, resume, approve, a merge base): its content still
+ * matches its hash, and the next record still links to it - so an edit, with or without a
+ * recomputed hash, is refused even far behind the verified head. */
+static int check_used(cvg_journal *j, const cvg_jrecord *r, cvg_error *err) {
+  unsigned char h[32];
+  char where[600];
+  snprintf(where, sizeof where, "%s: record %lld", j->path, (long long)r->seq);
+  record_hash(j, r, h);
+  int bad = memcmp(h, r->hash, 32) != 0;
+  if (!bad && r->seq < j->verified_seq) {
+    if (!j->prev_of && sqlite3_prepare_v2(j->db, "SELECT prev FROM converge_journal WHERE seq = ?1",
+                                          -1, &j->prev_of, NULL) != SQLITE_OK)
+      return db_err(j, err, "cannot read the journal");
+    sqlite3_reset(j->prev_of);
+    sqlite3_bind_int64(j->prev_of, 1, r->seq + 1);
+    int s = sqlite3_step(j->prev_of);
+    bad = s != SQLITE_ROW || sqlite3_column_bytes(j->prev_of, 0) != 32 ||
+          memcmp(sqlite3_column_blob(j->prev_of, 0), r->hash, 32) != 0;
+    sqlite3_reset(j->prev_of);
+  } else if (!bad && r->seq == j->verified_seq) {
+    bad = memcmp(r->hash, j->verified_hash, 32) != 0;
+  } else if (!bad) {
+    /* appended since this handle verified, by another process: verified now, or refused */
+    int rc = load_head(j, err);
+    if (rc == CVG_OK)
+      rc = extend_trust(j, err);
+    if (rc != CVG_OK)
+      return rc;
+    bad = r->seq > j->verified_seq;
+  }
+  if (!bad)
+    return CVG_OK;
+  cvg_error_set(err, CVG_ETAMPER, where,
+                "record %lld (%s) does not verify: it was changed after it was written; nothing "
+                "was applied from it",
+                (long long)r->seq, cvg_jkind_names[r->kind]);
+  cvg_error_hint(err, "run converge audit verify to see where the chain breaks, and restore the "
+                      "journal from a backup");
+  return CVG_ETAMPER;
 }
 
 int cvg_journal_scan(cvg_journal *j, int64_t after, const char *dataset, const unsigned char *key,
@@ -405,6 +915,8 @@ int cvg_journal_scan(cvg_journal *j, int64_t after, const char *dataset, const u
                          (long long)sqlite3_column_int64(st, 0), why);
       break;
     }
+    if (!j->read_only && (rc = check_used(j, r, err)) != CVG_OK)
+      break;
     if (cb(ctx, r))
       break;
   }

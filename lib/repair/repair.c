@@ -393,6 +393,18 @@ static int reps_open(reps *r, const cvg_cat_dataset *d, cvg_error *err) {
 
 static int replica_index(const cvg_cat_dataset *d, const char *name);
 
+/* The catalog's journal, for appending: verified from the head kept in the state file. */
+static int journal_open_for_writing(cvg_journal **jn, const cvg_catalog *cat, cvg_journal_mode mode,
+                                    cvg_error *err) {
+  cvg_journal_opts jo;
+  memset(&jo, 0, sizeof jo);
+  jo.mode = mode;
+  jo.head_path = cat->alerting.state_file;
+  jo.key = cat->journal_key;
+  jo.key_len = cat->journal_key_len;
+  return cvg_journal_open_opts(jn, cat->journal, &jo, err);
+}
+
 /* ---- the merge policy: per-column rules over the lww winner's row ---- */
 
 /* Order of two values: NULL first, numbers by value, then text, then blobs (by bytes). */
@@ -1622,8 +1634,9 @@ static int run_batch(worker *w, size_t b0, size_t b1) {
       cvg_journal_rollback(jn);
       break;
     }
+    x->done += b1 - b0;
     if (o->progress)
-      o->progress(o->print_ctx, x->done += b1 - b0, x->col->n, stats);
+      o->progress(o->print_ctx, x->done, x->col->n, stats);
     /* per-replica limit: the busiest replica of the batch sets the pace */
     size_t most = 0, per[CVG_DIFF_MAX_REPLICAS] = {0};
     for (size_t i = 0; i < np; i++)
@@ -1718,13 +1731,30 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
     urls[i] = d->replicas[i].url;
     names[i] = d->replicas[i].name;
   }
+  /* the window is checked before anything is written, the resumption of an interrupted run
+   * included */
+  if (o->execute && d->repair_window_start >= 0 && !o->ignore_window) {
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    int min = tm.tm_hour * 60 + tm.tm_min, ws = d->repair_window_start, we = d->repair_window_end;
+    int inside = ws < we ? (min >= ws && min < we) : (min >= ws || min < we);
+    if (!inside) {
+      int rc =
+          cvg_error_set(err, CVG_EBUSY, d->name,
+                        "outside the repair window %02d:%02d-%02d:%02d UTC; nothing was written",
+                        ws / 60, ws % 60, we / 60, we % 60);
+      cvg_error_hint(err, "run it inside the window, or with --ignore-window");
+      return rc;
+    }
+  }
   cvg_journal *jn = NULL;
   reps rp;
   memset(&rp, 0, sizeof rp);
   int rc = CVG_OK;
   if (o->execute) {
-    if ((rc = cvg_journal_open(&jn, o->cat->journal, 1, err)) || (rc = reps_open(&rp, d, err)) ||
-        (rc = resume(jn, &rp, o, stats, err))) {
+    if ((rc = journal_open_for_writing(&jn, o->cat, CVG_JOURNAL_CREATE, err)) ||
+        (rc = reps_open(&rp, d, err)) || (rc = resume(jn, &rp, o, stats, err))) {
       reps_close(&rp);
       cvg_journal_close(jn);
       return rc;
@@ -1759,20 +1789,6 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   col.n_rep = d->n_replicas;
   cvg_diff_summary sum;
   memset(&sum, 0, sizeof sum);
-  if (o->execute && d->repair_window_start >= 0 && !o->ignore_window) {
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    int min = tm.tm_hour * 60 + tm.tm_min, ws = d->repair_window_start, we = d->repair_window_end;
-    int inside = ws < we ? (min >= ws && min < we) : (min >= ws || min < we);
-    if (!inside) {
-      rc = cvg_error_set(err, CVG_EBUSY, d->name,
-                         "outside the repair window %02d:%02d-%02d:%02d UTC; nothing was written",
-                         ws / 60, ws % 60, we / 60, we % 60);
-      cvg_error_hint(err, "run it inside the window, or with --ignore-window");
-      goto out;
-    }
-  }
   if (o->keys && !o->execute) {
     rc = cvg_error_set(err, CVG_EINVAL, d->name, "repairing given keys needs execute");
     goto out;
@@ -1852,7 +1868,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   /* a dry run reads the bases of sum columns from the journal, if there is one */
   for (size_t k = 0; !jn && k < d->n_merge && !x.bj; k++)
     if (!strncmp(d->merge_rules[k], "sum", 3) &&
-        cvg_journal_open(&x.bj, o->cat->journal, 0, NULL) != CVG_OK)
+        cvg_journal_open(&x.bj, o->cat->journal, CVG_JOURNAL_READ, NULL) != CVG_OK)
       break;
   /* workers: one per shard in flight; a dry run plans with one */
   size_t nw = o->concurrency > 0 ? (size_t)o->concurrency : (size_t)d->repair_concurrency;
@@ -1909,6 +1925,8 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
     lo = hi;
     stage_shards *= 2;
   }
+  stats->interrupted = x.stopped;
+  stats->keys_done = x.done;
   for (size_t i = 0; i < nws; i++)
     worker_release(&ws[i]);
   json_decref(specj);
@@ -1927,6 +1945,11 @@ out:
   collect_free(&col);
   cvg_diff_free(df);
   reps_close(&rp);
+  if (jn) {
+    cvg_journal_head(jn, &stats->head_seq, stats->head_hash);
+    int hrc = cvg_journal_save_head(jn, rc ? NULL : err);
+    rc = rc ? rc : hrc;
+  }
   cvg_journal_close(jn);
   jrec_release();
   return rc;
@@ -1958,7 +1981,7 @@ static int open_decision(const cvg_catalog *cat, int64_t id, cvg_journal **jn, r
                          find_ctx *f, cvg_error *err) {
   memset(f, 0, sizeof *f);
   f->id = id;
-  int rc = cvg_journal_open(jn, cat->journal, 0, err);
+  int rc = journal_open_for_writing(jn, cat, CVG_JOURNAL_WRITE, err);
   if (!rc)
     rc = cvg_journal_scan(*jn, id - 1, NULL, NULL, 0, 0, -1, find_cb, f, err);
   if (!rc && (!f->found || f->kind != CVG_J_DECISION))
@@ -2104,7 +2127,7 @@ int cvg_repair_purge(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_erro
   int rc = reps_open_flags(&rp, d, o->execute ? 0 : CVG_STORE_READONLY, err);
   cvg_journal *jn = NULL;
   if (!rc && o->execute)
-    rc = cvg_journal_open(&jn, o->cat->journal, 1, err);
+    rc = journal_open_for_writing(&jn, o->cat, CVG_JOURNAL_CREATE, err);
   cvg_table_desc desc;
   memset(&desc, 0, sizeof desc);
   const char **all = NULL;

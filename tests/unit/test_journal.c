@@ -58,7 +58,7 @@ static void build(int n) {
   unlink(path);
   cvg_journal *j = NULL;
   cvg_error err;
-  assert_int_equal(cvg_journal_open(&j, path, 1, &err), CVG_OK);
+  assert_int_equal(cvg_journal_open(&j, path, CVG_JOURNAL_CREATE, &err), CVG_OK);
   for (int i = 1; i <= n; i++) {
     char body[64];
     snprintf(body, sizeof body, "{\"i\":%d}", i);
@@ -81,7 +81,7 @@ static const char *verify(int64_t *n) {
   static cvg_error err;
   cvg_journal *j = NULL;
   cvg_error_clear(&err);
-  assert_int_equal(cvg_journal_open(&j, path, 0, &err), CVG_OK);
+  assert_int_equal(cvg_journal_open(&j, path, CVG_JOURNAL_READ, &err), CVG_OK);
   int rc = cvg_journal_verify(j, n, &err);
   cvg_journal_close(j);
   assert_true(rc == CVG_OK || rc == CVG_ETAMPER);
@@ -97,7 +97,7 @@ static void test_chain(void **state) {
   /* reopening continues the chain */
   cvg_journal *j = NULL;
   cvg_error err;
-  assert_int_equal(cvg_journal_open(&j, path, 0, &err), CVG_OK);
+  assert_int_equal(cvg_journal_open(&j, path, CVG_JOURNAL_WRITE, &err), CVG_OK);
   append(j, CVG_J_OUTCOME, "{\"result\":\"applied\"}", 11);
   cvg_journal_close(j);
   assert_string_equal(verify(&n), "");
@@ -109,7 +109,7 @@ static void test_group_is_atomic(void **state) {
   build(3);
   cvg_journal *j = NULL;
   cvg_error err;
-  assert_int_equal(cvg_journal_open(&j, path, 0, &err), CVG_OK);
+  assert_int_equal(cvg_journal_open(&j, path, CVG_JOURNAL_WRITE, &err), CVG_OK);
   assert_int_equal(cvg_journal_begin(j, &err), CVG_OK);
   append(j, CVG_J_DECISION, "{\"id\":1}", 4);
   append(j, CVG_J_MUTATION, "{\"decision\":1}", 5);
@@ -195,8 +195,86 @@ static void test_empty_and_garbage(void **state) {
   unlink(p);
   cvg_journal *j = NULL;
   cvg_error err;
-  assert_int_equal(cvg_journal_open(&j, path, 0, &err), CVG_ENOTDB);
+  assert_int_equal(cvg_journal_open(&j, path, CVG_JOURNAL_READ, &err), CVG_ENOTDB);
   assert_null(j);
+}
+
+/* The file's bytes, for "nothing changed" checks. OWNED: free(). */
+static unsigned char *slurp(const char *file, long *len) {
+  FILE *f = fopen(file, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  *len = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *b = malloc((size_t)*len + 1);
+  assert_non_null(b);
+  assert_int_equal(fread(b, 1, (size_t)*len, f), (size_t)*len);
+  fclose(f);
+  return b;
+}
+
+/* A replica (any database without the journal table) is never taken for a journal: reading or
+ * appending to it is refused and leaves its bytes as they were; only an empty file is created. */
+static void test_not_a_journal(void **state) {
+  (void)state;
+  unlink(path);
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db,
+                                "CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INT);"
+                                "INSERT INTO accounts VALUES (1, 10), (2, 20);",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  long n0, n1;
+  unsigned char *before = slurp(path, &n0);
+  const cvg_journal_mode modes[] = {CVG_JOURNAL_READ, CVG_JOURNAL_WRITE, CVG_JOURNAL_CREATE};
+  for (int i = 0; i < 3; i++) {
+    cvg_journal *j = NULL;
+    cvg_error err;
+    cvg_error_clear(&err);
+    assert_int_equal(cvg_journal_open(&j, path, modes[i], &err), CVG_ENOTDB);
+    assert_null(j);
+    assert_non_null(strstr(err.msg, "not a converge journal"));
+  }
+  unsigned char *after = slurp(path, &n1);
+  assert_int_equal(n0, n1);
+  assert_memory_equal(before, after, (size_t)n0);
+  free(before);
+  free(after);
+  char p[200];
+  snprintf(p, sizeof p, "%s-wal", path);
+  assert_int_not_equal(access(p, F_OK), 0);
+  /* a missing file: reading says so and creates nothing; appending without create too */
+  unlink(path);
+  cvg_journal *j = NULL;
+  cvg_error err;
+  assert_int_equal(cvg_journal_open(&j, path, CVG_JOURNAL_READ, &err), CVG_ENOENT);
+  assert_int_not_equal(access(path, F_OK), 0);
+  assert_int_equal(cvg_journal_open(&j, path, CVG_JOURNAL_WRITE, &err), CVG_ENOENT);
+  assert_int_not_equal(access(path, F_OK), 0);
+  /* an empty file becomes a journal only when asked to create one */
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fclose(f);
+  assert_int_equal(cvg_journal_open(&j, path, CVG_JOURNAL_READ, &err), CVG_ENOTDB);
+  assert_int_equal(cvg_journal_open(&j, path, CVG_JOURNAL_WRITE, &err), CVG_ENOTDB);
+  assert_int_equal(cvg_journal_open(&j, path, CVG_JOURNAL_CREATE, &err), CVG_OK);
+  cvg_journal_close(j);
+  /* a journal read through a read-only handle cannot be appended to */
+  build(2);
+  assert_int_equal(cvg_journal_open(&j, path, CVG_JOURNAL_READ, &err), CVG_OK);
+  cvg_jrecord *r = calloc(1, sizeof *r);
+  assert_non_null(r);
+  r->kind = CVG_J_OUTCOME;
+  r->body = "{}";
+  r->body_len = 2;
+  assert_int_not_equal(cvg_journal_append(j, r, &err), CVG_OK);
+  free(r);
+  cvg_journal_close(j);
+  int64_t n;
+  assert_string_equal(verify(&n), "");
+  assert_int_equal(n, 2);
 }
 
 int main(void) {
@@ -207,6 +285,7 @@ int main(void) {
       cmocka_unit_test(test_deleted),
       cmocka_unit_test(test_reordered_and_inserted),
       cmocka_unit_test(test_empty_and_garbage),
+      cmocka_unit_test(test_not_a_journal),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
