@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   cvg_journal *j = NULL;
   cvg_error err;
-  if (cvg_journal_open(&j, path, 1, &err) != CVG_OK)
+  if (cvg_journal_open(&j, path, CVG_JOURNAL_CREATE, &err) != CVG_OK)
     abort();
   cvg_journal_close(j);
   sqlite3 *db = NULL;
@@ -56,9 +56,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       sqlite3_bind_int64(st, 2, (int64_t)len * 1000003);
       break;
     case 2: {
-      static const char *const kinds[] = {"divergence", "decision", "mutation",
-                                          "outcome",    "revert",   "approval"};
-      if (len && f[0] < 6)
+      static const char *const kinds[] = {"divergence", "decision", "mutation", "outcome",
+                                          "revert",     "approval", "run"};
+      if (len && f[0] < 7)
         sqlite3_bind_text(st, 3, kinds[f[0]], -1, SQLITE_STATIC);
       else
         sqlite3_bind_text(st, 3, (const char *)f, (int)len, SQLITE_TRANSIENT);
@@ -91,13 +91,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   sqlite3_finalize(st);
   sqlite3_close(db);
-  if (cvg_journal_open(&j, path, 0, &err) != CVG_OK)
+  if (cvg_journal_open(&j, path, CVG_JOURNAL_READ, &err) != CVG_OK)
     abort();
   int64_t n = 0, seen = 0;
   int rc = cvg_journal_verify(j, &n, &err);
   if (rc != CVG_OK && rc != CVG_ETAMPER)
     abort();
   cvg_journal_scan(j, 0, NULL, NULL, 0, 0, -1, count, &seen, &err);
+  cvg_journal_close(j);
+  j = NULL;
+  /* a writer verifies before it may append: it opens exactly the chains verify accepts */
+  int wrc = cvg_journal_open(&j, path, CVG_JOURNAL_WRITE, &err);
+  if ((wrc == CVG_OK) != (rc == CVG_OK))
+    abort();
   if (rc == CVG_OK) {
     /* an intact chain stays intact after a genuine append */
     cvg_jrecord r;

@@ -22,6 +22,9 @@
 /* The first SIGINT or SIGTERM asks the run to stop after its current batch (everything journaled
  * so far stays consistent and is resumed by the next run); a second one ends the process at once,
  * which the journal survives as it survives a crash. */
+/* Exit status of a run refused by a safety limit (repair.max_*, an empty authority). */
+#define EXIT_REFUSED 3
+
 static int stop_flag;
 static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) {
@@ -261,10 +264,12 @@ int cmd_repair(int argc, char **argv) {
       {"batch", required_argument, NULL, 'b'},  {"concurrency", required_argument, NULL, 'j'},
       {"verbose", no_argument, NULL, 'v'},      {"ignore-window", no_argument, NULL, 'W'},
       {"by", required_argument, NULL, 'B'},     {"note", required_argument, NULL, 'N'},
+      {"run", required_argument, NULL, 'R'},    {"force-limits", no_argument, NULL, 'F'},
       {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
   const char *config = NULL, *dataset = NULL, *by = NULL, *note = NULL;
   long shard = -1;
-  int dry = 0, execute = 0, verbose = 0, ignore_window = 0, c;
+  int dry = 0, execute = 0, verbose = 0, ignore_window = 0, force_limits = 0, c;
+  int64_t run_id = 0;
   double rate = 0;
   uint64_t batch = 0, conc = 0, u;
   const char *sub = NULL;
@@ -278,8 +283,16 @@ int cmd_repair(int argc, char **argv) {
     argv++;
   }
   optind = 1;
-  while ((c = getopt_long(argc, argv, "c:d:s:nxr:b:j:vWB:N:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "c:d:s:nxr:b:j:vWB:N:R:Fh", opts, NULL)) != -1) {
     switch (c) {
+    case 'R':
+      if (parse_id(optarg, &run_id) != 0)
+        return usage_error("repair", "--run takes a run's id (its journal record number, as "
+                                     "the run printed it), e.g. --run 1207");
+      break;
+    case 'F':
+      force_limits = 1;
+      break;
     case 'c':
       config = optarg;
       break;
@@ -344,7 +357,14 @@ int cmd_repair(int argc, char **argv) {
   int purge = sub && strcmp(sub, "purge") == 0;
   if (purge)
     sub = NULL; /* a run of its own kind, with the run's options */
-  if (sub) {
+  if (run_id && (!sub || strcmp(sub, "revert") != 0))
+    return usage_error("repair", "--run goes with revert: converge repair revert --run ID");
+  if (force_limits && (sub || !execute))
+    return usage_error("repair", "--force-limits goes with --execute");
+  if (sub && run_id) {
+    if (optind != argc)
+      return usage_error("repair", "give either a decision's id or --run ID, not both");
+  } else if (sub) {
     if (optind != argc - 1 || parse_id(argv[optind], &id) != 0)
       return usage_error("repair",
                          "give the decision's id (its journal record number), e.g. "
@@ -366,7 +386,10 @@ int cmd_repair(int argc, char **argv) {
   cvg_repair_stats st;
   memset(&st, 0, sizeof st);
   int rc;
-  if (sub && strcmp(sub, "revert") == 0) {
+  if (sub && run_id) {
+    rc = cvg_repair_revert_run(cat, run_id, print_line, NULL, &st, &err);
+    id = run_id;
+  } else if (sub && strcmp(sub, "revert") == 0) {
     rc = cvg_repair_revert(cat, id, print_line, NULL, &st, &err);
   } else if (sub) {
     const char *who = by ? by : getenv("USER");
@@ -393,6 +416,7 @@ int cmd_repair(int argc, char **argv) {
     o.verbose = verbose;
     o.concurrency = (int)conc;
     o.ignore_window = ignore_window;
+    o.force_limits = force_limits;
     if (execute && isatty(2))
       o.progress = progress;
     o.print = print_line;
@@ -402,16 +426,18 @@ int cmd_repair(int argc, char **argv) {
   if (rc) {
     print_error(&err);
     cvg_catalog_free(cat);
-    return stop_signal ? interrupted_exit(&st) : EXIT_TROUBLE;
+    return stop_signal ? interrupted_exit(&st) : rc == CVG_ELIMIT ? EXIT_REFUSED : EXIT_TROUBLE;
+  }
+  if (!sub && stop_signal) {
+    summary(&st, execute);
+    cvg_catalog_free(cat);
+    return interrupted_exit(&st);
   }
   if (!sub)
     summary(&st, execute);
-  if (!sub && stop_signal) {
-    cvg_catalog_free(cat);
-    return interrupted_exit(&st);
-  } else
-    printf("%s %lld: %llu applied, %llu skipped, %llu failed\n", sub, (long long)id,
-           (unsigned long long)st.applied, (unsigned long long)st.skipped,
+  else
+    printf("%s%s %lld: %llu applied, %llu skipped, %llu failed\n", sub, run_id ? " --run" : "",
+           (long long)id, (unsigned long long)st.applied, (unsigned long long)st.skipped,
            (unsigned long long)st.failed);
   cvg_catalog_free(cat);
   return st.skipped || st.failed || st.stopped_stage ? EXIT_DIFFERENT : 0;

@@ -206,7 +206,11 @@ typedef struct cvg_cat_dataset {
   double repair_replica_rate; /* repair.replica_rows_per_second: writes per replica; 0 none */
   int repair_window_start, repair_window_end; /* repair.window (UTC minutes); -1 none */
   double repair_interval; /* repair.interval: seconds between automatic repairs; default 10 */
-  int line, column;       /* where the dataset is declared */
+  double repair_max_delete_fraction; /* repair.max_delete_fraction: a run that would delete more
+                                        of any replica's rows applies nothing; default 0.05 */
+  uint64_t repair_max_changes;       /* repair.max_changes_per_run: more planned writes and a
+                                        run applies nothing; 0: no limit (the default) */
+  int line, column;                  /* where the dataset is declared */
 } cvg_cat_dataset;
 
 #define CVG_JOURNAL_KEY_BYTES_MIN 16  /* shortest journal HMAC key (journal.key_file) */

@@ -35,6 +35,8 @@ typedef enum cvg_jkind {
   CVG_J_OUTCOME,        /* what happened to a mutation: applied, skipped (row changed), failed */
   CVG_J_REVERT,         /* a revert of a decision's mutations */
   CVG_J_APPROVAL,       /* a person approved or rejected a manual decision */
+  CVG_J_RUN,            /* a repair run with work to do: its safety-limit counts, and whether it
+                           started, was refused or had its limits overridden */
   CVG_J__COUNT
 } cvg_jkind;
 

@@ -63,6 +63,9 @@ typedef struct cvg_repair_stats {
   size_t stopped_stage;   /* staged: the stage that did not converge (later ones not run); 0 */
   int interrupted;        /* the run stopped early on opts.cancel (after a whole batch) */
   uint64_t keys_done;     /* divergent keys whose batch was journaled and applied */
+  int refused;            /* a safety limit refused the run (CVG_ELIMIT): nothing was applied */
+  int64_t run_id;         /* the run's journal record (converge repair revert --run); 0 none */
+  uint64_t limit_changes; /* the writes the run planned, as the limits counted them */
   int64_t head_seq;       /* the journal's verified head after the run (0: no journal opened) */
   unsigned char head_hash[32];
 } cvg_repair_stats;
@@ -84,6 +87,7 @@ typedef struct cvg_repair_opts {
   cvg_repair_print print; /* may be NULL */
   void *print_ctx;
   const int *cancel; /* when set and nonzero (atomic), stops after the current batch */
+  int force_limits;  /* run even past repair.max_* (journaled); the CLI's --force-limits only */
   /* When set, only these keys (encoded) are compared - by looking each up on every replica -
    * and repaired, instead of comparing the whole dataset: how converge watch repairs the
    * divergences it has confirmed. Needs execute. */
@@ -107,6 +111,10 @@ int cvg_repair_purge(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_erro
  * since is left alone and reported). */
 int cvg_repair_revert(const cvg_catalog *cat, int64_t decision, cvg_repair_print print,
                       void *print_ctx, cvg_repair_stats *stats, cvg_error *err);
+/* Reverts every applied, not yet reverted mutation of one run (its id: the run's journal record,
+ * printed by the run and listed by converge audit show --kind run), in one journal group. */
+int cvg_repair_revert_run(const cvg_catalog *cat, int64_t run, cvg_repair_print print,
+                          void *print_ctx, cvg_repair_stats *stats, cvg_error *err);
 
 /* Approves (applies, conditionally) or rejects a manual decision. by and note are recorded. */
 int cvg_repair_approve(const cvg_catalog *cat, int64_t decision, int approve, const char *by,

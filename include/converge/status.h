@@ -44,7 +44,8 @@ extern "C" {
   X(CVG_EBUSY, "replica is busy or locked")                                                        \
   X(CVG_ECONFIG, "invalid catalog")                                                                \
   X(CVG_EDOWN, "replica unreachable")                                                              \
-  X(CVG_ETAMPER, "journal chain broken")
+  X(CVG_ETAMPER, "journal chain broken")                                                           \
+  X(CVG_ELIMIT, "refused by a repair safety limit")
 
 #define CVG_STATUS_ENUM(name, msg) name,
 typedef enum cvg_status { CVG_STATUS_TABLE(CVG_STATUS_ENUM) CVG_STATUS__COUNT } cvg_status;

@@ -254,8 +254,24 @@ static int builtins_for(cvg_alerts *e, const cvg_cat_dataset *d) {
                     "run)",
                     "A corrective action failed: a conditional write or the repair run itself "
                     "returned an error. The journal and converge's log say which and why."};
+    bspec refused = {"ConvergeRepairRefused",
+                     "repair_refused",
+                     CVG_RULE_METRIC,
+                     0,
+                     0,
+                     0,
+                     0,
+                     CVG_STAGE_LATE,
+                     "Automatic repair of {{ $labels.dataset }} was refused by a safety limit "
+                     "({{ $value }} change(s) held back, nothing applied)",
+                     "The repair would have deleted more of a replica's rows than "
+                     "repair.max_delete_fraction allows, written more than "
+                     "repair.max_changes_per_run, or copied an empty authority. Nothing was "
+                     "written; the refusal and its counts are in the journal (converge audit show "
+                     "--kind run) and the log (repair_refused). Check the authority first."};
     int rc = add_builtin(e, &stalled, NULL, NULL);
-    if (rc || (rc = add_builtin(e, &failed, NULL, NULL)))
+    if (rc || (rc = add_builtin(e, &failed, NULL, NULL)) ||
+        (rc = add_builtin(e, &refused, NULL, NULL)))
       return rc;
   }
   if (d->slo.declared) {

@@ -623,6 +623,7 @@ static const char *const dataset_metrics[] = {"divergent_rows",
                                               "repair_backlog",
                                               "repair_failures",
                                               "repair_stalled_runs",
+                                              "repair_refused",
                                               NULL};
 const char *const cvg_rule_invariants[] = {"max_lag_seconds",
                                            "max_divergent_rows",
@@ -1300,15 +1301,25 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
   d->repair_concurrency = 1;
   d->repair_window_start = d->repair_window_end = -1;
   d->repair_interval = 10;
+  d->repair_max_delete_fraction = 0.05;
   if ((v = get(&ks, "policy"))) {
     static const char *const policies[] = {"none", "lww", "authority", "manual", "merge", NULL};
     if (one_of(p, v, "policy", policies, &d->policy))
       return CVG_ECONFIG;
   }
   if ((v = get(&ks, "repair"))) {
-    static const char *const rkeys[] = {
-        "rows_per_second", "replica_rows_per_second", "batch",         "interval",    "staged",
-        "window",          "tombstone_grace",         "version_clock", "concurrency", NULL};
+    static const char *const rkeys[] = {"rows_per_second",
+                                        "replica_rows_per_second",
+                                        "batch",
+                                        "interval",
+                                        "staged",
+                                        "window",
+                                        "tombstone_grace",
+                                        "version_clock",
+                                        "concurrency",
+                                        "max_delete_fraction",
+                                        "max_changes_per_run",
+                                        NULL};
     keyset rk;
     yaml_node_t *w;
     int64_t x;
@@ -1336,6 +1347,14 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
       if (one_of(p, w, "version_clock", clocks, &ck))
         return CVG_ECONFIG;
       d->version_clock_div = ck == 0 ? 1 : ck == 1 ? 1e3 : 1e6;
+    }
+    if ((w = get(&rk, "max_delete_fraction")) &&
+        (rc = want_double(p, w, "max_delete_fraction", 0, 1, &d->repair_max_delete_fraction)))
+      return rc;
+    if ((w = get(&rk, "max_changes_per_run"))) {
+      if ((rc = want_int(p, w, "max_changes_per_run", 0, INT64_MAX, &x)))
+        return rc;
+      d->repair_max_changes = (uint64_t)x;
     }
     if ((w = get(&rk, "replica_rows_per_second")) &&
         (rc = want_double(p, w, "replica_rows_per_second", 0, 1e9, &d->repair_replica_rate)))

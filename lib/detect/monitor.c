@@ -223,12 +223,17 @@ typedef struct dset {
   uint64_t *conflicts; /* OWNED; confirmed conflicts per shard, since the start */
   /* automatic repair (auto_repair) */
   uint64_t rep_runs, rep_applied, rep_skipped, rep_failed, rep_errors;
-  uint64_t rep_last_failed; /* mutations that failed in the last run */
-  int rep_stalled_runs;     /* consecutive runs with a backlog and nothing applied */
-  int rep_paused;           /* 1: automatic repair held (POST /api/v1/repair/pause) */
-  double rep_last_ok;       /* wall time of the last run that applied everything it planned */
-  double rep_last_run;      /* wall time the last run ended; 0 none yet */
-  double rep_last_rate;     /* mutations applied per second by the last run */
+  uint64_t rep_last_failed;  /* mutations that failed in the last run */
+  uint64_t rep_refused;      /* the last run was refused by a safety limit: the changes it held
+                               back (0: not refused) */
+  uint64_t rep_refusals;     /* runs refused so far */
+  double rep_refused_at;     /* wall time of the last refusal: retried after REPAIR_REFUSED_RETRY */
+  char rep_refused_why[400]; /* the limit's message */
+  int rep_stalled_runs;      /* consecutive runs with a backlog and nothing applied */
+  int rep_paused;            /* 1: automatic repair held (POST /api/v1/repair/pause) */
+  double rep_last_ok;        /* wall time of the last run that applied everything it planned */
+  double rep_last_run;       /* wall time the last run ended; 0 none yet */
+  double rep_last_rate;      /* mutations applied per second by the last run */
   char rep_error[CVG_ERROR_MSG_MAX];
   const char *probe;       /* the probe recording keys right now */
   double write_rate;       /* rows past the watermark per second, last incremental check */
@@ -1912,6 +1917,8 @@ static int metric_value(dset *ds, size_t r, const char *name, double now, double
     return *v = (double)ds->rep_last_failed + (ds->rep_error[0] ? 1 : 0), ds->cfg->auto_repair;
   if (strcmp(name, "repair_stalled_runs") == 0)
     return *v = ds->rep_stalled_runs, ds->cfg->auto_repair;
+  if (strcmp(name, "repair_refused") == 0)
+    return *v = (double)ds->rep_refused, ds->cfg->auto_repair;
   if (strcmp(name, "write_rate") == 0) {
     *v = ds->write_rate;
     return ds->last_incr_wall > 0;
@@ -2285,6 +2292,8 @@ static void origin_cause(dset *ds, json_t *ann) {
 /* ---- automatic repair ---- */
 
 #define REPAIR_MAX_KEYS 10000 /* confirmed keys handed to one repair run */
+#define REPAIR_REFUSED_RETRY                                                                       \
+  60.0 /* seconds before a run refused by a safety limit is tried again */
 
 static void job_repair(cvg_monitor *m, job *j) {
   dset *ds = j->ds;
@@ -2298,6 +2307,12 @@ static void job_repair(cvg_monitor *m, job *j) {
     if (!in_window(&w))
       return;
   }
+  /* a refused run is not retried at every interval (each journals its refusal) */
+  pthread_mutex_lock(&ds->mu);
+  int wait = ds->rep_refused && wall_now() - ds->rep_refused_at < REPAIR_REFUSED_RETRY;
+  pthread_mutex_unlock(&ds->mu);
+  if (wait)
+    return;
   unsigned char **keys = calloc(REPAIR_MAX_KEYS, sizeof *keys);
   size_t *lens = calloc(REPAIR_MAX_KEYS, sizeof *lens), n = 0;
   int oom = !keys || !lens;
@@ -2349,14 +2364,21 @@ static void job_repair(cvg_monitor *m, job *j) {
     ds->rep_last_failed = st.failed;
     ds->rep_last_run = wall_now();
     ds->rep_last_rate = st.seconds > 0 ? (double)st.applied / st.seconds : 0;
-    if (rc) {
+    ds->rep_refused = rc == CVG_ELIMIT ? (st.limit_changes ? st.limit_changes : 1) : 0;
+    if (rc == CVG_ELIMIT) {
+      ds->rep_refusals++;
+      ds->rep_refused_at = wall_now();
+      snprintf(ds->rep_refused_why, sizeof ds->rep_refused_why, "%.399s", err.msg);
+      ds->rep_error[0] = '\0';
+    } else if (rc) {
       ds->rep_errors++;
       snprintf(ds->rep_error, sizeof ds->rep_error, "%s", err.msg);
     } else {
       ds->rep_error[0] = '\0';
     }
-    ds->rep_stalled_runs =
-        (rc || (st.applied == 0 && st.decisions > 0)) ? ds->rep_stalled_runs + 1 : 0;
+    if (rc != CVG_ELIMIT) /* a refusal is its own alert, not a stall */
+      ds->rep_stalled_runs =
+          (rc || (st.applied == 0 && st.decisions > 0)) ? ds->rep_stalled_runs + 1 : 0;
     if (!rc && !st.failed && !st.skipped)
       ds->rep_last_ok = wall_now();
   } else {
@@ -2373,7 +2395,10 @@ static void job_repair(cvg_monitor *m, job *j) {
     snprintf(sk, sizeof sk, "%llu", (unsigned long long)st.skipped);
     snprintf(f, sizeof f, "%llu", (unsigned long long)st.failed);
     snprintf(dv, sizeof dv, "%llu", (unsigned long long)st.divergent);
-    cvg_log(m->lg, rc || st.failed ? CVG_LOG_WARN : CVG_LOG_INFO, rc ? "repair_failed" : "repair",
+    cvg_log(m->lg, rc || st.failed ? CVG_LOG_WARN : CVG_LOG_INFO,
+            rc == CVG_ELIMIT ? "repair_refused"
+            : rc             ? "repair_failed"
+                             : "repair",
             "dataset", ds->cfg->name, "still_divergent", dv, "applied", a, "skipped", sk, "failed",
             f, "error", rc ? err.msg : "", "journal", m->cat->journal, "journal_head", hs,
             "journal_head_hash", st.head_seq ? hh : "", (const char *)NULL);
@@ -3037,6 +3062,12 @@ static int v_rep_backlog(const dset *ds, double *v) {
 static int v_rep_stalled(const dset *ds, double *v) {
   return *v = ds->rep_stalled_runs, ds->cfg->auto_repair;
 }
+static int v_rep_refused(const dset *ds, double *v) {
+  return *v = (double)ds->rep_refused, ds->cfg->auto_repair;
+}
+static int v_rep_refusals(const dset *ds, double *v) {
+  return *v = (double)ds->rep_refusals, ds->cfg->auto_repair;
+}
 static int v_rep_paused(const dset *ds, double *v) {
   return *v = __atomic_load_n(&ds->rep_paused, __ATOMIC_SEQ_CST), ds->cfg->auto_repair;
 }
@@ -3265,6 +3296,13 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
   emit_per_dataset(&o, m, "converge_repair_stalled_runs", "gauge",
                    "Consecutive repair runs that applied nothing while keys were waiting.",
                    v_rep_stalled);
+  emit_per_dataset(&o, m, "converge_repair_refused", "gauge",
+                   "Changes the last automatic repair run held back because a safety limit "
+                   "refused it (repair.max_delete_fraction, max_changes_per_run, an empty "
+                   "authority); 0 when it was not refused.",
+                   v_rep_refused);
+  emit_per_dataset(&o, m, "converge_repair_refusals_total", "counter",
+                   "Automatic repair runs refused by a safety limit.", v_rep_refusals);
   head(&o, "converge_conflicts_confirmed_total", "counter",
        "Keys confirmed as conflicts, per shard, since converge watch started (conflict "
        "hotspots: rate() shows where the data model invites conflicts; /api/v1/hotspots "

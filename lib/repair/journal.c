@@ -6,7 +6,7 @@
  *
  *   seq     INTEGER PRIMARY KEY   1, 2, 3, ... without gaps
  *   at_us   INTEGER               microseconds since the epoch
- *   kind    TEXT                  divergence | decision | mutation | outcome | revert | approval
+ *   kind    TEXT                  divergence | decision | mutation | outcome | revert | approval | run
  *   dataset TEXT                  the dataset's name ("" for none)
  *   key     BLOB                  the encoded key tuple (docs/encoding.md), NULL for none
  *   body    TEXT                  a JSON object (written with sorted keys) - the record's content
@@ -35,6 +35,10 @@
  *                interruption
  *   revert      {decision, mutation, result, reason}
  *   approval    {decision, approved: true|false, by, note}
+ *   run         {changes, deletes: {replica: n}, force_limits, limits: {max_changes_per_run,
+ *                max_delete_fraction}, reason, rows: {replica: n}, status: started | refused |
+ *                overridden} - written before the first decision of a run that has work to do;
+ *                its seq is the run's id, which every decision of the run carries as "run"
  * Purges are decisions with policy "purge" and delete mutations on every replica.
  *
  * Durability: WAL mode with synchronous=FULL: a record is on disk when its transaction commits,
@@ -55,8 +59,8 @@
 #include <time.h>
 #include <unistd.h>
 
-const char *const cvg_jkind_names[] = {"divergence", "decision", "mutation",
-                                       "outcome",    "revert",   "approval"};
+const char *const cvg_jkind_names[] = {"divergence", "decision", "mutation", "outcome",
+                                       "revert",     "approval", "run"};
 
 struct cvg_journal {
   sqlite3 *db;

@@ -895,14 +895,18 @@ typedef struct pending {
   json_t *dbody;    /* OWNED; its decision's body (spec, columns) */
   unsigned char key[CVG_JOURNAL_KEY_MAX];
   size_t key_len;
-  int outcome; /* 0 none; else the cvg_mut_result recorded */
+  int outcome;  /* 0 none; else the cvg_mut_result recorded */
+  int reverted; /* a revert of it was applied */
 } pending;
 
 typedef struct scan_state {
   const char *dataset;
   int64_t last_decision; /* the decision record seen last, and its body */
   json_t *last_dbody;
-  int64_t decision; /* 0: every decision */
+  int64_t decision;  /* 0: every decision */
+  int64_t run;       /* > 0: only the decisions of that run (their "run" field) */
+  int64_t *run_decs; /* the run's decisions, ascending */
+  size_t n_run_decs, cap_run_decs;
   pending *p;
   size_t n, cap;
   int oom;
@@ -922,6 +926,18 @@ static int push64(int64_t **a, size_t *n, size_t *cap, int64_t v) {
   }
   (*a)[(*n)++] = v;
   return 0;
+}
+
+static int sorted_has64(const int64_t *a, size_t n, int64_t v) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (a[mid] < v)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < n && a[lo] == v;
 }
 
 static int has64(const int64_t *a, size_t n, int64_t v) {
@@ -959,6 +975,9 @@ static int scan_cb(void *ctx, const cvg_jrecord *r) {
       s->last_dbody = json_incref(b);
     }
     s->last_decision = r->seq;
+    if (s->run && json_integer_value(json_object_get(b, "run")) == s->run &&
+        push64(&s->run_decs, &s->n_run_decs, &s->cap_run_decs, r->seq))
+      s->oom = 1;
     const char *st = json_string_value(json_object_get(b, "status"));
     if (st && strcmp(st, "awaiting_approval") == 0 &&
         push64(&s->awaiting, &s->n_awaiting, &s->cap_awaiting, r->seq))
@@ -969,7 +988,8 @@ static int scan_cb(void *ctx, const cvg_jrecord *r) {
       s->oom = 1;
   } else if (r->kind == CVG_J_MUTATION) {
     int64_t dec = json_integer_value(json_object_get(b, "decision"));
-    if (s->decision && dec != s->decision) {
+    if ((s->decision && dec != s->decision) ||
+        (s->run && !sorted_has64(s->run_decs, s->n_run_decs, dec))) {
       json_decref(b);
       return 0;
     }
@@ -993,6 +1013,16 @@ static int scan_cb(void *ctx, const cvg_jrecord *r) {
     memcpy(p->key, r->key, r->key_len);
     p->key_len = r->key_len;
     return 0;
+  } else if (r->kind == CVG_J_REVERT) {
+    const char *res = json_string_value(json_object_get(b, "result"));
+    pending *p = find_pending(s, json_integer_value(json_object_get(b, "mutation")));
+    if (p && res && strcmp(res, "applied") == 0)
+      p->reverted = 1;
+  } else if (r->kind == CVG_J_REVERT) {
+    const char *res = json_string_value(json_object_get(b, "result"));
+    pending *p = find_pending(s, json_integer_value(json_object_get(b, "mutation")));
+    if (p && res && strcmp(res, "applied") == 0)
+      p->reverted = 1;
   } else if (r->kind == CVG_J_OUTCOME) {
     /* one outcome, or a batch's: {"outcomes": [{mutation, result, reason}, ...]} */
     json_t *list = json_object_get(b, "outcomes");
@@ -1021,6 +1051,7 @@ static void scan_free(scan_state *s) {
   free(s->p);
   free(s->awaiting);
   free(s->settled);
+  free(s->run_decs);
 }
 
 /*
@@ -1316,6 +1347,7 @@ typedef struct runctx {
   cvg_error *err;  /* the run's: gets the first worker's error */
   size_t done;     /* keys through, for the progress bar */
   size_t next, hi; /* the current stage's keys not yet handed out, [next, hi) */
+  int64_t run_id;  /* the run's record in the journal (0: a dry run) */
 } runctx;
 
 typedef struct worker {
@@ -1501,11 +1533,14 @@ static int run_batch(worker *w, size_t b0, size_t b1) {
       for (size_t i = 0; !wrc && i < d->n_replicas; i++)
         wrc = (i ? jw_raw(jb, ",") : 0) || jw_str(jb, names[i]) || jw_raw(jb, ":") ||
               jw_state(jb, &it->c[i]);
-      char shard[32];
+      char shard[32], run[40] = "";
       snprintf(shard, sizeof shard, ",\"shard\":%u", it->shard);
+      if (x->run_id)
+        snprintf(run, sizeof run, ",\"run\":%lld", (long long)x->run_id);
       wrc = wrc || jw_raw(jb, "},\"key\":") || jw_raw(jb, ks ? ks : "null") ||
             jw_raw(jb, ",\"policy\":") || jw_str(jb, cvg_policy_names[d->policy]) ||
-            jw_raw(jb, ",\"rationale\":") || jw_str(jb, dec.rationale) || jw_raw(jb, shard);
+            jw_raw(jb, ",\"rationale\":") || jw_str(jb, dec.rationale) || jw_raw(jb, run) ||
+            jw_raw(jb, shard);
       if (!wrc && k == b0)
         wrc = jw_raw(jb, ",\"spec\":") || jw_raw(jb, specs);
       wrc = wrc || jw_raw(jb, ",\"status\":") ||
@@ -1715,6 +1750,146 @@ static int run_stage(runctx *x, worker *ws, size_t nw, size_t lo, size_t hi) {
   return x->rc;
 }
 
+/* ---- the blast-radius limit ---- */
+
+/* What the run would write if it went ahead: per replica the rows it would delete, and the
+ * writes in all. Decisions that wait for approval write nothing now and are not counted. */
+static void plan_counts(const cvg_cat_dataset *d, const collect *col, const char *const *names,
+                        uint64_t *deletes, uint64_t *changes) {
+  for (size_t k = 0; k < col->n; k++) {
+    const item *it = &col->items[k];
+    cvg_copy cps[CVG_DIFF_MAX_REPLICAS];
+    memset(cps, 0, sizeof cps);
+    for (size_t i = 0; i < d->n_replicas; i++) {
+      cps[i].state = (cvg_rstate)it->c[i].state;
+      cps[i].fp = it->c[i].fp;
+      cps[i].version = it->c[i].ver;
+      cps[i].version_len = it->c[i].ver_len;
+    }
+    cvg_decision dec;
+    if (cvg_decide((cvg_policy)d->policy, cps, d->n_replicas, names, d->authority, &dec, NULL) ||
+        dec.manual)
+      continue; /* undecidable keys fail in the run itself */
+    const icopy *wc = &it->c[dec.winner];
+    int del = dec.delete_all || wc->state == CVG_ABSENT;
+    for (size_t i = 0; i < d->n_replicas; i++) {
+      const icopy *c = &it->c[i];
+      if ((int)i == dec.winner && d->policy != CVG_POLICY_MERGE)
+        continue;
+      if (del) {
+        deletes[i] += c->state != CVG_ABSENT;
+        *changes += c->state != CVG_ABSENT;
+        continue;
+      }
+      int same = c->state == wc->state &&
+                 (c->state == CVG_ABSENT ||
+                  (c->ver_len == wc->ver_len && !memcmp(c->ver, wc->ver, c->ver_len) &&
+                   !memcmp(&c->fp, &wc->fp, sizeof c->fp)));
+      *changes += !same || d->policy == CVG_POLICY_MERGE;
+    }
+  }
+}
+
+/* The rows of a replica's table, for the delete fraction. */
+static int replica_rows(cvg_store *st, int64_t *rows, cvg_error *err) {
+  double v = 0;
+  int is_null = 0;
+  int rc = cvg_store_scalar(st, "count(*)", &v, &is_null, err);
+  *rows = rc == CVG_OK && !is_null ? (int64_t)v : 0;
+  return rc;
+}
+
+/*
+ * The run's limits, before anything is written: past repair.max_changes_per_run, past
+ * repair.max_delete_fraction of any replica's rows, or with an empty authority, an executing run
+ * journals its refusal and returns CVG_ELIMIT having applied nothing - unless --force-limits,
+ * which is journaled too. A run with work to do gets a run record (its id in *run_id). A dry
+ * run only says what --execute would do.
+ */
+static int check_limits(const cvg_repair_opts *o, const cvg_cat_dataset *d, reps *rp,
+                        const collect *col, const char *const *names, cvg_journal *jn,
+                        int64_t *run_id, cvg_repair_stats *stats, cvg_error *err) {
+  uint64_t deletes[CVG_DIFF_MAX_REPLICAS] = {0}, changes = 0;
+  int64_t rows[CVG_DIFF_MAX_REPLICAS] = {0};
+  plan_counts(d, col, names, deletes, &changes);
+  char reason[400] = "";
+  int rc = CVG_OK;
+  cvg_store *const *st = rp->st;
+  reps ro;
+  memset(&ro, 0, sizeof ro);
+  if (!st[0]) { /* a dry run of a policy that opened nothing: read-only connections to count */
+    if ((rc = reps_open_flags(&ro, d, CVG_STORE_READONLY, err)))
+      return rc;
+    st = ro.st;
+  }
+  for (size_t i = 0; rc == CVG_OK && i < d->n_replicas; i++)
+    if (deletes[i] || (int)i == d->authority)
+      rc = replica_rows(st[i], &rows[i], err);
+  reps_close(&ro);
+  if (rc)
+    return rc;
+  if (d->repair_max_changes && changes > d->repair_max_changes)
+    snprintf(reason, sizeof reason,
+             "it would write %llu changes, more than repair.max_changes_per_run (%llu)",
+             (unsigned long long)changes, (unsigned long long)d->repair_max_changes);
+  for (size_t i = 0; !reason[0] && i < d->n_replicas; i++) {
+    if (!deletes[i])
+      continue;
+    if (d->authority >= 0 && (int)i != d->authority && rows[d->authority] == 0)
+      snprintf(reason, sizeof reason,
+               "the authority '%s' is empty: it would delete all %llu row(s) of '%s' (a "
+               "botched restore or a wrong table?)",
+               names[d->authority], (unsigned long long)deletes[i], names[i]);
+    else if ((double)deletes[i] > d->repair_max_delete_fraction * (double)rows[i])
+      snprintf(reason, sizeof reason,
+               "it would delete %llu of the %lld row(s) of '%s' (%.1f%%), more than "
+               "repair.max_delete_fraction (%g%%)%s",
+               (unsigned long long)deletes[i], (long long)rows[i], names[i],
+               rows[i] ? 100.0 * (double)deletes[i] / (double)rows[i] : 100.0,
+               100 * d->repair_max_delete_fraction,
+               d->authority >= 0 ? ": has the authority lost rows?" : "");
+  }
+  stats->limit_changes = changes;
+  if (!o->execute) {
+    if (reason[0])
+      say(o, "note: --execute would refuse this run: %s", reason);
+    return CVG_OK;
+  }
+  const char *status = !reason[0] ? "started" : o->force_limits ? "overridden" : "refused";
+  json_t *dj = json_object(), *rj = json_object();
+  for (size_t i = 0; dj && rj && i < d->n_replicas; i++) {
+    json_object_set_new(dj, names[i], json_integer((json_int_t)deletes[i]));
+    if (deletes[i] || (int)i == d->authority)
+      json_object_set_new(rj, names[i], json_integer((json_int_t)rows[i]));
+  }
+  json_t *body =
+      json_pack("{s:I, s:o, s:b, s:{s:I, s:f}, s:s, s:o, s:s}", "changes", (json_int_t)changes,
+                "deletes", dj, "force_limits", o->force_limits, "limits", "max_changes_per_run",
+                (json_int_t)d->repair_max_changes, "max_delete_fraction",
+                d->repair_max_delete_fraction, "reason", reason, "rows", rj, "status", status);
+  if ((rc = jappend(jn, CVG_J_RUN, d->name, NULL, 0, body, run_id, err)))
+    return rc;
+  stats->run_id = *run_id;
+  if (!reason[0]) {
+    say(o,
+        "run %lld: %llu change(s) planned (undo the whole run with: converge repair revert "
+        "--run %lld)",
+        (long long)*run_id, (unsigned long long)changes, (long long)*run_id);
+    return CVG_OK;
+  }
+  if (o->force_limits) {
+    say(o, "limits overridden by --force-limits (journaled as run %lld): %s", (long long)*run_id,
+        reason);
+    return CVG_OK;
+  }
+  stats->refused = 1;
+  cvg_error_set(err, CVG_ELIMIT, d->name, "repair refused, nothing was applied: %s", reason);
+  cvg_error_hint(err, "check the replicas (converge diff) before anything else; if the change is "
+                      "intended, raise the limit in the catalog or run converge repair once with "
+                      "--force-limits");
+  return CVG_ELIMIT;
+}
+
 int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error *err) {
   memset(stats, 0, sizeof *stats);
   double t_start = now_wall();
@@ -1824,6 +1999,9 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
     snprintf(where, sizeof where, " in shard %ld", o->shard);
   say(o, "%s: %zu divergent key(s)%s; policy %s", d->name, col.n, where,
       cvg_policy_names[d->policy]);
+  int64_t run_id = 0;
+  if (col.n && (rc = check_limits(o, d, &rp, &col, names, jn, &run_id, stats, err)))
+    goto out;
   /* every column of the table, for whole-row writes */
   cvg_table_desc desc;
   memset(&desc, 0, sizeof desc);
@@ -1864,6 +2042,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   x.rate = o->rows_per_sec > 0 ? o->rows_per_sec : d->repair_rate;
   x.t0 = x.t0r = now_wall();
   x.err = err;
+  x.run_id = run_id;
   pthread_mutex_init(&x.mu, NULL);
   /* a dry run reads the bases of sum columns from the journal, if there is one */
   for (size_t k = 0; !jn && k < d->n_merge && !x.bj; k++)
@@ -2038,6 +2217,86 @@ int cvg_repair_revert(const cvg_catalog *cat, int64_t decision, cvg_repair_print
     rc = cvg_journal_begin(jn, err);
     if (!rc) {
       rc = settle(jn, &rp, s.p, w, 1, "revert", stats, &o, err);
+      rc = rc ? (cvg_journal_rollback(jn), rc) : cvg_journal_commit(jn, err);
+    }
+  }
+  scan_free(&s);
+  json_decref(f.body);
+  reps_close(&rp);
+  cvg_journal_close(jn);
+  jrec_release();
+  return rc;
+}
+
+/* The run record id: its dataset, or an error naming what id is. */
+static int find_run(cvg_journal *jn, const cvg_catalog *cat, int64_t id, find_ctx *f, size_t *ds,
+                    cvg_error *err) {
+  memset(f, 0, sizeof f[0]);
+  f->id = id;
+  int rc = cvg_journal_scan(jn, id - 1, NULL, NULL, 0, 0, -1, find_cb, f, err);
+  if (!rc && (!f->found || f->kind != CVG_J_RUN))
+    rc = cvg_error_set(err, CVG_ENOENT, cat->journal,
+                       "record %lld is not a repair run (converge audit show --kind run lists "
+                       "them)",
+                       (long long)id);
+  for (*ds = 0; !rc && *ds < cat->n_datasets && strcmp(cat->datasets[*ds].name, f->dataset); ++*ds)
+    ;
+  if (!rc && *ds == cat->n_datasets)
+    rc = cvg_error_set(err, CVG_ENOENT, f->dataset,
+                       "run %lld is of dataset '%s', which is not in the catalog", (long long)id,
+                       f->dataset);
+  return rc;
+}
+
+int cvg_repair_revert_run(const cvg_catalog *cat, int64_t run, cvg_repair_print print,
+                          void *print_ctx, cvg_repair_stats *stats, cvg_error *err) {
+  memset(stats, 0, sizeof *stats);
+  cvg_repair_opts o;
+  memset(&o, 0, sizeof o);
+  o.print = print;
+  o.print_ctx = print_ctx;
+  cvg_journal *jn = NULL;
+  reps rp;
+  memset(&rp, 0, sizeof rp);
+  find_ctx f;
+  memset(&f, 0, sizeof f);
+  size_t ds = 0;
+  int rc = journal_open_for_writing(&jn, cat, CVG_JOURNAL_WRITE, err);
+  if (!rc)
+    rc = find_run(jn, cat, run, &f, &ds, err);
+  if (!rc)
+    rc = reps_open(&rp, &cat->datasets[ds], err);
+  scan_state s;
+  memset(&s, 0, sizeof s);
+  s.dataset = f.dataset;
+  s.run = run;
+  if (!rc) /* the run's decisions, their batches' specs and their mutations all follow it */
+    rc = cvg_journal_scan(jn, run - 1, f.dataset, NULL, 0, 0, -1, scan_cb, &s, err);
+  if (!rc && s.oom)
+    rc = cvg_error_set(err, CVG_ENOMEM, "repair", "out of memory reading the journal");
+  size_t w = 0, already = 0;
+  for (size_t i = 0; !rc && i < s.n; i++) {
+    already += s.p[i].reverted;
+    if (s.p[i].outcome == CVG_MUT_APPLIED && !s.p[i].reverted) {
+      s.p[w++] = s.p[i];
+    } else {
+      json_decref(s.p[i].body);
+      json_decref(s.p[i].dbody);
+    }
+  }
+  if (!rc)
+    s.n = w;
+  if (!rc && w == 0)
+    rc = cvg_error_set(err, CVG_EINVAL, cat->journal,
+                       "run %lld has no applied mutation left to revert (%zu decision(s), %zu "
+                       "mutation(s) reverted before)",
+                       (long long)run, s.n_run_decs, already);
+  if (!rc) {
+    say(&o, "reverting run %lld: %zu decision(s), %zu applied mutation(s)", (long long)run,
+        s.n_run_decs, w);
+    rc = cvg_journal_begin(jn, err);
+    if (!rc) {
+      rc = settle(jn, &rp, s.p, w, 1, "revert of the run", stats, &o, err);
       rc = rc ? (cvg_journal_rollback(jn), rc) : cvg_journal_commit(jn, err);
     }
   }
