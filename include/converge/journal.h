@@ -99,6 +99,15 @@ void cvg_journal_head(const cvg_journal *j, int64_t *seq, unsigned char hash[32]
  * only moves forward. */
 int cvg_journal_save_head(cvg_journal *j, cvg_error *err);
 
+/*
+ * The settled mark of a dataset, kept beside the head (head_path): every mutation of the
+ * dataset journaled at or before it has an outcome, or belongs to a decision waiting for
+ * approval. Resumption reads only the records after it, so a run's cost follows the work left,
+ * not the journal's history. A lost or wrong mark costs only time: 0 means "read everything".
+ */
+int cvg_journal_settled_get(const cvg_journal *j, const char *dataset, int64_t *seq);
+int cvg_journal_settled_set(cvg_journal *j, const char *dataset, int64_t seq, cvg_error *err);
+
 /* The head saved for journal_path in head_path, read-only: *seq 0 when none was saved. */
 int cvg_journal_saved_head(const char *head_path, const char *journal_path, int64_t *seq,
                            unsigned char hash[32], cvg_error *err);

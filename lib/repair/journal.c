@@ -783,6 +783,68 @@ int cvg_journal_save_head(cvg_journal *j, cvg_error *err) {
   return rc == SQLITE_OK ? CVG_OK : (err ? err->status : CVG_EIO);
 }
 
+/* ---- the settled mark: where resumption starts reading ---- */
+
+int cvg_journal_settled_get(const cvg_journal *j, const char *dataset, int64_t *seq) {
+  *seq = 0;
+  if (!j->head_path[0] || access(j->head_path, F_OK) != 0)
+    return CVG_OK;
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_open_v2(j->head_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) ==
+          SQLITE_OK &&
+      sqlite3_prepare_v2(db,
+                         "SELECT seq FROM converge_journal_settled WHERE journal = ?1 AND "
+                         "dataset = ?2",
+                         -1, &st, NULL) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 10000);
+    sqlite3_bind_text(st, 1, j->path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, dataset, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+      *seq = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  /* a mark past the journal's end is not ours (another journal at that path): read it all */
+  if (*seq > j->last_seq)
+    *seq = 0;
+  return CVG_OK;
+}
+
+int cvg_journal_settled_set(cvg_journal *j, const char *dataset, int64_t seq, cvg_error *err) {
+  if (!j->head_path[0])
+    return CVG_OK;
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_open_v2(j->head_path, &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 10000);
+    rc = sqlite3_exec(db,
+                      "CREATE TABLE IF NOT EXISTS converge_journal_settled(journal TEXT NOT NULL,"
+                      " dataset TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(journal, "
+                      "dataset))",
+                      NULL, NULL, NULL);
+  }
+  if (rc == SQLITE_OK)
+    rc = sqlite3_prepare_v2(db,
+                            "INSERT INTO converge_journal_settled VALUES (?1, ?2, ?3)"
+                            " ON CONFLICT(journal, dataset) DO UPDATE SET seq = excluded.seq",
+                            -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, j->path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, dataset, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, seq);
+    rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+  }
+  if (rc != SQLITE_OK)
+    cvg_error_set(err, CVG_EIO, j->head_path, "cannot save the journal's settled mark: %s",
+                  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return rc == SQLITE_OK ? CVG_OK : (err ? err->status : CVG_EIO);
+}
+
 void cvg_journal_head(const cvg_journal *j, int64_t *seq, unsigned char hash[32]) {
   *seq = j->trusted ? j->verified_seq : j->last_seq;
   memcpy(hash, j->trusted ? j->verified_hash : j->last_hash, 32);

@@ -1186,7 +1186,11 @@ static int resume(cvg_journal *jn, reps *rp, const cvg_repair_opts *o, cvg_repai
   scan_state s;
   memset(&s, 0, sizeof s);
   s.dataset = rp->d->name;
-  int rc = cvg_journal_scan(jn, 0, rp->d->name, NULL, 0, 0, -1, scan_cb, &s, err);
+  int64_t from = 0, head = 0;
+  unsigned char hh[32];
+  cvg_journal_settled_get(jn, rp->d->name, &from);
+  cvg_journal_head(jn, &head, hh);
+  int rc = cvg_journal_scan(jn, from, rp->d->name, NULL, 0, 0, -1, scan_cb, &s, err);
   if (!rc && s.oom)
     rc = cvg_error_set(err, CVG_ENOMEM, "repair", "out of memory reading the journal");
   size_t w = 0;
@@ -1214,6 +1218,9 @@ static int resume(cvg_journal *jn, reps *rp, const cvg_repair_opts *o, cvg_repai
       rc = rc ? (cvg_journal_rollback(jn), rc) : cvg_journal_commit(jn, err);
     }
   }
+  /* everything up to the head read above is settled now (or waits for approval) */
+  if (!rc && head > from)
+    rc = cvg_journal_settled_set(jn, rp->d->name, head, err);
   scan_free(&s);
   return rc;
 }

@@ -277,6 +277,99 @@ static void test_not_a_journal(void **state) {
   assert_int_equal(n, 2);
 }
 
+static int count_cb(void *ctx, const cvg_jrecord *r) {
+  (void)r;
+  (*(int *)ctx)++;
+  return 0;
+}
+
+/* Writers trust only what verifies: the head saved outside the journal catches removed records,
+ * and a record read by a writer is checked against its hash and its successor's link. */
+static void test_trust(void **state) {
+  (void)state;
+  char head[200];
+  snprintf(head, sizeof head, "%s/state.db", dir);
+  unlink(head);
+  build(6);
+  cvg_journal_opts o;
+  memset(&o, 0, sizeof o);
+  o.mode = CVG_JOURNAL_WRITE;
+  o.head_path = head;
+  cvg_journal *j = NULL;
+  cvg_error err;
+  cvg_error_clear(&err);
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_OK);
+  append(j, CVG_J_OUTCOME, "{\"n\":7}", 7);
+  cvg_journal_close(j); /* saves head 7 */
+  int64_t seq;
+  unsigned char hash[32];
+  assert_int_equal(cvg_journal_saved_head(head, path, &seq, hash, &err), CVG_OK);
+  assert_int_equal(seq, 7);
+  /* an edited old record: the writer opens (the chain from the head verifies) but refuses to
+   * read it */
+  sql("UPDATE converge_journal SET body = '{\"i\":9}' WHERE seq = 2");
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_OK);
+  int n = 0;
+  assert_int_equal(cvg_journal_scan(j, 0, NULL, NULL, 0, 0, -1, count_cb, &n, &err), CVG_ETAMPER);
+  assert_int_equal(n, 1);
+  assert_non_null(strstr(err.msg, "record 2"));
+  cvg_journal_close(j);
+  /* the newest record removed: no writer opens */
+  sql("DELETE FROM converge_journal WHERE seq = 7");
+  cvg_error_clear(&err);
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_ETAMPER);
+  assert_null(j);
+  assert_non_null(strstr(err.msg, "newest records were removed"));
+  /* the head record replaced by another with a valid hash: the saved hash differs */
+  build(7);
+  cvg_error_clear(&err);
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_ETAMPER);
+  assert_non_null(strstr(err.msg, "saved head"));
+  unlink(head);
+}
+
+/* A keyed chain verifies only with its key, and a key never verifies a plain chain. */
+static void test_keyed(void **state) {
+  (void)state;
+  static const unsigned char key[] = "0123456789abcdef0123456789abcdef";
+  unlink(path);
+  cvg_journal_opts o;
+  memset(&o, 0, sizeof o);
+  o.mode = CVG_JOURNAL_CREATE;
+  o.key = key;
+  o.key_len = 32;
+  cvg_journal *j = NULL;
+  cvg_error err;
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_OK);
+  append(j, CVG_J_DECISION, "{\"k\":1}", 1);
+  append(j, CVG_J_OUTCOME, "{\"k\":2}", 2);
+  cvg_journal_close(j);
+  int64_t n = 0;
+  o.mode = CVG_JOURNAL_READ;
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_OK);
+  assert_int_equal(cvg_journal_keyed(j), 1);
+  assert_int_equal(cvg_journal_verify(j, &n, &err), CVG_OK);
+  assert_int_equal(n, 2);
+  cvg_journal_close(j);
+  /* without the key: refused as such, not called tampered */
+  assert_int_equal(cvg_journal_open(&j, path, CVG_JOURNAL_READ, &err), CVG_OK);
+  assert_int_equal(cvg_journal_verify(j, &n, &err), CVG_EINVAL);
+  cvg_journal_close(j);
+  /* another key: every record fails */
+  static const unsigned char other[] = "fedcba9876543210fedcba9876543210";
+  o.key = other;
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_OK);
+  assert_int_equal(cvg_journal_verify(j, &n, &err), CVG_ETAMPER);
+  assert_int_equal(n, 0);
+  cvg_journal_close(j);
+  /* a plain chain with a key given: refused */
+  build(2);
+  o.key = key;
+  o.mode = CVG_JOURNAL_WRITE;
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_ETAMPER);
+  assert_null(j);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_chain),
@@ -286,6 +379,8 @@ int main(void) {
       cmocka_unit_test(test_reordered_and_inserted),
       cmocka_unit_test(test_empty_and_garbage),
       cmocka_unit_test(test_not_a_journal),
+      cmocka_unit_test(test_trust),
+      cmocka_unit_test(test_keyed),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
