@@ -123,9 +123,9 @@ test: bootstrap
 	@echo "== alerts end to end (ASan+UBSan build; a real Alertmanager)"
 	@tests/alerts/run build/asan/converge
 	@echo "== repair end to end (ASan+UBSan build; 50 SIGKILL trials with a concurrent writer)"
-	@tests/repair/run build/asan/converge
+	@ASAN_OPTIONS=detect_leaks=1 tests/repair/run build/asan/converge
 	@echo "== attacks and accidents against the repair path (ASan+UBSan build; tests/hostile)"
-	@tests/hostile/run build/asan/converge
+	@ASAN_OPTIONS=detect_leaks=1 tests/hostile/run build/asan/converge
 	@echo "== PostgreSQL replicas (ASan+UBSan build; real PostgreSQL servers from initdb, logical replication)"
 	@tests/pg/run build/asan/converge
 	@tests/pg/replication build/asan/converge

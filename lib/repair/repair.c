@@ -350,13 +350,13 @@ static int spec_from_json(json_t *j, spec_store *ss) {
   if (!json_is_array(k) || !json_is_array(c) || json_array_size(k) == 0 ||
       json_array_size(k) > 64 || json_array_size(c) > 2000)
     return -1;
-  ss->owner = json_incref(j);
   for (size_t i = 0; i < json_array_size(k); i++)
     if (!(ss->key_cols[i] = json_string_value(json_array_get(k, i))))
       return -1;
   for (size_t i = 0; i < json_array_size(c); i++)
     if (!(ss->cmp_cols[i] = json_string_value(json_array_get(c, i))))
       return -1;
+  ss->owner = json_incref(j); /* only once nothing can fail: a failure leaves nothing to free */
   ss->spec.key_cols = ss->key_cols;
   ss->spec.n_key = json_array_size(k);
   ss->spec.cmp_cols = ss->cmp_cols;
@@ -1205,9 +1205,7 @@ static int resume(cvg_journal *jn, reps *rp, const cvg_repair_opts *o, cvg_repai
     s.p[w++] = s.p[i];
   }
   if (!rc)
-    s.n = w;
-  else
-    s.n = 0; /* bodies of the kept ones are released by scan_free below */
+    s.n = w; /* the others were released above; on an error scan_free releases them all */
   if (!rc && w) {
     say(o, "resuming %zu mutation(s) journaled by an interrupted run", w);
     rc = cvg_journal_begin(jn, err);
