@@ -266,8 +266,8 @@ int cmd_audit(int argc, char **argv) {
       if (strcmp(o.kind, cvg_jkind_names[k]) == 0)
         kind = k;
     if (kind < 0)
-      return usage_error("audit", "--kind must be divergence, decision, mutation, outcome, revert "
-                                  "or approval");
+      return usage_error("audit", "--kind must be divergence, decision, mutation, outcome, "
+                                  "revert, approval or run");
   }
   int json = 0;
   if (strcmp(sub, "export") == 0) {
