@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include <errno.h>
 #include <getopt.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,11 +31,14 @@ static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) {
   static const char msg[] =
       "\nconverge: stopping after the current batch (a second signal stops at once)\n";
+  int saved = errno;
   stop_signal = sig;
   __atomic_store_n(&stop_flag, 1, __ATOMIC_SEQ_CST);
-  signal(sig, SIG_DFL);
+  signal(SIGINT, SIG_DFL); /* the next of either stops at once */
+  signal(SIGTERM, SIG_DFL);
   ssize_t n = write(2, msg, sizeof msg - 1);
   (void)n;
+  errno = saved;
 }
 
 /* What an interrupted run says, and its exit status: 128 + the signal, never success. */
@@ -426,7 +430,9 @@ int cmd_repair(int argc, char **argv) {
   if (rc) {
     print_error(&err);
     cvg_catalog_free(cat);
-    return stop_signal ? interrupted_exit(&st) : rc == CVG_ELIMIT ? EXIT_REFUSED : EXIT_TROUBLE;
+    /* an error is reported as itself, even when a signal came too: a refusal or a broken
+     * journal is not "interrupted, run again" */
+    return rc == CVG_ELIMIT ? EXIT_REFUSED : EXIT_TROUBLE;
   }
   if (!sub && stop_signal) {
     summary(&st, execute);

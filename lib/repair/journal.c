@@ -56,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,18 +70,19 @@ struct cvg_journal {
   int64_t last_seq;
   unsigned char last_hash[32];
   int in_group;
-  int read_only; /* opened with CVG_JOURNAL_READ: appends are refused */
+  int64_t group_seq;            /* verified_seq when the group began: restored on rollback */
+  unsigned char group_hash[32]; /* verified_hash then */
+  int read_only;                /* opened with CVG_JOURNAL_READ: appends are refused */
   /* Trust (writers only). Records 1..verified_seq were verified as one chain, ending in
    * verified_hash, by this handle or - up to the saved head - by an earlier run; nothing is
    * appended until that holds, and records others append are verified before ours follow. */
   int trusted;
   int64_t verified_seq;
   unsigned char verified_hash[32];
-  int64_t saved_seq;     /* the head last saved outside the journal (0: none) */
-  char head_path[512];   /* where the head is kept outside the journal ("" for nowhere) */
-  sqlite3_stmt *prev_of; /* OWNED; SELECT prev WHERE seq = ?: the link check of scans */
-  EVP_MD *sha256;        /* OWNED; fetched once, not per record */
-  EVP_MD_CTX *mdctx;     /* OWNED; reused for every record */
+  int64_t saved_seq;   /* the head last saved outside the journal (0: none) */
+  char head_path[512]; /* where the head is kept outside the journal ("" for nowhere) */
+  EVP_MD *sha256;      /* OWNED; fetched once, not per record */
+  EVP_MD_CTX *mdctx;   /* OWNED; reused for every record */
   unsigned char key[CVG_JOURNAL_KEY_BYTES_MAX]; /* the HMAC key (secret; zeroed at close) */
   size_t key_len;                               /* 0: a plain SHA-256 chain */
   int keyed;                                    /* the journal says it was created keyed */
@@ -161,6 +163,8 @@ static int schema_kind(sqlite3 *db, int *rc) {
 static int immutable_uri(char *out, size_t cap, const char *path) {
   size_t n = 0;
   const char *pre = "file:";
+  while (path[0] == '/' && path[1] == '/')
+    path++; /* "file://x" would name a host */
   for (const char *p = pre; *p && n + 1 < cap; p++)
     out[n++] = *p;
   for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
@@ -242,30 +246,43 @@ static int check_chain_kind(cvg_journal *j, cvg_error *err) {
 /* Read-only: nothing is written in or beside the file; where SQLite would have to create its
  * shared-memory file to read a WAL database and cannot, the file is read as immutable. */
 static int open_read(cvg_journal *j, cvg_error *err) {
-  char uri[1100];
-  for (int attempt = 0; attempt < 2; attempt++) {
-    int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
-    const char *name = j->path;
-    if (attempt == 1) {
-      if (immutable_uri(uri, sizeof uri, j->path))
-        break;
-      name = uri;
-      flags |= SQLITE_OPEN_URI;
-    }
-    int rc = sqlite3_open_v2(name, &j->db, flags, NULL);
-    int kind = rc == SQLITE_OK ? schema_kind(j->db, &rc) : -2;
-    if (kind == 1)
-      return CVG_OK;
-    if (kind == 0 || kind == -1 || rc == SQLITE_NOTADB)
-      return open_fail(j, err, CVG_ENOTDB, "not a converge journal", not_journal_hint);
-    if (attempt == 0 && (rc & 0xff) == SQLITE_CANTOPEN && access(j->path, F_OK) != 0)
-      return open_fail(j, err, CVG_ENOENT, "cannot open the journal: no such file",
-                       "give the journal's path (--journal) or the catalog (-c); it is created "
-                       "by the first repair");
-    sqlite3_close(j->db);
-    j->db = NULL;
+  if (access(j->path, F_OK) != 0)
+    return open_fail(j, err, CVG_ENOENT, "cannot open the journal: no such file",
+                     "give the journal's path (--journal) or the catalog (-c); it is created "
+                     "by the first repair");
+  /* With no write-ahead log beside it, every record is in the file itself: it is read as
+   * immutable, and SQLite creates nothing beside it. With a log (a writer is at work, or one
+   * died), the log must be read too: a normal read-only connection, or an error - never an
+   * immutable view that would miss the newest records. */
+  char wal[600], uri[1700];
+  snprintf(wal, sizeof wal, "%s-wal", j->path);
+  struct stat sb;
+  int has_wal = stat(wal, &sb) == 0 && sb.st_size > 0;
+  int flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX;
+  const char *name = j->path;
+  if (!has_wal) {
+    if (immutable_uri(uri, sizeof uri, j->path))
+      return open_fail(j, err, CVG_EINVAL, "the journal's path is too long to open read-only",
+                       "move the journal to a shorter path");
+    name = uri;
+    flags |= SQLITE_OPEN_URI;
   }
-  return open_fail(j, err, CVG_EIO, "cannot read the journal", "is the file readable?");
+  int rc = sqlite3_open_v2(name, &j->db, flags, NULL);
+  if (rc == SQLITE_OK)
+    sqlite3_busy_timeout(j->db, 10000);
+  int kind = rc == SQLITE_OK ? schema_kind(j->db, &rc) : -2;
+  if (kind == 1)
+    return CVG_OK;
+  if (kind == 0 || kind == -1 || rc == SQLITE_NOTADB)
+    return open_fail(j, err, CVG_ENOTDB, "not a converge journal", not_journal_hint);
+  char msg[300];
+  snprintf(msg, sizeof msg, "cannot read the journal%s: %s",
+           has_wal ? " and its write-ahead log" : "", sqlite3_errstr(rc));
+  return open_fail(j, err, CVG_EIO, msg,
+                   has_wal ? "a writer may be at work or may have died: read it when converge is "
+                             "not writing, or give converge write access to the folder so that "
+                             "SQLite can read the log"
+                           : "is the file readable?");
 }
 
 /* For appending: an existing journal, or (CREATE) a new one in a file without any schema. */
@@ -393,7 +410,6 @@ void cvg_journal_close(cvg_journal *j) {
   if (j->trusted && j->verified_seq > j->saved_seq)
     cvg_journal_save_head(j, NULL);
   sqlite3_finalize(j->ins);
-  sqlite3_finalize(j->prev_of);
   sqlite3_close(j->db);
   EVP_MD_CTX_free(j->mdctx);
   EVP_MD_free(j->sha256);
@@ -412,6 +428,8 @@ int cvg_journal_begin(cvg_journal *j, cvg_error *err) {
   int rc = load_head(j, err); /* another process may have appended */
   if (rc == CVG_OK)
     rc = extend_trust(j, err);
+  j->group_seq = j->verified_seq;
+  memcpy(j->group_hash, j->verified_hash, 32);
   if (rc != CVG_OK) {
     j->in_group = 0;
     sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
@@ -433,9 +451,9 @@ void cvg_journal_rollback(cvg_journal *j) {
   j->in_group = 0;
   sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
   load_head(j, NULL);
-  if (j->verified_seq > j->last_seq) { /* our own appends were rolled back */
-    j->verified_seq = j->last_seq;
-    memcpy(j->verified_hash, j->last_hash, 32);
+  if (j->trusted) { /* what was verified before the group, not what the file holds now */
+    j->verified_seq = j->group_seq;
+    memcpy(j->verified_hash, j->group_hash, 32);
   }
 }
 
@@ -708,6 +726,14 @@ int cvg_journal_verify(cvg_journal *j, int64_t *records, cvg_error *err) {
 
 /* ---- the head kept outside the journal ---- */
 
+/* The journal's name in the state file: its canonical path, so that converge.yaml,
+ * ./converge.yaml and /etc/converge/converge.yaml agree on one saved head. */
+static void head_key(const char *journal_path, char *out, size_t cap) {
+  char *real = realpath(journal_path, NULL);
+  snprintf(out, cap, "%s", real ? real : journal_path);
+  free(real);
+}
+
 static const char head_table[] =
     "CREATE TABLE IF NOT EXISTS converge_journal_head(journal TEXT PRIMARY KEY,"
     " seq INTEGER NOT NULL, hash BLOB NOT NULL, at_us INTEGER NOT NULL)";
@@ -731,7 +757,9 @@ int cvg_journal_saved_head(const char *head_path, const char *journal_path, int6
     }
   }
   if (rc == SQLITE_OK) {
-    sqlite3_bind_text(st, 1, journal_path, -1, SQLITE_STATIC);
+    char jkey[4096];
+    head_key(journal_path, jkey, sizeof jkey);
+    sqlite3_bind_text(st, 1, jkey, -1, SQLITE_TRANSIENT);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 1) == 32) {
       *seq = sqlite3_column_int64(st, 0);
@@ -767,7 +795,9 @@ int cvg_journal_save_head(cvg_journal *j, cvg_error *err) {
                             " WHERE excluded.seq > converge_journal_head.seq",
                             -1, &st, NULL);
   if (rc == SQLITE_OK) {
-    sqlite3_bind_text(st, 1, j->path, -1, SQLITE_STATIC);
+    char jkey[4096];
+    head_key(j->path, jkey, sizeof jkey);
+    sqlite3_bind_text(st, 1, jkey, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, j->verified_seq);
     sqlite3_bind_blob(st, 3, j->verified_hash, 32, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, to_us(wall_now()));
@@ -798,7 +828,9 @@ int cvg_journal_settled_get(const cvg_journal *j, const char *dataset, int64_t *
                          "dataset = ?2",
                          -1, &st, NULL) == SQLITE_OK) {
     sqlite3_busy_timeout(db, 10000);
-    sqlite3_bind_text(st, 1, j->path, -1, SQLITE_STATIC);
+    char jkey[4096];
+    head_key(j->path, jkey, sizeof jkey);
+    sqlite3_bind_text(st, 1, jkey, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, dataset, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW)
       *seq = sqlite3_column_int64(st, 0);
@@ -832,7 +864,9 @@ int cvg_journal_settled_set(cvg_journal *j, const char *dataset, int64_t seq, cv
                             " ON CONFLICT(journal, dataset) DO UPDATE SET seq = excluded.seq",
                             -1, &st, NULL);
   if (rc == SQLITE_OK) {
-    sqlite3_bind_text(st, 1, j->path, -1, SQLITE_STATIC);
+    char jkey[4096];
+    head_key(j->path, jkey, sizeof jkey);
+    sqlite3_bind_text(st, 1, jkey, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, dataset, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, seq);
     rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
@@ -853,6 +887,9 @@ void cvg_journal_head(const cvg_journal *j, int64_t *seq, unsigned char hash[32]
 /* Before a writer appends or applies anything: the chain from the saved head (or from the first
  * record when none is saved) to the end verifies, and the journal has not lost records the saved
  * head counted. */
+static int establish_trust_in(cvg_journal *j, int64_t seq, const unsigned char hash[32],
+                              cvg_error *err);
+
 static int establish_trust(cvg_journal *j, const char *head_path, cvg_error *err) {
   snprintf(j->head_path, sizeof j->head_path, "%s", head_path ? head_path : "");
   int64_t seq;
@@ -860,6 +897,20 @@ static int establish_trust(cvg_journal *j, const char *head_path, cvg_error *err
   int rc = cvg_journal_saved_head(j->head_path, j->path, &seq, hash, err);
   if (rc != CVG_OK)
     return rc;
+  /* the head, the walk and what is trusted come from one read snapshot: a writer appending
+   * meanwhile is verified by the next group, not mistaken for tampering */
+  if (sqlite3_exec(j->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+    return db_err(j, err, "cannot read the journal");
+  rc = load_head(j, err);
+  if (rc == CVG_OK)
+    rc = establish_trust_in(j, seq, hash, err);
+  sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
+  return rc;
+}
+
+static int establish_trust_in(cvg_journal *j, int64_t seq, const unsigned char hash[32],
+                              cvg_error *err) {
+  int rc;
   if (j->last_seq < seq) {
     cvg_error_set(err, CVG_ETAMPER, j->path,
                   "the journal ends at record %lld, but its head after the last run was record "
@@ -873,12 +924,13 @@ static int establish_trust(cvg_journal *j, const char *head_path, cvg_error *err
   unsigned char head[32];
   if ((rc = verify_from(j, seq, hash, &n, head, err)) != CVG_OK)
     return rc;
-  j->trusted = 1;
+  if (j->last_seq > 0 && memcmp(head, j->last_hash, 32) != 0)
+    return cvg_error_set(err, CVG_ETAMPER, j->path,
+                         "the journal's last record is not the one its chain ends in");
   j->saved_seq = seq;
   j->verified_seq = j->last_seq;
   memcpy(j->verified_hash, j->last_hash, 32);
-  if (memcmp(head, j->last_hash, 32) != 0 && j->last_seq > 0)
-    return cvg_error_set(err, CVG_ETAMPER, j->path, "the journal changed while it was verified");
+  j->trusted = 1; /* last: a failure above leaves nothing trusted, nothing saved */
   return CVG_OK;
 }
 
@@ -911,45 +963,80 @@ static int extend_trust(cvg_journal *j, cvg_error *err) {
   return rc;
 }
 
-/* A record a writer is about to act on (revert, resume, approve, a merge base): its content still
- * matches its hash, and the next record still links to it - so an edit, with or without a
- * recomputed hash, is refused even far behind the verified head. */
-static int check_used(cvg_journal *j, const cvg_jrecord *r, cvg_error *err) {
-  unsigned char h[32];
-  char where[600];
-  snprintf(where, sizeof where, "%s: record %lld", j->path, (long long)r->seq);
-  record_hash(j, r, h);
-  int bad = memcmp(h, r->hash, 32) != 0;
-  if (!bad && r->seq < j->verified_seq) {
-    if (!j->prev_of && sqlite3_prepare_v2(j->db, "SELECT prev FROM converge_journal WHERE seq = ?1",
-                                          -1, &j->prev_of, NULL) != SQLITE_OK)
-      return db_err(j, err, "cannot read the journal");
-    sqlite3_reset(j->prev_of);
-    sqlite3_bind_int64(j->prev_of, 1, r->seq + 1);
-    int s = sqlite3_step(j->prev_of);
-    bad = s != SQLITE_ROW || sqlite3_column_bytes(j->prev_of, 0) != 32 ||
-          memcmp(sqlite3_column_blob(j->prev_of, 0), r->hash, 32) != 0;
-    sqlite3_reset(j->prev_of);
-  } else if (!bad && r->seq == j->verified_seq) {
-    bad = memcmp(r->hash, j->verified_hash, 32) != 0;
-  } else if (!bad) {
-    /* appended since this handle verified, by another process: verified now, or refused */
-    int rc = load_head(j, err);
-    if (rc == CVG_OK)
-      rc = extend_trust(j, err);
-    if (rc != CVG_OK)
-      return rc;
-    bad = r->seq > j->verified_seq;
-  }
-  if (!bad)
+/*
+ * Before a writer acts on records after `after` (revert, resume, approve, a merge base): the
+ * whole segment (after, verified_seq] is read in order - every record in place, well-formed,
+ * linked to the one before it and matching its own hash - and its last record must be the
+ * verified head. The verified head's hash commits to every record below it through the links,
+ * so an edit anywhere in the segment, with or without recomputed hashes, is refused, even in
+ * records of other datasets between the ones the caller wants. Runs in the caller's read
+ * snapshot (the scan that follows sees the same records).
+ */
+static int authenticate(cvg_journal *j, int64_t after, cvg_error *err) {
+  if (after >= j->verified_seq)
     return CVG_OK;
-  cvg_error_set(err, CVG_ETAMPER, where,
-                "record %lld (%s) does not verify: it was changed after it was written; nothing "
-                "was applied from it",
-                (long long)r->seq, cvg_jkind_names[r->kind]);
-  cvg_error_hint(err, "run converge audit verify to see where the chain breaks, and restore the "
-                      "journal from a backup");
-  return CVG_ETAMPER;
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(j->db,
+                         "SELECT seq, at_us, kind, dataset, key, body, prev, hash"
+                         " FROM converge_journal WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+                         -1, &st, NULL) != SQLITE_OK)
+    return db_err(j, err, "cannot read the journal");
+  sqlite3_bind_int64(st, 1, after);
+  sqlite3_bind_int64(st, 2, j->verified_seq);
+  cvg_jrecord *r = malloc(sizeof *r);
+  if (!r) {
+    sqlite3_finalize(st);
+    return cvg_error_set(err, CVG_ENOMEM, j->path, "out of memory");
+  }
+  unsigned char prev[32], h[32];
+  int64_t expect = after + 1;
+  int rc = CVG_OK, s;
+  const char *what = NULL;
+  while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *why = NULL;
+    int64_t seq = sqlite3_column_int64(st, 0);
+    if (seq != expect || row_record(st, r, &why) != 0) {
+      what = seq != expect ? "a record before it is missing or out of place" : why;
+      r->seq = seq != expect ? expect : seq;
+      r->kind = CVG_J__COUNT;
+      break;
+    }
+    record_hash(j, r, h);
+    if (memcmp(h, r->hash, 32) != 0) {
+      what = "its content does not match its hash: it was changed after it was written";
+      break;
+    }
+    if (seq > after + 1 && memcmp(r->prev, prev, 32) != 0) {
+      what = "its previous-record hash does not match the record before it (a record was "
+             "changed, removed, inserted or reordered)";
+      break;
+    }
+    memcpy(prev, r->hash, 32);
+    expect++;
+  }
+  if (!what && s != SQLITE_DONE)
+    rc = db_err(j, err, "cannot read the journal");
+  else if (!what && (expect - 1 != j->verified_seq || memcmp(prev, j->verified_hash, 32) != 0)) {
+    what = "the chain no longer leads to the head converge verified";
+    r->seq = expect - 1;
+    r->kind = CVG_J__COUNT;
+  }
+  if (what) {
+    char where[600];
+    snprintf(where, sizeof where, "%s: record %lld", j->path, (long long)r->seq);
+    cvg_error_set(err, CVG_ETAMPER, where,
+                  "record %lld%s%s%s does not verify: %s; nothing was "
+                  "applied from the journal",
+                  (long long)r->seq, r->kind < CVG_J__COUNT ? " (" : "",
+                  r->kind < CVG_J__COUNT ? cvg_jkind_names[r->kind] : "",
+                  r->kind < CVG_J__COUNT ? ")" : "", what);
+    cvg_error_hint(err, "run converge audit verify to see where the chain breaks, and restore the "
+                        "journal from a backup");
+    rc = CVG_ETAMPER;
+  }
+  free(r);
+  sqlite3_finalize(st);
+  return rc;
 }
 
 int cvg_journal_scan(cvg_journal *j, int64_t after, const char *dataset, const unsigned char *key,
@@ -961,7 +1048,7 @@ int cvg_journal_scan(cvg_journal *j, int64_t after, const char *dataset, const u
           "SELECT seq, at_us, kind, dataset, key, body, prev, hash"
           " FROM converge_journal WHERE seq > ?1 AND (?2 IS NULL OR dataset = ?2)"
           " AND (?3 IS NULL OR key = ?3) AND at_us >= ?4 AND (?5 IS NULL OR kind = ?5)"
-          " ORDER BY seq",
+          " AND (?6 IS NULL OR seq <= ?6) ORDER BY seq",
           -1, &st, NULL) != SQLITE_OK)
     return db_err(j, err, "cannot read the journal");
   sqlite3_bind_int64(st, 1, after);
@@ -972,8 +1059,19 @@ int cvg_journal_scan(cvg_journal *j, int64_t after, const char *dataset, const u
   sqlite3_bind_int64(st, 4, to_us(since));
   if (kind >= 0 && kind < CVG_J__COUNT)
     sqlite3_bind_text(st, 5, cvg_jkind_names[kind], -1, SQLITE_STATIC);
-  cvg_jrecord *r = malloc(sizeof *r);
-  int rc = r ? CVG_OK : cvg_error_set(err, CVG_ENOMEM, j->path, "out of memory"), s;
+  /* a writer reads only what it authenticated, in one snapshot with the authentication */
+  int snapshot = !j->read_only && !j->in_group;
+  int rc = CVG_OK, s;
+  if (snapshot && sqlite3_exec(j->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+    rc = db_err(j, err, "cannot read the journal");
+  if (rc == CVG_OK && !j->read_only) {
+    if ((rc = load_head(j, err)) == CVG_OK && (rc = extend_trust(j, err)) == CVG_OK)
+      rc = authenticate(j, after, err);
+    sqlite3_bind_int64(st, 6, j->verified_seq);
+  }
+  cvg_jrecord *r = rc ? NULL : malloc(sizeof *r);
+  if (rc == CVG_OK && !r)
+    rc = cvg_error_set(err, CVG_ENOMEM, j->path, "out of memory");
   while (rc == CVG_OK && (s = sqlite3_step(st)) == SQLITE_ROW) {
     const char *why;
     if (row_record(st, r, &why) != 0) {
@@ -981,12 +1079,12 @@ int cvg_journal_scan(cvg_journal *j, int64_t after, const char *dataset, const u
                          (long long)sqlite3_column_int64(st, 0), why);
       break;
     }
-    if (!j->read_only && (rc = check_used(j, r, err)) != CVG_OK)
-      break;
     if (cb(ctx, r))
       break;
   }
   free(r);
   sqlite3_finalize(st);
+  if (snapshot)
+    sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
   return rc;
 }

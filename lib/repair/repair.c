@@ -1018,11 +1018,6 @@ static int scan_cb(void *ctx, const cvg_jrecord *r) {
     pending *p = find_pending(s, json_integer_value(json_object_get(b, "mutation")));
     if (p && res && strcmp(res, "applied") == 0)
       p->reverted = 1;
-  } else if (r->kind == CVG_J_REVERT) {
-    const char *res = json_string_value(json_object_get(b, "result"));
-    pending *p = find_pending(s, json_integer_value(json_object_get(b, "mutation")));
-    if (p && res && strcmp(res, "applied") == 0)
-      p->reverted = 1;
   } else if (r->kind == CVG_J_OUTCOME) {
     /* one outcome, or a batch's: {"outcomes": [{mutation, result, reason}, ...]} */
     json_t *list = json_object_get(b, "outcomes");
@@ -1128,6 +1123,7 @@ static int settle(cvg_journal *jn, reps *rp, pending *p, size_t n, int revert, c
     const char *dataset = rp->d->name;
     int ri = replica_index(rp->d, json_string_value(json_object_get(b, "replica")));
     spec_store ss;
+    ss.owner = NULL; /* spec_from_json sets it when the spec parses */
     cvg_mutation m;
     kcopy expect;
     size_t n_cols = 0;
@@ -1162,8 +1158,7 @@ static int settle(cvg_journal *jn, reps *rp, pending *p, size_t n, int revert, c
       stats->skipped += m.result == CVG_MUT_SKIPPED;
       stats->failed += m.result == CVG_MUT_FAILED;
     }
-    if (!broken)
-      json_decref(ss.owner);
+    json_decref(ss.owner); /* set only when the spec parsed; memset to NULL otherwise */
     json_t *body =
         revert ? json_pack("{s:I, s:I, s:s, s:s}", "decision", (json_int_t)p[i].decision,
                            "mutation", (json_int_t)p[i].seq, "result", result, "reason", reason)
@@ -1195,8 +1190,9 @@ static int resume(cvg_journal *jn, reps *rp, const cvg_repair_opts *o, cvg_repai
     rc = cvg_error_set(err, CVG_ENOMEM, "repair", "out of memory reading the journal");
   size_t w = 0;
   for (size_t i = 0; !rc && i < s.n; i++) {
-    int waiting = has64(s.awaiting, s.n_awaiting, s.p[i].decision) &&
-                  !has64(s.settled, s.n_settled, s.p[i].decision);
+    /* a decision made for approval is settled by `approve` alone, in the group that journals
+     * its outcomes; a rejected one has none and must never be applied */
+    int waiting = has64(s.awaiting, s.n_awaiting, s.p[i].decision);
     if (s.p[i].outcome || waiting) {
       json_decref(s.p[i].body);
       json_decref(s.p[i].dbody);
