@@ -107,7 +107,9 @@ static int against_saved_head(cvg_journal *j, const cvg_catalog *cat, int64_t n,
   char head_hint[sizeof err->hint];
   snprintf(head_hint, sizeof head_hint, "%s", err->hint);
   int rc = cvg_journal_saved_head(cat->alerting.state_file, cat->journal, &seq, saved, err);
-  if (rc != CVG_OK || seq == 0) {
+  if (rc != CVG_OK)
+    return rc; /* err says why, with its own hint */
+  if (seq == 0) {
     snprintf(err->hint, sizeof err->hint, "%s", head_hint);
     return rc;
   }

@@ -320,7 +320,9 @@ static int open_write(cvg_journal *j, cvg_journal_mode mode, cvg_error *err) {
       " seq INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, kind TEXT NOT NULL,"
       " dataset TEXT NOT NULL, key BLOB, body TEXT NOT NULL,"
       " prev BLOB NOT NULL, hash BLOB NOT NULL);"
-      "CREATE INDEX IF NOT EXISTS converge_journal_key ON converge_journal(dataset, key);",
+      "CREATE INDEX IF NOT EXISTS converge_journal_key ON converge_journal(dataset, key);"
+      "CREATE INDEX IF NOT EXISTS converge_journal_runs ON converge_journal(dataset, seq)"
+      " WHERE kind = 'run';",
       NULL, NULL, &msg);
   if (rc != SQLITE_OK) {
     char text[300];
@@ -738,17 +740,32 @@ static const char head_table[] =
     "CREATE TABLE IF NOT EXISTS converge_journal_head(journal TEXT PRIMARY KEY,"
     " seq INTEGER NOT NULL, hash BLOB NOT NULL, at_us INTEGER NOT NULL)";
 
-int cvg_journal_saved_head(const char *head_path, const char *journal_path, int64_t *seq,
-                           unsigned char hash[32], cvg_error *err) {
+/* Opens the state file that keeps heads and settled marks: for reading, for writing (which lets
+ * SQLite roll back what a process that died there left unfinished), or creating it. */
+typedef enum state_mode { STATE_READ, STATE_WRITE, STATE_CREATE } state_mode;
+
+static int state_open(const char *path, state_mode mode, sqlite3 **db) {
+  int flags = mode == STATE_READ    ? SQLITE_OPEN_READONLY
+              : mode == STATE_WRITE ? SQLITE_OPEN_READWRITE
+                                    : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  int rc = sqlite3_open_v2(path, db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc == SQLITE_OK)
+    sqlite3_busy_timeout(*db, 10000);
+  return rc;
+}
+
+/* A writer opens the state file for writing, so that SQLite can roll back the unfinished write
+ * of a process that died there (a hot journal); a reader cannot, and says so. */
+static int read_saved_head(const char *head_path, const char *journal_path, int writable,
+                           int64_t *seq, unsigned char hash[32], cvg_error *err) {
   *seq = 0;
   memset(hash, 0, 32);
   if (!head_path || !*head_path || access(head_path, F_OK) != 0)
     return CVG_OK; /* nothing saved yet */
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
-  int rc = sqlite3_open_v2(head_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+  int rc = state_open(head_path, writable ? STATE_WRITE : STATE_READ, &db);
   if (rc == SQLITE_OK) {
-    sqlite3_busy_timeout(db, 10000);
     rc = sqlite3_prepare_v2(db, "SELECT seq, hash FROM converge_journal_head WHERE journal = ?1",
                             -1, &st, NULL);
     if (rc == SQLITE_ERROR) { /* no such table: nothing saved yet */
@@ -767,12 +784,22 @@ int cvg_journal_saved_head(const char *head_path, const char *journal_path, int6
     }
     rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
   }
-  if (rc != SQLITE_OK)
+  if (rc != SQLITE_OK) {
     cvg_error_set(err, CVG_EIO, head_path, "cannot read the journal's saved head: %s",
                   db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    if ((rc & 0xff) == SQLITE_READONLY)
+      cvg_error_hint(err, "the state file holds the unfinished write of a converge process that "
+                          "died; the next converge repair or watch recovers it (or run this "
+                          "command where it may write the state file)");
+  }
   sqlite3_finalize(st);
   sqlite3_close(db);
   return rc == SQLITE_OK ? CVG_OK : (err ? err->status : CVG_EIO);
+}
+
+int cvg_journal_saved_head(const char *head_path, const char *journal_path, int64_t *seq,
+                           unsigned char hash[32], cvg_error *err) {
+  return read_saved_head(head_path, journal_path, 0, seq, hash, err);
 }
 
 int cvg_journal_save_head(cvg_journal *j, cvg_error *err) {
@@ -780,10 +807,8 @@ int cvg_journal_save_head(cvg_journal *j, cvg_error *err) {
     return CVG_OK;
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
-  int rc = sqlite3_open_v2(j->head_path, &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  int rc = state_open(j->head_path, STATE_CREATE, &db);
   if (rc == SQLITE_OK) {
-    sqlite3_busy_timeout(db, 10000);
     rc = sqlite3_exec(db, head_table, NULL, NULL, NULL);
   }
   /* a head only moves forward: another process may have saved a newer one */
@@ -821,13 +846,11 @@ int cvg_journal_settled_get(const cvg_journal *j, const char *dataset, int64_t *
     return CVG_OK;
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
-  if (sqlite3_open_v2(j->head_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) ==
-          SQLITE_OK &&
+  if (state_open(j->head_path, j->read_only ? STATE_READ : STATE_WRITE, &db) == SQLITE_OK &&
       sqlite3_prepare_v2(db,
                          "SELECT seq FROM converge_journal_settled WHERE journal = ?1 AND "
                          "dataset = ?2",
                          -1, &st, NULL) == SQLITE_OK) {
-    sqlite3_busy_timeout(db, 10000);
     char jkey[4096];
     head_key(j->path, jkey, sizeof jkey);
     sqlite3_bind_text(st, 1, jkey, -1, SQLITE_TRANSIENT);
@@ -848,10 +871,8 @@ int cvg_journal_settled_set(cvg_journal *j, const char *dataset, int64_t seq, cv
     return CVG_OK;
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
-  int rc = sqlite3_open_v2(j->head_path, &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  int rc = state_open(j->head_path, STATE_CREATE, &db);
   if (rc == SQLITE_OK) {
-    sqlite3_busy_timeout(db, 10000);
     rc = sqlite3_exec(db,
                       "CREATE TABLE IF NOT EXISTS converge_journal_settled(journal TEXT NOT NULL,"
                       " dataset TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(journal, "
@@ -894,7 +915,7 @@ static int establish_trust(cvg_journal *j, const char *head_path, cvg_error *err
   snprintf(j->head_path, sizeof j->head_path, "%s", head_path ? head_path : "");
   int64_t seq;
   unsigned char hash[32];
-  int rc = cvg_journal_saved_head(j->head_path, j->path, &seq, hash, err);
+  int rc = read_saved_head(j->head_path, j->path, 1, &seq, hash, err);
   if (rc != CVG_OK)
     return rc;
   /* the head, the walk and what is trusted come from one read snapshot: a writer appending
@@ -1037,6 +1058,54 @@ static int authenticate(cvg_journal *j, int64_t after, cvg_error *err) {
   free(r);
   sqlite3_finalize(st);
   return rc;
+}
+
+int cvg_journal_newest(cvg_journal *j, const char *dataset, const unsigned char *key,
+                       size_t key_len, int kind, int64_t *seq, cvg_error *err) {
+  sqlite3_stmt *st = NULL;
+  *seq = 0;
+  if (kind < 0 || kind >= CVG_J__COUNT)
+    return cvg_error_set(err, CVG_EINVAL, j->path, "no such record kind");
+  if (sqlite3_prepare_v2(j->db,
+                         "SELECT max(seq) FROM converge_journal"
+                         " WHERE dataset = ?1 AND key = ?2 AND kind = ?3",
+                         -1, &st, NULL) != SQLITE_OK)
+    return db_err(j, err, "cannot read the journal");
+  sqlite3_bind_text(st, 1, dataset, -1, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 2, key_len ? (const void *)key : "", (int)key_len, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, cvg_jkind_names[kind], -1, SQLITE_STATIC);
+  int s = sqlite3_step(st);
+  if (s == SQLITE_ROW)
+    *seq = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return s == SQLITE_ROW || s == SQLITE_DONE ? CVG_OK : db_err(j, err, "cannot read the journal");
+}
+
+int cvg_journal_runs_from(cvg_journal *j, const char *dataset, double since, int64_t *seq,
+                          cvg_error *err) {
+  sqlite3_stmt *st = NULL;
+  /* newest first, through the index of run records; unauthenticated: it only chooses where the
+   * caller's (authenticated) scan starts, and a record edited to end this walk early is itself
+   * inside that scan */
+  if (sqlite3_prepare_v2(j->db,
+                         "SELECT seq, at_us, json_extract(body, '$.status') = 'refused'"
+                         " FROM converge_journal WHERE dataset = ?1 AND kind = 'run'"
+                         " ORDER BY seq DESC",
+                         -1, &st, NULL) != SQLITE_OK)
+    return db_err(j, err, "cannot read the journal");
+  sqlite3_bind_text(st, 1, dataset, -1, SQLITE_STATIC);
+  int64_t at_since = to_us(since), found = 0;
+  int s;
+  while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+    found = sqlite3_column_int64(st, 0);
+    if (sqlite3_column_int64(st, 1) < at_since && !sqlite3_column_int(st, 2))
+      break;
+  }
+  sqlite3_finalize(st);
+  if (s != SQLITE_ROW && s != SQLITE_DONE)
+    return db_err(j, err, "cannot read the journal");
+  *seq = found;
+  return CVG_OK;
 }
 
 int cvg_journal_scan(cvg_journal *j, int64_t after, const char *dataset, const unsigned char *key,
