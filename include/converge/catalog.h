@@ -208,6 +208,8 @@ typedef struct cvg_cat_dataset {
   double repair_interval; /* repair.interval: seconds between automatic repairs; default 10 */
   double repair_max_delete_fraction; /* repair.max_delete_fraction: a run that would delete more
                                         of any replica's rows applies nothing; default 0.05 */
+  double repair_limit_window;        /* repair.limit_window: seconds over which the deletes of
+                                        runs add up against max_delete_fraction; default 1h */
   uint64_t repair_max_changes;       /* repair.max_changes_per_run: more planned writes and a
                                         run applies nothing; 0: no limit (the default) */
   int line, column;                  /* where the dataset is declared */

@@ -140,6 +140,19 @@ int cvg_journal_scan(cvg_journal *j, int64_t after, const char *dataset, const u
                      size_t key_len, double since, int kind, cvg_journal_cb cb, void *ctx,
                      cvg_error *err);
 
+/* The seq of the newest record of kind for (dataset, key), through the key index, or 0: where a
+ * scan must start to see it. Unauthenticated: only the scan that follows reads the record (and
+ * a record edited to move this answer lies inside that scan). */
+int cvg_journal_newest(cvg_journal *j, const char *dataset, const unsigned char *key,
+                       size_t key_len, int kind, int64_t *seq, cvg_error *err);
+
+/* Where a scan of a dataset's run records must start to see every run at or after since and
+ * the newest run before it that was not refused: *seq is that record's seq (0 when the dataset
+ * has no run record). Read through an index of run records, so its cost follows the runs, not
+ * the journal's history. */
+int cvg_journal_runs_from(cvg_journal *j, const char *dataset, double since, int64_t *seq,
+                          cvg_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1302,6 +1302,7 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
   d->repair_window_start = d->repair_window_end = -1;
   d->repair_interval = 10;
   d->repair_max_delete_fraction = 0.05;
+  d->repair_limit_window = 3600;
   if ((v = get(&ks, "policy"))) {
     static const char *const policies[] = {"none", "lww", "authority", "manual", "merge", NULL};
     if (one_of(p, v, "policy", policies, &d->policy))
@@ -1319,6 +1320,7 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
                                         "concurrency",
                                         "max_delete_fraction",
                                         "max_changes_per_run",
+                                        "limit_window",
                                         NULL};
     keyset rk;
     yaml_node_t *w;
@@ -1351,6 +1353,12 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
     if ((w = get(&rk, "max_delete_fraction")) &&
         (rc = want_double(p, w, "max_delete_fraction", 0, 1, &d->repair_max_delete_fraction)))
       return rc;
+    if ((w = get(&rk, "limit_window"))) {
+      if ((rc = want_duration(p, w, "limit_window", &d->repair_limit_window)))
+        return rc;
+      if (d->repair_limit_window < 0 || d->repair_limit_window > 30 * 86400.0)
+        return fail(p, w, NULL, "repair 'limit_window' must be between 0 (each run alone) and 30d");
+    }
     if ((w = get(&rk, "max_changes_per_run"))) {
       if ((rc = want_int(p, w, "max_changes_per_run", 0, INT64_MAX, &x)))
         return rc;

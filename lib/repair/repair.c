@@ -480,7 +480,9 @@ static int set_union(const cvg_value *const *v, size_t n, cvg_buf *out) {
  * key never merged before, or a merge that was skipped, failed, rejected or reverted) the data
  * does not allow a sum: the rule falls back (max, or a person's approval with sum:manual).
  *
- * The dataset's journal records are read once per run, the first time a base is needed.
+ * The journal is read from the key's newest decision on (found through the key index), once:
+ * a later key whose newest decision is older reads from there again. A key never decided reads
+ * nothing, so the cost follows the keys merged, not the journal's history.
  */
 typedef struct sdec {
   int64_t seq;
@@ -497,6 +499,8 @@ typedef struct smut {
 
 typedef struct sum_bases {
   int loaded;
+  int64_t from; /* the records read are those after from */
+  int reloads;
   sdec *d; /* in seq order while loading; by (key, seq descending) after */
   size_t n, cap;
   smut *m; /* in seq order */
@@ -635,9 +639,22 @@ static json_t *sum_base(sum_bases *b, cvg_journal *jn, const char *dataset, cons
   *rc = CVG_OK;
   if (!jn)
     return NULL;
+  int64_t newest = 0;
+  if ((*rc = cvg_journal_newest(jn, dataset, it->key, it->key_len, CVG_J_DECISION, &newest, err)))
+    return NULL;
+  if (!newest)
+    return NULL; /* never decided: no base */
+  if (b->loaded && newest <= b->from) {
+    /* read again from further back; after a few times, from the start, once */
+    int reloads = b->reloads + 1;
+    sum_bases_release(b);
+    b->reloads = reloads;
+    b->from = reloads > 3 ? 0 : newest - 1;
+  } else if (!b->loaded)
+    b->from = newest - 1;
   if (!b->loaded) {
     b->loaded = 1;
-    if ((*rc = cvg_journal_scan(jn, 0, dataset, NULL, 0, 0, -1, sum_load_cb, b, err)))
+    if ((*rc = cvg_journal_scan(jn, b->from, dataset, NULL, 0, 0, -1, sum_load_cb, b, err)))
       return NULL;
     if (b->oom) {
       *rc = cvg_error_set(err, CVG_ENOMEM, dataset, "out of memory reading the journal");
@@ -1800,6 +1817,47 @@ static int replica_rows(cvg_store *st, int64_t *rows, cvg_error *err) {
   return rc;
 }
 
+/* What earlier runs of the dataset tell the limits: the deletes per replica of the runs that
+ * went ahead within repair.limit_window, and the authority's rows at the newest run that was
+ * not refused (-1: none known). */
+typedef struct run_history {
+  const cvg_cat_dataset *d;
+  const char *const *names;
+  double since;
+  uint64_t deleted[CVG_DIFF_MAX_REPLICAS];
+  int64_t authority_rows, authority_run;
+} run_history;
+
+static int history_cb(void *ctx, const cvg_jrecord *r) {
+  run_history *h = ctx;
+  json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
+  const char *status = json_string_value(json_object_get(body, "status"));
+  if (status && strcmp(status, "refused")) {
+    json_t *dj = json_object_get(body, "deletes"), *rj = json_object_get(body, "rows");
+    for (size_t i = 0; i < h->d->n_replicas; i++) {
+      json_int_t n = json_integer_value(json_object_get(dj, h->names[i]));
+      /* runs the operator forced through are not counted against later ones */
+      if (r->at >= h->since && !strcmp(status, "started") && n > 0)
+        h->deleted[i] += (uint64_t)n;
+      if ((int)i == h->d->authority && json_is_integer(json_object_get(rj, h->names[i]))) {
+        h->authority_rows = json_integer_value(json_object_get(rj, h->names[i]));
+        h->authority_run = r->seq;
+      }
+    }
+  }
+  json_decref(body);
+  return 0;
+}
+
+static int run_history_read(cvg_journal *jn, run_history *h, cvg_error *err) {
+  int64_t from = 0;
+  h->authority_rows = h->authority_run = -1;
+  int rc = cvg_journal_runs_from(jn, h->d->name, h->since, &from, err);
+  if (rc == CVG_OK && from > 0)
+    rc = cvg_journal_scan(jn, from - 1, h->d->name, NULL, 0, 0, CVG_J_RUN, history_cb, h, err);
+  return rc;
+}
+
 /*
  * The run's limits, before anything is written: past repair.max_changes_per_run, past
  * repair.max_delete_fraction of any replica's rows, or with an empty authority, an executing run
@@ -1827,6 +1885,11 @@ static int check_limits(const cvg_repair_opts *o, const cvg_cat_dataset *d, reps
     if (deletes[i] || (int)i == d->authority)
       rc = replica_rows(st[i], &rows[i], err);
   reps_close(&ro);
+  run_history h = {.d = d, .names = names, .since = now_wall() - d->repair_limit_window};
+  if (rc == CVG_OK && jn)
+    rc = run_history_read(jn, &h, err);
+  else
+    h.authority_rows = -1;
   if (rc)
     return rc;
   if (d->repair_max_changes && changes > d->repair_max_changes)
@@ -1836,19 +1899,38 @@ static int check_limits(const cvg_repair_opts *o, const cvg_cat_dataset *d, reps
   for (size_t i = 0; !reason[0] && i < d->n_replicas; i++) {
     if (!deletes[i])
       continue;
-    if (d->authority >= 0 && (int)i != d->authority && rows[d->authority] == 0)
+    /* the rows the replica had before the window's deletes, and all deleted since */
+    double before = (double)rows[i] + (double)h.deleted[i];
+    double total = (double)deletes[i] + (double)h.deleted[i];
+    int64_t arows = d->authority >= 0 ? rows[d->authority] : -1;
+    if (d->authority >= 0 && (int)i != d->authority && arows == 0)
       snprintf(reason, sizeof reason,
                "the authority '%s' is empty: it would delete all %llu row(s) of '%s' (a "
                "botched restore or a wrong table?)",
                names[d->authority], (unsigned long long)deletes[i], names[i]);
-    else if ((double)deletes[i] > d->repair_max_delete_fraction * (double)rows[i])
+    else if (d->authority >= 0 && (int)i != d->authority && h.authority_rows > 0 &&
+             (double)(h.authority_rows - arows) >
+                 d->repair_max_delete_fraction * (double)h.authority_rows)
       snprintf(reason, sizeof reason,
-               "it would delete %llu of the %lld row(s) of '%s' (%.1f%%), more than "
+               "the authority '%s' has %lld row(s), %lld fewer than at run %lld (%.1f%%, more "
+               "than repair.max_delete_fraction, %g%%): it would delete %llu row(s) of '%s' "
+               "(a botched restore or a wrong table?)",
+               names[d->authority], (long long)arows, (long long)(h.authority_rows - arows),
+               (long long)h.authority_run,
+               100.0 * (double)(h.authority_rows - arows) / (double)h.authority_rows,
+               100 * d->repair_max_delete_fraction, (unsigned long long)deletes[i], names[i]);
+    else if (total > d->repair_max_delete_fraction * before) {
+      char earlier[120] = "";
+      if (h.deleted[i])
+        snprintf(earlier, sizeof earlier, " (with %llu deleted by runs in the last %gs)",
+                 (unsigned long long)h.deleted[i], d->repair_limit_window);
+      snprintf(reason, sizeof reason,
+               "it would delete %llu of the %lld row(s) of '%s'%s: %.1f%%, more than "
                "repair.max_delete_fraction (%g%%)%s",
-               (unsigned long long)deletes[i], (long long)rows[i], names[i],
-               rows[i] ? 100.0 * (double)deletes[i] / (double)rows[i] : 100.0,
-               100 * d->repair_max_delete_fraction,
+               (unsigned long long)deletes[i], (long long)rows[i], names[i], earlier,
+               before > 0 ? 100.0 * total / before : 100.0, 100 * d->repair_max_delete_fraction,
                d->authority >= 0 ? ": has the authority lost rows?" : "");
+    }
   }
   stats->limit_changes = changes;
   if (!o->execute) {
