@@ -38,8 +38,14 @@ static void version_text(const cvg_copy *c, char *out, size_t size) {
   cvg_buf scratch;
   cvg_buf_init(&scratch, 1u << 16);
   json_t *j = NULL;
-  if (cvg_decode_tuple(c->version, c->version_len, &v, 1, &n, &scratch) == CVG_OK && n == 1)
+  if (cvg_decode_tuple(c->version, c->version_len, &v, 1, &n, &scratch) == CVG_OK && n == 1) {
+    if (v.type == CVG_INTEGER) { /* the common case, without a JSON round trip */
+      snprintf(out, size, "%lld", (long long)v.u.i);
+      cvg_buf_release(&scratch);
+      return;
+    }
     j = cvg_value_to_json(&v);
+  }
   char *s = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
   snprintf(out, size, "%s", s ? s : "?");
   free(s);

@@ -23,6 +23,7 @@
 #include "converge/json.h"
 #include "converge/repair.h"
 #include "converge/store.h"
+#include "jpipe.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -315,6 +316,41 @@ static int jcommit(cvg_journal *jn, cvg_error *err) {
   if (journal_clock)
     *journal_clock += now_wall() - t;
   return rc;
+}
+
+/* A batch's group of decisions and mutations: through the journal's thread when there is one
+ * (jpipe.h), else appended here. The journal's clock counts the time the repair waits. */
+static int pbegin(cvg_journal *jn, jpipe *jp, cvg_error *err) {
+  return jp ? jpipe_begin(jp, err) : cvg_journal_begin(jn, err);
+}
+
+static int pappend(cvg_journal *jn, jpipe *jp, cvg_jkind kind, const char *dataset,
+                   const unsigned char *key, size_t key_len, cvg_buf *b, int64_t *seq,
+                   cvg_error *err) {
+  if (!jp)
+    return jappend_buf(jn, kind, dataset, key, key_len, b, seq, err);
+  double t = journal_clock ? now_wall() : 0;
+  int rc = jpipe_append(jp, kind, dataset, key, key_len, (const char *)b->data, b->len, seq, err);
+  if (journal_clock)
+    *journal_clock += now_wall() - t;
+  return rc;
+}
+
+static int pcommit(cvg_journal *jn, jpipe *jp, cvg_error *err) {
+  if (!jp)
+    return jcommit(jn, err);
+  double t = journal_clock ? now_wall() : 0;
+  int rc = jpipe_commit(jp, err);
+  if (journal_clock)
+    *journal_clock += now_wall() - t;
+  return rc;
+}
+
+static void prollback(cvg_journal *jn, jpipe *jp) {
+  if (jp)
+    jpipe_rollback(jp);
+  else
+    cvg_journal_rollback(jn);
 }
 
 static const char *result_name(cvg_mut_result r) {
@@ -1356,6 +1392,7 @@ typedef struct runctx {
   size_t batch;
   collect *col;
   cvg_journal *jn, *bj; /* BORROWED: the journal, and the one a dry run reads bases from */
+  jpipe *jp;            /* OWNED: the journal's thread for decisions and mutations, or NULL */
   cvg_repair_stats *stats;
   sum_bases sb;
   double rate, t0, t0r;
@@ -1376,6 +1413,8 @@ typedef struct worker {
   cvg_buf *bufs;
   cvg_mutation *grp;
   cvg_buf before, jbuf, kbuf, sumsb;
+  cvg_buf obuf;         /* the last batch's outcome record, */
+  int outcomes_pending; /* while not yet journaled */
   cvg_error err;
 } worker;
 
@@ -1390,6 +1429,7 @@ static void worker_release(worker *w) {
   cvg_buf_release(&w->jbuf);
   cvg_buf_release(&w->kbuf);
   cvg_buf_release(&w->sumsb);
+  cvg_buf_release(&w->obuf);
   if (w->own_rp)
     reps_close(&w->rp);
 }
@@ -1405,6 +1445,7 @@ static int worker_init(worker *w, runctx *x, const reps *shared) {
   cvg_buf_init(&w->jbuf, CVG_JOURNAL_BODY_MAX);
   cvg_buf_init(&w->kbuf, CVG_JOURNAL_BODY_MAX);
   cvg_buf_init(&w->sumsb, CVG_JOURNAL_BODY_MAX);
+  cvg_buf_init(&w->obuf, CVG_JOURNAL_BODY_MAX);
   for (size_t i = 0; w->bufs && i < n; i++)
     cvg_buf_init(&w->bufs[i], 64u << 20);
   if (!w->pl || !w->bufs || !w->grp)
@@ -1459,8 +1500,14 @@ static int run_batch(worker *w, size_t b0, size_t b1) {
       break;
     }
     size_t np = 0;
-    if (o->execute && (rc = cvg_journal_begin(jn, err)))
+    if (o->execute && (rc = pbegin(jn, x->jp, err)))
       break;
+    /* the previous batch's outcomes first */
+    if (o->execute && w->outcomes_pending &&
+        (rc = pappend(jn, x->jp, CVG_J_OUTCOME, d->name, NULL, 0, &w->obuf, NULL, err))) {
+      prollback(jn, x->jp);
+      break;
+    }
     /* one read snapshot per replica for the batch's fetches (before-images, winners' rows) */
     for (size_t r = 0; o->execute && rc == CVG_OK && r < d->n_replicas; r++)
       rc = cvg_store_read_txn(rpp->st[r], 1, err);
@@ -1568,7 +1615,7 @@ static int run_batch(worker *w, size_t b0, size_t b1) {
       wrc = wrc || jw_raw(jb, ",\"winner\":") || jw_str(jb, names[dec.winner]) || jw_raw(jb, "}");
       int64_t dseq = 0;
       rc = wrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
-               : jappend_buf(jn, CVG_J_DECISION, d->name, it->key, it->key_len, jb, &dseq, err);
+               : pappend(jn, x->jp, CVG_J_DECISION, d->name, it->key, it->key_len, jb, &dseq, err);
       for (size_t t = 0; rc == CVG_OK && t < nt; t++) {
         int ri = targets[t];
         const icopy *tc = &it->c[ri];
@@ -1595,7 +1642,8 @@ static int run_batch(worker *w, size_t b0, size_t b1) {
             jw_state(mb, wc) || jw_raw(mb, ",\"values\":") ||
             (del ? jw_raw(mb, "null") : jw_hex(mb, after->data, after->len)) || jw_raw(mb, "}");
         rc = mrc ? cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory")
-                 : jappend_buf(jn, CVG_J_MUTATION, d->name, it->key, it->key_len, mb, &p->seq, err);
+                 : pappend(jn, x->jp, CVG_J_MUTATION, d->name, it->key, it->key_len, mb, &p->seq,
+                           err);
         if (rc || dec.manual)
           continue;
         /* the conditional write */
@@ -1630,11 +1678,15 @@ static int run_batch(worker *w, size_t b0, size_t b1) {
         rc = trc;
     }
     /* the decisions and mutations are durable before anything is written */
-    if (rc || (rc = jcommit(jn, err))) {
-      cvg_journal_rollback(jn);
+    if (rc) {
+      prollback(jn, x->jp);
       break;
     }
-    pthread_mutex_unlock(&x->mu); /* other workers plan and journal while this one writes */
+    if ((rc = pcommit(jn, x->jp, err)))
+      break;                 /* rolled back */
+    w->outcomes_pending = 0; /* durable now */
+    /* other workers plan and journal while this one writes */
+    pthread_mutex_unlock(&x->mu);
     /* apply, one transaction per replica */
     for (size_t r = 0; r < d->n_replicas && rc == CVG_OK; r++) {
       size_t ng = 0;
@@ -1656,10 +1708,11 @@ static int run_batch(worker *w, size_t b0, size_t b1) {
           pl[i].m = grp[g++];
     }
     pthread_mutex_lock(&x->mu);
-    /* the batch's outcomes, as one record: they were applied by the same transactions */
-    if ((rc = cvg_journal_begin(jn, err)))
-      break;
-    cvg_buf *ob = &w->jbuf; /* {"outcomes":[{"mutation":N,"reason":"...","result":"..."},...]} */
+    /* the batch's outcomes, as one record: they were applied by the same transactions. It is
+     * journaled with the next batch's group (one durable commit for both), or alone after the
+     * last batch (outcomes_flush); a crash before that leaves mutations without an outcome,
+     * which the next run settles by looking at the rows, as after any crash */
+    cvg_buf *ob = &w->obuf; /* {"outcomes":[{"mutation":N,"reason":"...","result":"..."},...]} */
     cvg_buf_reset(ob);
     int orc = jw_raw(ob, "{\"outcomes\":[");
     for (size_t i = 0; i < np; i++) {
@@ -1678,15 +1731,9 @@ static int run_batch(worker *w, size_t b0, size_t b1) {
     orc = orc || jw_raw(ob, "]}");
     if (orc) {
       rc = cvg_error_set(err, CVG_ENOMEM, d->name, "out of memory");
-      cvg_journal_rollback(jn);
       break;
     }
-    if (np)
-      rc = jappend_buf(jn, CVG_J_OUTCOME, d->name, NULL, 0, ob, NULL, err);
-    if (rc || (rc = jcommit(jn, err))) {
-      cvg_journal_rollback(jn);
-      break;
-    }
+    w->outcomes_pending = np > 0;
     x->done += b1 - b0;
     if (o->progress)
       o->progress(o->print_ctx, x->done, x->col->n, stats);
@@ -1742,6 +1789,25 @@ static void *stage_worker(void *arg) {
 
 /* Keys [lo, hi) of the run (one stage): in batches by worker 0, or shard by shard by up to
  * `concurrency` workers at once. */
+/* Journals the outcomes the workers still hold, each in a group of its own: at the end of a
+ * stage, after an interruption and after a failure too (the writes were made). */
+static void outcomes_flush(runctx *x, worker *ws, size_t nw) {
+  for (size_t i = 0; i < nw; i++) {
+    worker *w = &ws[i];
+    if (!w->outcomes_pending)
+      continue;
+    int rc = pbegin(x->jn, x->jp, &w->err);
+    if (rc == CVG_OK &&
+        (rc = pappend(x->jn, x->jp, CVG_J_OUTCOME, x->d->name, NULL, 0, &w->obuf, NULL, &w->err)))
+      prollback(x->jn, x->jp);
+    else if (rc == CVG_OK)
+      rc = pcommit(x->jn, x->jp, &w->err);
+    w->outcomes_pending = rc != CVG_OK;
+    if (rc != CVG_OK)
+      run_fail(x, w, rc);
+  }
+}
+
 static int run_stage(runctx *x, worker *ws, size_t nw, size_t lo, size_t hi) {
   if (nw <= 1) {
     for (size_t b0 = lo; !x->rc && !x->stopped && b0 < hi; b0 += x->batch) {
@@ -1749,6 +1815,7 @@ static int run_stage(runctx *x, worker *ws, size_t nw, size_t lo, size_t hi) {
       if (rc)
         run_fail(x, &ws[0], rc);
     }
+    outcomes_flush(x, ws, 1);
     return x->rc;
   }
   x->next = lo;
@@ -1765,6 +1832,7 @@ static int run_stage(runctx *x, worker *ws, size_t nw, size_t lo, size_t hi) {
   }
   for (size_t i = 0; i < started; i++)
     pthread_join(th[i], NULL);
+  outcomes_flush(x, ws, nw);
   return x->rc;
 }
 
@@ -2127,6 +2195,9 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   x.err = err;
   x.run_id = run_id;
   pthread_mutex_init(&x.mu, NULL);
+  /* the journal's thread, but not for merges: their sum bases read the journal mid-group */
+  if (rc == CVG_OK && jn && o->execute && d->policy != CVG_POLICY_MERGE)
+    rc = jpipe_start(&x.jp, jn, x.batch * (1 + d->n_replicas) + 1, err);
   /* a dry run reads the bases of sum columns from the journal, if there is one */
   for (size_t k = 0; !jn && k < d->n_merge && !x.bj; k++)
     if (!strncmp(d->merge_rules[k], "sum", 3) &&
@@ -2197,6 +2268,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   free(colss);
   sum_bases_release(&x.sb);
   cvg_journal_close(x.bj);
+  jpipe_stop(x.jp);
   pthread_mutex_destroy(&x.mu);
   free(all);
   cvg_table_desc_release(&desc);
