@@ -319,9 +319,23 @@ static int jcommit(cvg_journal *jn, cvg_error *err) {
 }
 
 /* A batch's group of decisions and mutations: through the journal's thread when there is one
- * (jpipe.h), else appended here. The journal's clock counts the time the repair waits. */
-static int pbegin(cvg_journal *jn, jpipe *jp, cvg_error *err) {
-  return jp ? jpipe_begin(jp, err) : cvg_journal_begin(jn, err);
+ * (jpipe.h), else appended here. The journal's clock counts the time the repair waits. A run
+ * follows its own groups (chain): when no one else appended between them, everything it
+ * journaled is settled at its end (see cvg_journal_settled_get). */
+typedef struct jchain {
+  int64_t end;     /* the head after the run's last group */
+  int interleaved; /* another writer appended between the run's groups */
+} jchain;
+
+static int pbegin(cvg_journal *jn, jpipe *jp, jchain *ch, cvg_error *err) {
+  int rc = jp ? jpipe_begin(jp, err) : cvg_journal_begin(jn, err);
+  if (rc == CVG_OK) {
+    int64_t head;
+    unsigned char h[32];
+    cvg_journal_head(jn, &head, h);
+    ch->interleaved |= head != ch->end;
+  }
+  return rc;
 }
 
 static int pappend(cvg_journal *jn, jpipe *jp, cvg_jkind kind, const char *dataset,
@@ -336,13 +350,15 @@ static int pappend(cvg_journal *jn, jpipe *jp, cvg_jkind kind, const char *datas
   return rc;
 }
 
-static int pcommit(cvg_journal *jn, jpipe *jp, cvg_error *err) {
-  if (!jp)
-    return jcommit(jn, err);
+static int pcommit(cvg_journal *jn, jpipe *jp, jchain *ch, cvg_error *err) {
   double t = journal_clock ? now_wall() : 0;
-  int rc = jpipe_commit(jp, err);
+  int rc = jp ? jpipe_commit(jp, err) : cvg_journal_commit(jn, err);
   if (journal_clock)
     *journal_clock += now_wall() - t;
+  if (rc == CVG_OK) {
+    unsigned char h[32];
+    cvg_journal_head(jn, &ch->end, h);
+  }
   return rc;
 }
 
@@ -1393,6 +1409,7 @@ typedef struct runctx {
   collect *col;
   cvg_journal *jn, *bj; /* BORROWED: the journal, and the one a dry run reads bases from */
   jpipe *jp;            /* OWNED: the journal's thread for decisions and mutations, or NULL */
+  jchain chain;
   cvg_repair_stats *stats;
   sum_bases sb;
   double rate, t0, t0r;
@@ -1500,7 +1517,7 @@ static int run_batch(worker *w, size_t b0, size_t b1) {
       break;
     }
     size_t np = 0;
-    if (o->execute && (rc = pbegin(jn, x->jp, err)))
+    if (o->execute && (rc = pbegin(jn, x->jp, &x->chain, err)))
       break;
     /* the previous batch's outcomes first */
     if (o->execute && w->outcomes_pending &&
@@ -1682,7 +1699,7 @@ static int run_batch(worker *w, size_t b0, size_t b1) {
       prollback(jn, x->jp);
       break;
     }
-    if ((rc = pcommit(jn, x->jp, err)))
+    if ((rc = pcommit(jn, x->jp, &x->chain, err)))
       break;                 /* rolled back */
     w->outcomes_pending = 0; /* durable now */
     /* other workers plan and journal while this one writes */
@@ -1796,12 +1813,12 @@ static void outcomes_flush(runctx *x, worker *ws, size_t nw) {
     worker *w = &ws[i];
     if (!w->outcomes_pending)
       continue;
-    int rc = pbegin(x->jn, x->jp, &w->err);
+    int rc = pbegin(x->jn, x->jp, &x->chain, &w->err);
     if (rc == CVG_OK &&
         (rc = pappend(x->jn, x->jp, CVG_J_OUTCOME, x->d->name, NULL, 0, &w->obuf, NULL, &w->err)))
       prollback(x->jn, x->jp);
     else if (rc == CVG_OK)
-      rc = pcommit(x->jn, x->jp, &w->err);
+      rc = pcommit(x->jn, x->jp, &x->chain, &w->err);
     w->outcomes_pending = rc != CVG_OK;
     if (rc != CVG_OK)
       run_fail(x, w, rc);
@@ -2195,6 +2212,10 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   x.err = err;
   x.run_id = run_id;
   pthread_mutex_init(&x.mu, NULL);
+  if (jn) {
+    unsigned char h[32];
+    cvg_journal_head(jn, &x.chain.end, h);
+  }
   /* the journal's thread, but not for merges: their sum bases read the journal mid-group */
   if (rc == CVG_OK && jn && o->execute && d->policy != CVG_POLICY_MERGE)
     rc = jpipe_start(&x.jp, jn, x.batch * (1 + d->n_replicas) + 1, err);
@@ -2260,6 +2281,13 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   }
   stats->interrupted = x.stopped;
   stats->keys_done = x.done;
+  /* every mutation this run journaled has its outcome (or waits for approval): when nothing
+   * else was appended between its groups, the next run's resumption starts after them */
+  int unsettled = 0;
+  for (size_t i = 0; i < nws; i++)
+    unsettled |= ws[i].outcomes_pending;
+  if (rc == CVG_OK && jn && o->execute && !unsettled && !x.chain.interleaved)
+    cvg_journal_settled_set(jn, d->name, x.chain.end, NULL);
   for (size_t i = 0; i < nws; i++)
     worker_release(&ws[i]);
   json_decref(specj);
