@@ -53,6 +53,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -628,21 +629,22 @@ static void hex(char *out, const unsigned char *h, size_t n) {
 }
 
 /*
- * Walks the chain from record `from` (0: from the first record) to the end: every record in
+ * Walks the chain from record `from` (0: from the first record) to record `to`: every record in
  * place, well-formed, linked to the one before and matching its own hash. A walk from a record
  * already verified (a checkpoint) checks that record's hash against the one given instead of its
  * link to an earlier record. *records gets the number verified; head the last record's hash.
  */
-static int verify_from(cvg_journal *j, int64_t from, const unsigned char from_hash[32],
-                       int64_t *records, unsigned char head[32], cvg_error *err) {
+static int verify_range(cvg_journal *j, int64_t from, const unsigned char from_hash[32], int64_t to,
+                        int64_t *records, unsigned char head[32], cvg_error *err) {
   *records = 0;
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(j->db,
                          "SELECT seq, at_us, kind, dataset, key, body, prev, hash"
-                         " FROM converge_journal WHERE seq >= ?1 ORDER BY seq",
+                         " FROM converge_journal WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
                          -1, &st, NULL) != SQLITE_OK)
     return db_err(j, err, "cannot read the journal");
   sqlite3_bind_int64(st, 1, from);
+  sqlite3_bind_int64(st, 2, to);
   cvg_jrecord *r = malloc(sizeof *r);
   if (!r) {
     sqlite3_finalize(st);
@@ -709,6 +711,12 @@ static int verify_from(cvg_journal *j, int64_t from, const unsigned char from_ha
   free(r);
   sqlite3_finalize(st);
   return rc;
+}
+
+/* Walks the chain from record `from` to its end. */
+static int verify_from(cvg_journal *j, int64_t from, const unsigned char from_hash[32],
+                       int64_t *records, unsigned char head[32], cvg_error *err) {
+  return verify_range(j, from, from_hash, INT64_MAX, records, head, err);
 }
 
 int cvg_journal_verify(cvg_journal *j, int64_t *records, cvg_error *err) {
@@ -905,6 +913,97 @@ void cvg_journal_head(const cvg_journal *j, int64_t *seq, unsigned char hash[32]
   memcpy(hash, j->trusted ? j->verified_hash : j->last_hash, 32);
 }
 
+/* ---- the scrub: the records below the saved head, one slice per writer ---- */
+
+/*
+ * A writer verifies what was added since the saved head, and the records it uses (authenticate);
+ * an edit further back, in a record no run reads again, would otherwise wait for converge audit
+ * verify. So each writer also re-verifies one slice of the older records, from a cursor kept in
+ * the state file beside the head: hashes and links, each slice starting at the record the one
+ * before ended on (every link is checked), the last slice ending on the saved head. An edit
+ * anywhere in the journal is refused within ceil(head / SCRUB_SLICE) writer runs, at a bounded
+ * cost per run, however long the journal grows.
+ */
+#define SCRUB_SLICE 8192
+
+static const char scrub_table[] =
+    "CREATE TABLE IF NOT EXISTS converge_journal_scrub(journal TEXT PRIMARY KEY,"
+    " seq INTEGER NOT NULL, hash BLOB NOT NULL)";
+
+/* The record the last slice ended on (0: start from the first record). */
+static void scrub_cursor_get(const cvg_journal *j, int64_t *seq, unsigned char hash[32]) {
+  *seq = 0;
+  memset(hash, 0, 32);
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  if (state_open(j->head_path, STATE_WRITE, &db) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, "SELECT seq, hash FROM converge_journal_scrub WHERE journal = ?1", -1,
+                         &st, NULL) == SQLITE_OK) {
+    char jkey[4096];
+    head_key(j->path, jkey, sizeof jkey);
+    sqlite3_bind_text(st, 1, jkey, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 1) == 32) {
+      *seq = sqlite3_column_int64(st, 0);
+      memcpy(hash, sqlite3_column_blob(st, 1), 32);
+    }
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+/* Best effort: a cursor that cannot be saved makes the next writer scrub the same slice again;
+ * a state file that cannot be written fails the run when it saves the head. */
+static void scrub_cursor_set(const cvg_journal *j, int64_t seq, const unsigned char hash[32]) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  if (state_open(j->head_path, STATE_WRITE, &db) == SQLITE_OK &&
+      sqlite3_exec(db, scrub_table, NULL, NULL, NULL) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO converge_journal_scrub VALUES (?1, ?2, ?3)",
+                         -1, &st, NULL) == SQLITE_OK) {
+    char jkey[4096];
+    head_key(j->path, jkey, sizeof jkey);
+    sqlite3_bind_text(st, 1, jkey, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_blob(st, 3, hash, 32, SQLITE_STATIC);
+    sqlite3_step(st);
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+/* Verifies the slice after the cursor, up to the saved head (record `saved`, hash `saved_hash`,
+ * itself verified by the caller); *next gets the cursor for the next writer. */
+static int scrub_slice(cvg_journal *j, int64_t saved, const unsigned char saved_hash[32],
+                       int64_t *next, unsigned char next_hash[32], cvg_error *err) {
+  int64_t from;
+  unsigned char from_hash[32];
+  scrub_cursor_get(j, &from, from_hash);
+  if (from < 0 || from >= saved) /* a cursor of another journal, or past a shorter one */
+    from = 0;
+  int64_t to = saved - from > SCRUB_SLICE ? from + SCRUB_SLICE : saved;
+  int64_t n;
+  unsigned char head[32];
+  int rc = verify_range(j, from, from_hash, to, &n, head, err);
+  if (rc != CVG_OK)
+    return rc;
+  int64_t want = from > 0 ? to - from + 1 : to;
+  if (n != want || (to == saved && memcmp(head, saved_hash, 32) != 0)) {
+    cvg_error_set(err, CVG_ETAMPER, j->path,
+                  "records %lld to %lld, below the head verified by the last run, no longer "
+                  "form its chain: %lld of %lld are in place",
+                  (long long)(from > 0 ? from : 1), (long long)to, (long long)n, (long long)want);
+    cvg_error_hint(err, "nothing was applied; run converge audit verify, and restore the journal "
+                        "from a backup");
+    return CVG_ETAMPER;
+  }
+  *next = to == saved ? 0 : to;
+  if (to == saved)
+    memset(next_hash, 0, 32);
+  else
+    memcpy(next_hash, head, 32);
+  return CVG_OK;
+}
+
 /* Before a writer appends or applies anything: the chain from the saved head (or from the first
  * record when none is saved) to the end verifies, and the journal has not lost records the saved
  * head counted. */
@@ -925,7 +1024,14 @@ static int establish_trust(cvg_journal *j, const char *head_path, cvg_error *err
   rc = load_head(j, err);
   if (rc == CVG_OK)
     rc = establish_trust_in(j, seq, hash, err);
+  int64_t next = 0;
+  unsigned char next_hash[32];
+  int scrubbed = rc == CVG_OK && seq > 0;
+  if (scrubbed && (rc = scrub_slice(j, seq, hash, &next, next_hash, err)) != CVG_OK)
+    j->trusted = 0; /* nothing is appended after a chain that does not verify */
   sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
+  if (rc == CVG_OK && scrubbed)
+    scrub_cursor_set(j, next, next_hash);
   return rc;
 }
 
