@@ -84,7 +84,13 @@ typedef struct cvg_journal_opts {
                                plain SHA-256 chain. A journal is created keyed or not and stays
                                so; verifying or appending with the other kind is refused. */
   size_t key_len;
+  int64_t scrub_records; /* records below the saved head a writer re-verifies at open, from a
+                            cursor kept beside the head (0: CVG_JOURNAL_SCRUB_RECORDS) */
 } cvg_journal_opts;
+
+/* The scrub's default slice: an edit below the saved head is refused within
+ * ceil(records / CVG_JOURNAL_SCRUB_RECORDS) writer opens. */
+#define CVG_JOURNAL_SCRUB_RECORDS 8192
 
 /* Opens the journal at path. OWNED: close with cvg_journal_close. */
 int cvg_journal_open_opts(cvg_journal **out, const char *path, const cvg_journal_opts *opts,

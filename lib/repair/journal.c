@@ -82,6 +82,7 @@ struct cvg_journal {
   unsigned char verified_hash[32];
   int64_t saved_seq;   /* the head last saved outside the journal (0: none) */
   char head_path[512]; /* where the head is kept outside the journal ("" for nowhere) */
+  int64_t scrub_slice; /* records re-verified below the saved head per writer open */
   EVP_MD *sha256;      /* OWNED; fetched once, not per record */
   EVP_MD_CTX *mdctx;   /* OWNED; reused for every record */
   unsigned char key[CVG_JOURNAL_KEY_BYTES_MAX]; /* the HMAC key (secret; zeroed at close) */
@@ -361,6 +362,7 @@ int cvg_journal_open_opts(cvg_journal **out, const char *path, const cvg_journal
     return cvg_error_set(err, CVG_ENOMEM, path, "out of memory");
   snprintf(j->path, sizeof j->path, "%s", path);
   j->read_only = mode == CVG_JOURNAL_READ;
+  j->scrub_slice = opts->scrub_records > 0 ? opts->scrub_records : CVG_JOURNAL_SCRUB_RECORDS;
   if (strlen(path) >= sizeof j->path) {
     cvg_error_set(err, CVG_EINVAL, "journal", "the journal's path is longer than %zu bytes",
                   sizeof j->path - 1);
@@ -921,10 +923,9 @@ void cvg_journal_head(const cvg_journal *j, int64_t *seq, unsigned char hash[32]
  * verify. So each writer also re-verifies one slice of the older records, from a cursor kept in
  * the state file beside the head: hashes and links, each slice starting at the record the one
  * before ended on (every link is checked), the last slice ending on the saved head. An edit
- * anywhere in the journal is refused within ceil(head / SCRUB_SLICE) writer runs, at a bounded
- * cost per run, however long the journal grows.
+ * anywhere in the journal is refused within ceil(head / slice) writer runs, at a bounded cost
+ * per run, however long the journal grows.
  */
-#define SCRUB_SLICE 8192
 
 static const char scrub_table[] =
     "CREATE TABLE IF NOT EXISTS converge_journal_scrub(journal TEXT PRIMARY KEY,"
@@ -980,7 +981,7 @@ static int scrub_slice(cvg_journal *j, int64_t saved, const unsigned char saved_
   scrub_cursor_get(j, &from, from_hash);
   if (from < 0 || from >= saved) /* a cursor of another journal, or past a shorter one */
     from = 0;
-  int64_t to = saved - from > SCRUB_SLICE ? from + SCRUB_SLICE : saved;
+  int64_t to = saved - from > j->scrub_slice ? from + j->scrub_slice : saved;
   int64_t n;
   unsigned char head[32];
   int rc = verify_range(j, from, from_hash, to, &n, head, err);

@@ -295,6 +295,7 @@ static void test_trust(void **state) {
   memset(&o, 0, sizeof o);
   o.mode = CVG_JOURNAL_WRITE;
   o.head_path = head;
+  o.scrub_records = 1; /* the scrub re-verifies record 1 only: test_scrub tests it */
   cvg_journal *j = NULL;
   cvg_error err;
   cvg_error_clear(&err);
@@ -393,6 +394,63 @@ static void test_trust(void **state) {
   unlink(head);
 }
 
+/* Below the saved head, each writer re-verifies one slice of the chain from a cursor beside the
+ * head: an edit no scan reads is refused by the writer whose slice holds it, and by every writer
+ * after, and nothing before then is mistaken for it. */
+static void test_scrub(void **state) {
+  (void)state;
+  char head[200];
+  snprintf(head, sizeof head, "%s/state.db", dir);
+  unlink(head);
+  build(9);
+  cvg_journal_opts o;
+  memset(&o, 0, sizeof o);
+  o.mode = CVG_JOURNAL_WRITE;
+  o.head_path = head;
+  o.scrub_records = 3;
+  cvg_journal *j = NULL;
+  cvg_error err;
+  cvg_error_clear(&err);
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_OK); /* whole chain */
+  append(j, CVG_J_OUTCOME, "{\"n\":10}", 10);
+  cvg_journal_close(j); /* saves head 10 */
+  sql("UPDATE converge_journal SET body = '{\"i\":66}' WHERE seq = 6");
+  /* slices 1-3 and 3-6: the first opens, the second refuses naming record 6 */
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_OK);
+  cvg_journal_close(j);
+  cvg_error_clear(&err);
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_ETAMPER);
+  assert_null(j);
+  assert_non_null(strstr(err.msg, "record 6"));
+  /* a refusal does not move the cursor: the next writer refuses too */
+  cvg_error_clear(&err);
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_ETAMPER);
+  assert_non_null(strstr(err.msg, "record 6"));
+  /* a record removed in the middle: the slice that holds it refuses */
+  build(9);
+  unlink(head);
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_OK);
+  append(j, CVG_J_OUTCOME, "{\"n\":10}", 10);
+  cvg_journal_close(j);
+  sql("DELETE FROM converge_journal WHERE seq = 2");
+  cvg_error_clear(&err);
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_ETAMPER);
+  assert_non_null(strstr(err.msg, "record 2 is missing"));
+  /* an intact chain: the cursor goes round (1-3, 3-6, 6-9, 9-10, then 1-3 again), and every
+   * writer opens */
+  build(9);
+  unlink(head);
+  assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_OK);
+  append(j, CVG_J_OUTCOME, "{\"n\":10}", 10);
+  cvg_journal_close(j);
+  for (int i = 0; i < 6; i++) {
+    cvg_error_clear(&err);
+    assert_int_equal(cvg_journal_open_opts(&j, path, &o, &err), CVG_OK);
+    cvg_journal_close(j);
+  }
+  unlink(head);
+}
+
 /* A keyed chain verifies only with its key, and a key never verifies a plain chain. */
 static void test_keyed(void **state) {
   (void)state;
@@ -445,6 +503,7 @@ int main(void) {
       cmocka_unit_test(test_empty_and_garbage),
       cmocka_unit_test(test_not_a_journal),
       cmocka_unit_test(test_trust),
+      cmocka_unit_test(test_scrub),
       cmocka_unit_test(test_keyed),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
