@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mapguard.h"
 #include "sqlite_btree.h"
 
 #define SQL_MAX (1u << 20) /* longest statement we build */
@@ -112,6 +113,7 @@ struct sqlite_scan {
   uint32_t vidx_root;      /* root page of an index led by the version column, or 0 */
   cvg_affinity ver_aff;    /* the version column's affinity */
   int ver_binary;          /* ... and its collation is BINARY */
+  int changed;             /* the file shrank or was replaced under the mapping: scan failed */
 };
 
 static void meta_free(fast_meta *fm) {
@@ -775,6 +777,23 @@ static int meta_index(sqlite_store *st, fast_meta *fm, const char *col) {
   return 0;
 }
 
+/* The mapped file's header and the table's root, read under the SIGBUS guard: a file cut
+ * short meanwhile makes the fast path step aside (SQLite's own reads then report it). */
+static int fast_open_tree(sqlite_scan *sc, uint32_t root) {
+  sigjmp_buf jb;
+  if (sigsetjmp(jb, 0)) {
+    cvgi_mapguard_recover();
+    return CVG_EIO;
+  }
+  cvgi_mapguard_enter(&jb);
+  const unsigned char *h = sc->map;
+  int rc = h[56] != 0 || h[57] != 0 || h[58] != 0 || h[59] != 1 /* text encoding: UTF-8 */
+               ? CVG_EINVAL
+               : cvgi_btree_init(&sc->bt, sc->map, sc->map_len, root);
+  cvgi_mapguard_leave();
+  return rc;
+}
+
 static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
   sqlite_store *st = sc->st;
   const char *env = getenv("CONVERGE_SQLITE_FASTPATH");
@@ -856,10 +875,7 @@ static void fast_setup(sqlite_scan *sc, const cvg_scan_spec *spec, int since) {
   sc->map_len = (size_t)sb.st_size;
   if (!sc->map_kept)
     madvise(map, sc->map_len, since ? MADV_NORMAL : MADV_SEQUENTIAL);
-  const unsigned char *h = map;
-  if (h[56] != 0 || h[57] != 0 || h[58] != 0 || h[59] != 1) /* text encoding: UTF-8 */
-    goto out;
-  if (cvgi_btree_init(&sc->bt, map, sc->map_len, root) != CVG_OK)
+  if (cvgi_mapguard_install() != 0 || fast_open_tree(sc, root) != CVG_OK)
     goto out;
   sc->bt.keep_resident = sc->map_kept;
   sc->bt.fd = since_fd;
@@ -953,7 +969,31 @@ static int fast_value(sqlite_scan *sc, int t, int64_t rowid, const unsigned char
 static int fast_decode(sqlite_scan *sc, int64_t rowid, const unsigned char *rec, size_t rec_len,
                        cvg_scan_row *row, cvg_error *err);
 
+/* fast_next under the SIGBUS guard (mapguard.h): a file that shrinks or is overwritten in place
+ * while its pages are read (a cp over it, a truncate: neither takes SQLite's locks) fails this
+ * scan instead of killing the process. */
+static int fast_next_unguarded(sqlite_scan *sc, cvg_scan_row *row, cvg_error *err);
+
 static int fast_next(sqlite_scan *sc, cvg_scan_row *row, cvg_error *err) {
+  sigjmp_buf jb;
+  if (sigsetjmp(jb, 0))
+    sc->changed = 1;
+  if (sc->changed) {
+    cvgi_mapguard_recover();
+    cvg_error_set(err, CVG_EIO, sc->st->base.url,
+                  "the replica file changed during the scan: it shrank or was overwritten in "
+                  "place while its pages were read");
+    cvg_error_hint(err, "something wrote the file without SQLite's locks (cp, a restore, a "
+                        "truncate); the next check reads it again");
+    return CVG_EIO;
+  }
+  cvgi_mapguard_enter(&jb);
+  int rc = fast_next_unguarded(sc, row, err);
+  cvgi_mapguard_leave();
+  return rc;
+}
+
+static int fast_next_unguarded(sqlite_scan *sc, cvg_scan_row *row, cvg_error *err) {
   int64_t rowid;
   const unsigned char *rec;
   size_t rec_len;
