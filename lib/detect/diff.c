@@ -263,6 +263,47 @@ static int settle_key(cvg_diff *d, const cvg_diff_options *opt, const cvg_table_
   return CVG_OK;
 }
 
+/* Settings that would compare less than they seem to - and so call differing replicas
+ * identical - are refused: nothing left to compare, a key column named twice, the version or
+ * tombstone inside the key, one column as both version and tombstone. */
+static int check_columns(const cvg_diff *d, const cvg_diff_options *opt, cvg_error *err) {
+  for (size_t i = 0; i < d->n_key; i++)
+    for (size_t j = i + 1; j < d->n_key; j++)
+      if (strcasecmp(d->key_cols[i], d->key_cols[j]) == 0) {
+        cvg_error_set(err, CVG_EINVAL, "--key", "the key names column '%s' twice", d->key_cols[i]);
+        cvg_error_hint(err, "name each key column once: --key COL[,COL...]");
+        return CVG_EINVAL;
+      }
+  const char *singles[2] = {d->version_col, d->tombstone_col};
+  const char *names[2] = {"--version", "--tombstone"};
+  for (int i = 0; i < 2; i++)
+    if (singles[i] && list_has(d->key_cols, d->n_key, singles[i])) {
+      cvg_error_set(err, CVG_EINVAL, names[i], "'%s' is a key column: it cannot also be the %s",
+                    singles[i], i ? "tombstone" : "version");
+      cvg_error_hint(err, "a key column never changes, so it can tell neither which copy is "
+                          "newer nor whether a row was deleted; name another column");
+      return CVG_EINVAL;
+    }
+  if (d->version_col && d->tombstone_col && strcasecmp(d->version_col, d->tombstone_col) == 0) {
+    cvg_error_set(err, CVG_EINVAL, "--tombstone",
+                  "'%s' cannot be both the version and the tombstone column", d->version_col);
+    cvg_error_hint(err, "the version orders the copies of a row, the tombstone marks it deleted: "
+                        "name two different columns");
+    return CVG_EINVAL;
+  }
+  if ((opt->n_columns || opt->n_exclude) && d->n_cmp == 0) {
+    cvg_error_set(err, CVG_EINVAL, opt->n_columns ? "--columns" : "--exclude",
+                  "no column is left to compare: %s",
+                  opt->n_columns && opt->n_exclude
+                      ? "--exclude removes every column --columns names"
+                      : "every column that is not in the key is excluded");
+    cvg_error_hint(err, "a diff that compares no column would call differing replicas identical; "
+                        "keep at least one column outside the key");
+    return CVG_EINVAL;
+  }
+  return CVG_OK;
+}
+
 static int settle_columns(cvg_diff *d, const cvg_diff_options *opt, const cvg_table_desc *desc,
                           cvg_error *err) {
   int rc;
@@ -312,7 +353,7 @@ static int settle_columns(cvg_diff *d, const cvg_diff_options *opt, const cvg_ta
       }
     }
   }
-  return CVG_OK;
+  return check_columns(d, opt, err);
 }
 
 int cvg_diff_prepare(cvg_diff **out, const cvg_diff_options *opt, cvg_error *err) {
