@@ -4,6 +4,7 @@
  */
 #include "state.h"
 
+#include "converge/fsfile.h"
 #include "converge/alert.h"
 #include "converge/json.h"
 
@@ -26,6 +27,9 @@ static const char schema[] =
     " lag_confirmed REAL);";
 
 int cvg_state_open(sqlite3 **db, const char *path, int create, cvg_error *err) {
+  *db = NULL;
+  if (cvg_regular_file(path, NULL, "alert state file", err) != CVG_OK)
+    return err ? err->status : CVG_ENOTDB;
   int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX;
   int rc = sqlite3_open_v2(path, db, flags, NULL);
   if (rc != SQLITE_OK) {

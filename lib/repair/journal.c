@@ -46,6 +46,7 @@
  * (cvg_journal_begin/commit) is durable together. The journal is append-only: converge never
  * updates or deletes a record.
  */
+#include "converge/fsfile.h"
 #include "converge/journal.h"
 
 #include <openssl/core_names.h>
@@ -389,7 +390,14 @@ int cvg_journal_open_opts(cvg_journal **out, const char *path, const cvg_journal
       return err ? err->status : CVG_ENOMEM;
     }
   }
-  int rc = j->read_only ? open_read(j, err) : open_write(j, mode, err);
+  int rc = cvg_regular_file(path, NULL, "journal", err);
+  if (rc == CVG_OK && opts->head_path)
+    rc = cvg_regular_file(opts->head_path, NULL, "state file", err);
+  if (rc != CVG_OK) {
+    cvg_journal_close(j);
+    return rc;
+  }
+  rc = j->read_only ? open_read(j, err) : open_write(j, mode, err);
   if (rc != CVG_OK)
     return rc; /* j is closed */
   read_chain_kind(j);

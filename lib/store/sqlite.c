@@ -14,6 +14,7 @@
  * parentheses on a read-only connection and must be a single expression (no trailing statement).
  */
 #define _GNU_SOURCE /* strcasestr */
+#include "converge/fsfile.h"
 #include "converge/store.h"
 #include "store_int.h"
 
@@ -272,10 +273,8 @@ static int sqlite_open(cvg_store **out, const cvg_url *url, unsigned flags, cvg_
                           "(sqlite:///abs/path.db)");
     return status;
   }
-  if (S_ISDIR(sb.st_mode)) {
-    cvg_error_set(err, CVG_ENOTDB, input, "cannot open the replica: it is a directory");
-    cvg_error_hint(err, "name the database file inside it");
-    return CVG_ENOTDB;
+  if (!S_ISREG(sb.st_mode)) {
+    return cvg_regular_file(url->path, input, "replica", err);
   }
   if (access(url->path, (flags & CVG_STORE_READONLY) ? R_OK : R_OK | W_OK) != 0) {
     int e = errno;
