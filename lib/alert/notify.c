@@ -11,6 +11,7 @@
  */
 #include "notify.h"
 
+#include "converge/mclock.h"
 #include "converge/json.h"
 
 #include <curl/curl.h>
@@ -133,10 +134,7 @@ static int append_log(receiver *r, const char *data, size_t len) {
 /* Sleeps up to s seconds unless the notifier stops; 1 when stopping. */
 static int nap(cvg_notifier *n, double s) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  double t = (double)ts.tv_sec + ts.tv_nsec / 1e9 + s;
-  ts.tv_sec = (time_t)t;
-  ts.tv_nsec = (long)((t - floor(t)) * 1e9);
+  cvg_deadline_after(&ts, s);
   pthread_mutex_lock(&n->mu);
   while (!n->stopping && pthread_cond_timedwait(&n->cv, &n->mu, &ts) != ETIMEDOUT)
     ;
@@ -211,8 +209,8 @@ int cvg_notifier_new(cvg_notifier **out, const cvg_catalog *cat, cvg_logger *lg,
   n->cat = cat;
   n->lg = lg;
   pthread_mutex_init(&n->mu, NULL);
-  pthread_cond_init(&n->cv, NULL);
-  pthread_cond_init(&n->idle_cv, NULL);
+  cvg_cond_init_monotonic(&n->cv);
+  cvg_cond_init_monotonic(&n->idle_cv);
   pthread_once(&curl_once, curl_init);
   for (size_t i = 0; i < al->n_alertmanagers; i++) {
     const char *u = al->alertmanagers[i];
@@ -334,10 +332,7 @@ void cvg_notifier_push(cvg_notifier *n, json_t *am, json_t *hook, const char *lo
 
 void cvg_notifier_flush(cvg_notifier *n, double timeout) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  double t = (double)ts.tv_sec + ts.tv_nsec / 1e9 + timeout;
-  ts.tv_sec = (time_t)t;
-  ts.tv_nsec = (long)((t - floor(t)) * 1e9);
+  cvg_deadline_after(&ts, timeout);
   pthread_mutex_lock(&n->mu);
   for (;;) {
     int pending = 0;

@@ -45,6 +45,7 @@
  * only for memory work (never across a database call); its sweep_mu keeps the full and the
  * incremental sweep of a dataset from running together.
  */
+#include "converge/mclock.h"
 #include "converge/monitor.h"
 #include "converge/alert.h"
 #include "converge/json.h"
@@ -2526,10 +2527,7 @@ static void *sched_main(void *arg) {
     if (wait < 0.001)
       wait = 0.001;
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    double until = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + wait;
-    ts.tv_sec = (time_t)until;
-    ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+    cvg_deadline_after(&ts, wait); /* due times are monotonic, and so is this wait */
     pthread_cond_timedwait(&m->sched_cv, &m->mu, &ts);
   }
   pthread_mutex_unlock(&m->mu);
@@ -2563,7 +2561,7 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
   m->lg = lg;
   m->n_ds = cat->n_datasets;
   pthread_mutex_init(&m->mu, NULL);
-  pthread_cond_init(&m->sched_cv, NULL);
+  cvg_cond_init_monotonic(&m->sched_cv);
   pthread_cond_init(&m->pools[0].cv, NULL);
   pthread_cond_init(&m->pools[1].cv, NULL);
   m->ds = calloc(m->n_ds, sizeof *m->ds);

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Timed waits on the monotonic clock. A condition variable's deadline is measured on
+ * CLOCK_REALTIME unless told otherwise, so a wall-clock step back (NTP, an operator, a VM
+ * resumed) would stretch every wait by the size of the step; these waits ignore the wall clock.
+ */
+#ifndef CONVERGE_MCLOCK_H
+#define CONVERGE_MCLOCK_H
+
+#include <pthread.h>
+#include <time.h>
+
+/* pthread_cond_init with CLOCK_MONOTONIC deadlines; 0 or an errno value. */
+int cvg_cond_init_monotonic(pthread_cond_t *cv);
+/* The CLOCK_MONOTONIC deadline `seconds` from now, for pthread_cond_timedwait on such a cv. */
+void cvg_deadline_after(struct timespec *ts, double seconds);
+
+#endif

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/* Timed waits on the monotonic clock (see converge/mclock.h). */
+#include "converge/mclock.h"
+
+int cvg_cond_init_monotonic(pthread_cond_t *cv) {
+  pthread_condattr_t a;
+  int rc = pthread_condattr_init(&a);
+  if (rc)
+    return rc;
+  rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  if (rc == 0)
+    rc = pthread_cond_init(cv, &a);
+  pthread_condattr_destroy(&a);
+  return rc;
+}
+
+void cvg_deadline_after(struct timespec *ts, double seconds) {
+  if (seconds < 0)
+    seconds = 0;
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  time_t whole = (time_t)seconds;
+  long nsec = ts->tv_nsec + (long)((seconds - (double)whole) * 1e9);
+  ts->tv_sec += whole + nsec / 1000000000L;
+  ts->tv_nsec = nsec % 1000000000L;
+}
