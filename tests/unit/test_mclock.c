@@ -50,7 +50,7 @@ static void test_monotonic_wait(void **state) {
 
 static void test_regular_file(void **state) {
   (void)state;
-  char dir[] = "/tmp/cvg-fsfile-XXXXXX";
+  char dir[] = "/tmp/cvg-fsfile-XXXXXX"; /* a mkdtemp template */
   assert_non_null(mkdtemp(dir));
   char fifo[100], file[100];
   snprintf(fifo, sizeof fifo, "%s/fifo", dir);
