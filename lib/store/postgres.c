@@ -28,6 +28,7 @@
  * period (1 s doubling to 30 s); until then calls fail with "replica unreachable".
  */
 #include "converge/store.h"
+#include "sqlwhere.h"
 #include "store_int.h"
 
 #include <errno.h>
@@ -82,13 +83,17 @@ typedef struct pg_scan {
   int done;
 } pg_scan;
 
-static int pg_fail(pg_store *st, const char *what, cvg_error *err) {
-  const char *m = st->conn ? PQerrorMessage(st->conn) : "no connection";
-  char msg[600];
-  snprintf(msg, sizeof msg, "%s", m);
+/* libpq's last message, on one line, without its trailing newline. */
+static void pg_errtext(const pg_store *st, char *msg, size_t size) {
+  snprintf(msg, size, "%s", st->conn ? PQerrorMessage(st->conn) : "no connection");
   size_t l = strlen(msg);
   while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' '))
     msg[--l] = '\0';
+}
+
+static int pg_fail(pg_store *st, const char *what, cvg_error *err) {
+  char msg[600];
+  pg_errtext(st, msg, sizeof msg);
   cvg_error_set(err, CVG_ESTORE, st->shown ? st->shown : "postgresql", "%s: %s", what, msg);
   return CVG_ESTORE;
 }
@@ -125,7 +130,6 @@ static void pg_scan_close(cvg_scan *base);
 static int value_param(const cvg_value *v, char **out);
 
 static int pg_open(cvg_store **out, const cvg_url *url, unsigned flags, cvg_error *err) {
-  (void)flags;
   *out = NULL;
   if (!url->table || !*url->table) {
     cvg_error_set(err, CVG_EURL, "postgresql", "the URL names no table");
@@ -211,9 +215,12 @@ static int pg_open(cvg_store **out, const cvg_url *url, unsigned flags, cvg_erro
   vals[k++] = "converge";
   keys[k] = "connect_timeout";
   vals[k++] = "10";
-  keys[k] = "options";
-  vals[k++] = "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 "
-              "-c statement_timeout=30000 -c default_transaction_read_only=off";
+  keys[k] = "options"; /* a session that only checks cannot write, whatever --where calls */
+  vals[k++] = (flags & CVG_STORE_READONLY)
+                  ? "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 "
+                    "-c statement_timeout=30000 -c default_transaction_read_only=on"
+                  : "-c TimeZone=UTC -c DateStyle=ISO -c extra_float_digits=3 "
+                    "-c statement_timeout=30000 -c default_transaction_read_only=off";
   keys[k] = NULL;
   vals[k] = NULL;
   st->conn = PQconnectdbParams(keys, vals, 0);
@@ -515,6 +522,48 @@ static int select_list(const cvg_scan_spec *spec, cvg_buf *q) {
   return rc;
 }
 
+/* Is where one boolean expression over the table? The lexical check first (with the session's
+ * string rules), then the server's parser and planner: the statement is prepared, never run. Inside
+ * the caller's transaction a savepoint keeps a refusal from aborting it. */
+static int where_check(pg_store *st, const char *where, cvg_error *err) {
+  const char *scs = PQparameterStatus(st->conn, "standard_conforming_strings");
+  if (!scs || (strcmp(scs, "on") != 0 && strcmp(scs, "off") != 0))
+    return cvg_error_set(err, CVG_ESQL, st->shown,
+                         "cannot check --where: the server does not say how it reads strings "
+                         "(standard_conforming_strings)");
+  int rc = cvgi_where_check(where,
+                            strcmp(scs, "on") == 0 ? CVGI_SQL_POSTGRES : CVGI_SQL_POSTGRES_ESCAPES,
+                            st->shown, err);
+  if (rc)
+    return rc;
+  cvg_buf q;
+  cvg_buf_init(&q, PG_SQL_MAX);
+  if (cvgi_append_str(&q, "SELECT 1 FROM ") || qualified(st, &q) ||
+      cvgi_append_str(&q, " WHERE (\n") || cvgi_append_str(&q, where) ||
+      cvgi_append_str(&q, "\n)") || cvg_buf_append(&q, "", 1)) {
+    cvg_buf_release(&q);
+    return cvg_error_set(err, CVG_ENOMEM, st->shown, "out of memory");
+  }
+  if (st->in_txn)
+    PQclear(PQexec(st->conn, "SAVEPOINT converge_where"));
+  PGresult *r = PQprepare(st->conn, "", (const char *)q.data, 0, NULL);
+  cvg_buf_release(&q);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  if (!ok) {
+    char msg[600];
+    pg_errtext(st, msg, sizeof msg);
+    cvg_error_set(err, CVG_ESQL, st->shown, "cannot scan table '%s' with --where '%.200s': %s",
+                  st->table, where, msg);
+    cvg_error_hint(err, "--where takes one boolean SQL expression over the table's columns, "
+                        "e.g. \"updated_at > 1700000000\"");
+  }
+  if (st->in_txn)
+    PQclear(PQexec(st->conn, ok ? "RELEASE SAVEPOINT converge_where"
+                                : "ROLLBACK TO SAVEPOINT converge_where"));
+  return ok ? CVG_OK : CVG_ESQL;
+}
+
 static int pg_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **out,
                         cvg_error *err) {
   pg_store *st = (pg_store *)base;
@@ -535,6 +584,8 @@ static int pg_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **o
         nv != 1 || value_param(&v, &since) != CVG_OK || !since)
       return cvg_error_set(err, CVG_EINVAL, st->shown, "malformed incremental scan");
   }
+  if (spec->where && (rc0 = where_check(st, spec->where, err)))
+    return rc0;
   for (size_t i = 0; i < spec->n_key + spec->n_cmp; i++) {
     const char *c = i < spec->n_key ? spec->key_cols[i] : spec->cmp_cols[i - spec->n_key];
     if (col_index(&st->desc, c) < 0) {
@@ -546,8 +597,8 @@ static int pg_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **o
   cvg_buf_init(&q, PG_SQL_MAX);
   int rc = select_list(spec, &q) || cvgi_append_str(&q, " FROM ") || qualified(st, &q) ||
            cvgi_append_str(&q, " WHERE TRUE") ||
-           (spec->where ? cvgi_append_str(&q, " AND (") || cvgi_append_str(&q, spec->where) ||
-                              cvgi_append_str(&q, ")")
+           (spec->where ? cvgi_append_str(&q, " AND (\n") || cvgi_append_str(&q, spec->where) ||
+                              cvgi_append_str(&q, "\n)")
                         : 0) ||
            (since ? cvgi_append_str(&q, " AND ") || cvgi_quote_ident(&q, spec->version_col) ||
                         cvgi_append_str(&q, " >= $1")
@@ -604,6 +655,18 @@ static int pg_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan **o
     int crc = cvgi_append_str(&cq, "COPY (") || cvgi_append_str(&cq, (const char *)q.data) ||
               cvgi_append_str(&cq, ") TO STDOUT") || cvg_buf_append(&cq, "", 1);
     cvg_buf_release(&q);
+    if (!crc) { /* read only on every session, a writer's too */
+      r = PQexec(st->conn, "BEGIN READ ONLY");
+      sc->own_txn = PQresultStatus(r) == PGRES_COMMAND_OK;
+      PQclear(r);
+      crc = !sc->own_txn;
+      if (crc) {
+        cvg_buf_release(&cq);
+        sc->copy = sc->done = 1; /* nothing to cancel, end or close */
+        pg_scan_close((cvg_scan *)sc);
+        return pg_fail(st, "cannot begin the scan", err);
+      }
+    }
     r = crc ? NULL : PQexec(st->conn, (const char *)cq.data);
     cvg_buf_release(&cq);
     if (crc || PQresultStatus(r) != PGRES_COPY_OUT) {
@@ -901,6 +964,8 @@ static void pg_scan_close(cvg_scan *base) {
   }
   free(sc->oids);
   cvg_buf_release(&sc->field);
+  if (sc->copy && sc->own_txn && sc->st->conn && PQstatus(sc->st->conn) == CONNECTION_OK)
+    PQclear(PQexec(sc->st->conn, "ROLLBACK")); /* the COPY's read-only transaction */
   if (!sc->copy && sc->st->conn && PQstatus(sc->st->conn) == CONNECTION_OK) {
     char q[96];
     snprintf(q, sizeof q, "CLOSE %s", sc->cursor);

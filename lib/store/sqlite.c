@@ -10,8 +10,9 @@
  * gets COLLATE BINARY in the ORDER BY, because the canonical order is byte order.
  *
  * Identifiers are always double-quoted (embedded quotes doubled) and key values are bound. The
- * one piece of SQL text taken from the user is the --where expression: it is compiled inside
- * parentheses on a read-only connection and must be a single expression (no trailing statement).
+ * one piece of SQL text taken from the user is the --where expression: sqlwhere.c checks with
+ * SQLite's lexing rules that it is one expression (it cannot close the scan's parentheses), and
+ * it is compiled inside them on a read-only connection.
  */
 #define _GNU_SOURCE /* strcasestr */
 #include "converge/fsfile.h"
@@ -32,6 +33,7 @@
 
 #include "mapguard.h"
 #include "sqlite_btree.h"
+#include "sqlwhere.h"
 
 #define SQL_MAX (1u << 20) /* longest statement we build */
 #define ROW_MAX (1u << 30) /* largest encoded row we accept */
@@ -1321,6 +1323,8 @@ static int sqlite_scan_open(cvg_store *base, const cvg_scan_spec *spec, cvg_scan
 static int scan_build(sqlite_store *st, const cvg_scan_spec *spec, enum scan_mode mode,
                       sqlite_scan **out, cvg_error *err) {
   cvg_store *base = &st->base;
+  if (spec->where && cvgi_where_check(spec->where, CVGI_SQL_SQLITE, base->url, err))
+    return CVG_ESQL;
   sqlite_scan *sc = calloc(1, sizeof *sc);
   if (!sc)
     return cvg_error_set(err, CVG_ENOMEM, base->url, "out of memory");
