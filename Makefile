@@ -48,7 +48,7 @@ SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 C_FILES := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair test-chaos test-pg test-dashboard test-hostile chaos bench demo install format format-check fuzz \
+.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair test-chaos test-pg test-secrets test-dashboard test-hostile chaos bench demo install format format-check fuzz \
         fuzz-run bootstrap clean
 
 all: $(BUILD)/converge $(BUILD)/libconverge.a
@@ -129,6 +129,8 @@ test: bootstrap
 	@echo "== PostgreSQL replicas (ASan+UBSan build; real PostgreSQL servers from initdb, logical replication)"
 	@tests/pg/run build/asan/converge
 	@tests/pg/replication build/asan/converge
+	@echo "== secrets never leave (ASan+UBSan build; PostgreSQL, Alertmanager, every surface searched)"
+	@tests/secrets/run build/asan/converge
 	@echo "== the chaos lab end to end (ASan+UBSan build; a seeded subset of examples/chaos/)"
 	@tests/chaos/run build/asan/converge
 	@echo "== the dashboard in a real browser (ASan+UBSan build; headless Chromium via playwright-core)"
@@ -164,6 +166,9 @@ test-hostile: all
 test-pg: all
 	@tests/pg/run $(BUILD)/converge
 	@tests/pg/replication $(BUILD)/converge
+
+test-secrets: all
+	@tests/secrets/run $(BUILD)/converge
 
 bench: bootstrap
 	@$(MAKE) --no-print-directory all

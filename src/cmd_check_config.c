@@ -169,23 +169,33 @@ static void explain(const cvg_catalog *cat) {
 
 int cmd_check_config(int argc, char **argv) {
   static const struct option opts[] = {
-      {"help", no_argument, NULL, 'h'}, {"quiet", no_argument, NULL, 'q'}, {NULL, 0, NULL, 0}};
+      {"help", no_argument, NULL, 'h'},
+      {"quiet", no_argument, NULL, 'q'},
+      {"catalog", required_argument, NULL, 'c'}, /* as watch and repair take it */
+      {NULL, 0, NULL, 0}};
   int quiet = 0, c;
+  const char *file = NULL;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "hqc:", opts, NULL)) != -1) {
     if (c == 'h')
       return print_help(stdout, "check-config"), 0;
     if (c == 'q')
       quiet = 1;
+    else if (c == 'c' && !file)
+      file = optarg;
+    else if (c == 'c')
+      return usage_error("check-config", "give exactly one catalog file");
     else
       return usage_error("check-config", "unknown option");
   }
-  if (argc - optind != 1)
+  if (argc - optind != !file)
     return usage_error("check-config", "give exactly one catalog file");
+  if (!file)
+    file = argv[optind];
   cvg_catalog *cat = NULL;
   cvg_error err;
   cvg_error_clear(&err);
-  if (cvg_catalog_load(&cat, argv[optind], &err) != CVG_OK) {
+  if (cvg_catalog_load(&cat, file, &err) != CVG_OK) {
     print_error(&err);
     return EXIT_TROUBLE;
   }

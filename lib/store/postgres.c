@@ -83,12 +83,34 @@ typedef struct pg_scan {
   int done;
 } pg_scan;
 
-/* libpq's last message, on one line, without its trailing newline. */
+/* Every occurrence of secret in msg becomes "***" (msg has room for size bytes). */
+static void scrub(char *msg, size_t size, const char *secret) {
+  size_t n = secret ? strlen(secret) : 0;
+  char *hit;
+  for (char *from = msg; n && (hit = strstr(from, secret));) {
+    size_t off = (size_t)(hit - msg), tail = strlen(hit + n);
+    if (off + 3 + tail + 1 > size) { /* a short secret grows the text: cut it there */
+      if (off + 4 <= size)
+        memcpy(hit, "***", 4);
+      else
+        *hit = '\0';
+      break;
+    }
+    memmove(hit + 3, hit + n, tail + 1);
+    memcpy(hit, "***", 3);
+    from = hit + 3;
+  }
+}
+
+/* libpq's last message without its trailing newline, and without the password whatever libpq
+ * put in it (it holds the password in the connection, from the URL, PGPASSWORD or .pgpass). */
 static void pg_errtext(const pg_store *st, char *msg, size_t size) {
   snprintf(msg, size, "%s", st->conn ? PQerrorMessage(st->conn) : "no connection");
   size_t l = strlen(msg);
   while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' '))
     msg[--l] = '\0';
+  if (st->conn)
+    scrub(msg, size, PQpass(st->conn));
 }
 
 static int pg_fail(pg_store *st, const char *what, cvg_error *err) {

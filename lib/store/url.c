@@ -13,8 +13,10 @@
 #include "converge/store.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int hexval(int c) {
   if (c >= '0' && c <= '9')
@@ -73,7 +75,51 @@ static char *dup_n(const char *s, size_t n) {
   return d;
 }
 
+/* Where a server URL's user and password end (start is just past "//"): the last '@' of the
+ * URL, or NULL. The last, not the first, so that a password holding '@' is never half shown. */
+static const char *userinfo_end(const char *start) {
+  return strrchr(start, '@');
+}
+
+/* Userinfo may hold no unencoded '/', '?', '#', '@', '[' or ']': a password written
+ * "bob:Leak/Pw9@host" would otherwise end the host at '/' and send the rest of the password to
+ * the server as the database name, or print it. The first such byte is refused with its
+ * position. Only for schemes with a network authority (sqlite paths may hold '@'). */
+static int check_userinfo(const char *text, const char *start, cvg_error *err) {
+  const char *at = userinfo_end(start);
+  if (!at)
+    return CVG_OK;
+  for (const char *c = start; c < at; c++) {
+    if (!strchr("/?#@[]", *c))
+      continue;
+    static const char *const enc[] = {"%2F", "%3F", "%23", "%40", "%5B", "%5D"};
+    const char *which = enc[strchr("/?#@[]", *c) - "/?#@[]"];
+    cvg_error_set(err, CVG_EURL, "",
+                  "the user or password of the URL holds an unencoded '%c' at byte %zu (the "
+                  "user and password run from '//' to the last '@')",
+                  *c, (size_t)(c - text) + 1);
+    cvg_error_hint(err,
+                   "percent-encode it as %s (and '/' '?' '#' '@' '[' ']' in general), or keep "
+                   "the password out of the URL: password_file, PGPASSWORD or ~/.pgpass",
+                   which);
+    return CVG_EURL;
+  }
+  return CVG_OK;
+}
+
+static int url_parse(cvg_url *out, const char *text, cvg_error *err);
+
 int cvg_url_parse(cvg_url *out, const char *text, cvg_error *err) {
+  int rc = url_parse(out, text, err);
+  if (rc && err) { /* the URL in a message never shows its password */
+    char *shown = text ? cvg_url_redact(text) : NULL;
+    snprintf(err->input, sizeof err->input, "%s", shown ? shown : "(the replica URL)");
+    free(shown);
+  }
+  return rc;
+}
+
+static int url_parse(cvg_url *out, const char *text, cvg_error *err) {
   memset(out, 0, sizeof *out);
   if (!text || !*text)
     return cvg_error_set(err, CVG_EURL, "", "empty replica URL");
@@ -103,6 +149,9 @@ int cvg_url_parse(cvg_url *out, const char *text, cvg_error *err) {
     *p = (char)tolower((unsigned char)*p);
 
   const char *p = colon + 1;
+  if (strcmp(out->scheme, "sqlite") != 0 && strncmp(p, "//", 2) == 0 &&
+      (rc = check_userinfo(text, p + 2, err)))
+    goto fail;
   const char *q = strchr(p, '?');
   const char *end_path = q ? q : text + len;
   const char *host = p, *host_end = p;
@@ -173,7 +222,9 @@ fail:
 /*
  * The URL for people: the password of its userinfo (scheme://user:PASSWORD@host) and any
  * password= query value become "***". Everything that shows a replica URL — messages, logs,
- * metrics, the API — shows this form.
+ * metrics, the API — shows this form. For a server URL the userinfo runs to the last '@' of the
+ * URL; when it holds a byte that would have to be encoded ('/', '?', '#', '@', '[', ']'), user
+ * and password alike become "***" (the parser refuses such a URL, but its message shows it).
  */
 char *cvg_url_redact(const char *url) {
   cvg_buf b;
@@ -182,13 +233,20 @@ char *cvg_url_redact(const char *url) {
   int rc = 0;
   const char *sep = strstr(url, "://");
   if (sep) {
-    const char *start = sep + 3, *end = start + strcspn(start, "/?#");
-    const char *at = NULL;
-    for (const char *c = start; c < end; c++)
-      if (*c == '@')
-        at = c;
-    const char *colon = at ? memchr(start, ':', (size_t)(at - start)) : NULL;
-    if (colon) {
+    const char *start = sep + 3, *end = start + strcspn(start, "/?#"), *at = NULL;
+    if (sep - url == 6 && strncasecmp(url, "sqlite", 6) == 0) { /* a path may hold '@' */
+      for (const char *c = start; c < end; c++)
+        if (*c == '@')
+          at = c;
+    } else { /* everything up to the last '@' is user and password */
+      at = userinfo_end(start);
+    }
+    size_t ulen = at ? (size_t)(at - start) : 0;
+    const char *colon = at ? memchr(start, ':', ulen) : NULL;
+    if (at && strcspn(start, "/?#@[]") < ulen) { /* not even the user can be told apart */
+      rc = cvg_buf_append(&b, url, (size_t)(start - url)) || cvg_buf_append(&b, "***", 3);
+      rest = at;
+    } else if (colon) {
       rc = cvg_buf_append(&b, url, (size_t)(colon - url) + 1) || cvg_buf_append(&b, "***", 3);
       rest = at;
     }

@@ -135,6 +135,13 @@ static void test_redact(void **state) {
       {"postgresql://db/x?table=t&password=hunter2&x=1",
        "postgresql://db/x?table=t&password=***&x=1"},
       {"sqlite://u:p@localhost/a@b.db?table=t", "sqlite://u:***@localhost/a@b.db?table=t"},
+      {"sqlite:///srv/a@b.db?table=t", "sqlite:///srv/a@b.db?table=t"},
+      /* a server URL's userinfo runs to the last '@': unencoded '/', '?', '@' in a password */
+      {"postgresql://bob:Leak/Pw9@host/db?table=t", "postgresql://***@host/db?table=t"},
+      {"postgresql://bob:Le?ak@host/db?table=t", "postgresql://***@host/db?table=t"},
+      {"postgresql://bob:p@ss@host/db?table=t", "postgresql://***@host/db?table=t"},
+      {"postgresql://bob:p#w@host/db?table=t", "postgresql://***@host/db?table=t"},
+      {"mysql://bob:x/y@h/db?table=t", "mysql://***@h/db?table=t"},
       {"", ""},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -155,9 +162,45 @@ static void test_redact(void **state) {
   assert_null(strstr(err.input, "hunter2"));
 }
 
+/* A password holding an unencoded reserved byte is refused, with its position and the escape to
+ * write, and no part of it is shown. */
+static void test_userinfo_reserved(void **state) {
+  (void)state;
+  static const struct {
+    const char *url, *why;
+  } cases[] = {
+      {"postgresql://bob:Leak/Pw9@host/db?table=t", "unencoded '/' at byte 22"},
+      {"postgresql://bob:Le?ak9@host/db?table=t", "unencoded '?' at byte 20"},
+      {"postgresql://bob:Le#ak9@host/db?table=t", "unencoded '#' at byte 20"},
+      {"postgresql://bob:Le@ak9@host/db?table=t", "unencoded '@' at byte 20"},
+      {"postgresql://bob:Le[ak9@host/db?table=t", "unencoded '[' at byte 20"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    cvg_url u;
+    cvg_error err;
+    cvg_error_clear(&err);
+    assert_int_equal(cvg_url_parse(&u, cases[i].url, &err), CVG_EURL);
+    if (!strstr(err.msg, cases[i].why))
+      fail_msg("%s: '%s'", cases[i].url, err.msg);
+    assert_non_null(strstr(err.hint, "percent-encode"));
+    assert_null(strstr(err.msg, "ak9"));
+    assert_null(strstr(err.input, "ak9"));
+    assert_null(strstr(err.input, "Pw9"));
+  }
+  cvg_url u;
+  cvg_error err;
+  assert_int_equal(cvg_url_parse(&u, "postgresql://bob:Le%2Fak@host/db?table=t", &err), CVG_OK);
+  assert_string_equal(u.host, "bob:Le%2Fak@host");
+  cvg_url_release(&u);
+  assert_int_equal(cvg_url_parse(&u, "sqlite:///srv/a@b.db?table=t", &err), CVG_OK);
+  assert_string_equal(u.path, "/srv/a@b.db");
+  cvg_url_release(&u);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_redact),
+      cmocka_unit_test(test_userinfo_reserved),
       cmocka_unit_test(test_absolute_and_relative),
       cmocka_unit_test(test_percent_decoding),
       cmocka_unit_test(test_errors),
