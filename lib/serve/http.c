@@ -1,9 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The HTTP server (serve.h) on libmicrohttpd with its internal polling thread. Each request is
- * answered in full from one rendered buffer (bounded by RESPONSE_MAX); requests never have a
- * body we read, so upload data is refused. A read-write lock lets a reload swap the monitor
- * while requests are in flight.
+ * The HTTP server (serve.h) on libmicrohttpd, run by a loop thread of our own (MHD_run_wait), so
+ * that between turns it can cut connections past their deadline (conns.c). Each request is
+ * answered in full from one rendered buffer (bounded by RESPONSE_MAX). The loop thread never
+ * waits on a database: event reads and writes are suspended requests whose jobs run on the
+ * state-file worker (stateq.c). A read-write lock lets a reload swap the monitor while requests
+ * are in flight.
+ *
+ * Limits, so that no client can make /metrics and /healthz wait: CONN_MAX connections, at most
+ * half of them from one address, REQUEST_DEADLINE seconds per request whatever the client sends,
+ * IDLE_TIMEOUT seconds of silence, 64 KiB of memory per connection. Served on a loopback address,
+ * only Host names that mean this machine are answered (a browser led to a DNS-rebinding name is
+ * refused), plus the host of alerting.external_url.
  */
 #include "converge/serve.h"
 #include "converge/catalog.h"
@@ -11,6 +19,8 @@
 #include "converge/encode.h"
 #include "converge/json.h"
 #include "converge/monitor.h"
+#include "conns.h"
+#include "stateq.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,12 +32,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #define RESPONSE_MAX (64u << 20) /* largest response rendered */
 #define BODY_MAX (16u << 10)     /* largest request body accepted (POST /api/v1/events) */
-#define EVENTS_LIST_MAX 200
+#define CONN_MAX 512             /* connections at once (fewer when the descriptor limit is low) */
+#define REQUEST_DEADLINE 10.0    /* seconds a request may take, activity or not */
+#define IDLE_TIMEOUT 10          /* seconds of silence before a connection is closed */
 #define DIVERGENCES_DEFAULT 100
 #define DIVERGENCES_MAX 10000
 
@@ -52,20 +66,29 @@ extern const size_t cvg_dashboard_n_assets;
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "                \
   "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-/* A request with a body, collected over several calls of the handler. */
+/* A request with a body, collected over several calls of the handler, or one whose answer
+ * comes from the state-file worker (job). */
 typedef struct req {
   size_t len;
   int too_big;
+  int submitted; /* job queued; the request is suspended until it is done */
+  cvgi_job job;
   char body[BODY_MAX + 1];
 } req;
 
-static int get_marker; /* con_cls of requests without a body */
+static int get_marker;      /* con_cls of requests without a body */
+static int get_body_marker; /* ... of a GET that came with one: refused once it is read */
 
 struct cvg_http {
   struct MHD_Daemon *d;  /* OWNED */
   pthread_rwlock_t lock; /* guards m */
   cvg_monitor *m;        /* BORROWED */
   unsigned port;         /* bound port */
+  int loopback;          /* listening on a loopback address: Host names are checked */
+  cvgi_conns *conns;     /* OWNED; touched only by the loop thread */
+  cvgi_stateq *q;        /* OWNED */
+  pthread_t loop;
+  int stop; /* atomic */
 };
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *type,
@@ -195,11 +218,14 @@ static enum MHD_Result divergences(struct MHD_Connection *c, cvg_monitor *m, cvg
   return reply(c, MHD_HTTP_OK, "application/json", b->data, b->len);
 }
 
-/* Constant-time comparison of the presented bearer token with the catalog's. */
+/* Constant-time comparison of the presented bearer token with the catalog's. The scheme's name
+ * is case-insensitive (RFC 9110), the spaces after it any number. */
 static int token_ok(const char *header, const char *token) {
-  if (!header || strncmp(header, "Bearer ", 7) != 0)
+  if (!header || strncasecmp(header, "Bearer ", 7) != 0)
     return 0;
   const char *got = header + 7;
+  while (*got == ' ')
+    got++;
   size_t gl = strlen(got), tl = strlen(token);
   unsigned char diff = (unsigned char)(gl != tl);
   for (size_t i = 0; i < tl; i++)
@@ -207,7 +233,62 @@ static int token_ok(const char *header, const char *token) {
   return diff == 0;
 }
 
-static enum MHD_Result post_event(struct MHD_Connection *c, cvg_monitor *m, req *r) {
+static void wake(void *c) {
+  MHD_resume_connection(c);
+}
+
+static cvgi_conn *conn_of(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
+/* Hands r's job to the state-file worker and suspends the request until it is done. */
+static enum MHD_Result submit(struct MHD_Connection *c, cvg_http *h, req *r, const char *path) {
+  if (!(r->job.path = strdup(path)))
+    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+  r->job.wake = wake;
+  r->job.wake_arg = c;
+  MHD_suspend_connection(c); /* before the worker can resume it */
+  if (cvgi_stateq_submit(h->q, &r->job) != CVG_OK) {
+    MHD_resume_connection(c);
+    return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                       "too many event requests are waiting for the state file; retry shortly");
+  }
+  r->submitted = 1;
+  cvgi_conn_suspend(conn_of(c), 1);
+  return MHD_YES;
+}
+
+/* The answer of a request whose job is done. */
+static enum MHD_Result job_reply(struct MHD_Connection *c, req *r) {
+  cvgi_job *j = &r->job;
+  if (j->rc != CVG_OK)
+    return reply_error(
+        c, j->rc == CVG_EBUSY ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR,
+        j->err.msg[0] ? j->err.msg : cvg_strerror(j->rc));
+  json_t *root;
+  if (j->kind == CVGI_JOB_ADD) {
+    root = json_pack("{s:I, s:o}", "id", (json_int_t)j->ev.id, "time", cvg_json_time(j->ev.at));
+  } else {
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < j->n; i++)
+      json_array_append_new(
+          arr, json_pack("{s:I, s:o, s:s, s:s, s:s, s:s}", "id", (json_int_t)j->evs[i].id, "time",
+                         cvg_json_time(j->evs[i].at), "kind", j->evs[i].kind, "dataset",
+                         j->evs[i].dataset, "text", j->evs[i].text, "source", j->evs[i].source));
+    root = json_pack("{s:o}", "events", arr ? arr : json_array());
+  }
+  char *txt =
+      root ? json_dumps(root, j->kind == CVGI_JOB_ADD ? JSON_COMPACT : JSON_INDENT(2)) : NULL;
+  json_decref(root);
+  enum MHD_Result ret = reply(c, j->kind == CVGI_JOB_ADD ? MHD_HTTP_CREATED : MHD_HTTP_OK,
+                              "application/json", txt ? txt : "{}", txt ? strlen(txt) : 2);
+  free(txt);
+  return ret;
+}
+
+static enum MHD_Result post_event(struct MHD_Connection *c, cvg_http *h, cvg_monitor *m, req *r) {
   const cvg_catalog *cat = cvg_monitor_catalog(m);
   if (!cat->api_token)
     return reply_error(c, MHD_HTTP_FORBIDDEN,
@@ -268,17 +349,9 @@ static enum MHD_Result post_event(struct MHD_Connection *c, cvg_monitor *m, req 
   snprintf(ev.dataset, sizeof ev.dataset, "%s", json_is_string(dsv) ? json_string_value(dsv) : "");
   snprintf(ev.source, sizeof ev.source, "api");
   json_decref(o);
-  cvg_error e;
-  cvg_error_clear(&e);
-  if (cvg_event_add(cat->alerting.state_file, &ev, &e) != CVG_OK)
-    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, e.msg);
-  json_t *res = json_pack("{s:I, s:o}", "id", (json_int_t)ev.id, "time", cvg_json_time(ev.at));
-  char *txt = res ? json_dumps(res, JSON_COMPACT) : NULL;
-  json_decref(res);
-  enum MHD_Result ret =
-      reply(c, MHD_HTTP_CREATED, "application/json", txt ? txt : "{}", txt ? strlen(txt) : 2);
-  free(txt);
-  return ret;
+  r->job.kind = CVGI_JOB_ADD;
+  r->job.ev = ev;
+  return submit(c, h, r, cat->alerting.state_file);
 }
 
 /* POST /api/v1/repair/pause|resume?dataset=NAME (bearer token): holds or releases the automatic
@@ -301,7 +374,7 @@ static enum MHD_Result repair_control(struct MHD_Connection *c, cvg_monitor *m, 
   return reply(c, MHD_HTTP_OK, "application/json", body, strlen(body));
 }
 
-static enum MHD_Result get_events(struct MHD_Connection *c, cvg_monitor *m) {
+static enum MHD_Result get_events(struct MHD_Connection *c, cvg_http *h, cvg_monitor *m, req *r) {
   const cvg_catalog *cat = cvg_monitor_catalog(m);
   const char *since_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "since");
   const char *dataset = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "dataset");
@@ -309,31 +382,12 @@ static enum MHD_Result get_events(struct MHD_Connection *c, cvg_monitor *m) {
   if (since_s && cvg_parse_time(since_s, &since) != 0)
     return reply_error(c, MHD_HTTP_BAD_REQUEST,
                        "since must be RFC 3339, e.g. 2026-11-26T00:00:00Z");
-  cvg_event *evs = calloc(EVENTS_LIST_MAX, sizeof *evs);
-  if (!evs)
-    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-  size_t n = 0;
-  cvg_error e;
-  cvg_error_clear(&e);
-  if (cvg_event_list(cat->alerting.state_file, since, 1e18, dataset && *dataset ? dataset : NULL,
-                     evs, EVENTS_LIST_MAX, &n, &e) != CVG_OK) {
-    free(evs);
-    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, e.msg);
-  }
-  json_t *arr = json_array();
-  for (size_t i = 0; arr && i < n; i++)
-    json_array_append_new(arr, json_pack("{s:I, s:o, s:s, s:s, s:s, s:s}", "id",
-                                         (json_int_t)evs[i].id, "time", cvg_json_time(evs[i].at),
-                                         "kind", evs[i].kind, "dataset", evs[i].dataset, "text",
-                                         evs[i].text, "source", evs[i].source));
-  free(evs);
-  json_t *root = json_pack("{s:o}", "events", arr ? arr : json_array());
-  char *txt = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
-  json_decref(root);
-  enum MHD_Result ret =
-      reply(c, MHD_HTTP_OK, "application/json", txt ? txt : "{}", txt ? strlen(txt) : 2);
-  free(txt);
-  return ret;
+  if (dataset && strlen(dataset) >= sizeof r->job.dataset)
+    return reply_error(c, MHD_HTTP_BAD_REQUEST, "no dataset of that name");
+  r->job.kind = CVGI_JOB_LIST;
+  r->job.since = since;
+  snprintf(r->job.dataset, sizeof r->job.dataset, "%s", dataset ? dataset : "");
+  return submit(c, h, r, cat->alerting.state_file);
 }
 
 static enum MHD_Result runbook(struct MHD_Connection *c, const char *name) {
@@ -347,11 +401,59 @@ static enum MHD_Result runbook(struct MHD_Connection *c, const char *name) {
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe) {
   (void)cls;
-  (void)c;
   (void)toe;
-  if (*con_cls && *con_cls != &get_marker)
+  if (*con_cls && *con_cls != &get_marker && *con_cls != &get_body_marker) {
+    cvgi_job_release(&((req *)*con_cls)->job);
     free(*con_cls);
+  }
   *con_cls = NULL;
+  cvgi_conn_request_done(conn_of(c));
+}
+
+static void connection_event(void *cls, struct MHD_Connection *c, void **socket_context,
+                             enum MHD_ConnectionNotificationCode code) {
+  cvg_http *h = cls;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    *socket_context = ci ? cvgi_conn_open(h->conns, ci->connect_fd) : NULL;
+  } else {
+    cvgi_conn_close(h->conns, *socket_context);
+    *socket_context = NULL;
+  }
+}
+
+/* Served on loopback, is the Host header a name of this machine (or of external_url)? A page on
+ * attacker.example whose name was rebound to 127.0.0.1 sends its own name and is refused. */
+static int host_ok(const cvg_http *h, struct MHD_Connection *c, const cvg_monitor *m) {
+  if (!h->loopback)
+    return 1;
+  const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+  if (!host)
+    return 1; /* HTTP/1.0 without Host: no browser */
+  size_t n = host[0] == '[' ? strcspn(host, "]") + 1 : strcspn(host, ":");
+  if (host[n] && (host[n] != ':' || strspn(host + n + 1, "0123456789") != strlen(host + n + 1)))
+    return 0;
+  if ((n == 9 && strncasecmp(host, "localhost", 9) == 0) ||
+      (n == 5 && memcmp(host, "[::1]", 5) == 0))
+    return 1;
+  char name[64];
+  struct in_addr a;
+  if (n < sizeof name) {
+    memcpy(name, host, n);
+    name[n] = '\0';
+    if (inet_pton(AF_INET, name, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127)
+      return 1;
+  }
+  const char *ext = m ? cvg_monitor_catalog(m)->alerting.external_url : NULL;
+  const char *eh = ext ? strstr(ext, "://") : NULL;
+  if (eh) {
+    eh += 3;
+    size_t en = eh[0] == '[' ? strcspn(eh, "]") + 1 : strcspn(eh, ":/");
+    if (en == n && strncasecmp(eh, host, n) == 0)
+      return 1;
+  }
+  return 0;
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
@@ -363,8 +465,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   int repair_ctl =
       strcmp(url, "/api/v1/repair/pause") == 0 || strcmp(url, "/api/v1/repair/resume") == 0;
   int post = strcmp(method, "POST") == 0 && (strcmp(url, "/api/v1/events") == 0 || repair_ctl);
+  int events_get = (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
+                   strcmp(url, "/api/v1/events") == 0;
   if (!*con_cls) { /* first call of a request: wait for the whole header */
-    if (post) {
+    if (post || events_get) {
       req *r = calloc(1, sizeof *r);
       if (!r)
         return MHD_NO;
@@ -374,9 +478,19 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     }
     return MHD_YES;
   }
+  if (*con_cls != &get_marker && *con_cls != &get_body_marker && ((req *)*con_cls)->submitted) {
+    cvgi_conn_suspend(conn_of(c), 0); /* resumed: the worker is done with the job */
+    return job_reply(c, *con_cls);
+  }
   if (*upload_size) {
-    if (*con_cls == &get_marker) /* only POST /api/v1/events takes a body */
-      return MHD_NO;
+    if (*con_cls == &get_marker || *con_cls == &get_body_marker || events_get) {
+      if (events_get) { /* the req is not needed to refuse it */
+        free(*con_cls);
+      }
+      *con_cls = &get_body_marker; /* read and dropped, then refused */
+      *upload_size = 0;
+      return MHD_YES;
+    }
     req *r = *con_cls;
     if (r->len + *upload_size > BODY_MAX)
       r->too_big = 1;
@@ -387,12 +501,23 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     *upload_size = 0;
     return MHD_YES;
   }
+  if (*con_cls == &get_body_marker)
+    return reply_error(c, MHD_HTTP_BAD_REQUEST,
+                       "this endpoint takes no request body (only POST /api/v1/events does)");
+  pthread_rwlock_rdlock(&h->lock);
+  int host_good = host_ok(h, c, h->m);
+  pthread_rwlock_unlock(&h->lock);
+  if (!host_good)
+    return reply_error(c, 421,
+                       "the Host header names another server: on a loopback address converge "
+                       "answers to localhost, 127.0.0.1 and [::1] only (a DNS-rebinding guard); "
+                       "for another name set alerting.external_url");
   if (post) {
     pthread_rwlock_rdlock(&h->lock);
     enum MHD_Result ret =
         !h->m        ? reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the monitor is (re)starting")
         : repair_ctl ? repair_control(c, h->m, strcmp(url, "/api/v1/repair/pause") == 0)
-                     : post_event(c, h->m, *con_cls);
+                     : post_event(c, h, h->m, *con_cls);
     pthread_rwlock_unlock(&h->lock);
     return ret;
   }
@@ -438,7 +563,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     ret = rc ? reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, cvg_strerror(rc))
              : reply(c, MHD_HTTP_OK, "application/json", b.data, b.len);
   } else if (strcmp(url, "/api/v1/events") == 0) {
-    ret = get_events(c, m);
+    ret = get_events(c, h, m, *con_cls);
   } else if (strcmp(url, "/api/v1/hotspots") == 0) {
     const char *ds = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "dataset");
     int rc = cvg_monitor_hotspots_json(m, ds && *ds ? ds : NULL, &b);
@@ -451,6 +576,26 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   cvg_buf_release(&b);
   pthread_rwlock_unlock(&h->lock);
   return ret;
+}
+
+static void *loop(void *arg);
+
+static int is_loopback(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr) >> 24) == 127;
+  if (sa->sa_family == AF_INET6)
+    return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+  return 0;
+}
+
+/* CONN_MAX, or fewer when the process may not open that many descriptors besides its own. */
+static unsigned conn_limit(void) {
+  struct rlimit rl;
+  unsigned limit = CONN_MAX;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      rl.rlim_cur < (rlim_t)CONN_MAX + 256)
+    limit = rl.rlim_cur > 320 ? (unsigned)rl.rlim_cur - 256 : 64;
+  return limit;
 }
 
 int cvg_http_start(cvg_http **out, const char *listen, cvg_monitor *m, cvg_error *err) {
@@ -478,17 +623,35 @@ int cvg_http_start(cvg_http **out, const char *listen, cvg_monitor *m, cvg_error
   }
   pthread_rwlock_init(&h->lock, NULL);
   h->m = m;
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+  h->loopback = is_loopback(ai->ai_addr);
+  if (!(h->conns = cvgi_conns_new(REQUEST_DEADLINE)) || cvgi_stateq_start(&h->q, err) != CVG_OK) {
+    freeaddrinfo(ai);
+    cvgi_conns_free(h->conns);
+    pthread_rwlock_destroy(&h->lock);
+    free(h);
+    return err && err->status ? err->status
+                              : cvg_error_set(err, CVG_ENOMEM, listen, "out of memory");
+  }
+  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
   if (ai->ai_family == AF_INET6)
     flags |= MHD_USE_IPv6;
-  h->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR,
-                          ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
-                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-                          MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+  unsigned limit = conn_limit();
+  h->d = MHD_start_daemon(
+      flags, (uint16_t)port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+      MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, limit / 2,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+      MHD_OPTION_NOTIFY_CONNECTION, connection_event, h, MHD_OPTION_END);
   freeaddrinfo(ai);
+  int e = errno;
+  if (h->d && pthread_create(&h->loop, NULL, loop, h) != 0) {
+    MHD_stop_daemon(h->d);
+    h->d = NULL;
+    e = EAGAIN;
+  }
   if (!h->d) {
-    int e = errno;
+    cvgi_stateq_stop(h->q);
+    cvgi_conns_free(h->conns);
     pthread_rwlock_destroy(&h->lock);
     free(h);
     cvg_error_set(err, CVG_EIO, listen, "cannot listen for HTTP: %s",
@@ -513,10 +676,25 @@ void cvg_http_set_monitor(cvg_http *h, cvg_monitor *m) {
   pthread_rwlock_unlock(&h->lock);
 }
 
+/* The loop thread: one turn of libmicrohttpd, then the deadlines. A resumed request or a new
+ * connection wakes MHD_run_wait early; the 100 ms bound keeps deadlines and stop prompt. */
+static void *loop(void *arg) {
+  cvg_http *h = arg;
+  while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
+    MHD_run_wait(h->d, 100);
+    cvgi_conns_reap(h->conns);
+  }
+  return NULL;
+}
+
 void cvg_http_stop(cvg_http *h) {
   if (!h)
     return;
+  __atomic_store_n(&h->stop, 1, __ATOMIC_RELEASE);
+  pthread_join(h->loop, NULL);
+  cvgi_stateq_stop(h->q); /* before the daemon: no resume of a closed connection */
   MHD_stop_daemon(h->d);
+  cvgi_conns_free(h->conns);
   pthread_rwlock_destroy(&h->lock);
   free(h);
 }
