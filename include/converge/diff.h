@@ -159,6 +159,9 @@ const char *const *cvg_diff_key_cols(const cvg_diff *d, size_t *n);
 const char *const *cvg_diff_cmp_cols(const cvg_diff *d, size_t *n);
 /* Schema differences outside the compared columns, one per line; "" if none. BORROWED. */
 const char *cvg_diff_warnings(const cvg_diff *d);
+/* The replica (index in the order given) whose read ended the last cvg_diff_run in error - a
+ * scan that could not start or failed midway - or -1 when none did. */
+int cvg_diff_failed_replica(const cvg_diff *d);
 
 /*
  * Reads the compared columns of key on replica i (for showing values), appending their encoded

@@ -186,6 +186,11 @@ static int builtins_for(cvg_alerts *e, const cvg_cat_dataset *d) {
       {"ConvergeReplicaDown", "replica_down", CVG_RULE_METRIC, 0, 0, 0, 30, CVG_STAGE_EARLY,
        "converge cannot read replica {{ $labels.replica }} of {{ $labels.dataset }}",
        "Every probe of this replica fails; its lag and divergences are unknown while it lasts."},
+      {"ConvergeSweepFailing", "sweep_failures", CVG_RULE_METRIC, 1, 0, 0, 0, CVG_STAGE_EARLY,
+       "Sweeps of {{ $labels.dataset }} keep failing on replica {{ $labels.replica }} "
+       "({{ $value }} in a row)",
+       "The replica answers probes, but reading its rows fails (corrupt pages, a file replaced "
+       "mid-scan, a scan error): drift there cannot be seen until it is fixed."},
       {"ConvergeCanaryNotConverging", "canary_failures", CVG_RULE_METRIC, 0, 0, 0, 0,
        CVG_STAGE_EARLY,
        "Canary writes did not reach {{ $labels.replica }} of {{ $labels.dataset }} "
@@ -308,7 +313,7 @@ static int builtins_for(cvg_alerts *e, const cvg_cat_dataset *d) {
  * rule of the same alert name. */
 static int build_rules(cvg_alerts *e) {
   const cvg_catalog *cat = e->cat;
-  size_t max_b = cat->n_datasets * 20;
+  size_t max_b = cat->n_datasets * 32;
   e->builtin = calloc(max_b ? max_b : 1, sizeof *e->builtin);
   e->dr = calloc(cat->n_datasets, sizeof *e->dr);
   if (!e->builtin || !e->dr)

@@ -609,8 +609,9 @@ static int parse_invariants(parser *p, yaml_node_t *n, cvg_cat_invariants *inv) 
 
 /* ---- alert rules and delivery ------------------------------------------------------------- */
 
-static const char *const replica_metrics[] = {"lag_seconds", "convergence_seconds",
-                                              "canary_failures", "replica_down", NULL};
+static const char *const replica_metrics[] = {"lag_seconds",     "convergence_seconds",
+                                              "canary_failures", "replica_down",
+                                              "sweep_failures",  NULL};
 static const char *const dataset_metrics[] = {"divergent_rows",
                                               "suspected_rows",
                                               "divergent_fraction",

@@ -67,6 +67,7 @@ typedef struct reader {
 
 struct cvg_diff {
   size_t n;                                   /* replicas */
+  int failed;                                 /* replica whose read ended the last run, or -1 */
   int describe_only;                          /* prepared with described: no st[] */
   cvg_store *st[CVG_DIFF_MAX_REPLICAS];       /* OWNED scan connections */
   cvg_store *fetch_st[CVG_DIFF_MAX_REPLICAS]; /* OWNED fetch connections, opened lazily */
@@ -476,6 +477,10 @@ const char *const *cvg_diff_cmp_cols(const cvg_diff *d, size_t *n) {
   return (const char *const *)d->cmp_cols;
 }
 
+int cvg_diff_failed_replica(const cvg_diff *d) {
+  return d ? d->failed : -1;
+}
+
 const char *cvg_diff_warnings(const cvg_diff *d) {
   return d->warnings;
 }
@@ -658,6 +663,7 @@ static int next_batch(reader *r, cvg_error *err) {
       if (status) {
         if (err)
           *err = r->err;
+        r->d->failed = (int)r->idx;
         return status;
       }
       return CVG_OK;
@@ -829,8 +835,10 @@ int cvg_diff_run(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
   }
   /* Compile every scan before starting any thread, so a bad --where fails fast and cleanly. */
   for (size_t i = 0; i < d->n; i++)
-    if ((rc = cvg_scan_open(d->st[i], &d->spec, &d->readers[i].scan, err)))
+    if ((rc = cvg_scan_open(d->st[i], &d->spec, &d->readers[i].scan, err))) {
+      d->failed = (int)i;
       goto done;
+    }
   for (size_t i = 0; i < d->n; i++) {
     reader *r = &d->readers[i];
     if (pthread_create(&r->thread, NULL, reader_main, r) != 0) {

@@ -91,9 +91,17 @@ static void hist_add(hist *h, const double *le, size_t n_le, double v) {
   h->count++;
 }
 
-typedef enum rstate { RS_UNKNOWN = 0, RS_OK, RS_LAGGING, RS_STALLED, RS_STOPPED, RS_DOWN } rstate;
-static const char *const rstate_names[] = {"unknown", "ok",      "lagging",
-                                           "stalled", "stopped", "down"};
+typedef enum rstate {
+  RS_UNKNOWN = 0,
+  RS_OK,
+  RS_LAGGING,
+  RS_STALLED,
+  RS_STOPPED,
+  RS_DOWN,
+  RS_ERROR /* reachable, but its sweeps fail (shown_state) */
+} rstate;
+static const char *const rstate_names[] = {"unknown", "ok",   "lagging", "stalled",
+                                           "stopped", "down", "error"};
 
 enum { KIND_INCR = 0, KIND_FULL = 1 };
 static const char *const kind_names[] = {"incremental", "full"};
@@ -111,21 +119,24 @@ typedef struct rep {
   int hb_table_absent;      /* the heartbeat table is not there (yet) */
   double lag;               /* seconds; NAN when unknown */
   rstate state;
-  hist conv;                /* canary convergence seconds */
-  uint64_t canaries_seen;   /* canaries that arrived */
-  uint64_t canary_failures; /* canaries that did not arrive within the timeout */
-  unsigned char wm[256];    /* watermark: greatest encoded version seen */
-  size_t wm_len;            /* 0: none yet */
-  uint64_t rows_read[2];    /* by kind */
-  uint64_t probe_errors;    /* failed probe runs */
-  cvg_fp *digest;           /* OWNED; n_shards entries */
-  int digest_valid;         /* 1 once a full sweep included this replica */
-  int index_checked;        /* the version index has been looked for */
-  double *agg;              /* OWNED; aggregate values, one per equal_aggregate */
-  unsigned char *agg_ok;    /* OWNED; 1 when agg[i] is known */
-  cvg_trend trend;          /* lag samples for the trend status */
-  double last_conv;         /* seconds the last canary took to arrive; NAN none yet */
-  double fail_t[16];        /* times of the last canary failures (ring) */
+  hist conv;                                /* canary convergence seconds */
+  uint64_t canaries_seen;                   /* canaries that arrived */
+  uint64_t canary_failures;                 /* canaries that did not arrive within the timeout */
+  unsigned char wm[256];                    /* watermark: greatest encoded version seen */
+  size_t wm_len;                            /* 0: none yet */
+  uint64_t rows_read[2];                    /* by kind */
+  uint64_t probe_errors;                    /* failed probe runs */
+  uint64_t read_errors;                     /* sweeps that failed reading this replica */
+  uint32_t sweep_streak[2];                 /* consecutive failed sweeps of each kind, reading it */
+  char sweep_error[CVG_ERROR_MSG_MAX + 32]; /* the last one's message */
+  cvg_fp *digest;                           /* OWNED; n_shards entries */
+  int digest_valid;                         /* 1 once a full sweep included this replica */
+  int index_checked;                        /* the version index has been looked for */
+  double *agg;                              /* OWNED; aggregate values, one per equal_aggregate */
+  unsigned char *agg_ok;                    /* OWNED; 1 when agg[i] is known */
+  cvg_trend trend;                          /* lag samples for the trend status */
+  double last_conv;  /* seconds the last canary took to arrive; NAN none yet */
+  double fail_t[16]; /* times of the last canary failures (ring) */
   size_t n_fail_t;
   char native_role[16]; /* the engine's own view of replication: "subscriber", "standby", "" */
   double native_lag;    /* its lag in seconds; NAN unknown */
@@ -212,6 +223,7 @@ typedef struct dset {
   hist sweep_dur[2];
   uint64_t sweeps_ok[2], sweeps_err[2];
   int schema_drift;       /* 1 when replicas' schemas differ */
+  int sweep_culprit;      /* the replica whose read failed the sweep in progress, or -1 */
   char schema_msg[1024];  /* what differs */
   inv_result inv[6 + 16]; /* the invariants */
   size_t n_inv;
@@ -1010,6 +1022,35 @@ static int prepare(cvg_monitor *m, dset *ds, const size_t *idx, size_t k, int di
   return rc;
 }
 
+/* The replica a failed sweep could not read (ds->mu held): the one the sweep named, else the one
+ * the error's input names; NULL when the failure is nobody's (a cancel, memory, a schema
+ * difference, fewer than two replicas up - those have their own states and alerts). */
+static rep *sweep_culprit(dset *ds, int rc, const cvg_error *err) {
+  int i = ds->sweep_culprit;
+  ds->sweep_culprit = -1;
+  if (rc == CVG_OK || rc == CVG_ESCHEMA || rc == CVG_ENOMEM || rc == CVG_EDOWN)
+    return NULL;
+  for (size_t k = 0; i < 0 && err && err->input[0] && k < ds->n; k++)
+    if (strcmp(err->input, ds->reps[k].cfg->url_display) == 0)
+      i = (int)k;
+  return i >= 0 && (size_t)i < ds->n && ds->reps[i].up == 1 ? &ds->reps[i] : NULL;
+}
+
+/* What status and metrics call the replica's state: its replication state, or "error" while it
+ * answers probes but its sweeps fail. */
+static rstate shown_state(const rep *r) {
+  if (r->up == 1 && (r->sweep_streak[KIND_INCR] || r->sweep_streak[KIND_FULL]))
+    return RS_ERROR;
+  return r->state;
+}
+
+/* The replica's error for people: why it is down, else why its sweeps fail, else "". */
+static const char *rep_error(const rep *r) {
+  if (r->error[0] || r->up != 1)
+    return r->error;
+  return shown_state(r) == RS_ERROR ? r->sweep_error : "";
+}
+
 static void sweep_done(cvg_monitor *m, dset *ds, int kind, int rc, double started,
                        const cvg_error *err) {
   if (rc && __atomic_load_n(&m->cancel, __ATOMIC_RELAXED))
@@ -1021,10 +1062,25 @@ static void sweep_done(cvg_monitor *m, dset *ds, int kind, int rc, double starte
     ds->sweeps_ok[kind]++;
   else
     ds->sweeps_err[kind]++;
+  rep *who = sweep_culprit(ds, rc, err);
+  for (size_t i = 0; i < ds->n; i++) /* a sweep that read the replica, or failed elsewhere */
+    if (rc == CVG_OK && ds->reps[i].up == 1)
+      ds->reps[i].sweep_streak[kind] = 0;
+  uint32_t streak = 0;
+  if (who) {
+    who->read_errors++;
+    streak = ++who->sweep_streak[kind];
+    snprintf(who->sweep_error, sizeof who->sweep_error, "%s sweep failed: %s", kind_names[kind],
+             err ? err->msg : "");
+  }
   pthread_mutex_unlock(&ds->mu);
-  if (rc && rc != CVG_ESCHEMA)
+  if (rc && rc != CVG_ESCHEMA) {
+    char n[16];
+    snprintf(n, sizeof n, "%u", streak);
     cvg_log(m->lg, CVG_LOG_WARN, "sweep_failed", "dataset", ds->cfg->name, "kind", kind_names[kind],
-            "error", err ? err->msg : "", "input", err ? err->input : "", (const char *)NULL);
+            "replica", who ? who->cfg->name : "", "consecutive", n, "error", err ? err->msg : "",
+            "input", err ? err->input : "", (const char *)NULL);
+  }
 }
 
 typedef struct full_ctx {
@@ -1082,6 +1138,8 @@ static int full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err)
   cvg_diff_summary sum;
   rc = cvg_diff_run(d, full_cb, &fc, &sum, err);
   pthread_mutex_lock(&ds->mu);
+  int failed = rc ? cvg_diff_failed_replica(d) : -1;
+  ds->sweep_culprit = failed >= 0 ? (int)idx[failed] : -1;
   if (rc == CVG_OK && !sum.stopped_early) {
     /* Keys tracked but not found divergent by the sweep agree now (on the replicas read). */
     for (size_t i = 0; i < ds->tab_cap;) {
@@ -1623,6 +1681,11 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
       cvg_scan_row row;
       int found = 0;
       rc = cvg_store_lookup(sts[i], &spec, cs.items[c].key, cs.items[c].key_len, &row, &found, err);
+      if (rc && rc != CVG_ENOMEM) {
+        pthread_mutex_lock(&ds->mu);
+        ds->sweep_culprit = (int)i;
+        pthread_mutex_unlock(&ds->mu);
+      }
       if (!rc && cs_set(&cs, c, i, &row, found))
         rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
     }
@@ -1889,6 +1952,11 @@ static int metric_value(dset *ds, size_t r, const char *name, double now, double
       *v = rp->up == 0;
       return rp->up >= 0;
     }
+    if (strcmp(name, "sweep_failures") == 0) { /* consecutive, of the worse kind */
+      uint32_t a = rp->sweep_streak[KIND_INCR], b = rp->sweep_streak[KIND_FULL];
+      *v = (double)(a > b ? a : b);
+      return rp->up == 1;
+    }
     if (rp->up != 1)
       return 0;
     if (strcmp(name, "lag_seconds") == 0) {
@@ -2044,9 +2112,9 @@ static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rul
     if (isnan(rp->lag))
       snprintf(lag, sizeof lag, "unknown ");
     snprintf(buf, sizeof buf, "state %s, lag %ss, heartbeat seq %lld, canary failures %llu%s%s",
-             rstate_names[rp->state], lag, (long long)rp->hb_seq,
-             (unsigned long long)rp->canary_failures, rp->error[0] ? ", last error: " : "",
-             rp->error);
+             rstate_names[shown_state(rp)], lag, (long long)rp->hb_seq,
+             (unsigned long long)rp->canary_failures, rep_error(rp)[0] ? ", last error: " : "",
+             rep_error(rp));
     json_object_set_new(ann, "replica_state", json_string(buf));
   }
   if (rule->kind == CVG_RULE_INVARIANT) {
@@ -2582,6 +2650,7 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
     ds->n = c->n_replicas;
     pthread_mutex_init(&ds->mu, NULL);
     pthread_mutex_init(&ds->sweep_mu, NULL);
+    ds->sweep_culprit = -1;
     ds->reps = calloc(ds->n, sizeof *ds->reps);
     ds->out_t = calloc(OUTCOMES, sizeof *ds->out_t);
     ds->conflicts = calloc(c->shards, sizeof *ds->conflicts);
@@ -2967,6 +3036,11 @@ static int v_trend(const dset *ds, size_t i, double *v) {
   return 1;
 }
 
+static int v_read_errors(const dset *ds, size_t i, double *v) {
+  *v = (double)ds->reps[i].read_errors;
+  return 1;
+}
+
 static int v_probe_errors(const dset *ds, size_t i, double *v) {
   *v = (double)ds->reps[i].probe_errors;
   return 1;
@@ -3120,16 +3194,18 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
                    "Sequence number of the newest heartbeat seen on the replica.", v_hb_seq, 0);
   head(&o, "converge_replica_state", "gauge",
        "1 for the replica's current replication state: ok, lagging, stalled (heartbeat not "
-       "advancing while the authority's does), stopped (no heartbeat arrived), down.");
+       "advancing while the authority's does), stopped (no heartbeat arrived), down, error "
+       "(it answers, but sweeps fail reading it).");
   FOR_DS(m, ds) {
     pthread_mutex_lock(&ds->mu);
     for (size_t i = 0; i < ds->n; i++) {
-      if (ds->reps[i].state == RS_UNKNOWN)
+      rstate st = shown_state(&ds->reps[i]);
+      if (st == RS_UNKNOWN)
         continue;
-      for (int s = RS_OK; s <= RS_DOWN; s++)
+      for (int s = RS_OK; s <= RS_ERROR; s++)
         emit(&o, "converge_replica_state{dataset=\"%s\",replica=\"%s\",state=\"%s\"} %d\n",
              esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->reps[i].cfg->name),
-             rstate_names[s], (int)ds->reps[i].state == s);
+             rstate_names[s], (int)st == s);
     }
     pthread_mutex_unlock(&ds->mu);
   }
@@ -3360,6 +3436,10 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
   }
   emit_per_replica(&o, m, "converge_probe_errors_total", "counter",
                    "Probe runs that failed to reach or read the replica.", v_probe_errors, 0);
+  emit_per_replica(&o, m, "converge_replica_errors_total", "counter",
+                   "Sweeps (incremental and full) that failed reading the replica while it "
+                   "answered probes: corrupt pages, a file changed mid-scan, a scan error.",
+                   v_read_errors, 0);
   emit_per_replica(&o, m, "converge_replication_lag_trend", "gauge",
                    "Lag trend over the last trend_window heartbeat samples: -1 window not yet "
                    "full, 0 ok, 1 warn (lag never decreases), 2 stall (nothing applied), "
@@ -3534,12 +3614,13 @@ int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *b) {
       json_object_set_new(rj, "authority", json_boolean(r->cfg->authority));
       json_object_set_new(rj, "region", json_string(r->cfg->region));
       json_object_set_new(rj, "up", r->up < 0 ? json_null() : json_boolean(r->up));
-      json_object_set_new(rj, "state", json_string(rstate_names[r->state]));
+      json_object_set_new(rj, "state", json_string(rstate_names[shown_state(r)]));
       json_object_set_new(rj, "lag_seconds", jnum(r->lag));
       json_object_set_new(rj, "heartbeat_seq", r->hb_seen ? json_integer(r->hb_seq) : json_null());
       json_object_set_new(rj, "canaries_seen", json_integer((json_int_t)r->canaries_seen));
       json_object_set_new(rj, "canary_failures", json_integer((json_int_t)r->canary_failures));
-      json_object_set_new(rj, "error", r->error[0] ? json_string(r->error) : json_null());
+      json_object_set_new(rj, "error", rep_error(r)[0] ? json_string(rep_error(r)) : json_null());
+      json_object_set_new(rj, "read_errors", json_integer((json_int_t)r->read_errors));
       if (r->native_role[0])
         json_object_set_new(rj, "native",
                             json_pack("{s:s, s:o, s:b}", "role", r->native_role, "lag_seconds",

@@ -218,7 +218,7 @@
   function replicaTable(d) {
     const rows = d.replicas.map((r) => {
       const state = r.up === false ? "down" : r.state;
-      const cls = state === "ok" ? "ok" : state === "down" || state === "stalled" ? "bad" : "warn";
+      const cls = state === "ok" ? "ok" : state === "down" || state === "stalled" || state === "error" ? "bad" : "warn";
       return h("tr", { class: r.up === false ? "down" : "", "data-replica": r.name },
         h("td", {}, r.name, r.authority ? h("span", { class: "badge", text: "authority" }) : null),
         h("td", { text: r.region || "" }),
