@@ -38,6 +38,10 @@ void print_error(const cvg_error *err);
 struct cvg_catalog *load_catalog(const char *path);
 
 /* Prints a usage error for cmd and returns EXIT_TROUBLE. */
+struct option;
+/* "--name" of the long option whose value is val, for messages (argv[optind - 1] is the value
+ * itself when the option and its value are two words); "the option" when none has it. */
+const char *option_name(const struct option *opts, int val);
 int usage_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

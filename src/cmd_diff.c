@@ -389,7 +389,7 @@ int cmd_diff(int argc, char **argv) {
       str_list *l = c == O_KEY ? &keys : c == O_COLUMNS ? &columns : &exclude;
       if (list_parse(l, optarg)) {
         usage_error("diff", "%s needs a comma-separated list of column names, got '%s'",
-                    argv[optind - 1], optarg);
+                    option_name(longopts, c), optarg);
         goto done;
       }
       break;

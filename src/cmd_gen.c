@@ -53,7 +53,7 @@ int cmd_gen(int argc, char **argv) {
   optind = 1;
   opterr = 0;
   while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
-    const char *name = argv[optind - 1];
+    const char *name = option_name(longopts, c);
     switch (c) {
     case O_ROWS:
     case O_REPLICAS:

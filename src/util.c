@@ -6,6 +6,7 @@
 #include "converge/catalog.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,4 +137,14 @@ void print_value(FILE *f, const cvg_value *v, size_t max_chars) {
     return;
   }
   }
+}
+
+const char *option_name(const struct option *opts, int val) {
+  static _Thread_local char buf[64];
+  for (const struct option *o = opts; o->name; o++)
+    if (o->val == val) {
+      snprintf(buf, sizeof buf, "--%s", o->name);
+      return buf;
+    }
+  return "the option";
 }

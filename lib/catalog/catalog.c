@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #define MAX_KEYS 32 /* most keys any mapping of the catalog may hold */
@@ -43,6 +45,8 @@ static int fail(parser *p, const yaml_node_t *n, const char *hint, const char *f
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
+
+static int check_targets(parser *p, const cvg_catalog *cat, const cvg_cat_dataset *d);
 
 static int fail(parser *p, const yaml_node_t *n, const char *hint, const char *fmt, ...) {
   char where[CVG_ERROR_INPUT_MAX], msg[CVG_ERROR_MSG_MAX];
@@ -1710,6 +1714,8 @@ static int parse_root(parser *p, yaml_node_t *root, cvg_catalog *cat) {
         goto out;
       }
     cvg_cat_dataset *d = &cat->datasets[i];
+    if ((rc = check_targets(p, cat, d)))
+      goto out;
     if (d->authority < 0 && (d->probes.heartbeat_interval > 0 || d->probes.canary_interval > 0))
       add_warning(cat,
                   "%s:%d:%d: dataset '%s' has no replica with 'authority: true'; heartbeat and "
@@ -1727,6 +1733,168 @@ out:
   return rc;
 }
 
+/* Do paths a and b name one file? The same text, or (both existing) the same inode. */
+/* in with empty and "." segments dropped: "a//./b" -> "a/b" ("/" kept in front). */
+static void lexical_path(const char *in, char *out, size_t size) {
+  size_t o = 0;
+  if (*in == '/' && size > 1)
+    out[o++] = '/';
+  for (const char *c = in; *c;) {
+    while (*c == '/')
+      c++;
+    size_t n = strcspn(c, "/");
+    if (n && !(n == 1 && *c == '.') && o + n + 2 < size) {
+      if (o && out[o - 1] != '/')
+        out[o++] = '/';
+      memcpy(out + o, c, n);
+      o += n;
+    }
+    c += n;
+  }
+  out[o] = '\0';
+}
+
+static int same_file(const char *a, const char *b) {
+  char na[4096], nb[4096];
+  lexical_path(a, na, sizeof na);
+  lexical_path(b, nb, sizeof nb);
+  if (strcmp(na, nb) == 0)
+    return 1;
+  struct stat sa, sb;
+  return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* A replica's file and table, when it is a SQLite replica (*path and *table OWNED), else 0. */
+static int sqlite_target(const cvg_cat_replica *r, char **path, char **table) {
+  cvg_url u;
+  cvg_error e;
+  if (cvg_url_parse(&u, r->url, &e) != CVG_OK)
+    return 0;
+  int ok = strcmp(u.scheme, "sqlite") == 0 && u.path && u.table;
+  *path = ok ? u.path : NULL;
+  *table = ok ? u.table : NULL;
+  if (ok)
+    u.path = u.table = NULL;
+  cvg_url_release(&u);
+  return ok;
+}
+
+static int table_of(const cvg_cat_replica *r, char *out, size_t size) {
+  cvg_url u;
+  cvg_error e;
+  if (cvg_url_parse(&u, r->url, &e) != CVG_OK)
+    return 0;
+  const char *t = u.table ? strrchr(u.table, '.') : NULL; /* schema.table: the table */
+  snprintf(out, size, "%s", t ? t + 1 : u.table ? u.table : "");
+  cvg_url_release(&u);
+  return out[0] != '\0';
+}
+
+/* Settings that would make converge write where it must not: the journal or the state file on a
+ * replica's database file, two replicas on one table of one file (a comparison with itself),
+ * and heartbeat or canary tables named like the dataset's own table. */
+static int check_targets(parser *p, const cvg_catalog *cat, const cvg_cat_dataset *d) {
+  char **path = calloc(d->n_replicas + 1, sizeof *path);
+  char **table = calloc(d->n_replicas + 1, sizeof *table);
+  int rc = path && table ? CVG_OK : CVG_ENOMEM;
+  char where[CVG_ERROR_INPUT_MAX];
+  for (size_t i = 0; i < d->n_replicas && !rc; i++) {
+    const cvg_cat_replica *r = &d->replicas[i];
+    snprintf(where, sizeof where, "%s:%d:%d", p->file, r->line, r->column);
+    char t[256];
+    if (table_of(r, t, sizeof t) && (strcasecmp(t, d->probes.heartbeat_table) == 0 ||
+                                     strcasecmp(t, d->probes.canary_table) == 0)) {
+      rc = cvg_error_set(p->err, CVG_ECONFIG, where,
+                         "the %s table '%s' of dataset '%s' is the dataset's own table: converge "
+                         "would write its probe rows into it",
+                         strcasecmp(t, d->probes.heartbeat_table) == 0 ? "heartbeat" : "canary", t,
+                         d->name);
+      cvg_error_hint(p->err, "name another table in probes.heartbeat.table / probes.canary.table, "
+                             "or keep the defaults converge_heartbeat and converge_canary");
+      break;
+    }
+    for (size_t j = 0; j < i && !rc; j++)
+      if (strcmp(d->replicas[j].url, r->url) == 0) {
+        rc = cvg_error_set(p->err, CVG_ECONFIG, where,
+                           "replicas '%s' and '%s' of dataset '%s' have the same URL: a replica "
+                           "compared with itself always agrees",
+                           d->replicas[j].name, r->name, d->name);
+        cvg_error_hint(p->err, "point each replica at its own copy of the data");
+      }
+    if (rc || !sqlite_target(r, &path[i], &table[i]))
+      continue;
+    const char *what = same_file(path[i], cat->journal)               ? "journal"
+                       : same_file(path[i], cat->alerting.state_file) ? "state file"
+                                                                      : NULL;
+    if (what) {
+      rc = cvg_error_set(p->err, CVG_ECONFIG, where,
+                         "replica '%s' of dataset '%s' is the %s's file (%s): converge would "
+                         "write its records into the replica",
+                         r->name, d->name, what, path[i]);
+      cvg_error_hint(p->err, "give 'journal' (or alerting 'state') a path of its own");
+      break;
+    }
+    for (size_t j = 0; j < i && !rc; j++)
+      if (path[j] && same_file(path[i], path[j]) && strcmp(table[i], table[j]) == 0) {
+        rc = cvg_error_set(p->err, CVG_ECONFIG, where,
+                           "replicas '%s' and '%s' of dataset '%s' are one table of one file "
+                           "(%s): a replica compared with itself always agrees",
+                           d->replicas[j].name, r->name, d->name, path[i]);
+        cvg_error_hint(p->err, "point each replica at its own copy of the data");
+      }
+  }
+  for (size_t i = 0; path && table && i < d->n_replicas; i++) {
+    free(path[i]);
+    free(table[i]);
+  }
+  free(path);
+  free(table);
+  return rc;
+}
+
+/* Flow collections ("[", "{") nested deeper than NEST_MAX are refused before libyaml sees them:
+ * its handling of many open flow levels is quadratic (a 200 KB file of "[" took 27 s of CPU).
+ * A lexical count - quoted scalars and comments skipped, a bracket inside a plain scalar counted
+ * too - so a real catalog (a few levels) is never near the limit. */
+#define NEST_MAX 64
+static int nesting_ok(const char *name, const char *text, size_t len, cvg_error *err) {
+  size_t line = 1, col = 0;
+  int depth = 0;
+  char quote = 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = text[i];
+    col++;
+    if (c == '\n') {
+      line++;
+      col = 0;
+      if (quote == '#')
+        quote = 0;
+      continue;
+    }
+    if (quote) {
+      if (quote == '"' && c == '\\')
+        i++, col++;
+      else if (c == quote && quote != '#')
+        quote = 0;
+      continue;
+    }
+    if (c == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n'))
+      quote = '#';
+    else if (c == '"' || c == '\'')
+      quote = c;
+    else if ((c == '[' || c == '{') && ++depth > NEST_MAX) {
+      char where[CVG_ERROR_INPUT_MAX];
+      snprintf(where, sizeof where, "%s:%zu:%zu", name, line, col);
+      cvg_error_set(err, CVG_ECONFIG, where, "lists and mappings are nested more than %d deep here",
+                    NEST_MAX);
+      cvg_error_hint(err, "a catalog needs a few levels; see examples/converge.yaml");
+      return 0;
+    } else if ((c == ']' || c == '}') && depth > 0)
+      depth--;
+  }
+  return 1;
+}
+
 int cvg_catalog_parse(cvg_catalog **out, const char *name, const char *text, size_t len,
                       cvg_error *err) {
   *out = NULL;
@@ -1734,6 +1902,10 @@ int cvg_catalog_parse(cvg_catalog **out, const char *name, const char *text, siz
   yaml_document_t doc;
   parser p = {name, &doc, err};
   cvg_catalog *cat = calloc(1, sizeof *cat);
+  if (cat && !nesting_ok(name, text, len, err)) {
+    free(cat);
+    return CVG_ECONFIG;
+  }
   if (!cat || !yaml_parser_initialize(&yp)) {
     free(cat);
     return cvg_error_set(err, CVG_ENOMEM, name, "out of memory reading the catalog");

@@ -228,7 +228,7 @@ fail:
  */
 char *cvg_url_redact(const char *url) {
   cvg_buf b;
-  cvg_buf_init(&b, 2 * CVG_URL_MAX + 16);
+  cvg_buf_init(&b, 2 * strlen(url) + 16); /* any length: a message can name a URL too long */
   const char *rest = url;
   int rc = 0;
   const char *sep = strstr(url, "://");
