@@ -14,7 +14,7 @@
  * SQLite's lexing rules that it is one expression (it cannot close the scan's parentheses), and
  * it is compiled inside them on a read-only connection.
  */
-#define _GNU_SOURCE /* strcasestr */
+#define _GNU_SOURCE /* O_NOATIME */
 #include "converge/fsfile.h"
 #include "converge/store.h"
 #include "store_int.h"
@@ -428,6 +428,35 @@ static int still_there(sqlite_store *st, cvg_error *err) {
   return CVG_OK;
 }
 
+/* 1 when the table is WITHOUT ROWID, as SQLite's table list says (3.37+). */
+static int without_rowid(sqlite_store *st) {
+  sqlite3_stmt *s = NULL;
+  int wr = 0;
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT wr FROM pragma_table_list WHERE name = ?1 AND schema = 'main'", -1,
+                         &s, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW)
+      wr = sqlite3_column_int(s, 0) != 0;
+  }
+  sqlite3_finalize(s);
+  return wr;
+}
+
+/* 1 when the primary key is kept in an index of its own (so it is not the rowid). */
+static int pk_has_index(sqlite_store *st) {
+  sqlite3_stmt *s = NULL;
+  int has = 1; /* in doubt: not the rowid */
+  if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM pragma_index_list(?1) WHERE origin = 'pk'",
+                         -1, &s, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW)
+      has = sqlite3_column_int(s, 0) != 0;
+  }
+  sqlite3_finalize(s);
+  return has;
+}
+
 static int sqlite_describe(cvg_store *base, cvg_table_desc *out, cvg_error *err) {
   sqlite_store *st = (sqlite_store *)base;
   memset(out, 0, sizeof *out);
@@ -498,15 +527,7 @@ static int sqlite_describe(cvg_store *base, cvg_table_desc *out, cvg_error *err)
   }
   sqlite3_finalize(s);
   s = NULL;
-  if (sqlite3_prepare_v2(st->db, "SELECT sql FROM sqlite_schema WHERE name = ?1", -1, &s, NULL) ==
-      SQLITE_OK) {
-    sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
-    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0)) {
-      const char *sql = (const char *)sqlite3_column_text(s, 0);
-      const char *w = strcasestr(sql, "WITHOUT");
-      out->without_rowid = w && strcasestr(w, "ROWID") != NULL;
-    }
-  }
+  out->without_rowid = without_rowid(st);
 done:
   sqlite3_finalize(s);
   if (rc)
@@ -726,18 +747,22 @@ static int meta_load(sqlite_store *st, fast_meta *fm) {
   s = NULL;
   if (src != SQLITE_DONE)
     return -1;
-  /* The table's SQL: no WITHOUT ROWID, and no DESC (an "INTEGER PRIMARY KEY DESC" column is not
-   * a rowid alias); and the root page number. */
-  if (sqlite3_prepare_v2(st->db, "SELECT rootpage, sql FROM sqlite_schema WHERE name = ?1", -1, &s,
-                         NULL) != SQLITE_OK) {
+  /* SQLite says whether the table has rowids and whether its INTEGER PRIMARY KEY is the rowid
+   * (an "INTEGER PRIMARY KEY DESC" is not: it gets an index of its own, origin 'pk'); the SQL
+   * text is never searched, so a column named "description" changes nothing. */
+  if (without_rowid(st) || pk_has_index(st))
+    ok = 0;
+  if (sqlite3_prepare_v2(st->db,
+                         "SELECT rootpage, sql FROM sqlite_schema WHERE name = ?1 AND type = "
+                         "'table'",
+                         -1, &s, NULL) != SQLITE_OK) {
     sqlite3_finalize(s);
     return -1;
   }
   sqlite3_bind_text(s, 1, st->table, -1, SQLITE_STATIC);
   if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 1)) {
     const char *sql = (const char *)sqlite3_column_text(s, 1);
-    if (strcasestr(sql, "WITHOUT") || strcasestr(sql, "DESC") ||
-        strncasecmp(sql, "CREATE TABLE", 12))
+    if (strncasecmp(sql, "CREATE TABLE", 12)) /* a virtual table: CREATE VIRTUAL TABLE */
       ok = 0;
     fm->root = (uint32_t)sqlite3_column_int64(s, 0);
   } else {

@@ -222,6 +222,69 @@ static void test_non_unique_key_is_refused(void **state) {
                    CVG_EDUPKEY);
 }
 
+/* Is path mapped into this process (the scan's fast path reads the file through a mapping)? */
+static int mapped(const char *name) {
+  char path[512], line[1024];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen("/proc/self/maps", "r");
+  int hit = 0;
+  while (f && !hit && fgets(line, sizeof line, f))
+    hit = strstr(line, path) != NULL;
+  if (f)
+    fclose(f);
+  return hit;
+}
+
+/* The fast path is chosen by what SQLite says of the table (pragma table_list, index_list), not
+ * by words in its SQL: a column named "description" keeps it; INTEGER PRIMARY KEY DESC (not the
+ * rowid) and WITHOUT ROWID turn it off - and every table is read right either way. */
+static void test_fast_path_choice(void **state) {
+  (void)state;
+  static const struct {
+    const char *name, *sql, *col;
+    int fast;
+  } cases[] = {
+      {"fp1.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, description TEXT, v INTEGER)",
+       "description", 1},
+      {"fp2.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, \"WITHOUT_note\" TEXT, v INTEGER)",
+       "WITHOUT_note", 1},
+      {"fp3.db", "CREATE TABLE t (id INTEGER PRIMARY KEY DESC, description TEXT, v INTEGER)",
+       "description", 0},
+      {"fp4.db",
+       "CREATE TABLE t (id INTEGER PRIMARY KEY, description TEXT, v INTEGER) WITHOUT ROWID",
+       "description", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "%s; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) "
+             "INSERT INTO t SELECT i, 'row ' || i, i * 3 FROM n;",
+             cases[i].sql);
+    make_db(cases[i].name, sql);
+    cvg_store *st;
+    cvg_error err;
+    assert_int_equal(cvg_store_open(&st, url(cases[i].name, "t"), CVG_STORE_READONLY, &err),
+                     CVG_OK);
+    const char *keys[] = {"id"}, *cols[] = {cases[i].col, "v"};
+    cvg_scan_spec spec = {.key_cols = keys, .n_key = 1, .cmp_cols = cols, .n_cmp = 2};
+    cvg_scan *sc = NULL;
+    assert_int_equal(cvg_scan_open(st, &spec, &sc, &err), CVG_OK);
+    cvg_scan_row row;
+    size_t n = 0;
+    int rc;
+    while ((rc = cvg_scan_next(sc, &row, &err)) == CVG_OK) {
+      if (n == 0 && mapped(cases[i].name) != cases[i].fast)
+        fail_msg("%s: fast path %s, want %s", cases[i].sql, cases[i].fast ? "off" : "on",
+                 cases[i].fast ? "on" : "off");
+      n++;
+    }
+    assert_int_equal(rc, CVG_DONE);
+    assert_int_equal(n, 500);
+    cvg_scan_close(sc);
+    cvg_store_close(st);
+  }
+}
+
 static void test_fetch_and_readonly(void **state) {
   (void)state;
   make_db("f.db", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, b BLOB);"
@@ -652,6 +715,7 @@ int main(void) {
       cmocka_unit_test(test_mixed_numeric_key_is_refused),
       cmocka_unit_test(test_non_unique_key_is_refused),
       cmocka_unit_test(test_fetch_and_readonly),
+      cmocka_unit_test(test_fast_path_choice),
       cmocka_unit_test(test_incremental_scan_and_own_tables),
       cmocka_unit_test(test_index_range_matches_sqlite),
       cmocka_unit_test(test_incremental_scan_versions),
