@@ -157,6 +157,10 @@ void cvg_diff_free(cvg_diff *d);
 /* The settled column lists (BORROWED, valid until cvg_diff_free). */
 const char *const *cvg_diff_key_cols(const cvg_diff *d, size_t *n);
 const char *const *cvg_diff_cmp_cols(const cvg_diff *d, size_t *n);
+/* The version and tombstone columns as the tables spell them (a catalog's "UpdatedAt" is
+ * PostgreSQL's "updatedat"), or NULL: what every later scan or lookup must name. */
+const char *cvg_diff_version_col(const cvg_diff *d);
+const char *cvg_diff_tombstone_col(const cvg_diff *d);
 /* Schema differences outside the compared columns, one per line; "" if none. BORROWED. */
 const char *cvg_diff_warnings(const cvg_diff *d);
 /* The replica (index in the order given) whose read ended the last cvg_diff_run in error - a

@@ -15,4 +15,11 @@ int cvg_cond_init_monotonic(pthread_cond_t *cv);
 /* The CLOCK_MONOTONIC deadline `seconds` from now, for pthread_cond_timedwait on such a cv. */
 void cvg_deadline_after(struct timespec *ts, double seconds);
 
+/* Wall-clock seconds since the epoch, for what is stored and shown (heartbeat times, alert
+ * times): CLOCK_REALTIME, or the clock cvg_wall_clock_set gave. Nothing waits on it. */
+double cvg_wall_now(void);
+/* Replaces the wall clock (NULL: the real one again), process-wide: a test steps it back or
+ * forward and checks that no schedule moves. */
+void cvg_wall_clock_set(double (*clock)(void));
+
 #endif

@@ -477,6 +477,14 @@ const char *const *cvg_diff_cmp_cols(const cvg_diff *d, size_t *n) {
   return (const char *const *)d->cmp_cols;
 }
 
+const char *cvg_diff_version_col(const cvg_diff *d) {
+  return d->version_col;
+}
+
+const char *cvg_diff_tombstone_col(const cvg_diff *d) {
+  return d->tombstone_col;
+}
+
 int cvg_diff_failed_replica(const cvg_diff *d) {
   return d ? d->failed : -1;
 }

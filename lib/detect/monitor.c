@@ -224,6 +224,8 @@ typedef struct dset {
   uint64_t sweeps_ok[2], sweeps_err[2];
   int schema_drift;       /* 1 when replicas' schemas differ */
   int sweep_culprit;      /* the replica whose read failed the sweep in progress, or -1 */
+  char origin_note[400];  /* likely cause from the origin column ("" none; origin_cause) */
+  double origin_at;       /* monotonic time of the last origin_cause, 0 never */
   char schema_msg[1024];  /* what differs */
   inv_result inv[6 + 16]; /* the invariants */
   size_t n_inv;
@@ -312,10 +314,8 @@ static double mono_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static double wall_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+static double wall_now(void) { /* stored and shown; the scheduler never waits on it */
+  return cvg_wall_now();
 }
 
 static void fmt_double(char *buf, size_t n, double v) {
@@ -1537,8 +1537,8 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
   spec.n_key = n_key;
   spec.cmp_cols = cvg_diff_cmp_cols(d, &n_cmp);
   spec.n_cmp = n_cmp;
-  spec.version_col = ds->cfg->version;
-  spec.tombstone_col = ds->cfg->tombstone;
+  spec.version_col = cvg_diff_version_col(d); /* as the tables spell them */
+  spec.tombstone_col = cvg_diff_tombstone_col(d);
   spec.real_digits = ds->cfg->real_digits;
   spec.time_digits = ds->cfg->time_digits;
   changeset cs;
@@ -1759,6 +1759,8 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
   return rc;
 }
 
+static void origin_cause(dset *ds, cvg_store **sts);
+
 static void job_full(cvg_monitor *m, job *j) {
   dset *ds = j->ds;
   if (!in_window(&ds->cfg->probes)) {
@@ -1780,6 +1782,8 @@ static void job_full(cvg_monitor *m, job *j) {
     cvg_log(m->lg, CVG_LOG_INFO, "full_sweep", "dataset", ds->cfg->name, "tracked", n,
             "duration_seconds", dur, (const char *)NULL);
   }
+  if (rc == CVG_OK && !ds->cfg->version) /* no incremental sweep to find it */
+    origin_cause(ds, j->sts);
   /* The job's connections are not kept between full sweeps: they are hours apart. */
   for (size_t i = 0; i < ds->n; i++)
     drop_conn(&j->sts[i]);
@@ -1796,6 +1800,8 @@ static void job_incr(cvg_monitor *m, job *j) {
   int rc = incremental(m, ds, j->sts, &n, &err);
   sweep_done(m, ds, KIND_INCR, rc, t0, &err);
   pthread_mutex_unlock(&ds->sweep_mu);
+  if (rc == CVG_OK)
+    origin_cause(ds, j->sts);
 }
 
 /* ---- invariants ---- */
@@ -2091,8 +2097,22 @@ static void fmt_age(char *buf, size_t n, double s) {
     snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
 }
 
-static void origin_cause(dset *ds, json_t *ann);
-
+/* What repair does about the dataset's divergences, for the detection trace (ds->mu held). */
+static void repair_note(const dset *ds, char *buf, size_t size) {
+  static const char *const pol[] = {"none", "lww", "authority", "manual", "merge"};
+  int p = ds->cfg->policy >= 0 && ds->cfg->policy <= 4 ? ds->cfg->policy : 0;
+  if (!ds->cfg->auto_repair)
+    snprintf(buf, size, "; repair: none attempted (auto_repair is off%s)",
+             p ? "; run converge repair" : "; no policy");
+  else if (__atomic_load_n(&ds->rep_paused, __ATOMIC_SEQ_CST))
+    snprintf(buf, size, "; repair: automatic (policy %s), paused", pol[p]);
+  else
+    snprintf(buf, size,
+             "; repair: automatic (policy %s), %llu runs so far, %llu rows applied, %llu failed%s",
+             pol[p], (unsigned long long)ds->rep_runs, (unsigned long long)ds->rep_applied,
+             (unsigned long long)ds->rep_failed,
+             ds->rep_refused ? ", the last run refused by a safety limit" : "");
+}
 /* Context annotations for an active alert. */
 static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rule, double onset,
                           void *vann) {
@@ -2220,13 +2240,13 @@ static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rul
                     cvg_fmt_time(t2, sizeof t2, tr->confirmed_at), a2, l2);
     }
     if (o > 0 && (size_t)o < sizeof buf)
-      snprintf(buf + o, sizeof buf - o, "; repair: none attempted (no repair policy runs yet)");
+      repair_note(ds, buf + o, sizeof buf - o);
     json_object_set_new(ann, "detection_trace", json_string(buf));
     json_object_set_new(ann, "trace_id", json_string(tr->id));
   }
+  if (want_origin && ds->origin_note[0]) /* found by the sweep job (origin_cause) */
+    json_object_set_new(ann, "likely_cause", json_string(ds->origin_note));
   pthread_mutex_unlock(&ds->mu);
-  if (want_origin)
-    origin_cause(ds, ann);
 }
 
 /* A divergent key whose origin is looked up: on the replica holding the divergent copy. */
@@ -2237,15 +2257,29 @@ typedef struct origin_probe {
 } origin_probe;
 
 #define ORIGIN_SAMPLES 20
+#define ORIGIN_EVERY 10.0 /* seconds between likely-cause lookups */
 
 /*
  * The writer or pipeline (origin column) most divergent rows share: up to ORIGIN_SAMPLES
  * confirmed keys, each read on the replica whose copy differs from the authority's (or, without
- * an authority, the one with the greatest version). Reads the replicas, so never under ds->mu.
+ * an authority, the one with the greatest version), kept in ds->origin_note for the alerts'
+ * likely_cause. Run by the sweep jobs on the connections they hold (sts, opened if missing and
+ * left open for the job), at most every ORIGIN_EVERY seconds - never by the alert evaluation,
+ * which shares its pool with the heartbeats. Reads the replicas, so never under ds->mu.
  */
-static void origin_cause(dset *ds, json_t *ann) {
+static void origin_cause(dset *ds, cvg_store **sts) {
   const cvg_cat_dataset *cfg = ds->cfg;
   if (!cfg->origin)
+    return;
+  pthread_mutex_lock(&ds->mu);
+  double now = mono_now();
+  int due = ds->n_tracked && (ds->origin_at == 0 || now - ds->origin_at >= ORIGIN_EVERY);
+  if (due)
+    ds->origin_at = now;
+  if (!ds->n_tracked)
+    ds->origin_note[0] = '\0';
+  pthread_mutex_unlock(&ds->mu);
+  if (!due)
     return;
   origin_probe *pr = calloc(ORIGIN_SAMPLES, sizeof *pr);
   if (!pr)
@@ -2282,7 +2316,6 @@ static void origin_cause(dset *ds, json_t *ann) {
   pthread_mutex_unlock(&ds->mu);
   char names[ORIGIN_SAMPLES][96];
   size_t counts[ORIGIN_SAMPLES] = {0}, n_names = 0, looked = 0;
-  cvg_store *sts[CVG_DIFF_MAX_REPLICAS] = {0};
   cvg_table_desc desc;
   memset(&desc, 0, sizeof desc);
   const char *pk[16];
@@ -2340,22 +2373,22 @@ static void origin_cause(dset *ds, json_t *ann) {
       memcpy(names[n_names++], name, sizeof name);
     counts[i]++;
   }
-  for (size_t i = 0; i < CVG_DIFF_MAX_REPLICAS; i++)
-    cvg_store_close(sts[i]);
   cvg_table_desc_release(&desc);
   cvg_buf_release(&out);
   cvg_buf_release(&scratch);
   free(pr);
-  if (!looked)
-    return;
   size_t top = 0;
   for (size_t i = 1; i < n_names; i++)
     if (counts[i] > counts[top])
       top = i;
-  char buf[2400];
-  snprintf(buf, sizeof buf, "origin '%s' wrote %zu of %zu sampled divergent rows (column %s)",
-           names[top], counts[top], looked, cfg->origin);
-  json_object_set_new(ann, "likely_cause", json_string(buf));
+  pthread_mutex_lock(&ds->mu);
+  if (looked)
+    snprintf(ds->origin_note, sizeof ds->origin_note,
+             "origin '%s' wrote %zu of %zu sampled divergent rows (column %s)", names[top],
+             counts[top], looked, cfg->origin);
+  else
+    ds->origin_note[0] = '\0';
+  pthread_mutex_unlock(&ds->mu);
 }
 
 /* ---- automatic repair ---- */

@@ -2147,8 +2147,8 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   spec.n_key = n_key;
   spec.cmp_cols = cc;
   spec.n_cmp = n_cmp;
-  spec.version_col = d->version;
-  spec.tombstone_col = d->tombstone;
+  spec.version_col = cvg_diff_version_col(df); /* as the tables spell them */
+  spec.tombstone_col = cvg_diff_tombstone_col(df);
   spec.real_digits = d->real_digits;
   spec.time_digits = d->time_digits;
   if (o->keys)
@@ -2600,8 +2600,10 @@ int cvg_repair_purge(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_erro
   spec.n_key = n_key;
   spec.cmp_cols = all; /* every column: purge only copies that are identical */
   spec.n_cmp = n_all;
-  spec.version_col = d->version;
-  spec.tombstone_col = d->tombstone;
+  int vi = d->version ? cvg_table_desc_find(&desc, d->version) : -1; /* as the table spells them */
+  int ti = d->tombstone ? cvg_table_desc_find(&desc, d->tombstone) : -1;
+  spec.version_col = vi >= 0 ? desc.cols[vi].name : d->version;
+  spec.tombstone_col = ti >= 0 ? desc.cols[ti].name : d->tombstone;
   spec.real_digits = d->real_digits;
   spec.time_digits = d->time_digits;
   /* candidates: tombstones on the first replica older than the cutoff */
