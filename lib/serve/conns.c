@@ -8,12 +8,14 @@
  * opening, then the end of the previous request); once the deadline has passed, the socket is
  * shut down and libmicrohttpd closes the connection on its next turn. Activity never extends it.
  *
- * Everything runs on the loop thread (http.c calls MHD_run_wait and then cvgi_conns_reap), so a
- * descriptor is shut down only while libmicrohttpd still holds it open: it closes descriptors in
- * the same thread, after telling us (cvgi_conn_close).
+ * libmicrohttpd's thread opens, updates and closes the entries; the reaper thread (http.c) cuts
+ * them; one mutex orders the two. A descriptor is shut down only while its entry exists, and
+ * libmicrohttpd removes the entry (cvgi_conn_close, its "closed" notice) before it closes the
+ * descriptor - so a number reused by a new connection is never shut down by mistake.
  */
 #include "conns.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -26,6 +28,7 @@ struct cvgi_conn {
 };
 
 struct cvgi_conns {
+  pthread_mutex_t mu;
   double deadline;
   cvgi_conn *head;
   unsigned n;
@@ -40,14 +43,19 @@ static double mono_now(void) {
 
 cvgi_conns *cvgi_conns_new(double deadline) {
   cvgi_conns *cs = calloc(1, sizeof *cs);
-  if (cs)
+  if (cs) {
     cs->deadline = deadline;
+    pthread_mutex_init(&cs->mu, NULL);
+  }
   return cs;
 }
 
 void cvgi_conns_free(cvgi_conns *cs) {
-  while (cs && cs->head)
+  if (!cs)
+    return;
+  while (cs->head)
     cvgi_conn_close(cs, cs->head);
+  pthread_mutex_destroy(&cs->mu);
   free(cs);
 }
 
@@ -57,17 +65,20 @@ cvgi_conn *cvgi_conn_open(cvgi_conns *cs, int fd) {
     return NULL;
   c->fd = fd;
   c->began = mono_now();
+  pthread_mutex_lock(&cs->mu);
   c->next = cs->head;
   if (cs->head)
     cs->head->prev = c;
   cs->head = c;
   cs->n++;
+  pthread_mutex_unlock(&cs->mu);
   return c;
 }
 
 void cvgi_conn_close(cvgi_conns *cs, cvgi_conn *c) {
   if (!c)
     return;
+  pthread_mutex_lock(&cs->mu);
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -75,25 +86,32 @@ void cvgi_conn_close(cvgi_conns *cs, cvgi_conn *c) {
   if (c->next)
     c->next->prev = c->prev;
   cs->n--;
+  pthread_mutex_unlock(&cs->mu);
   free(c);
 }
 
-void cvgi_conn_request_done(cvgi_conn *c) {
-  if (c)
-    c->began = mono_now();
-}
-
-void cvgi_conn_suspend(cvgi_conn *c, int suspended) {
+void cvgi_conn_request_done(cvgi_conns *cs, cvgi_conn *c) {
   if (!c)
     return;
+  pthread_mutex_lock(&cs->mu);
+  c->began = mono_now();
+  pthread_mutex_unlock(&cs->mu);
+}
+
+void cvgi_conn_suspend(cvgi_conns *cs, cvgi_conn *c, int suspended) {
+  if (!c)
+    return;
+  pthread_mutex_lock(&cs->mu);
   c->suspended = suspended;
   if (!suspended) /* what converge's own wait took is not the client's */
     c->began = mono_now();
+  pthread_mutex_unlock(&cs->mu);
 }
 
 unsigned cvgi_conns_reap(cvgi_conns *cs) {
   double now = mono_now();
   unsigned n = 0;
+  pthread_mutex_lock(&cs->mu);
   for (cvgi_conn *c = cs->head; c; c = c->next) {
     if (c->suspended || c->cut || now - c->began <= cs->deadline)
       continue;
@@ -102,13 +120,6 @@ unsigned cvgi_conns_reap(cvgi_conns *cs) {
     cs->cut++;
     n++;
   }
+  pthread_mutex_unlock(&cs->mu);
   return n;
-}
-
-unsigned cvgi_conns_open(const cvgi_conns *cs) {
-  return cs->n;
-}
-
-unsigned long cvgi_conns_cut(const cvgi_conns *cs) {
-  return cs->cut;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The HTTP server's connections and their deadlines (conns.c). Called only from the thread that
- * runs libmicrohttpd's loop, so nothing here locks.
+ * The HTTP server's connections and their deadlines (conns.c), shared by libmicrohttpd's thread
+ * and the reaper thread.
  */
 #ifndef CONVERGE_SERVE_CONNS_H
 #define CONVERGE_SERVE_CONNS_H
@@ -19,15 +19,12 @@ void cvgi_conns_free(cvgi_conns *cs); /* after every connection closed */
 cvgi_conn *cvgi_conn_open(cvgi_conns *cs, int fd);
 void cvgi_conn_close(cvgi_conns *cs, cvgi_conn *c);
 /* The request ended: the next one's deadline starts now. */
-void cvgi_conn_request_done(cvgi_conn *c);
+void cvgi_conn_request_done(cvgi_conns *cs, cvgi_conn *c);
 /* A request waiting on converge itself (a state-file write) is exempt while suspended. */
-void cvgi_conn_suspend(cvgi_conn *c, int suspended);
+void cvgi_conn_suspend(cvgi_conns *cs, cvgi_conn *c, int suspended);
 
 /* Shuts down (SHUT_RDWR) every connection past its deadline, so that the next turn of the loop
  * closes it: a client that sends one header byte a second cannot hold a slot. Returns how many. */
 unsigned cvgi_conns_reap(cvgi_conns *cs);
-/* How many connections are open, and how many were cut at their deadline so far. */
-unsigned cvgi_conns_open(const cvgi_conns *cs);
-unsigned long cvgi_conns_cut(const cvgi_conns *cs);
 
 #endif

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The HTTP server (serve.h) on libmicrohttpd, run by a loop thread of our own (MHD_run_wait), so
- * that between turns it can cut connections past their deadline (conns.c). Each request is
- * answered in full from one rendered buffer (bounded by RESPONSE_MAX). The loop thread never
- * waits on a database: event reads and writes are suspended requests whose jobs run on the
- * state-file worker (stateq.c). A read-write lock lets a reload swap the monitor while requests
+ * The HTTP server (serve.h) on libmicrohttpd's internal polling thread, with a reaper thread of
+ * ours that cuts connections past their deadline (conns.c). Each request is answered in full
+ * from one rendered buffer (bounded by RESPONSE_MAX). The polling thread never waits on a
+ * database: event reads and writes are suspended requests whose jobs run on the state-file
+ * worker (stateq.c). A read-write lock lets a reload swap the monitor while requests
  * are in flight.
  *
  * Limits, so that no client can make /metrics and /healthz wait: CONN_MAX connections, at most
@@ -18,6 +18,7 @@
 #include "converge/alert.h"
 #include "converge/encode.h"
 #include "converge/json.h"
+#include "converge/mclock.h"
 #include "converge/monitor.h"
 #include "conns.h"
 #include "stateq.h"
@@ -85,10 +86,12 @@ struct cvg_http {
   cvg_monitor *m;        /* BORROWED */
   unsigned port;         /* bound port */
   int loopback;          /* listening on a loopback address: Host names are checked */
-  cvgi_conns *conns;     /* OWNED; touched only by the loop thread */
+  cvgi_conns *conns;     /* OWNED */
   cvgi_stateq *q;        /* OWNED */
-  pthread_t loop;
-  int stop; /* atomic */
+  pthread_t reaper;      /* cuts connections past their deadline */
+  pthread_mutex_t stop_mu;
+  pthread_cond_t stop_cv; /* monotonic */
+  int stop;               /* guarded by stop_mu */
 };
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *type,
@@ -256,7 +259,7 @@ static enum MHD_Result submit(struct MHD_Connection *c, cvg_http *h, req *r, con
                        "too many event requests are waiting for the state file; retry shortly");
   }
   r->submitted = 1;
-  cvgi_conn_suspend(conn_of(c), 1);
+  cvgi_conn_suspend(h->conns, conn_of(c), 1);
   return MHD_YES;
 }
 
@@ -400,14 +403,13 @@ static enum MHD_Result runbook(struct MHD_Connection *c, const char *name) {
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe) {
-  (void)cls;
   (void)toe;
   if (*con_cls && *con_cls != &get_marker && *con_cls != &get_body_marker) {
     cvgi_job_release(&((req *)*con_cls)->job);
     free(*con_cls);
   }
   *con_cls = NULL;
-  cvgi_conn_request_done(conn_of(c));
+  cvgi_conn_request_done(((cvg_http *)cls)->conns, conn_of(c));
 }
 
 static void connection_event(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -479,7 +481,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     return MHD_YES;
   }
   if (*con_cls != &get_marker && *con_cls != &get_body_marker && ((req *)*con_cls)->submitted) {
-    cvgi_conn_suspend(conn_of(c), 0); /* resumed: the worker is done with the job */
+    cvgi_conn_suspend(h->conns, conn_of(c), 0); /* resumed: the worker is done with the job */
     return job_reply(c, *con_cls);
   }
   if (*upload_size) {
@@ -578,7 +580,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   return ret;
 }
 
-static void *loop(void *arg);
+static void *reaper(void *arg);
 
 static int is_loopback(const struct sockaddr *sa) {
   if (sa->sa_family == AF_INET)
@@ -624,6 +626,8 @@ int cvg_http_start(cvg_http **out, const char *listen, cvg_monitor *m, cvg_error
   pthread_rwlock_init(&h->lock, NULL);
   h->m = m;
   h->loopback = is_loopback(ai->ai_addr);
+  pthread_mutex_init(&h->stop_mu, NULL);
+  cvg_cond_init_monotonic(&h->stop_cv);
   if (!(h->conns = cvgi_conns_new(REQUEST_DEADLINE)) || cvgi_stateq_start(&h->q, err) != CVG_OK) {
     freeaddrinfo(ai);
     cvgi_conns_free(h->conns);
@@ -632,7 +636,7 @@ int cvg_http_start(cvg_http **out, const char *listen, cvg_monitor *m, cvg_error
     return err && err->status ? err->status
                               : cvg_error_set(err, CVG_ENOMEM, listen, "out of memory");
   }
-  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME;
   if (ai->ai_family == AF_INET6)
     flags |= MHD_USE_IPv6;
   unsigned limit = conn_limit();
@@ -640,11 +644,11 @@ int cvg_http_start(cvg_http **out, const char *listen, cvg_monitor *m, cvg_error
       flags, (uint16_t)port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
       MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, limit / 2,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-      MHD_OPTION_NOTIFY_CONNECTION, connection_event, h, MHD_OPTION_END);
+      (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_NOTIFY_CONNECTION,
+      connection_event, h, MHD_OPTION_END);
   freeaddrinfo(ai);
   int e = errno;
-  if (h->d && pthread_create(&h->loop, NULL, loop, h) != 0) {
+  if (h->d && pthread_create(&h->reaper, NULL, reaper, h) != 0) {
     MHD_stop_daemon(h->d);
     h->d = NULL;
     e = EAGAIN;
@@ -676,25 +680,37 @@ void cvg_http_set_monitor(cvg_http *h, cvg_monitor *m) {
   pthread_rwlock_unlock(&h->lock);
 }
 
-/* The loop thread: one turn of libmicrohttpd, then the deadlines. A resumed request or a new
- * connection wakes MHD_run_wait early; the 100 ms bound keeps deadlines and stop prompt. */
-static void *loop(void *arg) {
+/* The reaper thread: every 100 ms, the connections past their deadline are cut. */
+static void *reaper(void *arg) {
   cvg_http *h = arg;
-  while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
-    MHD_run_wait(h->d, 100);
-    cvgi_conns_reap(h->conns);
+  pthread_mutex_lock(&h->stop_mu);
+  while (!h->stop) {
+    struct timespec ts;
+    cvg_deadline_after(&ts, 0.1);
+    pthread_cond_timedwait(&h->stop_cv, &h->stop_mu, &ts);
+    if (!h->stop) {
+      pthread_mutex_unlock(&h->stop_mu);
+      cvgi_conns_reap(h->conns);
+      pthread_mutex_lock(&h->stop_mu);
+    }
   }
+  pthread_mutex_unlock(&h->stop_mu);
   return NULL;
 }
 
 void cvg_http_stop(cvg_http *h) {
   if (!h)
     return;
-  __atomic_store_n(&h->stop, 1, __ATOMIC_RELEASE);
-  pthread_join(h->loop, NULL);
+  pthread_mutex_lock(&h->stop_mu);
+  h->stop = 1;
+  pthread_cond_signal(&h->stop_cv);
+  pthread_mutex_unlock(&h->stop_mu);
+  pthread_join(h->reaper, NULL);
   cvgi_stateq_stop(h->q); /* before the daemon: no resume of a closed connection */
   MHD_stop_daemon(h->d);
   cvgi_conns_free(h->conns);
+  pthread_cond_destroy(&h->stop_cv);
+  pthread_mutex_destroy(&h->stop_mu);
   pthread_rwlock_destroy(&h->lock);
   free(h);
 }
