@@ -222,12 +222,13 @@ typedef struct dset {
   double last_incr_wall;
   hist sweep_dur[2];
   uint64_t sweeps_ok[2], sweeps_err[2];
-  int schema_drift;       /* 1 when replicas' schemas differ */
-  int sweep_culprit;      /* the replica whose read failed the sweep in progress, or -1 */
-  char origin_note[400];  /* likely cause from the origin column ("" none; origin_cause) */
-  double origin_at;       /* monotonic time of the last origin_cause, 0 never */
-  char schema_msg[1024];  /* what differs */
-  inv_result inv[6 + 16]; /* the invariants */
+  int schema_drift;      /* 1 when replicas' schemas differ */
+  int sweep_culprit;     /* the replica whose read failed the sweep in progress, or -1 */
+  char origin_note[400]; /* likely cause from the origin column ("" none; origin_cause) */
+  double origin_at;      /* monotonic time of the last origin_cause, 0 never */
+  uint64_t n_confirmations, origin_seen; /* keys confirmed so far; as origin_cause last saw */
+  char schema_msg[1024];                 /* what differs */
+  inv_result inv[6 + 16];                /* the invariants */
   size_t n_inv;
   trace tr;
   cvg_episode synced; /* the episode as last saved (evaluation thread only) */
@@ -616,6 +617,7 @@ static void record_key(dset *ds, const unsigned char *key, size_t key_len, cvg_c
   if (!nt->confirmed && now - nt->first_seen > wait && t) {
     nt->confirmed = 1;
     nt->confirmed_at = now;
+    ds->n_confirmations++;
     if (cls == CVG_CLASS_CONFLICT)
       hot_add(ds, key, key_len, shard);
     if (ds->tr.active && ds->tr.confirmed_at == 0) {
@@ -1782,7 +1784,7 @@ static void job_full(cvg_monitor *m, job *j) {
     cvg_log(m->lg, CVG_LOG_INFO, "full_sweep", "dataset", ds->cfg->name, "tracked", n,
             "duration_seconds", dur, (const char *)NULL);
   }
-  if (rc == CVG_OK && !ds->cfg->version) /* no incremental sweep to find it */
+  if (rc == CVG_OK)
     origin_cause(ds, j->sts);
   /* The job's connections are not kept between full sweeps: they are hours apart. */
   for (size_t i = 0; i < ds->n; i++)
@@ -2264,7 +2266,8 @@ typedef struct origin_probe {
  * confirmed keys, each read on the replica whose copy differs from the authority's (or, without
  * an authority, the one with the greatest version), kept in ds->origin_note for the alerts'
  * likely_cause. Run by the sweep jobs on the connections they hold (sts, opened if missing and
- * left open for the job), at most every ORIGIN_EVERY seconds - never by the alert evaluation,
+ * left open for the job), right after a sweep that confirmed keys and otherwise at most every
+ * ORIGIN_EVERY seconds - never by the alert evaluation,
  * which shares its pool with the heartbeats. Reads the replicas, so never under ds->mu.
  */
 static void origin_cause(dset *ds, cvg_store **sts) {
@@ -2273,9 +2276,12 @@ static void origin_cause(dset *ds, cvg_store **sts) {
     return;
   pthread_mutex_lock(&ds->mu);
   double now = mono_now();
-  int due = ds->n_tracked && (ds->origin_at == 0 || now - ds->origin_at >= ORIGIN_EVERY);
-  if (due)
+  int fresh = ds->n_confirmations != ds->origin_seen; /* new confirmations: look at once */
+  int due = ds->n_tracked && (fresh || ds->origin_at == 0 || now - ds->origin_at >= ORIGIN_EVERY);
+  if (due) {
     ds->origin_at = now;
+    ds->origin_seen = ds->n_confirmations;
+  }
   if (!ds->n_tracked)
     ds->origin_note[0] = '\0';
   pthread_mutex_unlock(&ds->mu);
