@@ -48,7 +48,7 @@ SRC_OBJ := $(SRC_SRC:%.c=$(BUILD)/%.o) $(BUILD)/help_pages.o
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 C_FILES := $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 
-.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair test-chaos test-pg test-secrets test-dashboard test-hostile chaos bench demo install format format-check fuzz \
+.PHONY: all lib unit unit-run test test-cli test-watch test-alerts test-repair test-chaos test-pg test-secrets test-dashboard test-hostile check-layers chaos bench demo install format format-check fuzz \
         fuzz-run bootstrap clean
 
 all: $(BUILD)/converge $(BUILD)/libconverge.a
@@ -109,6 +109,9 @@ bootstrap:
 
 # The README's test command. Order: cheapest failure first.
 test: bootstrap
+	@echo "== the layers (scripts/check-layers, and its own test)"
+	@scripts/check-layers
+	@tests/layers/run
 	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory all unit-run
 	@echo "== unit tests again, clang with AddressSanitizer + UndefinedBehaviorSanitizer"
@@ -141,6 +144,9 @@ test: bootstrap
 	@TSAN_OPTIONS="halt_on_error=1 abort_on_error=1" tests/watch/run build/tsan/converge
 	@TSAN_OPTIONS="halt_on_error=1 abort_on_error=1" tests/alerts/run build/tsan/converge
 	@TSAN_OPTIONS="halt_on_error=1 abort_on_error=1" TRIALS=5 tests/repair/run build/tsan/converge
+
+check-layers:
+	@scripts/check-layers
 
 test-cli: all
 	@tests/cli/run $(BUILD)/converge

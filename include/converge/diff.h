@@ -61,7 +61,7 @@ typedef struct cvg_copy {
   int newest; /* set by cvg_classify: 1 if no other live copy is newer */
 } cvg_copy;
 
-/* Version vector order (lib/core/vvec.c). */
+/* Version vector order (lib/detect/vvec.c). */
 typedef enum cvg_vv_order {
   CVG_VV_EQUAL,
   CVG_VV_BEFORE,
