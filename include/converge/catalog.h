@@ -85,6 +85,20 @@ typedef enum cvg_rule_kind {
 
 typedef enum cvg_stage { CVG_STAGE_EARLY = 0, CVG_STAGE_MID, CVG_STAGE_LATE } cvg_stage;
 
+/* A dataset's repair policy (lib/repair/policy.c decides by it; docs/repair.md). */
+typedef enum cvg_policy {
+  CVG_POLICY_NONE = 0,  /* no repair */
+  CVG_POLICY_LWW,       /* the higher version wins; ties: a tombstone, then replica name order */
+  CVG_POLICY_AUTHORITY, /* the authority's copy (or its absence) is re-attested everywhere */
+  CVG_POLICY_MANUAL,    /* the last-write-wins proposal waits for a person's approval */
+  CVG_POLICY_MERGE,     /* per-column rules (max, min, union, prefer a replica) over lww */
+} cvg_policy;
+
+/* "none", "lww", "authority", "manual", "merge", then NULL: indexed by cvg_policy. */
+extern const char *const cvg_policy_names[];
+/* CVG_POLICY_* for a name, or -1. */
+int cvg_policy_parse(const char *name);
+
 /* Trend statuses, judged as Burrow judges consumer lag (lib/alert/trend.c). */
 typedef enum cvg_trend_status {
   CVG_TREND_INCOMPLETE = -1, /* the window is not full yet: it says nothing */
@@ -190,7 +204,7 @@ typedef struct cvg_cat_dataset {
   cvg_cat_rule *rules; /* OWNED; alert rules of this dataset only */
   size_t n_rules;
   cvg_cat_slo slo;
-  int policy;             /* repair policy: 0 none, 1 lww, 2 authority, 3 manual (repair.h) */
+  int policy;             /* a cvg_policy */
   double repair_rate;     /* repair.rows_per_second; 0 unlimited */
   int repair_batch;       /* repair.batch: keys per journal group and transaction; default 2000 */
   int auto_repair;        /* 1: converge watch repairs confirmed divergences per the policy */

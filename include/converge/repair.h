@@ -21,17 +21,7 @@ extern "C" {
 
 /* ---- policies (lib/repair/policy.c) -------------------------------------------------------- */
 
-typedef enum cvg_policy {
-  CVG_POLICY_NONE = 0,  /* no repair */
-  CVG_POLICY_LWW,       /* the higher version wins; ties: a tombstone, then replica name order */
-  CVG_POLICY_AUTHORITY, /* the authority's copy (or its absence) is re-attested everywhere */
-  CVG_POLICY_MANUAL,    /* the last-write-wins proposal waits for a person's approval */
-  CVG_POLICY_MERGE,     /* per-column rules (max, min, union, prefer a replica) over lww */
-} cvg_policy;
-
-extern const char *const cvg_policy_names[]; /* "none", "lww", "authority", "manual", "merge" */
-/* CVG_POLICY_* for a name, or -1. */
-int cvg_policy_parse(const char *name);
+/* cvg_policy, its names and cvg_policy_parse are in catalog.h, where datasets name them. */
 
 typedef struct cvg_decision {
   int winner;     /* the replica whose copy every other replica gets; -1 if none */

@@ -48,6 +48,15 @@ static int fail(parser *p, const yaml_node_t *n, const char *hint, const char *f
 
 static int check_targets(parser *p, const cvg_catalog *cat, const cvg_cat_dataset *d);
 
+const char *const cvg_policy_names[] = {"none", "lww", "authority", "manual", "merge", NULL};
+
+int cvg_policy_parse(const char *name) {
+  for (int i = 0; cvg_policy_names[i]; i++)
+    if (strcmp(name, cvg_policy_names[i]) == 0)
+      return i;
+  return -1;
+}
+
 static int fail(parser *p, const yaml_node_t *n, const char *hint, const char *fmt, ...) {
   char where[CVG_ERROR_INPUT_MAX], msg[CVG_ERROR_MSG_MAX];
   if (n)
@@ -1309,8 +1318,7 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
   d->repair_max_delete_fraction = 0.05;
   d->repair_limit_window = 3600;
   if ((v = get(&ks, "policy"))) {
-    static const char *const policies[] = {"none", "lww", "authority", "manual", "merge", NULL};
-    if (one_of(p, v, "policy", policies, &d->policy))
+    if (one_of(p, v, "policy", cvg_policy_names, &d->policy))
       return CVG_ECONFIG;
   }
   if ((v = get(&ks, "repair"))) {
@@ -1427,7 +1435,7 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
     return fail(p, v, "a dataset is compared across two replicas or more",
                 "dataset '%s' has %zu replica(s); it needs at least 2", d->name, nr);
   if ((v = get(&ks, "merge"))) {
-    if (d->policy != 4)
+    if (d->policy != CVG_POLICY_MERGE)
       return fail(p, v, "add policy: merge", "'merge' rules apply only to policy: merge");
     if ((rc = want_map(p, v, "merge", 0, &d->merge_cols, &d->merge_rules, &d->n_merge)))
       return rc;
@@ -1457,17 +1465,17 @@ static int parse_dataset(parser *p, yaml_node_t *n, const cvg_cat_probes *defaul
                       "the key column '%s' cannot have a merge rule", d->key[k]);
     }
   }
-  if (d->policy == 4 && !d->n_merge)
+  if (d->policy == CVG_POLICY_MERGE && !d->n_merge)
     return fail(p, get(&ks, "policy"), "add merge: {column: max|min|union|sum|prefer:REPLICA}",
                 "policy 'merge' needs merge rules in dataset '%s'", d->name);
-  if (d->policy == 4 && !d->version)
+  if (d->policy == CVG_POLICY_MERGE && !d->version)
     return fail(p, get(&ks, "policy"), "add version: COLUMN",
                 "policy 'merge' needs a 'version' column in dataset '%s'", d->name);
-  if ((d->policy == 1 || d->policy == 3) && !d->version)
+  if ((d->policy == CVG_POLICY_LWW || d->policy == CVG_POLICY_MANUAL) && !d->version)
     return fail(p, get(&ks, "policy"), "add version: COLUMN, or use policy: authority",
                 "policy '%s' compares versions, but dataset '%s' has no 'version' column",
-                d->policy == 1 ? "lww" : "manual", d->name);
-  if (d->policy == 2 && d->authority < 0)
+                cvg_policy_names[d->policy], d->name);
+  if (d->policy == CVG_POLICY_AUTHORITY && d->authority < 0)
     return fail(p, get(&ks, "policy"), "mark one replica with authority: true",
                 "policy 'authority' needs an authority replica in dataset '%s'", d->name);
   if (d->inv.min_agreeing_replicas > (int64_t)nr)

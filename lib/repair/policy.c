@@ -18,15 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const cvg_policy_names[] = {"none", "lww", "authority", "manual", "merge"};
-
-int cvg_policy_parse(const char *name) {
-  for (int i = 0; i < 5; i++)
-    if (strcmp(name, cvg_policy_names[i]) == 0)
-      return i;
-  return -1;
-}
-
 /* The version as text for rationales: 1017, "2026-11-26", or "none". */
 static void version_text(const cvg_copy *c, char *out, size_t size) {
   if (c->state == CVG_ABSENT || !c->version_len) {

@@ -2101,8 +2101,8 @@ static void fmt_age(char *buf, size_t n, double s) {
 
 /* What repair does about the dataset's divergences, for the detection trace (ds->mu held). */
 static void repair_note(const dset *ds, char *buf, size_t size) {
-  static const char *const pol[] = {"none", "lww", "authority", "manual", "merge"};
-  int p = ds->cfg->policy >= 0 && ds->cfg->policy <= 4 ? ds->cfg->policy : 0;
+  const char *const *pol = cvg_policy_names;
+  int p = ds->cfg->policy >= 0 && ds->cfg->policy <= CVG_POLICY_MERGE ? ds->cfg->policy : 0;
   if (!ds->cfg->auto_repair)
     snprintf(buf, size, "; repair: none attempted (auto_repair is off%s)",
              p ? "; run converge repair" : "; no policy");
@@ -3598,12 +3598,11 @@ static int dump_into(json_t *j, cvg_buf *b) {
 
 /* The dataset's repair: policy, automatic repair's state and counts (ds->mu held). */
 static json_t *repair_json(const dset *ds) {
-  static const char *const pol[] = {"none", "lww", "authority", "manual", "merge"};
-  int p = ds->cfg->policy >= 0 && ds->cfg->policy <= 4 ? ds->cfg->policy : 0;
+  int p = ds->cfg->policy >= 0 && ds->cfg->policy <= CVG_POLICY_MERGE ? ds->cfg->policy : 0;
   json_t *r = json_object();
   double backlog = 0;
   v_rep_backlog(ds, &backlog);
-  json_object_set_new(r, "policy", json_string(pol[p]));
+  json_object_set_new(r, "policy", json_string(cvg_policy_names[p]));
   json_object_set_new(r, "auto_repair", json_boolean(ds->cfg->auto_repair));
   json_object_set_new(r, "paused",
                       json_boolean(__atomic_load_n(&ds->rep_paused, __ATOMIC_SEQ_CST)));
