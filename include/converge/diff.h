@@ -24,6 +24,7 @@
 #ifndef CONVERGE_DIFF_H
 #define CONVERGE_DIFF_H
 
+#include "converge/catalog.h"
 #include "converge/encode.h"
 #include "converge/status.h"
 #include "converge/store.h"
@@ -121,6 +122,11 @@ typedef struct cvg_diff_options {
    * check), and cvg_diff_run refuses with CVG_EINVAL. */
   const cvg_table_desc *described;
 } cvg_diff_options;
+
+/* Options as a catalog dataset gives them: key, compared and excluded columns, version,
+ * tombstone, shards, real and time digits; everything else zero. The caller adds the URLs and
+ * what is its own (digests, a rate, cancel, described tables). */
+void cvg_diff_options_from_dataset(cvg_diff_options *o, const cvg_cat_dataset *d);
 
 typedef struct cvg_diff_summary {
   uint64_t rows[CVG_DIFF_MAX_REPLICAS]; /* rows read from each replica */

@@ -485,6 +485,21 @@ const char *cvg_diff_tombstone_col(const cvg_diff *d) {
   return d->tombstone_col;
 }
 
+void cvg_diff_options_from_dataset(cvg_diff_options *o, const cvg_cat_dataset *d) {
+  memset(o, 0, sizeof *o);
+  o->key_cols = (const char *const *)d->key;
+  o->n_key = d->n_key;
+  o->columns = (const char *const *)d->columns;
+  o->n_columns = d->n_columns;
+  o->exclude = (const char *const *)d->exclude;
+  o->n_exclude = d->n_exclude;
+  o->version_col = d->version;
+  o->tombstone_col = d->tombstone;
+  o->n_shards = d->shards;
+  o->real_digits = d->real_digits;
+  o->time_digits = d->time_digits;
+}
+
 int cvg_diff_failed_replica(const cvg_diff *d) {
   return d ? d->failed : -1;
 }

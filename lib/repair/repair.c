@@ -2111,20 +2111,9 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   }
   /* compare now */
   cvg_diff_options dopt;
-  memset(&dopt, 0, sizeof dopt);
+  cvg_diff_options_from_dataset(&dopt, d);
   dopt.urls = urls;
   dopt.n_urls = d->n_replicas;
-  dopt.key_cols = (const char *const *)d->key;
-  dopt.n_key = d->n_key;
-  dopt.columns = (const char *const *)d->columns;
-  dopt.n_columns = d->n_columns;
-  dopt.exclude = (const char *const *)d->exclude;
-  dopt.n_exclude = d->n_exclude;
-  dopt.version_col = d->version;
-  dopt.tombstone_col = d->tombstone;
-  dopt.real_digits = d->real_digits;
-  dopt.time_digits = d->time_digits;
-  dopt.n_shards = d->shards;
   cvg_diff *df = NULL;
   collect col;
   memset(&col, 0, sizeof col);

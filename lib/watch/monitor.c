@@ -985,20 +985,9 @@ static int prepare(cvg_monitor *m, dset *ds, const size_t *idx, size_t k, int di
   for (size_t i = 0; i < k; i++)
     urls[i] = c->replicas[idx[i]].url;
   cvg_diff_options o;
-  memset(&o, 0, sizeof o);
+  cvg_diff_options_from_dataset(&o, c);
   o.urls = urls;
   o.n_urls = k;
-  o.key_cols = (const char *const *)c->key;
-  o.n_key = c->n_key;
-  o.columns = (const char *const *)c->columns;
-  o.n_columns = c->n_columns;
-  o.exclude = (const char *const *)c->exclude;
-  o.n_exclude = c->n_exclude;
-  o.version_col = c->version;
-  o.tombstone_col = c->tombstone;
-  o.n_shards = c->shards;
-  o.real_digits = c->real_digits;
-  o.time_digits = c->time_digits;
   o.digests = digests;
   o.rows_per_sec = c->probes.full_sweep_rate;
   o.cancel = &m->cancel;
