@@ -9,6 +9,7 @@
  * within alerting.cause_window name it as their likely cause.
  */
 #include "cli.h"
+#include "converge/mclock.h"
 #include "converge/alert.h"
 #include "converge/catalog.h"
 #include "converge/json.h"
@@ -215,9 +216,7 @@ int cmd_annotate(int argc, char **argv) {
     if (cvg_parse_time(at, &ev.at) != 0)
       return usage_error("annotate", "--at must be RFC 3339 time, e.g. 2026-11-26T17:40:00Z");
   } else {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ev.at = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    ev.at = cvg_wall_now();
   }
   cvg_catalog *cat = load_catalog(config);
   if (!cat)

@@ -6,6 +6,7 @@
  * 2 trouble.
  */
 #include "cli.h"
+#include "converge/mclock.h"
 #include "converge/diff.h"
 #include "converge/json.h"
 
@@ -325,12 +326,6 @@ static int summary_json(FILE *f, const out_ctx *o, const cvg_diff_summary *s, do
   return rc;
 }
 
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 int cmd_diff(int argc, char **argv) {
   enum {
     O_KEY = 256,
@@ -488,7 +483,7 @@ int cmd_diff(int argc, char **argv) {
   opt.n_exclude = exclude.n;
   opt.stop_at_first = quiet;
 
-  double t0 = now_seconds();
+  double t0 = cvg_mono_now();
   if (cvg_diff_prepare(&d, &opt, &err)) {
     print_error(&err);
     goto done;
@@ -519,7 +514,7 @@ int cmd_diff(int argc, char **argv) {
 
   cvg_diff_summary sum;
   int rc = cvg_diff_run(d, quiet ? NULL : on_divergence, &o, &sum, &err);
-  double secs = now_seconds() - t0;
+  double secs = cvg_mono_now() - t0;
   if (rc) {
     print_error(&err);
     goto done;

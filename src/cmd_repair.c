@@ -5,6 +5,7 @@
  * decisions. See docs/repair.md.
  */
 #include "cli.h"
+#include "converge/mclock.h"
 #include "converge/catalog.h"
 #include "converge/journal.h"
 #include "converge/json.h"
@@ -65,9 +66,7 @@ static void print_line(void *ctx, const char *line) {
 static void progress(void *ctx, size_t done, size_t total, const cvg_repair_stats *s) {
   (void)ctx;
   static double t0;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+  double now = cvg_mono_now();
   if (t0 == 0)
     t0 = now;
   char bar[41];

@@ -153,12 +153,11 @@ static void deliver(cvg_notifier *n, receiver *r, item *it) {
     if (nap(n, backoff[attempt]))
       break; /* stopping: no more retries */
   }
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  double now = cvg_wall_now();
   pthread_mutex_lock(&n->mu);
   if (ok == 0) {
     r->sent++;
-    r->last_ok = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    r->last_ok = now;
   } else {
     r->failed++;
   }

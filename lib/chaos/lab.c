@@ -24,6 +24,7 @@
  * lost (a model row missing or older), resurrected (live where the model has a tombstone),
  * duplicated (a row the model never had), corrupt (same version, other values).
  */
+#include "converge/mclock.h"
 #include "converge/chaos.h"
 #include "converge/catalog.h"
 #include "converge/encode.h"
@@ -53,12 +54,6 @@ const char *const cvg_fault_names[] = {"drop",      "delay",        "reorder",  
                                        "crash",     "direct_write", "schema_change"};
 
 /* ---- small things ---- */
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sleep_s(double s) {
   if (s <= 0)
@@ -521,11 +516,11 @@ typedef struct lab {
 } lab;
 
 static double elapsed(const lab *L) {
-  return L->t0 > 0 ? now_s() - L->t0 : 0;
+  return L->t0 > 0 ? cvg_wall_now() - L->t0 : 0;
 }
 
 static int64_t now_us(void) {
-  return (int64_t)(now_s() * 1e6);
+  return (int64_t)(cvg_wall_now() * 1e6);
 }
 
 static void fnv(uint64_t *h, uint64_t v) {
@@ -712,7 +707,7 @@ static int64_t next_ver(lab *L) {
 /* Queues change c on every link, through the link's faults. pair: 0 alone, 1 the first of a
  * pair (held back for reordering), 2 the second. */
 static void ship(lab *L, const chg *c, const chg *first) {
-  double now = now_s();
+  double now = cvg_wall_now();
   for (int r = 1; r < L->sc->replicas; r++) {
     rlink *k = &L->link[r];
     chg x = *c;
@@ -859,7 +854,7 @@ static void ship_aux(lab *L) {
     a->refs = 1;
     chg c = {0};
     c.a = a;
-    double now = now_s();
+    double now = cvg_wall_now();
     for (int r = 1; r < L->sc->replicas; r++) {
       rlink *k = &L->link[r];
       if (k->stopped)
@@ -1758,7 +1753,7 @@ static double rate_total(const cvg_chaos_scenario *sc) {
 
 /* One tick of the system: the workload (when on), the links, the snapshots. */
 static void tick(lab *L, int workload, double *next_aux, double *owed) {
-  double now = now_s();
+  double now = cvg_wall_now();
   if (workload) {
     if (sqlite3_exec(L->db[0], "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
       uint64_t max_ops = (uint64_t)rate_total(L->sc); /* the same for a seed */
@@ -1827,9 +1822,9 @@ int cvg_chaos_run(cvg_chaos_scenario *sc, const cvg_chaos_opts *o, cvg_chaos_res
       sc->name, (unsigned long long)sc->seed, sc->replicas, sc->rows, sc->rate, sc->n_faults,
       sc->duration, o->dir);
   /* warm-up: the watch is up and every replica has a heartbeat */
-  double next_aux = 0, owed = 0, deadline = now_s() + 30;
+  double next_aux = 0, owed = 0, deadline = cvg_wall_now() + 30;
   int ready = 0;
-  while (!rc && !ready && now_s() < deadline && !cancelled(o)) {
+  while (!rc && !ready && cvg_wall_now() < deadline && !cancelled(o)) {
     tick(L, 0, &next_aux, &owed);
     if (!watch_alive(L)) {
       rc = cvg_error_set(err, CVG_EIO, log, "converge watch exited during start-up");
@@ -1858,12 +1853,12 @@ int cvg_chaos_run(cvg_chaos_scenario *sc, const cvg_chaos_opts *o, cvg_chaos_res
     /* start-up alerts (heartbeats were absent) resolve before the clock starts */
     sleep_s(1);
   }
-  L->t0 = now_s();
+  L->t0 = cvg_wall_now();
   double last_tick = L->t0, next_obs = L->t0 + 0.3, next_line = L->t0 + 5;
   int phase = 0; /* 0 running, 1 settling */
   double settle_until = 0;
   while (!rc && !cancelled(o)) {
-    double now = now_s(), t = now - L->t0;
+    double now = cvg_wall_now(), t = now - L->t0;
     if (phase == 0 && t >= sc->duration) {
       phase = 1;
       owed =

@@ -24,6 +24,12 @@ void cvg_deadline_after(struct timespec *ts, double seconds) {
   ts->tv_nsec = nsec % 1000000000L;
 }
 
+double cvg_mono_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static double (*wall_clock)(void); /* atomic; NULL: CLOCK_REALTIME */
 
 double cvg_wall_now(void) {

@@ -16,6 +16,7 @@
  * Lifetime rule of the merge: copies point into batch arenas, so a consumed batch is handed back
  * only after the key that used its last row has been classified and reported.
  */
+#include "converge/mclock.h"
 #include "converge/diff.h"
 
 #include <pthread.h>
@@ -603,12 +604,6 @@ static int cancelled(const cvg_diff *d) {
   return d->cancel && __atomic_load_n(d->cancel, __ATOMIC_RELAXED);
 }
 
-static double mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Holds a reader to rows_per_sec: after each batch, sleeps until the rows read so far are due.
  * Sleeps in short steps so that a cancelled run stops promptly. */
 static void throttle(reader *r) {
@@ -616,7 +611,7 @@ static void throttle(reader *r) {
   if (rate <= 0)
     return;
   for (;;) {
-    double due = r->started_at + (double)r->rows / rate, now = mono_now();
+    double due = r->started_at + (double)r->rows / rate, now = cvg_mono_now();
     pthread_mutex_lock(&r->mu);
     int cancel = r->cancel;
     pthread_mutex_unlock(&r->mu);
@@ -846,7 +841,7 @@ int cvg_diff_run(cvg_diff *d, cvg_diff_cb cb, void *ctx, cvg_diff_summary *sum, 
     reader *r = &d->readers[i];
     r->d = d;
     r->idx = i;
-    r->started_at = mono_now();
+    r->started_at = cvg_mono_now();
     cvg_buf_init(&r->prev, ARENA_MAX);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);

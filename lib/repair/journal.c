@@ -46,6 +46,7 @@
  * (cvg_journal_begin/commit) is durable together. The journal is append-only: converge never
  * updates or deletes a record.
  */
+#include "converge/mclock.h"
 #include "converge/fsfile.h"
 #include "converge/journal.h"
 
@@ -95,12 +96,6 @@ struct cvg_journal {
 
 static int establish_trust(cvg_journal *j, const char *head_path, cvg_error *err);
 static int extend_trust(cvg_journal *j, cvg_error *err);
-
-static double wall_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int db_err(cvg_journal *j, cvg_error *err, const char *what) {
   cvg_error_set(err, CVG_EIO, j->path, "%s: %s", what, sqlite3_errmsg(j->db));
@@ -843,7 +838,7 @@ int cvg_journal_save_head(cvg_journal *j, cvg_error *err) {
     sqlite3_bind_text(st, 1, jkey, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, j->verified_seq);
     sqlite3_bind_blob(st, 3, j->verified_hash, 32, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, to_us(wall_now()));
+    sqlite3_bind_int64(st, 4, to_us(cvg_wall_now()));
     rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
   }
   if (rc != SQLITE_OK)

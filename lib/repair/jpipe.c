@@ -6,6 +6,7 @@
  * only after, so the entries themselves need no lock.
  */
 #include "jpipe.h"
+#include "converge/mclock.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -157,11 +158,9 @@ int jpipe_append(jpipe *p, cvg_jkind kind, const char *dataset, const unsigned c
   entry *e = &p->e[p->queued];
   pthread_mutex_unlock(&p->mu);
   /* entry queued is the thread's only once counted below */
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
   e->kind = kind;
   e->dataset = dataset;
-  e->at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  e->at = cvg_wall_now();
   e->seq = p->next_seq;
   cvg_buf_reset(&e->key);
   cvg_buf_reset(&e->body);

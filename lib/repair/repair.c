@@ -19,6 +19,7 @@
  * the expected state of the row (present, tombstone, version, fingerprint), the state it is
  * written to, the written columns and values (the encoded tuple in hex), and the before-image.
  */
+#include "converge/mclock.h"
 #include "converge/journal.h"
 #include "converge/json.h"
 #include "converge/repair.h"
@@ -67,12 +68,6 @@ typedef struct collect {
   size_t n_rep;
   int oom;
 } collect;
-
-static double now_wall(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void say(const cvg_repair_opts *o, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -270,7 +265,7 @@ static int jappend_text(cvg_journal *jn, cvg_jkind kind, const char *dataset,
     return cvg_error_set(err, CVG_ETOOBIG, "journal", "key too long for the journal");
   cvg_jrecord *r = jrec;
   r->kind = kind;
-  r->at = now_wall();
+  r->at = cvg_wall_now();
   snprintf(r->dataset, sizeof r->dataset, "%s", dataset);
   if (key_len)
     memcpy(r->key, key, key_len);
@@ -292,29 +287,29 @@ static void jrec_release(void) {
 static int jappend_buf(cvg_journal *jn, cvg_jkind kind, const char *dataset,
                        const unsigned char *key, size_t key_len, cvg_buf *b, int64_t *seq,
                        cvg_error *err) {
-  double t = journal_clock ? now_wall() : 0;
+  double t = journal_clock ? cvg_wall_now() : 0;
   int rc = cvg_buf_append(b, "", 1) ? cvg_error_set(err, CVG_ENOMEM, "journal", "out of memory")
                                     : jappend_text(jn, kind, dataset, key, key_len,
                                                    (const char *)b->data, b->len - 1, seq, err);
   if (journal_clock)
-    *journal_clock += now_wall() - t;
+    *journal_clock += cvg_wall_now() - t;
   return rc;
 }
 
 static int jappend(cvg_journal *jn, cvg_jkind kind, const char *dataset, const unsigned char *key,
                    size_t key_len, json_t *body, int64_t *seq, cvg_error *err) {
-  double t = journal_clock ? now_wall() : 0;
+  double t = journal_clock ? cvg_wall_now() : 0;
   int rc = jappend_(jn, kind, dataset, key, key_len, body, seq, err);
   if (journal_clock)
-    *journal_clock += now_wall() - t;
+    *journal_clock += cvg_wall_now() - t;
   return rc;
 }
 
 static int jcommit(cvg_journal *jn, cvg_error *err) {
-  double t = journal_clock ? now_wall() : 0;
+  double t = journal_clock ? cvg_wall_now() : 0;
   int rc = cvg_journal_commit(jn, err);
   if (journal_clock)
-    *journal_clock += now_wall() - t;
+    *journal_clock += cvg_wall_now() - t;
   return rc;
 }
 
@@ -343,18 +338,18 @@ static int pappend(cvg_journal *jn, jpipe *jp, cvg_jkind kind, const char *datas
                    cvg_error *err) {
   if (!jp)
     return jappend_buf(jn, kind, dataset, key, key_len, b, seq, err);
-  double t = journal_clock ? now_wall() : 0;
+  double t = journal_clock ? cvg_wall_now() : 0;
   int rc = jpipe_append(jp, kind, dataset, key, key_len, (const char *)b->data, b->len, seq, err);
   if (journal_clock)
-    *journal_clock += now_wall() - t;
+    *journal_clock += cvg_wall_now() - t;
   return rc;
 }
 
 static int pcommit(cvg_journal *jn, jpipe *jp, jchain *ch, cvg_error *err) {
-  double t = journal_clock ? now_wall() : 0;
+  double t = journal_clock ? cvg_wall_now() : 0;
   int rc = jp ? jpipe_commit(jp, err) : cvg_journal_commit(jn, err);
   if (journal_clock)
-    *journal_clock += now_wall() - t;
+    *journal_clock += cvg_wall_now() - t;
   if (rc == CVG_OK) {
     unsigned char h[32];
     cvg_journal_head(jn, &ch->end, h);
@@ -1301,14 +1296,14 @@ static int token_wait(double rate, double *t0, uint64_t *done, size_t add, const
   if (rate <= 0)
     return 0;
   *done += add;
-  double due = *t0 + (double)*done / rate, now = now_wall();
+  double due = *t0 + (double)*done / rate, now = cvg_wall_now();
   while (now < due) {
     if (cancel && __atomic_load_n(cancel, __ATOMIC_SEQ_CST))
       return 1;
     double s = due - now > 0.1 ? 0.1 : due - now;
     struct timespec ts = {(time_t)s, (long)((s - floor(s)) * 1e9)};
     nanosleep(&ts, NULL);
-    now = now_wall();
+    now = cvg_wall_now();
   }
   return 0;
 }
@@ -1970,7 +1965,7 @@ static int check_limits(const cvg_repair_opts *o, const cvg_cat_dataset *d, reps
     if (deletes[i] || (int)i == d->authority)
       rc = replica_rows(st[i], &rows[i], err);
   reps_close(&ro);
-  run_history h = {.d = d, .names = names, .since = now_wall() - d->repair_limit_window};
+  run_history h = {.d = d, .names = names, .since = cvg_wall_now() - d->repair_limit_window};
   if (rc == CVG_OK && jn)
     rc = run_history_read(jn, &h, err);
   else
@@ -2060,7 +2055,7 @@ static int check_limits(const cvg_repair_opts *o, const cvg_cat_dataset *d, reps
 
 int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error *err) {
   memset(stats, 0, sizeof *stats);
-  double t_start = now_wall();
+  double t_start = cvg_wall_now();
   journal_clock = &stats->journal_seconds;
   const cvg_cat_dataset *d = &o->cat->datasets[o->dataset];
   if (!d->policy)
@@ -2197,7 +2192,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   x.jn = jn;
   x.stats = stats;
   x.rate = o->rows_per_sec > 0 ? o->rows_per_sec : d->repair_rate;
-  x.t0 = x.t0r = now_wall();
+  x.t0 = x.t0r = cvg_wall_now();
   x.err = err;
   x.run_id = run_id;
   pthread_mutex_init(&x.mu, NULL);
@@ -2292,7 +2287,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
 out:
   journal_clock = NULL;
   jrec_release();
-  stats->seconds = now_wall() - t_start;
+  stats->seconds = cvg_wall_now() - t_start;
   collect_free(&col);
   cvg_diff_free(df);
   reps_close(&rp);
@@ -2547,13 +2542,13 @@ static double version_time(const cvg_cat_dataset *d, const unsigned char *ver, s
 
 int cvg_repair_purge(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error *err) {
   memset(stats, 0, sizeof *stats);
-  double t_start = now_wall();
+  double t_start = cvg_wall_now();
   const cvg_cat_dataset *d = &o->cat->datasets[o->dataset];
   if (!d->tombstone || !d->version || d->tombstone_grace <= 0 || d->version_clock_div <= 0)
     return cvg_error_set(err, CVG_EINVAL, d->name,
                          "purging tombstones needs tombstone:, version:, and repair: "
                          "{tombstone_grace: DURATION, version_clock: unix_s|unix_ms|unix_us}");
-  double cutoff = now_wall() - d->tombstone_grace;
+  double cutoff = cvg_wall_now() - d->tombstone_grace;
   reps rp;
   int rc = reps_open_flags(&rp, d, o->execute ? 0 : CVG_STORE_READONLY, err);
   cvg_journal *jn = NULL;
@@ -2804,6 +2799,6 @@ int cvg_repair_purge(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_erro
   reps_close(&rp);
   cvg_journal_close(jn);
   jrec_release();
-  stats->seconds = now_wall() - t_start;
+  stats->seconds = cvg_wall_now() - t_start;
   return rc;
 }

@@ -14,6 +14,7 @@
  * descriptor - so a number reused by a new connection is never shut down by mistake.
  */
 #include "conns.h"
+#include "converge/mclock.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -34,12 +35,6 @@ struct cvgi_conns {
   unsigned n;
   unsigned long cut;
 };
-
-static double mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 cvgi_conns *cvgi_conns_new(double deadline) {
   cvgi_conns *cs = calloc(1, sizeof *cs);
@@ -64,7 +59,7 @@ cvgi_conn *cvgi_conn_open(cvgi_conns *cs, int fd) {
   if (!c)
     return NULL;
   c->fd = fd;
-  c->began = mono_now();
+  c->began = cvg_mono_now();
   pthread_mutex_lock(&cs->mu);
   c->next = cs->head;
   if (cs->head)
@@ -94,7 +89,7 @@ void cvgi_conn_request_done(cvgi_conns *cs, cvgi_conn *c) {
   if (!c)
     return;
   pthread_mutex_lock(&cs->mu);
-  c->began = mono_now();
+  c->began = cvg_mono_now();
   pthread_mutex_unlock(&cs->mu);
 }
 
@@ -104,12 +99,12 @@ void cvgi_conn_suspend(cvgi_conns *cs, cvgi_conn *c, int suspended) {
   pthread_mutex_lock(&cs->mu);
   c->suspended = suspended;
   if (!suspended) /* what converge's own wait took is not the client's */
-    c->began = mono_now();
+    c->began = cvg_mono_now();
   pthread_mutex_unlock(&cs->mu);
 }
 
 unsigned cvgi_conns_reap(cvgi_conns *cs) {
-  double now = mono_now();
+  double now = cvg_mono_now();
   unsigned n = 0;
   pthread_mutex_lock(&cs->mu);
   for (cvgi_conn *c = cs->head; c; c = c->next) {

@@ -342,11 +342,8 @@ static enum MHD_Result post_event(struct MHD_Connection *c, cvg_http *h, cvg_mon
     json_decref(o);
     return reply_error(c, MHD_HTTP_BAD_REQUEST, err);
   }
-  if (!tv) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ev.at = (double)ts.tv_sec + ts.tv_nsec / 1e9;
-  }
+  if (!tv)
+    ev.at = cvg_wall_now();
   snprintf(ev.kind, sizeof ev.kind, "%s", kind);
   snprintf(ev.text, sizeof ev.text, "%s", text);
   snprintf(ev.dataset, sizeof ev.dataset, "%s", json_is_string(dsv) ? json_string_value(dsv) : "");

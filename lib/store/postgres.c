@@ -27,6 +27,7 @@
  * batch). A dropped connection is re-established on the next call, at most once per backoff
  * period (1 s doubling to 30 s); until then calls fail with "replica unreachable".
  */
+#include "converge/mclock.h"
 #include "converge/store.h"
 #include "sqlwhere.h"
 #include "store_int.h"
@@ -1169,9 +1170,7 @@ static int where_key(const cvg_scan_spec *spec, const unsigned char *key, size_t
 static int pg_alive(pg_store *st, cvg_error *err) {
   if (PQstatus(st->conn) == CONNECTION_OK)
     return CVG_OK;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+  double now = cvg_mono_now();
   if (now >= st->retry_at) {
     PQreset(st->conn);
     st->backoff = st->backoff > 0 ? (st->backoff * 2 > 30 ? 30 : st->backoff * 2) : 1;

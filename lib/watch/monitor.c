@@ -309,16 +309,6 @@ struct cvg_monitor {
   double started_wall;
 };
 
-static double mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double wall_now(void) { /* stored and shown; the scheduler never waits on it */
-  return cvg_wall_now();
-}
-
 static void fmt_double(char *buf, size_t n, double v) {
   if (isnan(v))
     snprintf(buf, n, "NaN");
@@ -714,7 +704,7 @@ static void job_hb_write(cvg_monitor *m, job *j) {
   pthread_mutex_lock(&ds->mu);
   seq = (seq > ds->hb_seq ? seq : ds->hb_seq) + 1;
   pthread_mutex_unlock(&ds->mu);
-  double now = wall_now();
+  double now = cvg_wall_now();
   if (!rc)
     rc = cvg_store_heartbeat_write(j->st, p->heartbeat_table, ds->cfg->name, seq, now,
                                    p->create_tables, &err);
@@ -786,7 +776,7 @@ static void job_hb_read(cvg_monitor *m, job *j) {
   }
   if (absent)
     rc = CVG_OK;
-  double now = wall_now();
+  double now = cvg_wall_now();
   pthread_mutex_lock(&ds->mu);
   if (rc) {
     set_up(m, ds, r, 0, &err);
@@ -843,7 +833,7 @@ static void job_canary_write(cvg_monitor *m, job *j) {
   cvg_error err;
   cvg_error_clear(&err);
   char token[64];
-  double wall = wall_now();
+  double wall = cvg_wall_now();
   snprintf(token, sizeof token, "%" PRIx64 "-%" PRIx64, (uint64_t)(wall * 1e6),
            XXH3_64bits_withSeed(&j, sizeof j, (uint64_t)(wall * 1e9)) ^ (uint64_t)random());
   int rc = ensure_open(&j->st, r, 0, &err);
@@ -863,7 +853,7 @@ static void job_canary_write(cvg_monitor *m, job *j) {
     }
     canary *c = &ds->canaries[ds->n_canaries++];
     snprintf(c->token, sizeof c->token, "%s", token);
-    c->written_mono = mono_now();
+    c->written_mono = cvg_mono_now();
     c->pending = 0;
     for (size_t i = 0; i < ds->n; i++)
       if ((int)i != ds->cfg->authority)
@@ -878,7 +868,7 @@ static void job_canary_write(cvg_monitor *m, job *j) {
 static void outcome(dset *ds, int good) {
   if (!ds->out_t)
     return;
-  ds->out_t[ds->out_head] = wall_now();
+  ds->out_t[ds->out_head] = cvg_wall_now();
   ds->out_good[ds->out_head] = (unsigned char)good;
   ds->out_head = (ds->out_head + 1) % OUTCOMES;
   if (ds->out_n < OUTCOMES)
@@ -908,7 +898,7 @@ static void job_canary_poll(cvg_monitor *m, job *j) {
     if (rc == CVG_ENOTABLE) /* not replicated here yet */
       rc = CVG_OK;
   }
-  double now = mono_now();
+  double now = cvg_mono_now();
   pthread_mutex_lock(&ds->mu);
   if (rc)
     set_up(m, ds, r, 0, &err);
@@ -927,7 +917,7 @@ static void job_canary_poll(cvg_monitor *m, job *j) {
       outcome(ds, !ds->cfg->slo.declared || now - c->written_mono <= ds->cfg->slo.within);
     } else if (now - c->written_mono > p->canary_timeout) {
       r->canary_failures++;
-      r->fail_t[r->n_fail_t++ % 16] = wall_now();
+      r->fail_t[r->n_fail_t++ % 16] = cvg_wall_now();
       c->pending &= ~bit;
       outcome(ds, 0);
       char t[32];
@@ -1046,7 +1036,7 @@ static void sweep_done(cvg_monitor *m, dset *ds, int kind, int rc, double starte
                        const cvg_error *err) {
   if (rc && __atomic_load_n(&m->cancel, __ATOMIC_RELAXED))
     return; /* stopped on purpose (shutdown, reload): not a failure */
-  double dur = mono_now() - started;
+  double dur = cvg_mono_now() - started;
   pthread_mutex_lock(&ds->mu);
   hist_add(&ds->sweep_dur[kind], sweep_le, SWEEP_BUCKETS, dur);
   if (rc == CVG_OK)
@@ -1124,7 +1114,7 @@ static int full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err)
   if (rc)
     return rc;
   pthread_mutex_lock(&ds->mu);
-  full_ctx fc = {ds, idx, k, wall_now(), confirm_wait(ds)};
+  full_ctx fc = {ds, idx, k, cvg_wall_now(), confirm_wait(ds)};
   pthread_mutex_unlock(&ds->mu);
   cvg_diff_summary sum;
   rc = cvg_diff_run(d, full_cb, &fc, &sum, err);
@@ -1173,7 +1163,7 @@ static int full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err)
     ds->keys_total = sum.keys;
     ds->have_full = 1;
     ds->full_requested = 0;
-    ds->last_full_wall = wall_now();
+    ds->last_full_wall = cvg_wall_now();
     if (!ds->first_full_wall)
       ds->first_full_wall = ds->last_full_wall;
     if (ds->tr.restored) /* the sweep found nothing of the restored episode: it is over */
@@ -1685,7 +1675,7 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
   }
   /* 4. classify and record */
   if (!rc) {
-    double now = wall_now();
+    double now = cvg_wall_now();
     pthread_mutex_lock(&ds->mu);
     double wait = confirm_wait(ds);
     ds->probe = "incremental check";
@@ -1760,7 +1750,7 @@ static void job_full(cvg_monitor *m, job *j) {
   }
   j->interval = ds->cfg->probes.full_sweep_interval;
   pthread_mutex_lock(&ds->sweep_mu);
-  double t0 = mono_now();
+  double t0 = cvg_mono_now();
   cvg_error err;
   cvg_error_clear(&err);
   int rc = full_sweep(m, ds, j->sts, &err);
@@ -1769,7 +1759,7 @@ static void job_full(cvg_monitor *m, job *j) {
   if (rc == CVG_OK) {
     char n[32], dur[32];
     snprintf(n, sizeof n, "%zu", ds->n_tracked);
-    snprintf(dur, sizeof dur, "%.3f", mono_now() - t0);
+    snprintf(dur, sizeof dur, "%.3f", cvg_mono_now() - t0);
     cvg_log(m->lg, CVG_LOG_INFO, "full_sweep", "dataset", ds->cfg->name, "tracked", n,
             "duration_seconds", dur, (const char *)NULL);
   }
@@ -1784,7 +1774,7 @@ static void job_incr(cvg_monitor *m, job *j) {
   dset *ds = j->ds;
   if (pthread_mutex_trylock(&ds->sweep_mu) != 0)
     return; /* a full sweep is running: it will do better */
-  double t0 = mono_now();
+  double t0 = cvg_mono_now();
   cvg_error err;
   cvg_error_clear(&err);
   uint64_t n = 0;
@@ -1819,7 +1809,7 @@ static void set_inv(cvg_monitor *m, dset *ds, size_t i, const char *name, int kn
 static void job_inv(cvg_monitor *m, job *j) {
   dset *ds = j->ds;
   const cvg_cat_invariants *iv = &ds->cfg->inv;
-  double now = wall_now();
+  double now = cvg_wall_now();
   pthread_mutex_lock(&ds->mu);
   size_t n = 0, n_up = 0;
   for (size_t i = 0; i < ds->n; i++)
@@ -2021,7 +2011,7 @@ static int metric_value(dset *ds, size_t r, const char *name, double now, double
 static int alert_value(void *ctx, size_t d, size_t r, const cvg_cat_rule *rule, double *v) {
   cvg_monitor *m = ctx;
   dset *ds = &m->ds[d];
-  double now = wall_now();
+  double now = cvg_wall_now();
   int known = 0;
   pthread_mutex_lock(&ds->mu);
   switch (rule->kind) {
@@ -2110,7 +2100,7 @@ static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rul
   cvg_monitor *m = ctx;
   dset *ds = &m->ds[d];
   json_t *ann = vann;
-  double now = wall_now();
+  double now = cvg_wall_now();
   char buf[4096], t1[40], t2[40], a1[32], a2[32];
   fmt_age(a1, sizeof a1, now - onset);
   snprintf(buf, sizeof buf, "since %s (%s)", cvg_fmt_time(t1, sizeof t1, onset), a1);
@@ -2264,7 +2254,7 @@ static void origin_cause(dset *ds, cvg_store **sts) {
   if (!cfg->origin)
     return;
   pthread_mutex_lock(&ds->mu);
-  double now = mono_now();
+  double now = cvg_mono_now();
   int fresh = ds->n_confirmations != ds->origin_seen; /* new confirmations: look at once */
   int due = ds->n_tracked && (fresh || ds->origin_at == 0 || now - ds->origin_at >= ORIGIN_EVERY);
   if (due) {
@@ -2406,7 +2396,7 @@ static void job_repair(cvg_monitor *m, job *j) {
   }
   /* a refused run is not retried at every interval (each journals its refusal) */
   pthread_mutex_lock(&ds->mu);
-  int wait = ds->rep_refused && wall_now() - ds->rep_refused_at < REPAIR_REFUSED_RETRY;
+  int wait = ds->rep_refused && cvg_wall_now() - ds->rep_refused_at < REPAIR_REFUSED_RETRY;
   pthread_mutex_unlock(&ds->mu);
   if (wait)
     return;
@@ -2459,12 +2449,12 @@ static void job_repair(cvg_monitor *m, job *j) {
     ds->rep_skipped += st.skipped;
     ds->rep_failed += st.failed;
     ds->rep_last_failed = st.failed;
-    ds->rep_last_run = wall_now();
+    ds->rep_last_run = cvg_wall_now();
     ds->rep_last_rate = st.seconds > 0 ? (double)st.applied / st.seconds : 0;
     ds->rep_refused = rc == CVG_ELIMIT ? (st.limit_changes ? st.limit_changes : 1) : 0;
     if (rc == CVG_ELIMIT) {
       ds->rep_refusals++;
-      ds->rep_refused_at = wall_now();
+      ds->rep_refused_at = cvg_wall_now();
       snprintf(ds->rep_refused_why, sizeof ds->rep_refused_why, "%.399s", err.msg);
       ds->rep_error[0] = '\0';
     } else if (rc) {
@@ -2477,7 +2467,7 @@ static void job_repair(cvg_monitor *m, job *j) {
       ds->rep_stalled_runs =
           (rc || (st.applied == 0 && st.decisions > 0)) ? ds->rep_stalled_runs + 1 : 0;
     if (!rc && !st.failed && !st.skipped)
-      ds->rep_last_ok = wall_now();
+      ds->rep_last_ok = cvg_wall_now();
   } else {
     ds->rep_stalled_runs = 0;
     ds->rep_last_failed = 0;
@@ -2506,10 +2496,10 @@ static int alert_ready(void *ctx, size_t d) {
   cvg_monitor *m = ctx;
   dset *ds = &m->ds[d];
   pthread_mutex_lock(&ds->mu);
-  int ready = ds->first_full_wall > 0 && wall_now() - ds->first_full_wall >=
+  int ready = ds->first_full_wall > 0 && cvg_wall_now() - ds->first_full_wall >=
                                              confirm_wait(ds) + 2 * ds->cfg->probes.sweep_interval;
   if (ds->cfg->probes.full_sweep_interval <= 0) /* no full sweep: the first minute decides */
-    ready = wall_now() - m->started_wall >= 60;
+    ready = cvg_wall_now() - m->started_wall >= 60;
   pthread_mutex_unlock(&ds->mu);
   return ready;
 }
@@ -2544,7 +2534,7 @@ static void job_alert(cvg_monitor *m, job *j) {
   (void)j;
   sync_episodes(m);
   cvg_alert_source src = {m, alert_value, alert_context, alert_ready};
-  cvg_alerts_eval(m->alerts, &src, wall_now());
+  cvg_alerts_eval(m->alerts, &src, cvg_wall_now());
 }
 
 static void (*const job_run[])(cvg_monitor *m, job *j) = {
@@ -2577,7 +2567,7 @@ static void *worker_main(void *arg) {
     pthread_mutex_unlock(&m->mu);
     job_run[j->kind](m, j);
     pthread_mutex_lock(&m->mu);
-    double now = mono_now();
+    double now = cvg_mono_now();
     j->running = 0;
     j->next_due += j->interval;
     if (j->next_due < now)
@@ -2592,7 +2582,7 @@ static void *sched_main(void *arg) {
   cvg_monitor *m = arg;
   pthread_mutex_lock(&m->mu);
   while (!m->stopping) {
-    double now = mono_now();
+    double now = cvg_mono_now();
     m->sched_beat = now;
     double next = now + 0.5;
     for (size_t i = 0; i < m->n_jobs; i++) {
@@ -2619,7 +2609,7 @@ static void *sched_main(void *arg) {
         next = j->next_due;
       }
     }
-    double wait = next - mono_now();
+    double wait = next - cvg_mono_now();
     if (wait < 0.001)
       wait = 0.001;
     struct timespec ts;
@@ -2668,7 +2658,7 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
   m->jobs = calloc(max_jobs, sizeof *m->jobs);
   if (!m->ds || !m->jobs)
     goto oom;
-  double now = mono_now();
+  double now = cvg_mono_now();
   for (size_t i = 0; i < m->n_ds; i++) {
     dset *ds = &m->ds[i];
     const cvg_cat_dataset *c = &cat->datasets[i];
@@ -2751,7 +2741,7 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
   }
   m->pools[0].n_threads = (size_t)cat->workers;
   m->pools[1].n_threads = (size_t)cat->workers;
-  m->started_wall = wall_now();
+  m->started_wall = cvg_wall_now();
   *out = m;
   return CVG_OK;
 oom:
@@ -2778,7 +2768,7 @@ int cvg_monitor_start(cvg_monitor *m, cvg_error *err) {
       pl->started++;
     }
   }
-  m->sched_beat = mono_now();
+  m->sched_beat = cvg_mono_now();
   if (pthread_create(&m->sched, NULL, sched_main, m) != 0)
     goto fail;
   m->sched_started = 1;
@@ -2858,7 +2848,7 @@ int cvg_monitor_recheck(cvg_monitor *m, size_t ds_idx, uint64_t *compared, cvg_e
   if (!j)
     return cvg_error_set(err, CVG_EINVAL, ds->cfg->name, "incremental sweeps are off");
   pthread_mutex_lock(&ds->sweep_mu);
-  double t0 = mono_now();
+  double t0 = cvg_mono_now();
   int rc = incremental(m, ds, j->sts, compared, err);
   sweep_done(m, ds, KIND_INCR, rc, t0, err);
   pthread_mutex_unlock(&ds->sweep_mu);
@@ -2871,7 +2861,7 @@ int cvg_monitor_full_sweep(cvg_monitor *m, size_t ds_idx, cvg_error *err) {
   dset *ds = &m->ds[ds_idx];
   cvg_store *sts[CVG_DIFF_MAX_REPLICAS] = {0};
   pthread_mutex_lock(&ds->sweep_mu);
-  double t0 = mono_now();
+  double t0 = cvg_mono_now();
   int rc = full_sweep(m, ds, sts, err);
   sweep_done(m, ds, KIND_FULL, rc, t0, err);
   pthread_mutex_unlock(&ds->sweep_mu);
@@ -2956,7 +2946,7 @@ const cvg_catalog *cvg_monitor_catalog(const cvg_monitor *m) {
 
 int cvg_monitor_healthy(cvg_monitor *m) {
   pthread_mutex_lock(&m->mu);
-  int ok = m->sched_started && !m->stopping && mono_now() - m->sched_beat < 5;
+  int ok = m->sched_started && !m->stopping && cvg_mono_now() - m->sched_beat < 5;
   pthread_mutex_unlock(&m->mu);
   return ok;
 }
@@ -3060,7 +3050,7 @@ static int v_trend(const dset *ds, size_t i, double *v) {
   if ((int)i == ds->cfg->authority || ds->cfg->probes.heartbeat_interval <= 0)
     return 0;
   double tol = 2 * ds->cfg->probes.heartbeat_interval;
-  *v = cvg_trend_eval(&ds->reps[i].trend, wall_now(), tol);
+  *v = cvg_trend_eval(&ds->reps[i].trend, cvg_wall_now(), tol);
   return 1;
 }
 
@@ -3616,7 +3606,7 @@ int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *b) {
   json_object_set_new(root, "version", json_string(CVG_VERSION));
   json_object_set_new(root, "catalog", json_string(m->cat->path));
   json_object_set_new(root, "started_at", json_real(m->started_wall));
-  json_object_set_new(root, "now", json_real(wall_now()));
+  json_object_set_new(root, "now", json_real(cvg_wall_now()));
   json_t *dsa = json_array();
   FOR_DS(m, ds) {
     pthread_mutex_lock(&ds->mu);
