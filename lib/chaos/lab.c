@@ -28,6 +28,7 @@
 #include "converge/chaos.h"
 #include "converge/catalog.h"
 #include "converge/encode.h"
+#include "converge/journal.h"
 #include "converge/version.h"
 
 #include <curl/curl.h>
@@ -1292,46 +1293,41 @@ static void observe_divergences(lab *L, double t) {
   json_decref(j);
 }
 
-/* Repair decisions journaled since the last look: each is a divergence converge confirmed. */
-static void observe_journal(lab *L) {
-  sqlite3 *j = NULL;
-  if (access(L->journal, F_OK) != 0 ||
-      sqlite3_open_v2(L->journal, &j, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-    sqlite3_close(j);
-    return;
-  }
-  sqlite3_busy_timeout(j, 1000);
-  sqlite3_stmt *s = NULL;
-  if (sqlite3_prepare_v2(j,
-                         "SELECT seq, at_us, key FROM converge_journal WHERE seq > ?1 AND"
-                         " kind = 'decision' ORDER BY seq",
-                         -1, &s, NULL) == SQLITE_OK) {
-    sqlite3_bind_int64(s, 1, L->journal_seq);
-    while (sqlite3_step(s) == SQLITE_ROW) {
-      L->journal_seq = sqlite3_column_int64(s, 0);
-      double at = (double)sqlite3_column_int64(s, 1) / 1e6 - L->t0;
-      cvg_value v;
-      size_t nv = 0;
-      cvg_buf scratch;
-      cvg_buf_init(&scratch, 4096);
-      const unsigned char *kp = sqlite3_column_blob(s, 2);
-      int kl = sqlite3_column_bytes(s, 2);
-      if (kp && cvg_decode_tuple(kp, (size_t)kl, &v, 1, &nv, &scratch) == CVG_OK && nv == 1 &&
-          v.type == CVG_INTEGER) {
-        for (size_t fi = 0; fi < L->sc->n_faults; fi++)
-          if (L->fs[fi].injected && !L->sc->faults[fi].detected && at >= L->fs[fi].t_inject &&
-              fault_has_key(&L->fs[fi], v.u.i)) {
-            char how[200];
-            snprintf(how, sizeof how, "key %lld repaired by converge (journal decision %lld)",
-                     (long long)v.u.i, (long long)L->journal_seq);
-            detect(L, fi, at, how);
-          }
+/* Repair decisions journaled since the last look: each is a divergence converge confirmed. Read
+ * through the journal's own reader (journal.h), as `converge audit` reads it. */
+static int observe_decision(void *ctx, const cvg_jrecord *r) {
+  lab *L = ctx;
+  L->journal_seq = r->seq;
+  double at = r->at - L->t0;
+  cvg_value v;
+  size_t nv = 0;
+  cvg_buf scratch;
+  cvg_buf_init(&scratch, 4096);
+  if (r->key_len && cvg_decode_tuple(r->key, r->key_len, &v, 1, &nv, &scratch) == CVG_OK &&
+      nv == 1 && v.type == CVG_INTEGER) {
+    for (size_t fi = 0; fi < L->sc->n_faults; fi++)
+      if (L->fs[fi].injected && !L->sc->faults[fi].detected && at >= L->fs[fi].t_inject &&
+          fault_has_key(&L->fs[fi], v.u.i)) {
+        char how[200];
+        snprintf(how, sizeof how, "key %lld repaired by converge (journal decision %lld)",
+                 (long long)v.u.i, (long long)r->seq);
+        detect(L, fi, at, how);
       }
-      cvg_buf_release(&scratch);
-    }
   }
-  sqlite3_finalize(s);
-  sqlite3_close(j);
+  cvg_buf_release(&scratch);
+  return 0;
+}
+
+static void observe_journal(lab *L) {
+  if (access(L->journal, F_OK) != 0)
+    return;
+  cvg_journal *j = NULL;
+  cvg_error err;
+  cvg_error_clear(&err);
+  if (cvg_journal_open(&j, L->journal, CVG_JOURNAL_READ, &err) != CVG_OK)
+    return; /* not created yet, or busy: the next look reads it */
+  cvg_journal_scan(j, L->journal_seq, NULL, NULL, 0, 0, CVG_J_DECISION, observe_decision, L, &err);
+  cvg_journal_close(j);
 }
 
 static int schema_alert_firing(lab *L) {

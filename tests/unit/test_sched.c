@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The scheduler keeps time on the monotonic clock: a running monitor whose wall clock (an
- * injected one, cvg_wall_clock_set) jumps an hour back, then an hour forward, goes on writing
- * heartbeats at its interval. Were any wait measured on the wall clock, the step back would stall
- * every probe for the hour.
+ * A running monitor on two SQLite replicas:
+ *   - the scheduler keeps time on the monotonic clock: when the wall clock (an injected one,
+ *     cvg_wall_clock_set) jumps an hour back, then two hours forward, heartbeats go on at their
+ *     interval. Were any wait measured on the wall clock, the step back would stall every probe
+ *     for the hour;
+ *   - its metrics are well-formed exposition: every family has HELP and TYPE before its samples,
+ *     counters end in _total, and no name carries a unit other than a base one (seconds, bytes).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <ctype.h>
 
 static long offset; /* seconds added to the real wall clock (atomic) */
 
@@ -71,15 +75,23 @@ static long long heartbeats_after(const char *path, long long seq, long long mor
   return now - seq;
 }
 
-static void test_wall_clock_steps(void **state) {
-  (void)state;
-  char dir[] = "/tmp/cvg-sched-XXXXXX"; /* mkdtemp template */
-  assert_non_null(mkdtemp(dir));
-  char a[64], b[64], text[1024];
-  snprintf(a, sizeof a, "%s/a.db", dir);
-  snprintf(b, sizeof b, "%s/b.db", dir);
-  make_replica(a);
-  make_replica(b);
+typedef struct running {
+  char dir[32], a[64], b[64];
+  cvg_catalog *cat;
+  FILE *devnull;
+  cvg_logger *lg;
+  cvg_monitor *m;
+} running;
+
+/* Starts a monitor (100 ms heartbeats) on two new replicas and waits for 2 heartbeats. */
+static void start(running *r) {
+  snprintf(r->dir, sizeof r->dir, "/tmp/cvg-sched-XXXXXX"); /* mkdtemp template */
+  assert_non_null(mkdtemp(r->dir));
+  char text[1024];
+  snprintf(r->a, sizeof r->a, "%s/a.db", r->dir);
+  snprintf(r->b, sizeof r->b, "%s/b.db", r->dir);
+  make_replica(r->a);
+  make_replica(r->b);
   snprintf(text, sizeof text,
            "alerting: {state: %s/state.db}\n"
            "datasets:\n"
@@ -90,48 +102,134 @@ static void test_wall_clock_steps(void **state) {
            "    replicas:\n"
            "      - {name: a, url: \"sqlite://%s?table=accounts\", authority: true}\n"
            "      - {name: b, url: \"sqlite://%s?table=accounts\"}\n",
-           dir, a, b);
-  cvg_catalog *cat = NULL;
+           r->dir, r->a, r->b);
   cvg_error err;
   cvg_error_clear(&err);
-  if (cvg_catalog_parse(&cat, "sched.yaml", text, strlen(text), &err) != CVG_OK)
+  if (cvg_catalog_parse(&r->cat, "sched.yaml", text, strlen(text), &err) != CVG_OK)
     fail_msg("catalog: %s: %s", err.input, err.msg);
-  FILE *devnull = fopen("/dev/null", "w");
-  assert_non_null(devnull);
-  cvg_logger *lg = cvg_logger_new(devnull, "json", "error");
-  assert_non_null(lg);
-  cvg_wall_clock_set(stepped_clock);
-  cvg_monitor *m = NULL;
-  assert_int_equal(cvg_monitor_new(&m, cat, lg, &err), CVG_OK);
-  assert_int_equal(cvg_monitor_start(m, &err), CVG_OK);
-
+  assert_non_null(r->devnull = fopen("/dev/null", "w"));
+  assert_non_null(r->lg = cvg_logger_new(r->devnull, "json", "error"));
+  assert_int_equal(cvg_monitor_new(&r->m, r->cat, r->lg, &err), CVG_OK);
+  assert_int_equal(cvg_monitor_start(r->m, &err), CVG_OK);
   long long s0 = -1;
   for (int i = 0; i < 200 && s0 < 2; i++) { /* running: a few heartbeats written */
     usleep(50 * 1000);
-    s0 = heartbeat_seq(a);
+    s0 = heartbeat_seq(r->a);
   }
   assert_true(s0 >= 2);
+}
+
+static void stop(running *r) {
+  cvg_monitor_stop(r->m);
+  cvg_monitor_free(r->m);
+  cvg_logger_free(r->lg);
+  fclose(r->devnull);
+  cvg_catalog_free(r->cat);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+static void test_wall_clock_steps(void **state) {
+  (void)state;
+  running r;
+  memset(&r, 0, sizeof r);
+  cvg_wall_clock_set(stepped_clock);
+  start(&r);
+  const char *a = r.a;
   __atomic_store_n(&offset, -3600L, __ATOMIC_RELAXED); /* the wall clock steps an hour back */
   long long back = heartbeats_after(a, heartbeat_seq(a), 5);
   __atomic_store_n(&offset, 3600L, __ATOMIC_RELAXED); /* ... and two hours forward */
   long long fwd = heartbeats_after(a, heartbeat_seq(a), 5);
-  cvg_monitor_stop(m);
-  cvg_monitor_free(m);
+  stop(&r);
   cvg_wall_clock_set(NULL);
-  cvg_logger_free(lg);
-  fclose(devnull);
-  cvg_catalog_free(cat);
   if (back < 5 || fwd < 5)
     fail_msg("heartbeats after the step back: %lld, after the step forward: %lld (want 5 each)",
              back, fwd);
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  assert_int_equal(system(cmd), 0);
+}
+
+/* The family a sample line belongs to: its name without {labels}, and without the _bucket,
+ * _sum or _count of a histogram when the family is one. */
+static void family_of(const char *line, char *out, size_t size, const char *histograms) {
+  size_t n = strcspn(line, "{ ");
+  snprintf(out, size, "%.*s", (int)n, line);
+  static const char *const parts[] = {"_bucket", "_sum", "_count"};
+  for (int i = 0; i < 3; i++) {
+    size_t l = strlen(out), pl = strlen(parts[i]);
+    if (l > pl && strcmp(out + l - pl, parts[i]) == 0) {
+      char base[256], pat[260];
+      snprintf(base, sizeof base, "%.*s", (int)(l - pl), out);
+      snprintf(pat, sizeof pat, " %s ", base);
+      if (strstr(histograms, pat))
+        snprintf(out, size, "%s", base);
+    }
+  }
+}
+
+static void test_metrics_exposition(void **state) {
+  (void)state;
+  running r;
+  memset(&r, 0, sizeof r);
+  start(&r);
+  cvg_buf b;
+  cvg_buf_init(&b, 64u << 20);
+  assert_int_equal(cvg_monitor_metrics(r.m, &b), CVG_OK);
+  assert_int_equal(cvg_buf_append(&b, "", 1), CVG_OK);
+  stop(&r);
+  char *text = (char *)b.data, helped[65536] = " ", typed[65536] = " ", hist[16384] = " ";
+  size_t families = 0, samples = 0;
+  static const char *const bad_units[] = {
+      "_ms",   "_milliseconds", "_microseconds", "_minutes", "_hours",
+      "_days", "_kb",           "_mb",           "_percent", NULL};
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    char name[256], pat[260];
+    if (sscanf(line, "# HELP %255s", name) == 1) {
+      snprintf(pat, sizeof pat, " %s ", name);
+      assert_null(strstr(helped, pat)); /* one HELP per family */
+      strncat(helped, name, sizeof helped - strlen(helped) - 2);
+      strncat(helped, " ", sizeof helped - strlen(helped) - 1);
+      families++;
+      for (int i = 0; bad_units[i]; i++) {
+        const char *u = strstr(name, bad_units[i]);
+        if (u && (u[strlen(bad_units[i])] == '\0' || u[strlen(bad_units[i])] == '_'))
+          fail_msg("metric %s names a unit other than a base one", name);
+      }
+      continue;
+    }
+    char type[32];
+    if (sscanf(line, "# TYPE %255s %31s", name, type) == 2) {
+      snprintf(pat, sizeof pat, " %s ", name);
+      if (!strstr(helped, pat))
+        fail_msg("TYPE of %s comes before (or without) its HELP", name);
+      if (strcmp(type, "counter") == 0 &&
+          (strlen(name) < 6 || strcmp(name + strlen(name) - 6, "_total")))
+        fail_msg("counter %s does not end in _total", name);
+      strncat(typed, name, sizeof typed - strlen(typed) - 2);
+      strncat(typed, " ", sizeof typed - strlen(typed) - 1);
+      if (strcmp(type, "histogram") == 0) {
+        strncat(hist, name, sizeof hist - strlen(hist) - 2);
+        strncat(hist, " ", sizeof hist - strlen(hist) - 1);
+      }
+      continue;
+    }
+    if (line[0] == '#' || !isalpha((unsigned char)line[0]))
+      continue;
+    char fam[256];
+    family_of(line, fam, sizeof fam, hist);
+    snprintf(pat, sizeof pat, " %s ", fam);
+    if (!strstr(typed, pat))
+      fail_msg("sample '%.80s' has no HELP and TYPE before it", line);
+    samples++;
+  }
+  cvg_buf_release(&b);
+  assert_true(families >= 20);
+  assert_true(samples >= families);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_wall_clock_steps),
+      cmocka_unit_test(test_metrics_exposition),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
