@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The watch's state, shared by monitor.c (which runs the probes, the sweeps, the alert source and
+ * automatic repair, and owns every field) and render.c (which renders metrics and JSON from it
+ * under the same locks). Not installed: the public face is converge/monitor.h.
+ *
+ * Locks: m->mu guards the scheduler's fields; each dataset's ds->mu guards everything of the
+ * dataset and its replicas that a probe updates; ds->sweep_mu keeps one sweep per dataset.
+ */
+#ifndef CONVERGE_WATCH_MONITOR_INT_H
+#define CONVERGE_WATCH_MONITOR_INT_H
+
+#include "converge/alert.h"
+#include "converge/diff.h"
+#include "converge/monitor.h"
+#include "converge/repair.h"
+#include "converge/store.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONV_BUCKETS 14
+extern const double cvgi_conv_le[CONV_BUCKETS];
+#define SWEEP_BUCKETS 10
+extern const double cvgi_sweep_le[SWEEP_BUCKETS];
+#define MAX_CANARIES 64        /* canaries in flight per dataset */
+#define MAX_CHANGED (1u << 20) /* an incremental check reading more asks for a full sweep */
+#define CANARY_POLL 0.1        /* seconds between canary polls */
+#define INVARIANT_INTERVAL 1.0 /* seconds between invariant evaluations */
+
+typedef struct hist {
+  uint64_t bucket[CONV_BUCKETS + 1]; /* non-cumulative counts; last is +Inf */
+  double sum;
+  uint64_t count;
+} hist;
+
+void cvgi_hist_add(hist *h, const double *le, size_t n_le, double v);
+
+typedef enum rstate {
+  RS_UNKNOWN = 0,
+  RS_OK,
+  RS_LAGGING,
+  RS_STALLED,
+  RS_STOPPED,
+  RS_DOWN,
+  RS_ERROR /* reachable, but its sweeps fail (shown_state) */
+} rstate;
+extern const char *const cvgi_rstate_names[];
+
+enum { KIND_INCR = 0, KIND_FULL = 1 };
+extern const char *const cvgi_kind_names[];
+
+typedef struct rep {
+  const cvg_cat_replica *cfg; /* BORROWED from the catalog */
+  int up;                     /* -1 not yet known, 0 down, 1 up */
+  char error[2 * CVG_ERROR_MSG_MAX +
+             8];            /* last error (never holds a password: URLs are url_display) */
+  int hb_seen;              /* a heartbeat row has been read */
+  int64_t hb_seq;           /* newest heartbeat seq seen */
+  double hb_ts;             /* its wall time */
+  int64_t auth_seq_at_last; /* the authority's seq when hb_seq last moved */
+  int no_progress;          /* reads without progress while the authority advanced */
+  int hb_table_absent;      /* the heartbeat table is not there (yet) */
+  double lag;               /* seconds; NAN when unknown */
+  rstate state;
+  hist conv;                                /* canary convergence seconds */
+  uint64_t canaries_seen;                   /* canaries that arrived */
+  uint64_t canary_failures;                 /* canaries that did not arrive within the timeout */
+  unsigned char wm[256];                    /* watermark: greatest encoded version seen */
+  size_t wm_len;                            /* 0: none yet */
+  uint64_t rows_read[2];                    /* by kind */
+  uint64_t probe_errors;                    /* failed probe runs */
+  uint64_t read_errors;                     /* sweeps that failed reading this replica */
+  uint32_t sweep_streak[2];                 /* consecutive failed sweeps of each kind, reading it */
+  char sweep_error[CVG_ERROR_MSG_MAX + 32]; /* the last one's message */
+  cvg_fp *digest;                           /* OWNED; n_shards entries */
+  int digest_valid;                         /* 1 once a full sweep included this replica */
+  int index_checked;                        /* the version index has been looked for */
+  double *agg;                              /* OWNED; aggregate values, one per equal_aggregate */
+  unsigned char *agg_ok;                    /* OWNED; 1 when agg[i] is known */
+  cvg_trend trend;                          /* lag samples for the trend status */
+  double last_conv;  /* seconds the last canary took to arrive; NAN none yet */
+  double fail_t[16]; /* times of the last canary failures (ring) */
+  size_t n_fail_t;
+  char native_role[16]; /* the engine's own view of replication: "subscriber", "standby", "" */
+  double native_lag;    /* its lag in seconds; NAN unknown */
+  int native_up;        /* 0 when the engine says replication into it is stopped */
+} rep;
+
+/* A tracked divergent key. One allocation: the struct, then n contributions, n+1 version
+ * offsets, n replica states, the key and the versions. */
+typedef struct tracked {
+  uint64_t hash;     /* XXH3-64 of the key */
+  uint32_t shard;    /* shard of the key */
+  cvg_class cls;     /* current class */
+  int confirmed;     /* 0 suspected, 1 confirmed */
+  int agreeing;      /* size of the largest group of replicas that agree */
+  double first_seen; /* wall time first found divergent */
+  double confirmed_at;
+  double last_checked;
+  size_t key_len;
+  cvg_fp *contrib;        /* per replica: digest contribution (zero when absent) */
+  uint32_t *ver_off;      /* per replica: version bytes at [ver_off[i], ver_off[i+1]) */
+  unsigned char *rstates; /* per replica: 0 absent, 1 live, 2 tombstone, 3 unknown (down) */
+  unsigned char *key;     /* key bytes, then the versions */
+} tracked;
+
+typedef struct canary {
+  char token[64];      /* unique token */
+  double written_mono; /* monotonic time of the write */
+  uint32_t pending;    /* replicas that have not seen it (bit per replica) */
+} canary;
+
+typedef struct inv_result {
+  const char *name; /* invariant name, or the aggregate expression */
+  int known;        /* 0 until it can be judged */
+  int ok;           /* 1 holds */
+  double value;     /* the measured value */
+  double limit;     /* the declared bound */
+} inv_result;
+
+/* The detection trace of a dataset's current divergence episode: from the first suspected key
+ * until no key is tracked any more. Its id appears in logs and alert annotations. */
+typedef struct trace {
+  int active;
+  int restored; /* loaded from the state file; continued by the first divergence found */
+  char id[32];
+  char first_probe[32]; /* "incremental check" or "full sweep" */
+  double suspected_at, lag_suspected;
+  double confirmed_at, lag_confirmed; /* 0: not confirmed yet */
+} trace;
+
+#define OUTCOMES 8192 /* canary outcomes kept for SLO burn rates */
+
+/* Conflict hotspots: the keys confirmed as conflicts most often, kept by the Space-Saving
+ * algorithm (Metwally et al.): HOT_K counters; a new key replaces the smallest and inherits its
+ * count as its possible overestimate (error). */
+#define HOT_K 32
+#define HOT_KEY_MAX 256
+typedef struct hot {
+  unsigned char key[HOT_KEY_MAX];
+  size_t key_len;
+  uint64_t count, error;
+} hot;
+
+typedef struct dset {
+  struct cvg_monitor *m;
+  const cvg_cat_dataset *cfg; /* BORROWED */
+  size_t idx;
+  pthread_mutex_t mu;       /* guards all below */
+  pthread_mutex_t sweep_mu; /* one sweep at a time */
+  rep *reps;                /* OWNED; cfg->n_replicas */
+  size_t n;
+  int64_t hb_seq;  /* last seq written on the authority */
+  int hb_write_ok; /* last write succeeded */
+  canary canaries[MAX_CANARIES];
+  size_t n_canaries;
+  tracked **tab; /* OWNED open-addressing table of tracked keys, tab_cap slots */
+  size_t tab_cap, n_tracked;
+  uint64_t dropped;      /* divergent keys not tracked because max_tracked was reached */
+  uint64_t resolved[2];  /* tracked keys that agreed again, by state (suspected, confirmed) */
+  uint64_t keys_total;   /* keys seen by the last full sweep */
+  int have_full;         /* a full sweep has completed */
+  int full_requested;    /* an incremental check asks for a full sweep */
+  double last_full_wall; /* wall time of the last full sweep's end */
+  double last_incr_wall;
+  hist sweep_dur[2];
+  uint64_t sweeps_ok[2], sweeps_err[2];
+  int schema_drift;      /* 1 when replicas' schemas differ */
+  int sweep_culprit;     /* the replica whose read failed the sweep in progress, or -1 */
+  char origin_note[400]; /* likely cause from the origin column ("" none; origin_cause) */
+  double origin_at;      /* monotonic time of the last origin_cause, 0 never */
+  uint64_t n_confirmations, origin_seen; /* keys confirmed so far; as origin_cause last saw */
+  char schema_msg[1024];                 /* what differs */
+  inv_result inv[6 + 16];                /* the invariants */
+  size_t n_inv;
+  trace tr;
+  cvg_episode synced; /* the episode as last saved (evaluation thread only) */
+  int synced_active;
+  double first_full_wall; /* end of the first full sweep since the start; 0 none yet */
+  hot hot[HOT_K];         /* conflict hotspots */
+  size_t n_hot;
+  uint64_t *conflicts; /* OWNED; confirmed conflicts per shard, since the start */
+  /* automatic repair (auto_repair) */
+  uint64_t rep_runs, rep_applied, rep_skipped, rep_failed, rep_errors;
+  uint64_t rep_last_failed;  /* mutations that failed in the last run */
+  uint64_t rep_refused;      /* the last run was refused by a safety limit: the changes it held
+                               back (0: not refused) */
+  uint64_t rep_refusals;     /* runs refused so far */
+  double rep_refused_at;     /* wall time of the last refusal: retried after REPAIR_REFUSED_RETRY */
+  char rep_refused_why[400]; /* the limit's message */
+  int rep_stalled_runs;      /* consecutive runs with a backlog and nothing applied */
+  int rep_paused;            /* 1: automatic repair held (POST /api/v1/repair/pause) */
+  double rep_last_ok;        /* wall time of the last run that applied everything it planned */
+  double rep_last_run;       /* wall time the last run ended; 0 none yet */
+  double rep_last_rate;      /* mutations applied per second by the last run */
+  char rep_error[CVG_ERROR_MSG_MAX];
+  const char *probe;       /* the probe recording keys right now */
+  double write_rate;       /* rows past the watermark per second, last incremental check */
+  double *out_t;           /* OWNED; canary outcome times (ring of OUTCOMES) */
+  unsigned char *out_good; /* OWNED; 1 converged within the SLO */
+  size_t out_n, out_head;
+} dset;
+
+typedef enum jkind {
+  J_HB_WRITE,
+  J_HB_READ,
+  J_CANARY_WRITE,
+  J_CANARY_POLL,
+  J_INCR,
+  J_FULL,
+  J_INV,
+  J_ALERT,
+  J_REPAIR
+} jkind;
+
+typedef struct job {
+  jkind kind;
+  dset *ds;
+  size_t rep;       /* replica, for per-replica jobs */
+  double interval;  /* seconds */
+  double next_due;  /* monotonic */
+  int running;      /* handed to a pool and not finished */
+  int pool;         /* 0 quick, 1 sweeps */
+  cvg_store *st;    /* OWNED connection of single-replica jobs */
+  cvg_store **sts;  /* OWNED connections of incremental checks, one per replica */
+  struct job *next; /* in a pool's queue */
+} job;
+
+typedef struct pool {
+  pthread_t *threads;
+  size_t n_threads, started;
+  job *head, *tail; /* queue */
+  pthread_cond_t cv;
+} pool;
+
+struct cvg_monitor {
+  const cvg_catalog *cat; /* BORROWED */
+  cvg_logger *lg;         /* BORROWED */
+  dset *ds;               /* OWNED; cat->n_datasets */
+  size_t n_ds;
+  job *jobs; /* OWNED */
+  size_t n_jobs;
+  pthread_mutex_t mu; /* guards jobs' running/next_due, pools, stopping */
+  pthread_cond_t sched_cv;
+  pool pools[2];
+  pthread_t sched;
+  int sched_started;
+  int stopping;
+  int cancel;         /* asks a running full sweep to stop (atomic stores and loads) */
+  double sched_beat;  /* monotonic time of the scheduler's last loop */
+  cvg_alerts *alerts; /* OWNED; the alert engine */
+  double started_wall;
+};
+
+/* ---- helpers monitor.c gives render.c ---- */
+
+/* A double as metrics and logs print it ("NaN", "+Inf", or the shortest exact form). */
+void cvgi_fmt_double(char *buf, size_t n, double v);
+/* The replica's state as shown: its replication state, or RS_ERROR while its sweeps fail. */
+rstate cvgi_shown_state(const rep *r);
+/* The replica's error for people: why it is down, else why its sweeps fail, else "". */
+const char *cvgi_rep_error(const rep *r);
+/* The alert source's value of rule on dataset d (and replica r, or SIZE_MAX): 1 when known. */
+int cvgi_alert_value(void *ctx, size_t d, size_t r, const cvg_cat_rule *rule, double *v);
+
+/* ---- and render.c gives monitor.c (for alert annotations) ---- */
+
+json_t *cvgi_tracked_json(const dset *ds, const tracked *t);
+json_t *cvgi_key_json(const dset *ds, const unsigned char *key, size_t key_len);
+
+#endif
