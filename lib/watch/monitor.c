@@ -18,14 +18,10 @@
  * for the tokens it has not seen, records now - written in a histogram when one appears, and
  * counts a failure when one has not appeared within the timeout.
  *
- * Divergences. Every key found divergent is tracked in a hash table (key -> class, when first
- * seen, each replica's state and version, each replica's digest contribution). A key is
- * "suspected" when first seen and "confirmed" when a later check, made more than the involved
- * replicas' lag (plus one heartbeat interval) after it was first seen, still finds it divergent;
- * the wait never exceeds confirm_within, and a replica of unknown lag waits that long. Keys that
- * agree again are dropped. A stale key whose every copy has reached the newest version of the
- * previous check is suspected afresh: a hot key whose newest write is always in flight is not
- * drift (the chaos lab's Zipf workload showed it).
+ * Divergences. What the checks find goes to the dataset's tracker (converge/tracker.h, in
+ * detect): the divergent keys, the confirmation rule, the episode and the shard digests. This
+ * file gives it the time, the confirmation wait computed from the replicas' lag, and logs its
+ * episode events.
  *
  * Incremental check (with a version column): each replica's rows with version >= its watermark
  * (the greatest version seen so far) are read through an index on the version column, every
@@ -33,13 +29,6 @@
  * it; so a re-check after k changes costs O(k) lookups. The full sweep reads everything with
  * the diff engine (rate-limited, in its window), replaces the tracked set, the digests and the
  * watermarks, and catches what versions cannot show: hard deletes and silent corruption.
- *
- * Shard digests. The full sweep computes each replica's digest of each shard exactly
- * (encode.h). An incremental check adds each compared key's new contribution and subtracts the
- * one remembered for a tracked key; a key that was agreeing had the same unknown contribution
- * on every replica, so its old value is left in place. Absolute digests therefore drift from
- * the table's true sum between full sweeps, but by the same amount on every replica: the
- * comparison between replicas — all that "this shard differs" needs — stays exact.
  *
  * Locks: m->mu guards the job table and pools; each dataset's mu guards its state and is held
  * only for memory work (never across a database call); its sweep_mu keeps the full and the
@@ -94,136 +83,7 @@ void cvgi_fmt_double(char *buf, size_t n, double v) {
     snprintf(buf, n, "%.17g", v);
 }
 
-/* ---- tracked keys: an open-addressing table with linear probing and backward-shift delete */
-
-static size_t slot_of(const dset *ds, uint64_t h) {
-  return (size_t)h & (ds->tab_cap - 1);
-}
-
-static tracked *tr_find(dset *ds, const unsigned char *key, size_t key_len, uint64_t h,
-                        size_t *slot) {
-  if (!ds->tab_cap)
-    return NULL;
-  for (size_t i = slot_of(ds, h);; i = (i + 1) & (ds->tab_cap - 1)) {
-    tracked *t = ds->tab[i];
-    if (!t) {
-      if (slot)
-        *slot = i;
-      return NULL;
-    }
-    if (t->hash == h && t->key_len == key_len && memcmp(t->key, key, key_len) == 0) {
-      if (slot)
-        *slot = i;
-      return t;
-    }
-  }
-}
-
-static int tr_grow(dset *ds) {
-  size_t cap = ds->tab_cap ? ds->tab_cap * 2 : 1024;
-  tracked **tab = calloc(cap, sizeof *tab);
-  if (!tab)
-    return CVG_ENOMEM;
-  for (size_t i = 0; i < ds->tab_cap; i++) {
-    tracked *t = ds->tab[i];
-    if (!t)
-      continue;
-    size_t j = (size_t)t->hash & (cap - 1);
-    while (tab[j])
-      j = (j + 1) & (cap - 1);
-    tab[j] = t;
-  }
-  free(ds->tab);
-  ds->tab = tab;
-  ds->tab_cap = cap;
-  return CVG_OK;
-}
-
-static void tr_remove_slot(dset *ds, size_t i) {
-  free(ds->tab[i]);
-  ds->tab[i] = NULL;
-  ds->n_tracked--;
-  size_t mask = ds->tab_cap - 1;
-  for (size_t j = (i + 1) & mask; ds->tab[j]; j = (j + 1) & mask) {
-    size_t home = (size_t)ds->tab[j]->hash & mask;
-    /* move j back to i when i lies cyclically in [home, j) */
-    if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
-      ds->tab[i] = ds->tab[j];
-      ds->tab[j] = NULL;
-      i = j;
-    }
-  }
-}
-
-static void tr_clear(dset *ds) {
-  for (size_t i = 0; i < ds->tab_cap; i++)
-    free(ds->tab[i]);
-  free(ds->tab);
-  ds->tab = NULL;
-  ds->tab_cap = ds->n_tracked = 0;
-}
-
-/* The state of one key on each replica, as gathered by a check. */
-typedef struct keystate {
-  cvg_copy copies[CVG_DIFF_MAX_REPLICAS];     /* per replica (absent for down ones) */
-  unsigned char known[CVG_DIFF_MAX_REPLICAS]; /* 1 when the replica was read */
-} keystate;
-
-/* Largest group of read replicas with the same state, fingerprint and version. */
-static int agreeing_group(const keystate *ks, size_t n) {
-  int best = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!ks->known[i])
-      continue;
-    int g = 0;
-    for (size_t j = 0; j < n; j++) {
-      if (!ks->known[j])
-        continue;
-      const cvg_copy *a = &ks->copies[i], *b = &ks->copies[j];
-      int same = a->state == b->state;
-      if (same && a->state == CVG_LIVE)
-        same = cvg_fp_equal(a->fp, b->fp) && a->version_len == b->version_len &&
-               (a->version_len == 0 || memcmp(a->version, b->version, a->version_len) == 0);
-      if (a->state != CVG_LIVE && b->state != CVG_LIVE)
-        same = 1; /* absent and tombstoned agree: deleted */
-      g += same;
-    }
-    if (g > best)
-      best = g;
-  }
-  return best;
-}
-
-static cvg_fp contribution(const unsigned char *key, size_t key_len, const cvg_copy *c) {
-  cvg_fp zero = {0, 0};
-  if (c->state != CVG_LIVE)
-    return zero;
-  return cvg_digest_contribution(key, key_len, c->fp, c->version, c->version_len);
-}
-
-/* How long a divergence on these replicas must persist before it is confirmed. */
-/* Counts one more confirmed conflict of key (ds->mu held). */
-static void hot_add(dset *ds, const unsigned char *key, size_t key_len, uint32_t shard) {
-  if (ds->conflicts && shard < ds->cfg->shards)
-    ds->conflicts[shard]++;
-  if (key_len > HOT_KEY_MAX)
-    return;
-  size_t min = 0;
-  for (size_t i = 0; i < ds->n_hot; i++) {
-    if (ds->hot[i].key_len == key_len && !memcmp(ds->hot[i].key, key, key_len)) {
-      ds->hot[i].count++;
-      return;
-    }
-    if (ds->hot[i].count < ds->hot[min].count)
-      min = i;
-  }
-  hot *h = ds->n_hot < HOT_K ? &ds->hot[ds->n_hot++] : &ds->hot[min];
-  uint64_t base = h == &ds->hot[min] && ds->n_hot == HOT_K ? h->count : 0;
-  memcpy(h->key, key, key_len);
-  h->key_len = key_len;
-  h->error = base;
-  h->count = base + 1;
-}
+/* ---- the tracker's part: confirmation wait, worst lag, events ---- */
 
 /* The largest lag among the non-authority replicas that are up (NAN if none is known). */
 static double worst_lag(const dset *ds) {
@@ -235,183 +95,50 @@ static double worst_lag(const dset *ds) {
   return w;
 }
 
+/* How long a divergence on these replicas must persist before it is confirmed (ds->mu held). */
 static double confirm_wait(const dset *ds) {
-  double wait = ds->cfg->probes.confirm_within, worst = 0;
-  int unknown = ds->cfg->authority < 0 || ds->cfg->probes.heartbeat_interval <= 0;
-  for (size_t i = 0; i < ds->n && !unknown; i++) {
-    if ((int)i == ds->cfg->authority || ds->reps[i].up == 0)
-      continue;
-    if (isnan(ds->reps[i].lag))
-      unknown = 1;
-    else if (ds->reps[i].lag > worst)
-      worst = ds->reps[i].lag;
+  double lag[CVG_DIFF_MAX_REPLICAS];
+  int up[CVG_DIFF_MAX_REPLICAS];
+  for (size_t i = 0; i < ds->n; i++) {
+    lag[i] = ds->reps[i].lag;
+    up[i] = ds->reps[i].up;
   }
-  if (unknown)
-    return wait;
-  /* A row written at t reaches a replica by t + D, and the newest heartbeat there is at most one
-   * interval older than that, so D <= lag. One more interval absorbs probe scheduling jitter. */
-  worst += 2 * ds->cfg->probes.heartbeat_interval;
-  return worst < wait ? worst : wait;
+  return cvg_tracker_confirm_wait(lag, up, ds->n, ds->cfg->authority,
+                                  ds->cfg->probes.heartbeat_interval,
+                                  ds->cfg->probes.confirm_within);
 }
 
-/*
- * Records the result of checking one key (called with ds->mu held). cls is its class among the
- * replicas read. Updates digests, the tracked set and the confirmation state.
- */
-static void record_key(dset *ds, const unsigned char *key, size_t key_len, cvg_class cls,
-                       const keystate *ks, double now, double wait, int update_digests) {
-  uint64_t h = XXH3_64bits(key, key_len);
-  size_t slot = 0;
-  tracked *t = tr_find(ds, key, key_len, h, &slot);
-  uint32_t shard = cvg_shard_of(key, key_len, ds->cfg->shards);
-  if (update_digests) {
-    for (size_t i = 0; i < ds->n; i++) {
-      if (!ks->known[i] || !ds->reps[i].digest_valid)
-        continue;
-      cvg_fp c = contribution(key, key_len, &ks->copies[i]);
-      if (t)
-        cvg_digest_sub(&ds->reps[i].digest[shard], t->contrib[i]);
-      if (t || cls != CVG_CLASS_NONE)
-        cvg_digest_add(&ds->reps[i].digest[shard], c);
-    }
+/* One check's circumstances for the tracker (ds->mu held). */
+static cvg_trk_check check_at(const dset *ds, const char *probe, double now, double wait,
+                              int update_digests, int sweep) {
+  cvg_trk_check c = {now, wait, worst_lag(ds), probe, update_digests, sweep};
+  return c;
+}
+
+/* The tracker's events, logged (called with ds->mu held). */
+static void on_tracker_event(void *ctx, const cvg_trk_event *ev) {
+  const dset *ds = ctx;
+  const char *name = ds->cfg->name, *id = ev->episode->id;
+  switch (ev->kind) {
+  case CVG_TRK_EPISODE_START:
+    cvg_log(ds->m->lg, CVG_LOG_INFO, "divergence_suspected", "dataset", name, "trace_id", id,
+            "probe", ev->episode->first_probe, (const char *)NULL);
+    break;
+  case CVG_TRK_EPISODE_CONTINUED:
+    cvg_log(ds->m->lg, CVG_LOG_INFO, "divergence_continued", "dataset", name, "trace_id", id,
+            (const char *)NULL);
+    break;
+  case CVG_TRK_EPISODE_CONFIRMED:
+    cvg_log(ds->m->lg, CVG_LOG_WARN, "divergence_confirmed", "dataset", name, "trace_id", id,
+            "class", cvg_class_name(ev->cls), (const char *)NULL);
+    break;
+  case CVG_TRK_EPISODE_END:
+    cvg_log(ds->m->lg, CVG_LOG_INFO, "divergence_cleared", "dataset", name, "trace_id", id,
+            (const char *)NULL);
+    break;
+  default: /* key events: counted by the tracker, not logged one by one */
+    break;
   }
-  if (cls == CVG_CLASS_NONE) {
-    if (t) {
-      ds->resolved[t->confirmed]++;
-      tr_remove_slot(ds, slot);
-      if (ds->n_tracked == 0 && ds->tr.active) {
-        ds->tr.active = 0;
-        cvg_log(ds->m->lg, CVG_LOG_INFO, "divergence_cleared", "dataset", ds->cfg->name, "trace_id",
-                ds->tr.id, (const char *)NULL);
-      }
-    }
-    return;
-  }
-  if (!ds->tr.active && ds->tr.restored && !ds->first_full_wall) {
-    /* the episode in progress when converge stopped: continue it (same trace, same clock) */
-    ds->tr.active = 1;
-    ds->tr.restored = 0;
-    cvg_log(ds->m->lg, CVG_LOG_INFO, "divergence_continued", "dataset", ds->cfg->name, "trace_id",
-            ds->tr.id, (const char *)NULL);
-  } else if (!ds->tr.active) {
-    ds->tr.active = 1;
-    ds->tr.restored = 0;
-    snprintf(ds->tr.id, sizeof ds->tr.id, "trc-%016" PRIx64,
-             XXH3_64bits_withSeed(key, key_len, (uint64_t)(now * 1e6)));
-    snprintf(ds->tr.first_probe, sizeof ds->tr.first_probe, "%s", ds->probe ? ds->probe : "probe");
-    ds->tr.suspected_at = now;
-    ds->tr.lag_suspected = worst_lag(ds);
-    ds->tr.confirmed_at = 0;
-    cvg_log(ds->m->lg, CVG_LOG_INFO, "divergence_suspected", "dataset", ds->cfg->name, "trace_id",
-            ds->tr.id, "probe", ds->tr.first_probe, (const char *)NULL);
-  }
-  size_t vlen = 0;
-  for (size_t i = 0; i < ds->n; i++)
-    vlen += ks->known[i] ? ks->copies[i].version_len : (t ? t->ver_off[i + 1] - t->ver_off[i] : 0);
-  size_t n = ds->n;
-  size_t size =
-      sizeof(tracked) + n * sizeof(cvg_fp) + (n + 1) * sizeof(uint32_t) + n + key_len + vlen;
-  tracked *nt = malloc(size);
-  if (!nt)
-    return; /* out of memory: the key stays as it was; the next check retries */
-  unsigned char *p = (unsigned char *)(nt + 1);
-  nt->contrib = (cvg_fp *)p;
-  p += n * sizeof(cvg_fp);
-  nt->ver_off = (uint32_t *)p;
-  p += (n + 1) * sizeof(uint32_t);
-  nt->rstates = p;
-  p += n;
-  nt->key = p;
-  memcpy(nt->key, key, key_len);
-  nt->key_len = key_len;
-  nt->hash = h;
-  nt->shard = shard;
-  nt->cls = cls;
-  nt->first_seen = t ? t->first_seen : now;
-  /* A hot key can differ at every check without being drift: each time, the newest write is
-   * still on its way. If every replica now holds at least the newest version of the previous
-   * check, what differed then has arrived; what differs now is a new difference, suspected
-   * from now on. A replica stuck below that version (a lost change) never makes progress. */
-  if (t && !t->confirmed && ds->cfg->version && cls == CVG_CLASS_STALE) {
-    const unsigned char *pm = NULL;
-    size_t pml = 0;
-    for (size_t i = 0; i < ds->n; i++) {
-      size_t l = t->ver_off[i + 1] - t->ver_off[i];
-      const unsigned char *v = t->key + t->key_len + t->ver_off[i];
-      if (l && (!pm || cvg_key_compare(v, l, pm, pml) > 0)) {
-        pm = v;
-        pml = l;
-      }
-    }
-    int progressed = pm != NULL;
-    for (size_t i = 0; progressed && i < ds->n; i++)
-      progressed = ks->known[i] && ks->copies[i].version_len &&
-                   cvg_key_compare(ks->copies[i].version, ks->copies[i].version_len, pm, pml) >= 0;
-    if (progressed)
-      nt->first_seen = now;
-  }
-  /* Keys found before the first full sweep after a start belong to the episode that was in
-   * progress when converge stopped (if any): their divergence began no later than it did. */
-  if (!t && !ds->first_full_wall && ds->tr.active && ds->tr.suspected_at < now)
-    nt->first_seen = ds->tr.suspected_at;
-  nt->confirmed = t ? t->confirmed : 0;
-  nt->confirmed_at = t ? t->confirmed_at : 0;
-  nt->last_checked = now;
-  nt->agreeing = agreeing_group(ks, n);
-  uint32_t off = (uint32_t)key_len;
-  for (size_t i = 0; i < n; i++) {
-    nt->ver_off[i] = off - (uint32_t)key_len;
-    if (ks->known[i]) {
-      const cvg_copy *c = &ks->copies[i];
-      nt->contrib[i] = contribution(key, key_len, c);
-      nt->rstates[i] = c->state == CVG_LIVE ? 1 : c->state == CVG_TOMBSTONED ? 2 : 0;
-      if (c->version_len)
-        memcpy(nt->key + off, c->version, c->version_len);
-      off += (uint32_t)c->version_len;
-    } else if (t) {
-      nt->contrib[i] = t->contrib[i];
-      nt->rstates[i] = 3;
-      size_t l = t->ver_off[i + 1] - t->ver_off[i];
-      memcpy(nt->key + off, t->key + t->key_len + t->ver_off[i], l);
-      off += (uint32_t)l;
-    } else {
-      memset(&nt->contrib[i], 0, sizeof nt->contrib[i]);
-      nt->rstates[i] = 3;
-    }
-  }
-  nt->ver_off[n] = off - (uint32_t)key_len;
-  if (!nt->confirmed && now - nt->first_seen > wait && t) {
-    nt->confirmed = 1;
-    nt->confirmed_at = now;
-    ds->n_confirmations++;
-    if (cls == CVG_CLASS_CONFLICT)
-      hot_add(ds, key, key_len, shard);
-    if (ds->tr.active && ds->tr.confirmed_at == 0) {
-      ds->tr.confirmed_at = now;
-      ds->tr.lag_confirmed = worst_lag(ds);
-      cvg_log(ds->m->lg, CVG_LOG_WARN, "divergence_confirmed", "dataset", ds->cfg->name, "trace_id",
-              ds->tr.id, "class", cvg_class_name(cls), (const char *)NULL);
-    }
-  }
-  if (t) {
-    free(t);
-    ds->tab[slot] = nt;
-    return;
-  }
-  if (ds->n_tracked >= ds->cfg->probes.max_tracked) {
-    ds->dropped++;
-    free(nt);
-    return;
-  }
-  if ((ds->n_tracked + 1) * 2 > ds->tab_cap) {
-    if (tr_grow(ds) != CVG_OK) {
-      free(nt);
-      return;
-    }
-    tr_find(ds, key, key_len, h, &slot);
-  }
-  ds->tab[slot] = nt;
-  ds->n_tracked++;
 }
 
 /* ---- logging helpers ---- */
@@ -849,20 +576,15 @@ typedef struct full_ctx {
 
 static int full_cb(void *vctx, const cvg_divergence *dv) {
   full_ctx *fc = vctx;
-  keystate ks;
+  cvg_keystate ks;
   memset(&ks, 0, sizeof ks);
   for (size_t i = 0; i < fc->k; i++) {
     ks.copies[fc->idx[i]] = dv->copies[i];
     ks.known[fc->idx[i]] = 1;
   }
   pthread_mutex_lock(&fc->ds->mu);
-  fc->ds->probe = "full sweep";
-  record_key(fc->ds, dv->key, dv->key_len, dv->cls, &ks, fc->now, fc->wait, 0);
-  fc->ds->probe = NULL;
-  uint64_t h = XXH3_64bits(dv->key, dv->key_len);
-  tracked *t = tr_find(fc->ds, dv->key, dv->key_len, h, NULL);
-  if (t)
-    t->last_checked = -t->last_checked - 1; /* mark: seen by this sweep (restored below) */
+  cvg_trk_check chk = check_at(fc->ds, "full sweep", fc->now, fc->wait, 0, 1);
+  cvg_tracker_record(fc->ds->trk, &chk, dv->key, dv->key_len, dv->cls, &ks);
   pthread_mutex_unlock(&fc->ds->mu);
   return 0;
 }
@@ -897,30 +619,18 @@ static int full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err)
   pthread_mutex_lock(&ds->mu);
   int failed = rc ? cvg_diff_failed_replica(d) : -1;
   ds->sweep_culprit = failed >= 0 ? (int)idx[failed] : -1;
-  if (rc == CVG_OK && !sum.stopped_early) {
-    /* Keys tracked but not found divergent by the sweep agree now (on the replicas read). */
-    for (size_t i = 0; i < ds->tab_cap;) {
-      tracked *t = ds->tab[i];
-      if (t && t->last_checked >= 0) {
-        int involved_down = 0;
-        for (size_t r = 0; r < ds->n; r++)
-          if (t->rstates[r] != 3 && !ds->reps[r].up)
-            involved_down = 1;
-        if (!involved_down) {
-          ds->resolved[t->confirmed]++;
-          tr_remove_slot(ds, i);
-          continue; /* slot i now holds a shifted entry (or NULL) */
-        }
-      }
-      i++;
-    }
-    for (size_t i = 0; i < ds->tab_cap; i++)
-      if (ds->tab[i] && ds->tab[i]->last_checked < 0)
-        ds->tab[i]->last_checked = -ds->tab[i]->last_checked - 1;
+  int completed = rc == CVG_OK && !sum.stopped_early;
+  unsigned char down[CVG_DIFF_MAX_REPLICAS];
+  for (size_t r = 0; r < ds->n; r++)
+    down[r] = ds->reps[r].up == 0;
+  /* Keys tracked but not found divergent by a completed sweep agree now (on the replicas read). */
+  cvg_tracker_sweep_end(ds->trk, completed, down);
+  if (completed) {
+    unsigned char in[CVG_DIFF_MAX_REPLICAS] = {0};
     for (size_t i = 0; i < k; i++) {
       rep *r = &ds->reps[idx[i]];
-      memcpy(r->digest, sum.digest + i * ds->cfg->shards, ds->cfg->shards * sizeof(cvg_fp));
-      r->digest_valid = 1;
+      in[idx[i]] = 1;
+      cvg_tracker_set_digest(ds->trk, idx[i], sum.digest + i * ds->cfg->shards);
       r->rows_read[KIND_FULL] += sum.rows[i];
       if (sum.max_version_len[i] && sum.max_version_len[i] <= sizeof r->wm &&
           (r->wm_len == 0 ||
@@ -929,27 +639,17 @@ static int full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err)
         r->wm_len = sum.max_version_len[i];
       }
     }
-    for (size_t r = 0; r < ds->n; r++) {
-      int in = 0;
-      for (size_t i = 0; i < k; i++)
-        in |= idx[i] == r;
-      if (!in)
-        ds->reps[r].digest_valid = 0;
-    }
+    for (size_t r = 0; r < ds->n; r++)
+      if (!in[r])
+        cvg_tracker_set_digest(ds->trk, r, NULL);
     ds->keys_total = sum.keys;
     ds->have_full = 1;
     ds->full_requested = 0;
     ds->last_full_wall = cvg_wall_now();
     if (!ds->first_full_wall)
       ds->first_full_wall = ds->last_full_wall;
-    if (ds->tr.restored) /* the sweep found nothing of the restored episode: it is over */
-      ds->tr.active = ds->tr.restored = 0;
-  } else {
-    for (size_t i = 0; i < ds->tab_cap; i++)
-      if (ds->tab[i] && ds->tab[i]->last_checked < 0)
-        ds->tab[i]->last_checked = -ds->tab[i]->last_checked - 1;
-    if (rc == CVG_OK)
-      rc = cvg_error_set(err, CVG_EINVAL, ds->cfg->name, "full sweep cancelled");
+  } else if (rc == CVG_OK) {
+    rc = cvg_error_set(err, CVG_EINVAL, ds->cfg->name, "full sweep cancelled");
   }
   pthread_mutex_unlock(&ds->mu);
   cvg_diff_free(d);
@@ -1202,7 +902,7 @@ static int merge_reads(dset *ds, since_read *reads, const size_t *idx, size_t k,
                        uint64_t *agreed, cvg_error *err) {
   size_t pos[CVG_DIFF_MAX_REPLICAS] = {0};
   int rc = CVG_OK;
-  pthread_mutex_lock(&ds->mu); /* tr_find reads the tracked keys */
+  pthread_mutex_lock(&ds->mu); /* cvg_tracker_find reads the tracked keys */
   while (!rc) {
     since_rec h[CVG_DIFF_MAX_REPLICAS];
     const unsigned char *key[CVG_DIFF_MAX_REPLICAS];
@@ -1237,8 +937,7 @@ static int merge_reads(dset *ds, since_read *reads, const size_t *idx, size_t k,
                h[x].ver_len == h[0].ver_len &&
                memcmp(key[x] + mlen, key[0] + mlen, h[x].ver_len) == 0;
     }
-    if (have == k && same &&
-        (!ds->n_tracked || !tr_find(ds, mk, mlen, XXH3_64bits(mk, mlen), NULL))) {
+    if (have == k && same && !cvg_tracker_find(ds->trk, mk, mlen)) {
       (*agreed)++;
     } else if (cs->n >= MAX_CHANGED) {
       ds->full_requested = 1;
@@ -1420,8 +1119,9 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
   /* 2. every tracked key is re-checked */
   if (!rc) {
     pthread_mutex_lock(&ds->mu);
-    for (size_t s = 0; s < ds->tab_cap && !rc; s++)
-      if (ds->tab[s] && cs_get(&cs, ds->tab[s]->key, ds->tab[s]->key_len) == SIZE_MAX)
+    size_t cur = 0;
+    for (const cvg_tracked *t; !rc && (t = cvg_tracker_next(ds->trk, &cur));)
+      if (cs_get(&cs, t->key, t->key_len) == SIZE_MAX)
         rc = cvg_error_set(err, CVG_ENOMEM, ds->cfg->name, "out of memory");
     pthread_mutex_unlock(&ds->mu);
   }
@@ -1453,8 +1153,7 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
   if (!rc) {
     double now = cvg_wall_now();
     pthread_mutex_lock(&ds->mu);
-    double wait = confirm_wait(ds);
-    ds->probe = "incremental check";
+    cvg_trk_check chk = check_at(ds, "incremental check", now, confirm_wait(ds), 1, 0);
     for (size_t c = 0; c < cs.n; c++) {
       cvg_copy sub[CVG_DIFF_MAX_REPLICAS];
       for (size_t x = 0; x < k; x++)
@@ -1462,16 +1161,15 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
       int cls = cvg_classify(sub, k, ds->cfg->version != NULL, 0, NULL);
       if (cls < 0)
         continue;
-      uint64_t h = cs.items[c].hash;
-      if (cls == CVG_CLASS_NONE && !tr_find(ds, cs.items[c].key, cs.items[c].key_len, h, NULL))
+      if (cls == CVG_CLASS_NONE && !cvg_tracker_find(ds->trk, cs.items[c].key, cs.items[c].key_len))
         continue; /* agrees and was not tracked: nothing to record (see "Shard digests") */
-      keystate ks;
+      cvg_keystate ks;
       memset(&ks, 0, sizeof ks);
       for (size_t x = 0; x < k; x++) {
         ks.copies[idx[x]] = sub[x];
         ks.known[idx[x]] = 1;
       }
-      record_key(ds, cs.items[c].key, cs.items[c].key_len, (cvg_class)cls, &ks, now, wait, 1);
+      cvg_tracker_record(ds->trk, &chk, cs.items[c].key, cs.items[c].key_len, (cvg_class)cls, &ks);
     }
     for (size_t x = 0; x < k; x++) {
       rep *r = &ds->reps[idx[x]];
@@ -1490,7 +1188,6 @@ static int incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *comp
       ds->write_rate = (double)most / (now - ds->last_incr_wall);
     }
     ds->last_incr_wall = now;
-    ds->probe = NULL;
     pthread_mutex_unlock(&ds->mu);
     *compared = cs.n + agreed;
   }
@@ -1534,7 +1231,9 @@ static void job_full(cvg_monitor *m, job *j) {
   pthread_mutex_unlock(&ds->sweep_mu);
   if (rc == CVG_OK) {
     char n[32], dur[32];
-    snprintf(n, sizeof n, "%zu", ds->n_tracked);
+    pthread_mutex_lock(&ds->mu);
+    snprintf(n, sizeof n, "%zu", cvg_tracker_count(ds->trk));
+    pthread_mutex_unlock(&ds->mu);
     snprintf(dur, sizeof dur, "%.3f", cvg_mono_now() - t0);
     cvg_log(m->lg, CVG_LOG_INFO, "full_sweep", "dataset", ds->cfg->name, "tracked", n,
             "duration_seconds", dur, (const char *)NULL);
@@ -1593,9 +1292,9 @@ static void job_inv(cvg_monitor *m, job *j) {
   uint64_t confirmed = 0;
   double oldest = 0;
   int min_agree = (int)n_up;
-  for (size_t s = 0; s < ds->tab_cap; s++) {
-    tracked *t = ds->tab[s];
-    if (!t || !t->confirmed)
+  size_t cur = 0;
+  for (const cvg_tracked *t; (t = cvg_tracker_next(ds->trk, &cur));) {
+    if (!t->confirmed)
       continue;
     confirmed++;
     if (now - t->first_seen > oldest)
@@ -1674,10 +1373,8 @@ typedef struct div_summary {
 static void summarize(const dset *ds, div_summary *sm, unsigned char *shard_bits,
                       unsigned char *conflict_bits) {
   memset(sm, 0, sizeof *sm);
-  for (size_t s = 0; s < ds->tab_cap; s++) {
-    const tracked *t = ds->tab[s];
-    if (!t)
-      continue;
+  size_t cur = 0;
+  for (const cvg_tracked *t; (t = cvg_tracker_next(ds->trk, &cur));) {
     if (!t->confirmed) {
       sm->suspected++;
       continue;
@@ -1740,8 +1437,11 @@ static int metric_value(dset *ds, size_t r, const char *name, double now, double
   }
   if (strcmp(name, "schema_drift") == 0)
     return *v = ds->schema_drift, 1;
-  if (strcmp(name, "untracked_rows") == 0)
-    return *v = (double)ds->dropped, 1;
+  if (strcmp(name, "untracked_rows") == 0) {
+    cvg_trk_stats ts;
+    cvg_tracker_stats(ds->trk, &ts);
+    return *v = (double)ts.dropped, 1;
+  }
   if (strcmp(name, "repair_failures") == 0)
     return *v = (double)ds->rep_last_failed + (ds->rep_error[0] ? 1 : 0), ds->cfg->auto_repair;
   if (strcmp(name, "repair_stalled_runs") == 0)
@@ -1908,7 +1608,7 @@ static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rul
       json_object_set_new(ann, "measured", json_string(buf));
   }
   int divergence = r >= ds->n && rule->kind != CVG_RULE_SLO;
-  if (divergence && ds->n_tracked) {
+  if (divergence && cvg_tracker_count(ds->trk)) {
     size_t nb = ds->cfg->shards / 8 + 1;
     unsigned char *sb = calloc(nb, 1);
     div_summary sm;
@@ -1946,9 +1646,10 @@ static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rul
      * {"id":5} conflict, shard 13: primary=17 replica=17; ... */
     o = 0;
     size_t listed = 0;
-    for (size_t s = 0; s < ds->tab_cap && listed < 5 && o < sizeof buf - 1; s++) {
-      const tracked *t = ds->tab[s];
-      if (!t || !t->confirmed)
+    size_t cur = 0;
+    for (const cvg_tracked *t;
+         (t = cvg_tracker_next(ds->trk, &cur)) && listed < 5 && o < sizeof buf - 1;) {
+      if (!t->confirmed)
         continue;
       json_t *sj = cvgi_tracked_json(ds, t);
       char *k = sj ? json_dumps(json_object_get(sj, "key"), JSON_COMPACT) : NULL;
@@ -1976,9 +1677,9 @@ static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rul
     if (listed)
       json_object_set_new(ann, "sample_keys", json_string(buf));
   }
-  int want_origin = divergence && ds->n_tracked && ds->cfg->origin;
-  if (divergence && ds->tr.active) {
-    const trace *tr = &ds->tr;
+  int want_origin = divergence && cvg_tracker_count(ds->trk) && ds->cfg->origin;
+  const cvg_trk_episode *tr = cvg_tracker_episode(ds->trk);
+  if (divergence && tr->active) {
     char l1[32], l2[32];
     cvgi_fmt_double(l1, sizeof l1, tr->lag_suspected);
     cvgi_fmt_double(l2, sizeof l2, tr->lag_confirmed);
@@ -2028,13 +1729,15 @@ static void origin_cause(dset *ds, cvg_store **sts) {
     return;
   pthread_mutex_lock(&ds->mu);
   double now = cvg_mono_now();
-  int fresh = ds->n_confirmations != ds->origin_seen; /* new confirmations: look at once */
-  int due = ds->n_tracked && (fresh || ds->origin_at == 0 || now - ds->origin_at >= ORIGIN_EVERY);
+  cvg_trk_stats ts;
+  cvg_tracker_stats(ds->trk, &ts);
+  int fresh = ts.confirmations != ds->origin_seen; /* new confirmations: look at once */
+  int due = ts.tracked && (fresh || ds->origin_at == 0 || now - ds->origin_at >= ORIGIN_EVERY);
   if (due) {
     ds->origin_at = now;
-    ds->origin_seen = ds->n_confirmations;
+    ds->origin_seen = ts.confirmations;
   }
-  if (!ds->n_tracked)
+  if (!ts.tracked)
     ds->origin_note[0] = '\0';
   pthread_mutex_unlock(&ds->mu);
   if (!due)
@@ -2045,9 +1748,9 @@ static void origin_cause(dset *ds, cvg_store **sts) {
   size_t n = 0;
   int auth = cfg->authority;
   pthread_mutex_lock(&ds->mu);
-  for (size_t s = 0; s < ds->tab_cap && n < ORIGIN_SAMPLES; s++) {
-    const tracked *t = ds->tab[s];
-    if (!t || !t->confirmed || t->key_len > sizeof pr[n].key)
+  size_t cur = 0;
+  for (const cvg_tracked *t; (t = cvg_tracker_next(ds->trk, &cur)) && n < ORIGIN_SAMPLES;) {
+    if (!t->confirmed || t->key_len > sizeof pr[n].key)
       continue;
     size_t best = SIZE_MAX;
     for (size_t i = 0; i < ds->n; i++) {
@@ -2058,9 +1761,10 @@ static void origin_cause(dset *ds, cvg_store **sts) {
       if (best == SIZE_MAX)
         best = i;
       else {
-        size_t lb = t->ver_off[best + 1] - t->ver_off[best], li = t->ver_off[i + 1] - t->ver_off[i];
-        if (cvg_key_compare(t->key + t->key_len + t->ver_off[i], li,
-                            t->key + t->key_len + t->ver_off[best], lb) > 0)
+        size_t lb, li;
+        const unsigned char *vb = cvg_tracked_version(t, best, &lb);
+        const unsigned char *vi = cvg_tracked_version(t, i, &li);
+        if (cvg_key_compare(vi, li, vb, lb) > 0)
           best = i;
       }
     }
@@ -2177,9 +1881,10 @@ static void job_repair(cvg_monitor *m, job *j) {
   size_t *lens = calloc(REPAIR_MAX_KEYS, sizeof *lens), n = 0;
   int oom = !keys || !lens;
   pthread_mutex_lock(&ds->mu);
-  for (size_t s = 0; !oom && s < ds->tab_cap && n < REPAIR_MAX_KEYS; s++) {
-    const tracked *t = ds->tab[s];
-    if (!t || !t->confirmed)
+  size_t cur = 0;
+  for (const cvg_tracked *t;
+       !oom && (t = cvg_tracker_next(ds->trk, &cur)) && n < REPAIR_MAX_KEYS;) {
+    if (!t->confirmed)
       continue;
     if (!(keys[n] = malloc(t->key_len ? t->key_len : 1))) {
       oom = 1;
@@ -2284,13 +1989,14 @@ static void sync_episodes(cvg_monitor *m) {
     cvg_episode ep;
     memset(&ep, 0, sizeof ep);
     pthread_mutex_lock(&ds->mu);
-    int active = ds->tr.active, restored = ds->tr.restored;
-    snprintf(ep.trace_id, sizeof ep.trace_id, "%s", ds->tr.id);
-    snprintf(ep.first_probe, sizeof ep.first_probe, "%s", ds->tr.first_probe);
-    ep.suspected_at = ds->tr.suspected_at;
-    ep.lag_suspected = ds->tr.lag_suspected;
-    ep.confirmed_at = ds->tr.confirmed_at;
-    ep.lag_confirmed = ds->tr.lag_confirmed;
+    const cvg_trk_episode *tr = cvg_tracker_episode(ds->trk);
+    int active = tr->active, restored = tr->restored;
+    snprintf(ep.trace_id, sizeof ep.trace_id, "%s", tr->id);
+    snprintf(ep.first_probe, sizeof ep.first_probe, "%s", tr->first_probe);
+    ep.suspected_at = tr->suspected_at;
+    ep.lag_suspected = tr->lag_suspected;
+    ep.confirmed_at = tr->confirmed_at;
+    ep.lag_confirmed = tr->lag_confirmed;
     pthread_mutex_unlock(&ds->mu);
     if (restored)
       continue; /* not judged yet since the start: keep what is saved */
@@ -2444,9 +2150,10 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
     ds->sweep_culprit = -1;
     ds->reps = calloc(ds->n, sizeof *ds->reps);
     ds->out_t = calloc(OUTCOMES, sizeof *ds->out_t);
-    ds->conflicts = calloc(c->shards, sizeof *ds->conflicts);
     ds->out_good = calloc(OUTCOMES, 1);
-    if (!ds->reps || !ds->out_t || !ds->out_good || !ds->conflicts)
+    cvg_tracker_config tc = {c->n_replicas, c->shards, c->probes.max_tracked, c->version != NULL};
+    if (!ds->reps || !ds->out_t || !ds->out_good ||
+        cvg_tracker_new(&ds->trk, &tc, on_tracker_event, ds) != CVG_OK)
       goto oom;
     for (size_t r = 0; r < ds->n; r++) {
       rep *rp = &ds->reps[r];
@@ -2458,10 +2165,9 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
       rp->last_conv = NAN;
       if (cvg_trend_init(&rp->trend, (size_t)cat->alerting.trend_window) != CVG_OK)
         goto oom;
-      rp->digest = calloc(c->shards, sizeof *rp->digest);
       rp->agg = calloc(c->inv.n_aggregates + 1, sizeof *rp->agg);
       rp->agg_ok = calloc(c->inv.n_aggregates + 1, 1);
-      if (!rp->digest || !rp->agg || !rp->agg_ok)
+      if (!rp->agg || !rp->agg_ok)
         goto oom;
     }
     const cvg_cat_probes *p = &c->probes;
@@ -2501,14 +2207,15 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
     cvg_episode ep;
     if (!cvg_alerts_episode_load(m->alerts, ds->cfg->name, &ep))
       continue;
-    ds->tr.restored = 1;
-    ds->tr.active = 0;
-    snprintf(ds->tr.id, sizeof ds->tr.id, "%s", ep.trace_id);
-    snprintf(ds->tr.first_probe, sizeof ds->tr.first_probe, "%s", ep.first_probe);
-    ds->tr.suspected_at = ep.suspected_at;
-    ds->tr.lag_suspected = ep.lag_suspected;
-    ds->tr.confirmed_at = ep.confirmed_at;
-    ds->tr.lag_confirmed = ep.lag_confirmed;
+    cvg_trk_episode tr;
+    memset(&tr, 0, sizeof tr);
+    snprintf(tr.id, sizeof tr.id, "%s", ep.trace_id);
+    snprintf(tr.first_probe, sizeof tr.first_probe, "%s", ep.first_probe);
+    tr.suspected_at = ep.suspected_at;
+    tr.lag_suspected = ep.lag_suspected;
+    tr.confirmed_at = ep.confirmed_at;
+    tr.lag_confirmed = ep.lag_confirmed;
+    cvg_tracker_restore_episode(ds->trk, &tr);
     ds->synced = ep;
     ds->synced_active = 1;
   }
@@ -2588,7 +2295,6 @@ void cvg_monitor_free(cvg_monitor *m) {
   for (size_t i = 0; m->ds && i < m->n_ds; i++) {
     dset *ds = &m->ds[i];
     for (size_t r = 0; ds->reps && r < ds->n; r++) {
-      free(ds->reps[r].digest);
       free(ds->reps[r].agg);
       free(ds->reps[r].agg_ok);
       cvg_trend_free(&ds->reps[r].trend);
@@ -2596,8 +2302,7 @@ void cvg_monitor_free(cvg_monitor *m) {
     free(ds->reps);
     free(ds->out_t);
     free(ds->out_good);
-    free(ds->conflicts);
-    tr_clear(ds);
+    cvg_tracker_free(ds->trk);
     pthread_mutex_destroy(&ds->mu);
     pthread_mutex_destroy(&ds->sweep_mu);
   }
@@ -2670,23 +2375,25 @@ int cvg_monitor_hotspots_json(cvg_monitor *m, const char *dataset, cvg_buf *out)
     found = 1;
     json_t *shards = json_object(), *top = json_array();
     pthread_mutex_lock(&ds->mu);
+    const uint64_t *conflicts = cvg_tracker_conflicts(ds->trk);
     for (uint32_t sh = 0; shards && sh < ds->cfg->shards; sh++)
-      if (ds->conflicts[sh]) {
+      if (conflicts[sh]) {
         char k[16];
         snprintf(k, sizeof k, "%u", sh);
-        json_object_set_new(shards, k, json_integer((json_int_t)ds->conflicts[sh]));
+        json_object_set_new(shards, k, json_integer((json_int_t)conflicts[sh]));
       }
-    size_t order[HOT_K];
-    for (size_t h = 0; h < ds->n_hot; h++)
+    size_t n_hot, order[CVG_HOT_K];
+    const cvg_hot *hot = cvg_tracker_hot(ds->trk, &n_hot);
+    for (size_t h = 0; h < n_hot; h++)
       order[h] = h;
-    for (size_t a = 1; a < ds->n_hot; a++) /* by count, descending */
-      for (size_t b = a; b > 0 && ds->hot[order[b]].count > ds->hot[order[b - 1]].count; b--) {
+    for (size_t a = 1; a < n_hot; a++) /* by count, descending */
+      for (size_t b = a; b > 0 && hot[order[b]].count > hot[order[b - 1]].count; b--) {
         size_t t = order[b];
         order[b] = order[b - 1];
         order[b - 1] = t;
       }
-    for (size_t h = 0; top && h < ds->n_hot; h++) {
-      const hot *e = &ds->hot[order[h]];
+    for (size_t h = 0; top && h < n_hot; h++) {
+      const cvg_hot *e = &hot[order[h]];
       json_array_append_new(
           top,
           json_pack("{s:o, s:I, s:I, s:I}", "key", cvgi_key_json(ds, e->key, e->key_len), "shard",

@@ -15,6 +15,7 @@
 #include "converge/monitor.h"
 #include "converge/repair.h"
 #include "converge/store.h"
+#include "converge/tracker.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -75,8 +76,6 @@ typedef struct rep {
   uint64_t read_errors;                     /* sweeps that failed reading this replica */
   uint32_t sweep_streak[2];                 /* consecutive failed sweeps of each kind, reading it */
   char sweep_error[CVG_ERROR_MSG_MAX + 32]; /* the last one's message */
-  cvg_fp *digest;                           /* OWNED; n_shards entries */
-  int digest_valid;                         /* 1 once a full sweep included this replica */
   int index_checked;                        /* the version index has been looked for */
   double *agg;                              /* OWNED; aggregate values, one per equal_aggregate */
   unsigned char *agg_ok;                    /* OWNED; 1 when agg[i] is known */
@@ -88,24 +87,6 @@ typedef struct rep {
   double native_lag;    /* its lag in seconds; NAN unknown */
   int native_up;        /* 0 when the engine says replication into it is stopped */
 } rep;
-
-/* A tracked divergent key. One allocation: the struct, then n contributions, n+1 version
- * offsets, n replica states, the key and the versions. */
-typedef struct tracked {
-  uint64_t hash;     /* XXH3-64 of the key */
-  uint32_t shard;    /* shard of the key */
-  cvg_class cls;     /* current class */
-  int confirmed;     /* 0 suspected, 1 confirmed */
-  int agreeing;      /* size of the largest group of replicas that agree */
-  double first_seen; /* wall time first found divergent */
-  double confirmed_at;
-  double last_checked;
-  size_t key_len;
-  cvg_fp *contrib;        /* per replica: digest contribution (zero when absent) */
-  uint32_t *ver_off;      /* per replica: version bytes at [ver_off[i], ver_off[i+1]) */
-  unsigned char *rstates; /* per replica: 0 absent, 1 live, 2 tombstone, 3 unknown (down) */
-  unsigned char *key;     /* key bytes, then the versions */
-} tracked;
 
 typedef struct canary {
   char token[64];      /* unique token */
@@ -121,29 +102,7 @@ typedef struct inv_result {
   double limit;     /* the declared bound */
 } inv_result;
 
-/* The detection trace of a dataset's current divergence episode: from the first suspected key
- * until no key is tracked any more. Its id appears in logs and alert annotations. */
-typedef struct trace {
-  int active;
-  int restored; /* loaded from the state file; continued by the first divergence found */
-  char id[32];
-  char first_probe[32]; /* "incremental check" or "full sweep" */
-  double suspected_at, lag_suspected;
-  double confirmed_at, lag_confirmed; /* 0: not confirmed yet */
-} trace;
-
 #define OUTCOMES 8192 /* canary outcomes kept for SLO burn rates */
-
-/* Conflict hotspots: the keys confirmed as conflicts most often, kept by the Space-Saving
- * algorithm (Metwally et al.): HOT_K counters; a new key replaces the smallest and inherits its
- * count as its possible overestimate (error). */
-#define HOT_K 32
-#define HOT_KEY_MAX 256
-typedef struct hot {
-  unsigned char key[HOT_KEY_MAX];
-  size_t key_len;
-  uint64_t count, error;
-} hot;
 
 typedef struct dset {
   struct cvg_monitor *m;
@@ -157,10 +116,7 @@ typedef struct dset {
   int hb_write_ok; /* last write succeeded */
   canary canaries[MAX_CANARIES];
   size_t n_canaries;
-  tracked **tab; /* OWNED open-addressing table of tracked keys, tab_cap slots */
-  size_t tab_cap, n_tracked;
-  uint64_t dropped;      /* divergent keys not tracked because max_tracked was reached */
-  uint64_t resolved[2];  /* tracked keys that agreed again, by state (suspected, confirmed) */
+  cvg_tracker *trk;      /* OWNED; the divergent keys, digests, hotspots and episode */
   uint64_t keys_total;   /* keys seen by the last full sweep */
   int have_full;         /* a full sweep has completed */
   int full_requested;    /* an incremental check asks for a full sweep */
@@ -168,21 +124,17 @@ typedef struct dset {
   double last_incr_wall;
   hist sweep_dur[2];
   uint64_t sweeps_ok[2], sweeps_err[2];
-  int schema_drift;      /* 1 when replicas' schemas differ */
-  int sweep_culprit;     /* the replica whose read failed the sweep in progress, or -1 */
-  char origin_note[400]; /* likely cause from the origin column ("" none; origin_cause) */
-  double origin_at;      /* monotonic time of the last origin_cause, 0 never */
-  uint64_t n_confirmations, origin_seen; /* keys confirmed so far; as origin_cause last saw */
-  char schema_msg[1024];                 /* what differs */
-  inv_result inv[6 + 16];                /* the invariants */
+  int schema_drift;       /* 1 when replicas' schemas differ */
+  int sweep_culprit;      /* the replica whose read failed the sweep in progress, or -1 */
+  char origin_note[400];  /* likely cause from the origin column ("" none; origin_cause) */
+  double origin_at;       /* monotonic time of the last origin_cause, 0 never */
+  uint64_t origin_seen;   /* confirmations as origin_cause last saw them */
+  char schema_msg[1024];  /* what differs */
+  inv_result inv[6 + 16]; /* the invariants */
   size_t n_inv;
-  trace tr;
   cvg_episode synced; /* the episode as last saved (evaluation thread only) */
   int synced_active;
   double first_full_wall; /* end of the first full sweep since the start; 0 none yet */
-  hot hot[HOT_K];         /* conflict hotspots */
-  size_t n_hot;
-  uint64_t *conflicts; /* OWNED; confirmed conflicts per shard, since the start */
   /* automatic repair (auto_repair) */
   uint64_t rep_runs, rep_applied, rep_skipped, rep_failed, rep_errors;
   uint64_t rep_last_failed;  /* mutations that failed in the last run */
@@ -197,7 +149,6 @@ typedef struct dset {
   double rep_last_run;       /* wall time the last run ended; 0 none yet */
   double rep_last_rate;      /* mutations applied per second by the last run */
   char rep_error[CVG_ERROR_MSG_MAX];
-  const char *probe;       /* the probe recording keys right now */
   double write_rate;       /* rows past the watermark per second, last incremental check */
   double *out_t;           /* OWNED; canary outcome times (ring of OUTCOMES) */
   unsigned char *out_good; /* OWNED; 1 converged within the SLO */
@@ -268,7 +219,7 @@ int cvgi_alert_value(void *ctx, size_t d, size_t r, const cvg_cat_rule *rule, do
 
 /* ---- and render.c gives monitor.c (for alert annotations) ---- */
 
-json_t *cvgi_tracked_json(const dset *ds, const tracked *t);
+json_t *cvgi_tracked_json(const dset *ds, const cvg_tracked *t);
 json_t *cvgi_key_json(const dset *ds, const unsigned char *key, size_t key_len);
 
 #endif

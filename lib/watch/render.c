@@ -159,24 +159,18 @@ static void emit_per_replica(out *o, cvg_monitor *m, const char *name, const cha
 /* A value per dataset (ds->mu held): returns 0 to leave the dataset out. */
 typedef int (*ds_value_fn)(const dset *ds, double *v);
 
-/* 1 when the digests of shard sh differ between the reachable replicas (ds->mu held). */
-static int shard_differs(const dset *ds, uint32_t sh) {
-  const cvg_fp *ref = NULL;
-  for (size_t i = 0; i < ds->n; i++) {
-    if (ds->reps[i].up != 1 || !ds->reps[i].digest_valid)
-      continue;
-    if (!ref)
-      ref = &ds->reps[i].digest[sh];
-    else if (!cvg_fp_equal(*ref, ds->reps[i].digest[sh]))
-      return 1;
-  }
-  return 0;
+/* up[i] = 1 for each reachable replica (ds->mu held): whose digests are compared. */
+static void reachable(const dset *ds, unsigned char *up) {
+  for (size_t i = 0; i < ds->n; i++)
+    up[i] = ds->reps[i].up == 1;
 }
 
 static int v_divergent_shards(const dset *ds, double *v) {
   uint64_t diff = 0;
+  unsigned char up[CVG_DIFF_MAX_REPLICAS];
+  reachable(ds, up);
   for (uint32_t sh = 0; sh < ds->cfg->shards; sh++)
-    diff += (uint64_t)shard_differs(ds, sh);
+    diff += (uint64_t)cvg_tracker_shard_differs(ds->trk, sh, up);
   *v = (double)diff;
   return ds->have_full;
 }
@@ -185,7 +179,9 @@ static int v_rows(const dset *ds, double *v) {
   return ds->have_full;
 }
 static int v_untracked(const dset *ds, double *v) {
-  *v = (double)ds->dropped;
+  cvg_trk_stats st;
+  cvg_tracker_stats(ds->trk, &st);
+  *v = (double)st.dropped;
   return 1;
 }
 static int v_last_full(const dset *ds, double *v) {
@@ -211,10 +207,9 @@ static int v_rep_failed(const dset *ds, double *v) {
   return *v = (double)ds->rep_failed, ds->cfg->auto_repair;
 }
 static int v_rep_backlog(const dset *ds, double *v) {
-  uint64_t n = 0;
-  for (size_t s = 0; s < ds->tab_cap; s++)
-    n += ds->tab[s] && ds->tab[s]->confirmed;
-  return *v = (double)n, ds->cfg->auto_repair;
+  cvg_trk_stats st;
+  cvg_tracker_stats(ds->trk, &st);
+  return *v = (double)st.confirmed, ds->cfg->auto_repair;
 }
 static int v_rep_stalled(const dset *ds, double *v) {
   return *v = ds->rep_stalled_runs, ds->cfg->auto_repair;
@@ -326,11 +321,9 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
     if (!cnt) {
       o.rc = CVG_ENOMEM;
     } else {
-      for (size_t s = 0; s < ds->tab_cap; s++) {
-        tracked *t = ds->tab[s];
-        if (t)
-          cnt[((size_t)t->shard * CVG_CLASS__COUNT + t->cls) * 2 + (size_t)t->confirmed]++;
-      }
+      size_t cur = 0;
+      for (const cvg_tracked *t; (t = cvg_tracker_next(ds->trk, &cur));)
+        cnt[((size_t)t->shard * CVG_CLASS__COUNT + t->cls) * 2 + (size_t)t->confirmed]++;
       for (uint32_t sh = 0; sh < ns; sh++)
         for (int c = 1; c < CVG_CLASS__COUNT; c++)
           for (int st = 0; st < 2; st++) {
@@ -352,9 +345,9 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
     pthread_mutex_lock(&ds->mu);
     uint64_t cnt[CVG_CLASS__COUNT][2];
     memset(cnt, 0, sizeof cnt);
-    for (size_t s = 0; s < ds->tab_cap; s++)
-      if (ds->tab[s])
-        cnt[ds->tab[s]->cls][ds->tab[s]->confirmed]++;
+    size_t cur = 0;
+    for (const cvg_tracked *t; (t = cvg_tracker_next(ds->trk, &cur));)
+      cnt[t->cls][t->confirmed]++;
     for (int c = 1; c < CVG_CLASS__COUNT; c++)
       for (int st = 0; st < 2; st++)
         emit(&o,
@@ -371,10 +364,9 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
     if (ds->cfg->impact.per_row <= 0)
       continue;
     pthread_mutex_lock(&ds->mu);
-    uint64_t conf = 0;
-    for (size_t s = 0; s < ds->tab_cap; s++)
-      if (ds->tab[s] && ds->tab[s]->confirmed)
-        conf++;
+    cvg_trk_stats st;
+    cvg_tracker_stats(ds->trk, &st);
+    uint64_t conf = st.confirmed;
     emit(&o, "converge_divergence_impact{dataset=\"%s\",unit=\"%s\"} %.17g\n",
          esc(e1, sizeof e1, ds->cfg->name), esc(e2, sizeof e2, ds->cfg->impact.unit),
          (double)conf * ds->cfg->impact.per_row);
@@ -393,9 +385,11 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
        "rows in flight, confirmed ones were repaired or healed.");
   FOR_DS(m, ds) {
     pthread_mutex_lock(&ds->mu);
+    cvg_trk_stats ts;
+    cvg_tracker_stats(ds->trk, &ts);
     for (int st = 0; st < 2; st++)
       emit(&o, "converge_divergences_resolved_total{dataset=\"%s\",state=\"%s\"} %" PRIu64 "\n",
-           esc(e1, sizeof e1, ds->cfg->name), st ? "confirmed" : "suspected", ds->resolved[st]);
+           esc(e1, sizeof e1, ds->cfg->name), st ? "confirmed" : "suspected", ts.resolved[st]);
     pthread_mutex_unlock(&ds->mu);
   }
   head(&o, "converge_sweep_rows_total", "counter", "Rows read from the replica by sweeps.");
@@ -469,10 +463,11 @@ int cvg_monitor_metrics(cvg_monitor *m, cvg_buf *b) {
   for (size_t i = 0; i < m->n_ds; i++) {
     dset *ds = &m->ds[i];
     pthread_mutex_lock(&ds->mu);
+    const uint64_t *conflicts = cvg_tracker_conflicts(ds->trk);
     for (uint32_t sh = 0; sh < ds->cfg->shards; sh++)
-      if (ds->conflicts[sh])
+      if (conflicts[sh])
         emit(&o, "converge_conflicts_confirmed_total{dataset=\"%s\",shard=\"%u\"} %llu\n",
-             esc(e1, sizeof e1, ds->cfg->name), sh, (unsigned long long)ds->conflicts[sh]);
+             esc(e1, sizeof e1, ds->cfg->name), sh, (unsigned long long)conflicts[sh]);
     pthread_mutex_unlock(&ds->mu);
   }
   emit_per_dataset(&o, m, "converge_repair_rows_per_second", "gauge",
@@ -604,7 +599,7 @@ static json_t *version_json(const unsigned char *v, size_t n) {
 
 static const char *const copy_state[] = {"absent", "live", "tombstone", "unknown"};
 
-json_t *cvgi_tracked_json(const dset *ds, const tracked *t) {
+json_t *cvgi_tracked_json(const dset *ds, const cvg_tracked *t) {
   json_t *o = json_object();
   json_object_set_new(o, "dataset", json_string(ds->cfg->name));
   json_object_set_new(o, "key", cvgi_key_json(ds, t->key, t->key_len));
@@ -619,9 +614,9 @@ json_t *cvgi_tracked_json(const dset *ds, const tracked *t) {
   for (size_t i = 0; i < ds->n; i++) {
     json_t *r = json_object();
     json_object_set_new(r, "state", json_string(copy_state[t->rstates[i]]));
-    json_object_set_new(
-        r, "version",
-        version_json(t->key + t->key_len + t->ver_off[i], t->ver_off[i + 1] - t->ver_off[i]));
+    size_t vl;
+    const unsigned char *v = cvg_tracked_version(t, i, &vl);
+    json_object_set_new(r, "version", version_json(v, vl));
     json_object_set_new(reps, ds->reps[i].cfg->name, r);
   }
   json_object_set_new(o, "replicas", reps);
@@ -730,10 +725,8 @@ int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *b) {
     memset(by, 0, sizeof by);
     json_t *samples = json_array();
     json_t *shards = json_object();
-    for (size_t s = 0; s < ds->tab_cap; s++) {
-      tracked *t = ds->tab[s];
-      if (!t)
-        continue;
+    size_t cur = 0;
+    for (const cvg_tracked *t; (t = cvg_tracker_next(ds->trk, &cur));) {
       by[t->cls][t->confirmed]++;
       char sh[16];
       snprintf(sh, sizeof sh, "%u", t->shard);
@@ -758,11 +751,15 @@ int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *b) {
     json_object_set_new(dv, "by_class", cls);
     json_object_set_new(dv, "by_shard", shards);
     json_t *diff_shards = json_array(); /* shards whose digests differ between reachable replicas */
+    unsigned char up[CVG_DIFF_MAX_REPLICAS];
+    reachable(ds, up);
     for (uint32_t sh = 0; ds->have_full && sh < ds->cfg->shards; sh++)
-      if (shard_differs(ds, sh))
+      if (cvg_tracker_shard_differs(ds->trk, sh, up))
         json_array_append_new(diff_shards, json_integer(sh));
     json_object_set_new(dv, "digest_differs", diff_shards);
-    json_object_set_new(dv, "untracked", json_integer((json_int_t)ds->dropped));
+    cvg_trk_stats ts;
+    cvg_tracker_stats(ds->trk, &ts);
+    json_object_set_new(dv, "untracked", json_integer((json_int_t)ts.dropped));
     json_object_set_new(dv, "samples", samples);
     json_object_set_new(d, "divergences", dv);
     const cvg_cat_impact *im = &ds->cfg->impact;
@@ -794,9 +791,9 @@ int cvg_monitor_divergences_json(cvg_monitor *m, const char *dataset, long shard
       continue;
     found = 1;
     pthread_mutex_lock(&ds->mu);
-    for (size_t s = 0; s < ds->tab_cap; s++) {
-      tracked *t = ds->tab[s];
-      if (!t || (shard >= 0 && (long)t->shard != shard) ||
+    size_t cur = 0;
+    for (const cvg_tracked *t; (t = cvg_tracker_next(ds->trk, &cur));) {
+      if ((shard >= 0 && (long)t->shard != shard) ||
           (cls && strcmp(cls, cvg_class_name(t->cls)) != 0) ||
           (state && strcmp(state, t->confirmed ? "confirmed" : "suspected") != 0))
         continue;
