@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The watch's state, shared by monitor.c (which runs the probes, the sweeps, the alert source and
- * automatic repair, and owns every field) and render.c (which renders metrics and JSON from it
- * under the same locks). Not installed: the public face is converge/monitor.h.
+ * The watch's state, shared by its parts: monitor.c (life, shared helpers), sched.c (the jobs'
+ * schedule), probes.c and sweep.c (the jobs that observe), signals.c (the alert source),
+ * autorepair.c and render.c (metrics and JSON). Not installed: the public face is
+ * converge/monitor.h.
  *
  * Locks: m->mu guards the scheduler's fields; each dataset's ds->mu guards everything of the
- * dataset and its replicas that a probe updates; ds->sweep_mu keeps one sweep per dataset.
+ * dataset and its replicas that a probe updates, and its tracker; ds->sweep_mu keeps one sweep
+ * per dataset.
  */
 #ifndef CONVERGE_WATCH_MONITOR_INT_H
 #define CONVERGE_WATCH_MONITOR_INT_H
@@ -221,5 +223,44 @@ int cvgi_alert_value(void *ctx, size_t d, size_t r, const cvg_cat_rule *rule, do
 
 json_t *cvgi_tracked_json(const dset *ds, const cvg_tracked *t);
 json_t *cvgi_key_json(const dset *ds, const unsigned char *key, size_t key_len);
+
+/* ---- what the parts of the watch give each other ---- */
+
+/* autorepair.c */
+void cvgi_job_repair(cvg_monitor *m, job *j);
+
+/* monitor.c */
+cvg_trk_check cvgi_check_at(const dset *ds, const char *probe, double now, double wait,
+                            int update_digests, int sweep);
+double cvgi_confirm_wait(const dset *ds);
+void cvgi_drop_conn(cvg_store **st);
+int cvgi_ensure_open(cvg_store **st, const rep *r, unsigned flags, cvg_error *err);
+void cvgi_logf_event(cvg_monitor *m, cvg_log_level lvl, const char *event, const dset *ds,
+                     const rep *r, const char *k1, const char *v1, const char *k2, const char *v2);
+void cvgi_set_up(cvg_monitor *m, dset *ds, rep *r, int up, const cvg_error *err);
+
+/* probes.c */
+void cvgi_job_canary_poll(cvg_monitor *m, job *j);
+void cvgi_job_canary_write(cvg_monitor *m, job *j);
+void cvgi_job_hb_read(cvg_monitor *m, job *j);
+void cvgi_job_hb_write(cvg_monitor *m, job *j);
+void cvgi_job_inv(cvg_monitor *m, job *j);
+
+/* sched.c */
+int cvgi_add_job(cvg_monitor *m, jkind kind, dset *ds, size_t r, double interval, int pool_,
+                 double first);
+
+/* signals.c */
+void cvgi_job_alert(cvg_monitor *m, job *j);
+void cvgi_origin_cause(dset *ds, cvg_store **sts);
+
+/* sweep.c */
+int cvgi_full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err);
+int cvgi_in_window(const cvg_cat_probes *p);
+int cvgi_incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *compared, cvg_error *err);
+void cvgi_job_full(cvg_monitor *m, job *j);
+void cvgi_job_incr(cvg_monitor *m, job *j);
+void cvgi_sweep_done(cvg_monitor *m, dset *ds, int kind, int rc, double started,
+                     const cvg_error *err);
 
 #endif
