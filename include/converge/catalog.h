@@ -262,6 +262,40 @@ int cvg_parse_duration(const char *s, double *out);
 /* Frees what a rule owns (the catalog does this for its own rules). */
 void cvg_cat_rule_free(cvg_cat_rule *r);
 
+/*
+ * The metrics an alert rule may name (`metric:`, `intensity:`): one table, which the catalog
+ * validates rules against and the watch implements (lib/watch/signals.c, one getter per entry,
+ * checked at compile time). A new metric is one line here and one getter there.
+ */
+typedef enum cvg_signal {
+  CVG_SIG_LAG_SECONDS = 0, /* per replica */
+  CVG_SIG_CONVERGENCE_SECONDS,
+  CVG_SIG_CANARY_FAILURES,
+  CVG_SIG_REPLICA_DOWN,
+  CVG_SIG_SWEEP_FAILURES,
+  CVG_SIG_DIVERGENT_ROWS, /* per dataset */
+  CVG_SIG_SUSPECTED_ROWS,
+  CVG_SIG_DIVERGENT_FRACTION,
+  CVG_SIG_DIVERGENT_SHARDS,
+  CVG_SIG_CONFLICT_SHARDS,
+  CVG_SIG_SCHEMA_DRIFT,
+  CVG_SIG_DIVERGENCE_AGE_SECONDS,
+  CVG_SIG_UNTRACKED_ROWS,
+  CVG_SIG_WRITE_RATE,
+  CVG_SIG_REPAIR_BACKLOG,
+  CVG_SIG_REPAIR_FAILURES,
+  CVG_SIG_REPAIR_STALLED_RUNS,
+  CVG_SIG_REPAIR_REFUSED,
+  CVG_SIG__COUNT
+} cvg_signal;
+
+typedef struct cvg_signal_info {
+  const char *name; /* as rules name it */
+  int scope;        /* 1 per replica, 2 per dataset */
+} cvg_signal_info;
+extern const cvg_signal_info cvg_signals[CVG_SIG__COUNT];
+/* The signal of that name, or -1. */
+int cvg_signal_parse(const char *name);
 /* Scope of a metric an alert rule may name: 1 per replica, 2 per dataset, 0 not a metric. */
 int cvg_rule_metric_scope(const char *name);
 /* Names of the invariants a rule may name with `invariant:` (NULL-terminated). */

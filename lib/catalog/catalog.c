@@ -622,23 +622,26 @@ static int parse_invariants(parser *p, yaml_node_t *n, cvg_cat_invariants *inv) 
 
 /* ---- alert rules and delivery ------------------------------------------------------------- */
 
-static const char *const replica_metrics[] = {"lag_seconds",     "convergence_seconds",
-                                              "canary_failures", "replica_down",
-                                              "sweep_failures",  NULL};
-static const char *const dataset_metrics[] = {"divergent_rows",
-                                              "suspected_rows",
-                                              "divergent_fraction",
-                                              "divergent_shards",
-                                              "conflict_shards",
-                                              "schema_drift",
-                                              "divergence_age_seconds",
-                                              "untracked_rows",
-                                              "write_rate",
-                                              "repair_backlog",
-                                              "repair_failures",
-                                              "repair_stalled_runs",
-                                              "repair_refused",
-                                              NULL};
+const cvg_signal_info cvg_signals[CVG_SIG__COUNT] = {
+    [CVG_SIG_LAG_SECONDS] = {"lag_seconds", 1},
+    [CVG_SIG_CONVERGENCE_SECONDS] = {"convergence_seconds", 1},
+    [CVG_SIG_CANARY_FAILURES] = {"canary_failures", 1},
+    [CVG_SIG_REPLICA_DOWN] = {"replica_down", 1},
+    [CVG_SIG_SWEEP_FAILURES] = {"sweep_failures", 1},
+    [CVG_SIG_DIVERGENT_ROWS] = {"divergent_rows", 2},
+    [CVG_SIG_SUSPECTED_ROWS] = {"suspected_rows", 2},
+    [CVG_SIG_DIVERGENT_FRACTION] = {"divergent_fraction", 2},
+    [CVG_SIG_DIVERGENT_SHARDS] = {"divergent_shards", 2},
+    [CVG_SIG_CONFLICT_SHARDS] = {"conflict_shards", 2},
+    [CVG_SIG_SCHEMA_DRIFT] = {"schema_drift", 2},
+    [CVG_SIG_DIVERGENCE_AGE_SECONDS] = {"divergence_age_seconds", 2},
+    [CVG_SIG_UNTRACKED_ROWS] = {"untracked_rows", 2},
+    [CVG_SIG_WRITE_RATE] = {"write_rate", 2},
+    [CVG_SIG_REPAIR_BACKLOG] = {"repair_backlog", 2},
+    [CVG_SIG_REPAIR_FAILURES] = {"repair_failures", 2},
+    [CVG_SIG_REPAIR_STALLED_RUNS] = {"repair_stalled_runs", 2},
+    [CVG_SIG_REPAIR_REFUSED] = {"repair_refused", 2},
+};
 const char *const cvg_rule_invariants[] = {"max_lag_seconds",
                                            "max_divergent_rows",
                                            "max_divergent_fraction",
@@ -649,14 +652,16 @@ const char *const cvg_rule_invariants[] = {"max_lag_seconds",
 const char *const cvg_stage_names[] = {"early", "mid", "late"};
 const char *const cvg_trend_names[] = {"incomplete", "ok", "warn", "stall", "stop"};
 
+int cvg_signal_parse(const char *name) {
+  for (int i = 0; name && i < CVG_SIG__COUNT; i++)
+    if (strcmp(name, cvg_signals[i].name) == 0)
+      return i;
+  return -1;
+}
+
 int cvg_rule_metric_scope(const char *name) {
-  for (size_t i = 0; replica_metrics[i]; i++)
-    if (strcmp(name, replica_metrics[i]) == 0)
-      return 1;
-  for (size_t i = 0; dataset_metrics[i]; i++)
-    if (strcmp(name, dataset_metrics[i]) == 0)
-      return 2;
-  return 0;
+  int i = cvg_signal_parse(name);
+  return i < 0 ? 0 : cvg_signals[i].scope;
 }
 
 static int one_of(parser *p, yaml_node_t *v, const char *key, const char *const *names, int *out) {

@@ -65,83 +65,139 @@ static int is_named_invariant(const char *name) {
   return 0;
 }
 
-static int metric_value(dset *ds, size_t r, const char *name, double now, double *v) {
-  const rep *rp = r < ds->n ? &ds->reps[r] : NULL;
-  if (rp) {
-    if (strcmp(name, "replica_down") == 0) {
-      *v = rp->up == 0;
-      return rp->up >= 0;
-    }
-    if (strcmp(name, "sweep_failures") == 0) { /* consecutive, of the worse kind */
-      uint32_t a = rp->sweep_streak[KIND_INCR], b = rp->sweep_streak[KIND_FULL];
-      *v = (double)(a > b ? a : b);
-      return rp->up == 1;
-    }
-    if (rp->up != 1)
-      return 0;
-    if (strcmp(name, "lag_seconds") == 0) {
-      if (rp->state == RS_STOPPED)
-        return *v = INFINITY, 1; /* no heartbeat has ever arrived */
-      *v = rp->lag;
-      return !isnan(rp->lag);
-    }
-    if (strcmp(name, "convergence_seconds") == 0) {
-      *v = rp->last_conv;
-      return !isnan(rp->last_conv);
-    }
-    if (strcmp(name, "canary_failures") == 0) {
-      size_t n = 0;
-      for (size_t i = 0; i < 16 && i < rp->n_fail_t; i++)
-        n += now - rp->fail_t[i] <= 600;
-      *v = (double)n;
-      return 1;
-    }
-    return 0;
-  }
-  if (strcmp(name, "schema_drift") == 0)
-    return *v = ds->schema_drift, 1;
-  if (strcmp(name, "untracked_rows") == 0) {
-    cvg_trk_stats ts;
-    cvg_tracker_stats(ds->trk, &ts);
-    return *v = (double)ts.dropped, 1;
-  }
-  if (strcmp(name, "repair_failures") == 0)
-    return *v = (double)ds->rep_last_failed + (ds->rep_error[0] ? 1 : 0), ds->cfg->auto_repair;
-  if (strcmp(name, "repair_stalled_runs") == 0)
-    return *v = ds->rep_stalled_runs, ds->cfg->auto_repair;
-  if (strcmp(name, "repair_refused") == 0)
-    return *v = (double)ds->rep_refused, ds->cfg->auto_repair;
-  if (strcmp(name, "write_rate") == 0) {
-    *v = ds->write_rate;
-    return ds->last_incr_wall > 0;
-  }
-  size_t nb = ds->cfg->shards / 8 + 1;
-  unsigned char *sb = calloc(nb, 1), *cb = calloc(nb, 1);
-  div_summary sm;
-  summarize(ds, &sm, sb, cb);
-  free(sb);
-  free(cb);
-  if (!sb || !cb)
-    return 0;
-  if (strcmp(name, "divergent_rows") == 0)
-    *v = (double)sm.confirmed;
-  else if (strcmp(name, "suspected_rows") == 0)
-    *v = (double)sm.suspected;
-  else if (strcmp(name, "divergent_shards") == 0)
-    *v = sm.shards;
-  else if (strcmp(name, "conflict_shards") == 0)
-    *v = sm.conflict_shards;
-  else if (strcmp(name, "divergence_age_seconds") == 0)
-    *v = sm.oldest > 0 ? now - sm.oldest : 0;
-  else if (strcmp(name, "repair_backlog") == 0)
-    *v = (double)sm.confirmed;
-  else if (strcmp(name, "divergent_fraction") == 0) {
-    if (!ds->have_full || !ds->keys_total)
-      return 0;
-    *v = (double)sm.confirmed / (double)ds->keys_total;
-  } else
-    return 0;
+/* ---- the metrics rules may name (catalog.h cvg_signals): one getter each ---- */
+
+/* What a getter reads: the dataset (ds->mu held), the replica for per-replica metrics, the
+ * summary of the tracked keys for those that need one, and the wall time. Returns 1 when the
+ * value is known. */
+typedef struct sig_in {
+  const dset *ds;
+  const rep *rp;
+  const div_summary *sm;
+  double now;
+} sig_in;
+
+static int g_lag(const sig_in *in, double *v) {
+  if (in->rp->state == RS_STOPPED)
+    return *v = INFINITY, 1; /* no heartbeat has ever arrived */
+  *v = in->rp->lag;
+  return !isnan(in->rp->lag);
+}
+static int g_conv(const sig_in *in, double *v) {
+  *v = in->rp->last_conv;
+  return !isnan(in->rp->last_conv);
+}
+static int g_canary_failures(const sig_in *in, double *v) { /* in the last ten minutes */
+  size_t n = 0;
+  for (size_t i = 0; i < 16 && i < in->rp->n_fail_t; i++)
+    n += in->now - in->rp->fail_t[i] <= 600;
+  *v = (double)n;
   return 1;
+}
+static int g_down(const sig_in *in, double *v) {
+  *v = in->rp->up == 0;
+  return in->rp->up >= 0;
+}
+static int g_sweep_failures(const sig_in *in, double *v) { /* consecutive, of the worse kind */
+  uint32_t a = in->rp->sweep_streak[KIND_INCR], b = in->rp->sweep_streak[KIND_FULL];
+  *v = (double)(a > b ? a : b);
+  return in->rp->up == 1;
+}
+static int g_divergent(const sig_in *in, double *v) {
+  return *v = (double)in->sm->confirmed, 1;
+}
+static int g_suspected(const sig_in *in, double *v) {
+  return *v = (double)in->sm->suspected, 1;
+}
+static int g_fraction(const sig_in *in, double *v) {
+  if (!in->ds->have_full || !in->ds->keys_total)
+    return 0;
+  return *v = (double)in->sm->confirmed / (double)in->ds->keys_total, 1;
+}
+static int g_shards(const sig_in *in, double *v) {
+  return *v = in->sm->shards, 1;
+}
+static int g_conflict_shards(const sig_in *in, double *v) {
+  return *v = in->sm->conflict_shards, 1;
+}
+static int g_schema_drift(const sig_in *in, double *v) {
+  return *v = in->ds->schema_drift, 1;
+}
+static int g_age(const sig_in *in, double *v) {
+  return *v = in->sm->oldest > 0 ? in->now - in->sm->oldest : 0, 1;
+}
+static int g_untracked(const sig_in *in, double *v) {
+  cvg_trk_stats ts;
+  cvg_tracker_stats(in->ds->trk, &ts);
+  return *v = (double)ts.dropped, 1;
+}
+static int g_write_rate(const sig_in *in, double *v) {
+  *v = in->ds->write_rate;
+  return in->ds->last_incr_wall > 0;
+}
+static int g_repair_failures(const sig_in *in, double *v) {
+  *v = (double)in->ds->rep_last_failed + (in->ds->rep_error[0] ? 1 : 0);
+  return in->ds->cfg->auto_repair;
+}
+static int g_repair_stalled(const sig_in *in, double *v) {
+  return *v = in->ds->rep_stalled_runs, in->ds->cfg->auto_repair;
+}
+static int g_repair_refused(const sig_in *in, double *v) {
+  return *v = (double)in->ds->rep_refused, in->ds->cfg->auto_repair;
+}
+
+typedef struct sig_getter {
+  int (*get)(const sig_in *in, double *v);
+  unsigned char summary; /* needs the summary of the tracked keys */
+  unsigned char any_up;  /* per replica: answered while the replica is not up */
+} sig_getter;
+
+static const sig_getter getters[] = {
+    [CVG_SIG_LAG_SECONDS] = {g_lag, 0, 0},
+    [CVG_SIG_CONVERGENCE_SECONDS] = {g_conv, 0, 0},
+    [CVG_SIG_CANARY_FAILURES] = {g_canary_failures, 0, 0},
+    [CVG_SIG_REPLICA_DOWN] = {g_down, 0, 1},
+    [CVG_SIG_SWEEP_FAILURES] = {g_sweep_failures, 0, 1},
+    [CVG_SIG_DIVERGENT_ROWS] = {g_divergent, 1, 0},
+    [CVG_SIG_SUSPECTED_ROWS] = {g_suspected, 1, 0},
+    [CVG_SIG_DIVERGENT_FRACTION] = {g_fraction, 1, 0},
+    [CVG_SIG_DIVERGENT_SHARDS] = {g_shards, 1, 0},
+    [CVG_SIG_CONFLICT_SHARDS] = {g_conflict_shards, 1, 0},
+    [CVG_SIG_SCHEMA_DRIFT] = {g_schema_drift, 0, 0},
+    [CVG_SIG_DIVERGENCE_AGE_SECONDS] = {g_age, 1, 0},
+    [CVG_SIG_UNTRACKED_ROWS] = {g_untracked, 0, 0},
+    [CVG_SIG_WRITE_RATE] = {g_write_rate, 0, 0},
+    [CVG_SIG_REPAIR_BACKLOG] = {g_divergent, 1, 0},
+    [CVG_SIG_REPAIR_FAILURES] = {g_repair_failures, 0, 0},
+    [CVG_SIG_REPAIR_STALLED_RUNS] = {g_repair_stalled, 0, 0},
+    [CVG_SIG_REPAIR_REFUSED] = {g_repair_refused, 0, 0},
+};
+_Static_assert(sizeof getters / sizeof getters[0] == CVG_SIG__COUNT,
+               "every metric of catalog.h cvg_signals needs a getter here");
+
+/* The value of metric name on replica r (or, r >= ds->n, on the dataset); ds->mu held. */
+static int metric_value(dset *ds, size_t r, const char *name, double now, double *v) {
+  int sig = cvg_signal_parse(name);
+  const rep *rp = r < ds->n ? &ds->reps[r] : NULL;
+  if (sig < 0 || !getters[sig].get || cvg_signals[sig].scope != (rp ? 1 : 2))
+    return 0;
+  const sig_getter *g = &getters[sig];
+  if (rp && rp->up != 1 && !g->any_up)
+    return 0;
+  sig_in in = {ds, rp, NULL, now};
+  div_summary sm;
+  if (g->summary) {
+    size_t nb = ds->cfg->shards / 8 + 1;
+    unsigned char *sb = calloc(nb, 1), *cb = calloc(nb, 1);
+    if (sb && cb)
+      summarize(ds, &sm, sb, cb);
+    free(sb);
+    free(cb);
+    if (!sb || !cb)
+      return 0;
+    in.sm = &sm;
+  }
+  return g->get(&in, v);
 }
 
 int cvgi_alert_value(void *ctx, size_t d, size_t r, const cvg_cat_rule *rule, double *v) {
