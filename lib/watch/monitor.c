@@ -62,6 +62,11 @@ void cvgi_fmt_double(char *buf, size_t n, double v) {
     snprintf(buf, n, "%.17g", v);
 }
 
+void cvgi_reachable(const dset *ds, unsigned char *up) {
+  for (size_t i = 0; i < ds->n; i++)
+    up[i] = ds->reps[i].up == 1;
+}
+
 /* ---- the tracker's part: confirmation wait, worst lag, events ---- */
 
 /* The largest lag among the non-authority replicas that are up (NAN if none is known). */

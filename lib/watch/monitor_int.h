@@ -230,6 +230,8 @@ json_t *cvgi_key_json(const dset *ds, const unsigned char *key, size_t key_len);
 void cvgi_job_repair(cvg_monitor *m, job *j);
 
 /* monitor.c */
+/* up[i] = 1 for each reachable replica (ds->mu held): whose digests are compared. */
+void cvgi_reachable(const dset *ds, unsigned char *up);
 cvg_trk_check cvgi_check_at(const dset *ds, const char *probe, double now, double wait,
                             int update_digests, int sweep);
 double cvgi_confirm_wait(const dset *ds);
