@@ -3,7 +3,7 @@
  * The monitor behind `converge watch`: runs every probe of every dataset of a catalog on its own
  * interval, keeps what they found, and renders it as Prometheus metrics and JSON.
  *
- * Probes (lib/watch/monitor.c describes each in detail):
+ * Probes (lib/watch/probes.c and sweep.c describe each in detail):
  *   heartbeat   writes (seq, time) on the authority, reads it on the other replicas: lag, stall
  *   canary      writes a unique token on the authority, polls the others: convergence time
  *   incremental rows whose version passed each replica's watermark, plus every tracked key, are

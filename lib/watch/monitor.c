@@ -13,7 +13,7 @@
  *
  * The parts: sched.c runs the jobs; probes.c (heartbeat, canary, invariants) and sweep.c (full
  * sweep, incremental check) are the jobs that observe; signals.c is what the alert engine reads;
- * autorepair.c the automatic repair; render.c renders metrics and JSON. The state they share is
+ * autorepair.c the automatic repair; render_prom.c and render_json.c render metrics and JSON. The state they share is
  * declared in monitor_int.h. This file: the monitor's life (new, free, recheck, pause) and the
  * helpers every job uses.
  */

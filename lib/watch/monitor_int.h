@@ -2,7 +2,7 @@
 /*
  * The watch's state, shared by its parts: monitor.c (life, shared helpers), sched.c (the jobs'
  * schedule), probes.c and sweep.c (the jobs that observe), signals.c (the alert source),
- * autorepair.c and render.c (metrics and JSON). Not installed: the public face is
+ * autorepair.c, render_prom.c and render_json.c (metrics and JSON). Not installed: the public face is
  * converge/monitor.h.
  *
  * Locks: m->mu guards the scheduler's fields; each dataset's ds->mu guards everything of the
@@ -208,7 +208,7 @@ struct cvg_monitor {
   double started_wall;
 };
 
-/* ---- helpers monitor.c gives render.c ---- */
+/* ---- helpers the jobs give the renderers ---- */
 
 /* A double as metrics and logs print it ("NaN", "+Inf", or the shortest exact form). */
 void cvgi_fmt_double(char *buf, size_t n, double v);
@@ -219,7 +219,7 @@ const char *cvgi_rep_error(const rep *r);
 /* The alert source's value of rule on dataset d (and replica r, or SIZE_MAX): 1 when known. */
 int cvgi_alert_value(void *ctx, size_t d, size_t r, const cvg_cat_rule *rule, double *v);
 
-/* ---- and render.c gives monitor.c (for alert annotations) ---- */
+/* ---- and render_json.c gives signals.c (for alert annotations) ---- */
 
 json_t *cvgi_tracked_json(const dset *ds, const cvg_tracked *t);
 json_t *cvgi_key_json(const dset *ds, const unsigned char *key, size_t key_len);
