@@ -17,6 +17,7 @@
 #include "converge/monitor.h"
 #include "converge/repair.h"
 #include "converge/store.h"
+#include "converge/probe.h"
 #include "converge/tracker.h"
 
 #include <jansson.h>
@@ -91,9 +92,9 @@ typedef struct rep {
 } rep;
 
 typedef struct canary {
-  char token[64];      /* unique token */
-  double written_mono; /* monotonic time of the write */
-  uint32_t pending;    /* replicas that have not seen it (bit per replica) */
+  char token[CVG_CANARY_TOKEN_MAX]; /* unique token */
+  double written_mono;              /* monotonic time of the write */
+  uint32_t pending;                 /* replicas that have not seen it (bit per replica) */
 } canary;
 
 typedef struct inv_result {

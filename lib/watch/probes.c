@@ -20,6 +20,7 @@
 #include "converge/diff.h"
 #include "converge/json.h"
 #include "converge/mclock.h"
+#include "converge/probe.h"
 #include "converge/repair.h"
 #include "converge/store.h"
 #include "converge/tracker.h"
@@ -43,44 +44,25 @@ void cvgi_job_hb_write(cvg_monitor *m, job *j) {
   cvg_error err;
   cvg_error_clear(&err);
   int rc = cvgi_ensure_open(&j->st, r, 0, &err);
-  int64_t seq = 0;
-  if (!rc && ds->hb_seq == 0) { /* continue the sequence across restarts */
-    double ts;
-    int found = 0;
-    int64_t old = 0;
-    if (cvg_store_heartbeat_read(j->st, p->heartbeat_table, ds->cfg->name, &old, &ts, &found,
-                                 NULL) == CVG_OK &&
-        found)
-      seq = old;
-  }
   pthread_mutex_lock(&ds->mu);
-  seq = (seq > ds->hb_seq ? seq : ds->hb_seq) + 1;
+  int64_t last = ds->hb_seq;
   pthread_mutex_unlock(&ds->mu);
+  int64_t seq =
+      rc ? last + 1 : cvg_probe_heartbeat_next(j->st, p->heartbeat_table, ds->cfg->name, last);
   double now = cvg_wall_now();
+  cvg_native_view nv; /* the authority's own view of what it sends (pg_stat_replication) */
   if (!rc)
-    rc = cvg_store_heartbeat_write(j->st, p->heartbeat_table, ds->cfg->name, seq, now,
-                                   p->create_tables, &err);
-  /* the authority's own view of what it sends (PostgreSQL: pg_stat_replication) */
-  char nrole[16] = "";
-  double nlag = 0;
-  int nknown = 0, nup = 1;
-  if (!rc) {
-    cvg_error nerr;
-    cvg_error_clear(&nerr);
-    if (cvg_store_native_lag(j->st, nrole, sizeof nrole, &nlag, &nknown, &nup, &nerr) != CVG_OK)
-      nrole[0] = '\0';
-  }
+    rc = cvg_probe_heartbeat_write(j->st, p->heartbeat_table, ds->cfg->name, seq, now,
+                                   p->create_tables, &nv, &err);
   pthread_mutex_lock(&ds->mu);
-  if (!rc) {
-    snprintf(r->native_role, sizeof r->native_role, "%s", strcmp(nrole, "none") ? nrole : "");
-    r->native_lag = nknown ? nlag : NAN;
-    r->native_up = nup;
-  }
   if (rc) {
     ds->hb_write_ok = 0;
     cvgi_set_up(m, ds, r, 0, &err);
   } else {
-    ds->hb_seq = seq;
+    snprintf(r->native_role, sizeof r->native_role, "%s", nv.role);
+    r->native_lag = nv.known ? nv.lag : NAN;
+    r->native_up = nv.up;
+    ds->hb_seq = seq; /* this job alone writes it: never two runs at once */
     ds->hb_write_ok = 1;
     cvgi_set_up(m, ds, r, 1, NULL);
     r->hb_seen = 1;
@@ -107,36 +89,23 @@ void cvgi_job_hb_read(cvg_monitor *m, job *j) {
   const cvg_cat_probes *p = &ds->cfg->probes;
   cvg_error err;
   cvg_error_clear(&err);
-  int64_t seq = 0;
-  double ts = 0;
-  int found = 0;
   int rc = cvgi_ensure_open(&j->st, r, CVG_STORE_READONLY, &err);
   int hb = ds->cfg->authority >= 0 && p->heartbeat_interval > 0;
-  if (!rc && hb)
-    rc =
-        cvg_store_heartbeat_read(j->st, p->heartbeat_table, ds->cfg->name, &seq, &ts, &found, &err);
-  int absent = rc == CVG_ENOTABLE;
-  /* beside the heartbeat: the engine's own view (PostgreSQL subscription or standby) */
-  char nrole[16] = "";
-  double nlag = 0;
-  int nknown = 0, nup = 1;
-  if (!rc || absent) {
-    cvg_error nerr;
-    cvg_error_clear(&nerr);
-    if (cvg_store_native_lag(j->st, nrole, sizeof nrole, &nlag, &nknown, &nup, &nerr) != CVG_OK)
-      nrole[0] = '\0';
-  }
-  if (absent)
-    rc = CVG_OK;
+  cvg_hb_reading rd; /* the heartbeat, and the engine's view (subscription or standby) */
+  if (!rc)
+    rc = cvg_probe_heartbeat_read(j->st, p->heartbeat_table, ds->cfg->name, hb, &rd, &err);
+  int64_t seq = rc ? 0 : rd.seq;
+  double ts = rc ? 0 : rd.ts;
+  int found = !rc && rd.found, absent = !rc && rd.table_absent;
   double now = cvg_wall_now();
   pthread_mutex_lock(&ds->mu);
   if (rc) {
     cvgi_set_up(m, ds, r, 0, &err);
   } else {
     cvgi_set_up(m, ds, r, 1, NULL);
-    snprintf(r->native_role, sizeof r->native_role, "%s", strcmp(nrole, "none") ? nrole : "");
-    r->native_lag = nknown ? nlag : NAN;
-    r->native_up = nup;
+    snprintf(r->native_role, sizeof r->native_role, "%s", rd.native.role);
+    r->native_lag = rd.native.known ? rd.native.lag : NAN;
+    r->native_up = rd.native.up;
     rstate before = r->state;
     r->hb_table_absent = absent;
     if (!hb) {
@@ -184,16 +153,13 @@ void cvgi_job_canary_write(cvg_monitor *m, job *j) {
   rep *r = &ds->reps[ds->cfg->authority];
   cvg_error err;
   cvg_error_clear(&err);
-  char token[64];
+  char token[CVG_CANARY_TOKEN_MAX];
   double wall = cvg_wall_now();
-  snprintf(token, sizeof token, "%" PRIx64 "-%" PRIx64, (uint64_t)(wall * 1e6),
-           XXH3_64bits_withSeed(&j, sizeof j, (uint64_t)(wall * 1e9)) ^ (uint64_t)random());
+  cvg_probe_canary_token(token, sizeof token, wall, (uint64_t)(uintptr_t)j ^ (uint64_t)random());
   int rc = cvgi_ensure_open(&j->st, r, 0, &err);
-  if (!rc) /* keep the table small: canaries older than ten timeouts are gone */
-    cvg_store_canary_purge(j->st, p->canary_table, ds->cfg->name,
-                           wall - 10 * (p->canary_timeout > 60 ? p->canary_timeout : 60), NULL);
-  if (!rc)
-    rc = cvg_store_canary_write(j->st, p->canary_table, ds->cfg->name, token, wall,
+  if (!rc) /* canaries older than ten timeouts are gone: the table stays small */
+    rc = cvg_probe_canary_write(j->st, p->canary_table, ds->cfg->name, token, wall,
+                                wall - 10 * (p->canary_timeout > 60 ? p->canary_timeout : 60),
                                 p->create_tables, &err);
   pthread_mutex_lock(&ds->mu);
   if (rc) {
@@ -232,12 +198,12 @@ void cvgi_job_canary_poll(cvg_monitor *m, job *j) {
   rep *r = &ds->reps[j->rep];
   const cvg_cat_probes *p = &ds->cfg->probes;
   uint32_t bit = 1u << j->rep;
-  char tokens[MAX_CANARIES][64];
+  char tokens[MAX_CANARIES][CVG_CANARY_TOKEN_MAX];
   size_t n = 0;
   pthread_mutex_lock(&ds->mu);
   for (size_t i = 0; i < ds->n_canaries; i++)
     if (ds->canaries[i].pending & bit)
-      memcpy(tokens[n++], ds->canaries[i].token, 64);
+      memcpy(tokens[n++], ds->canaries[i].token, CVG_CANARY_TOKEN_MAX);
   pthread_mutex_unlock(&ds->mu);
   if (n == 0)
     return;
@@ -245,11 +211,9 @@ void cvgi_job_canary_poll(cvg_monitor *m, job *j) {
   cvg_error_clear(&err);
   int seen[MAX_CANARIES] = {0};
   int rc = cvgi_ensure_open(&j->st, r, CVG_STORE_READONLY, &err);
-  for (size_t i = 0; !rc && i < n; i++) {
-    rc = cvg_store_canary_seen(j->st, p->canary_table, tokens[i], &seen[i], &err);
-    if (rc == CVG_ENOTABLE) /* not replicated here yet */
-      rc = CVG_OK;
-  }
+  if (!rc)
+    rc = cvg_probe_canary_poll(j->st, p->canary_table, (const char(*)[CVG_CANARY_TOKEN_MAX])tokens,
+                               n, seen, &err);
   double now = cvg_mono_now();
   pthread_mutex_lock(&ds->mu);
   if (rc)
