@@ -5,6 +5,7 @@
  *     cvg_wall_clock_set) jumps an hour back, then two hours forward, heartbeats go on at their
  *     interval. Were any wait measured on the wall clock, the step back would stall every probe
  *     for the hour;
+ *   - a slow job in the sweep pool (a ten-second full sweep) holds up no heartbeat;
  *   - its metrics are well-formed exposition: every family has HELP and TYPE before its samples,
  *     counters end in _total, and no name carries a unit other than a base one (seconds, bytes).
  */
@@ -83,8 +84,9 @@ typedef struct running {
   cvg_monitor *m;
 } running;
 
-/* Starts a monitor (100 ms heartbeats) on two new replicas and waits for 2 heartbeats. */
-static void start(running *r) {
+/* Starts a monitor (100 ms heartbeats; the full sweep as given) on two new replicas of `rows`
+ * rows (0: two) and waits for 2 heartbeats. */
+static void start_with(running *r, const char *full_sweep, int rows) {
   snprintf(r->dir, sizeof r->dir, "/tmp/cvg-sched-XXXXXX"); /* mkdtemp template */
   assert_non_null(mkdtemp(r->dir));
   char text[1024];
@@ -92,17 +94,32 @@ static void start(running *r) {
   snprintf(r->b, sizeof r->b, "%s/b.db", r->dir);
   make_replica(r->a);
   make_replica(r->b);
+  for (int k = 0; k < 2 && rows > 2; k++) {
+    sqlite3 *db = NULL;
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "WITH RECURSIVE n(i) AS (SELECT 3 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
+             "INSERT INTO accounts SELECT i, 'v', 1 FROM n",
+             rows);
+    assert_int_equal(sqlite3_open(k ? r->b : r->a, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    /* WAL: a heartbeat write then never waits for the sweep's long read transaction (in a
+     * rollback journal, SQLite's own locking would hold it back, whatever the scheduler did) */
+    assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+  }
   snprintf(text, sizeof text,
+           "workers: 1\n"
            "alerting: {state: %s/state.db}\n"
            "datasets:\n"
            "  - name: accounts\n"
            "    key: [id]\n"
            "    version: updated_at\n"
-           "    probes: {heartbeat: {interval: 100ms}, canary: off, sweep: off, full_sweep: off}\n"
+           "    probes: {heartbeat: {interval: 100ms}, canary: off, sweep: off, full_sweep: %s}\n"
            "    replicas:\n"
            "      - {name: a, url: \"sqlite://%s?table=accounts\", authority: true}\n"
            "      - {name: b, url: \"sqlite://%s?table=accounts\"}\n",
-           r->dir, r->a, r->b);
+           r->dir, full_sweep, r->a, r->b);
   cvg_error err;
   cvg_error_clear(&err);
   if (cvg_catalog_parse(&r->cat, "sched.yaml", text, strlen(text), &err) != CVG_OK)
@@ -117,6 +134,10 @@ static void start(running *r) {
     s0 = heartbeat_seq(r->a);
   }
   assert_true(s0 >= 2);
+}
+
+static void start(running *r) {
+  start_with(r, "off", 0);
 }
 
 static void stop(running *r) {
@@ -146,6 +167,32 @@ static void test_wall_clock_steps(void **state) {
   if (back < 5 || fwd < 5)
     fail_msg("heartbeats after the step back: %lld, after the step forward: %lld (want 5 each)",
              back, fwd);
+}
+
+/* A slow job in the sweep pool (a full sweep rate-limited to 100 rows/s over 1,000 rows: ten
+ * seconds) never holds up the quick pool: ten heartbeats (a second's worth) are written while
+ * that sweep is still running - had they waited for the sweep's thread, it would have ended
+ * first. One worker per pool, so each pool has a single thread. */
+static void test_slow_sweep_delays_no_probe(void **state) {
+  (void)state;
+  running r;
+  memset(&r, 0, sizeof r);
+  start_with(&r, "{interval: 1h, rows_per_second: 100}", 1000);
+  long long got = heartbeats_after(r.a, heartbeat_seq(r.a), 10);
+  cvg_buf b;
+  cvg_buf_init(&b, 64u << 20);
+  assert_int_equal(cvg_monitor_metrics(r.m, &b), CVG_OK);
+  assert_int_equal(cvg_buf_append(&b, "", 1), CVG_OK);
+  stop(&r);
+  const char *done =
+      strstr((const char *)b.data,
+             "converge_sweeps_total{dataset=\"accounts\",kind=\"full\",result=\"ok\"} 0");
+  int running_still = done != NULL;
+  cvg_buf_release(&b);
+  if (got < 10)
+    fail_msg("only %lld heartbeats while the full sweep ran", got);
+  if (!running_still)
+    fail_msg("the full sweep had ended before ten heartbeats were written: the quick pool waited");
 }
 
 /* The family a sample line belongs to: its name without {labels}, and without the _bucket,
@@ -229,6 +276,7 @@ static void test_metrics_exposition(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_wall_clock_steps),
+      cmocka_unit_test(test_slow_sweep_delays_no_probe),
       cmocka_unit_test(test_metrics_exposition),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
