@@ -4,7 +4,7 @@
  * ours that cuts connections past their deadline (conns.c). Each request is answered in full
  * from one rendered buffer (bounded by RESPONSE_MAX). The polling thread never waits on a
  * database: event reads and writes are suspended requests whose jobs run on the state-file
- * worker (stateq.c). A read-write lock lets a reload swap the monitor while requests
+ * worker (lib/watch/writeq.c). A read-write lock lets a reload swap the monitor while requests
  * are in flight.
  *
  * Limits, so that no client can make /metrics and /healthz wait: CONN_MAX connections, at most
@@ -21,7 +21,7 @@
 #include "converge/mclock.h"
 #include "converge/monitor.h"
 #include "conns.h"
-#include "stateq.h"
+#include "converge/writeq.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -73,7 +73,7 @@ typedef struct req {
   size_t len;
   int too_big;
   int submitted; /* job queued; the request is suspended until it is done */
-  cvgi_job job;
+  cvg_write_job job;
   char body[BODY_MAX + 1];
 } req;
 
@@ -87,7 +87,7 @@ struct cvg_http {
   unsigned port;         /* bound port */
   int loopback;          /* listening on a loopback address: Host names are checked */
   cvgi_conns *conns;     /* OWNED */
-  cvgi_stateq *q;        /* OWNED */
+  cvg_writeq *q;         /* OWNED */
   pthread_t reaper;      /* cuts connections past their deadline */
   pthread_mutex_t stop_mu;
   pthread_cond_t stop_cv; /* monotonic */
@@ -253,7 +253,7 @@ static enum MHD_Result submit(struct MHD_Connection *c, cvg_http *h, req *r, con
   r->job.wake = wake;
   r->job.wake_arg = c;
   MHD_suspend_connection(c); /* before the worker can resume it */
-  if (cvgi_stateq_submit(h->q, &r->job) != CVG_OK) {
+  if (cvg_writeq_submit(h->q, &r->job) != CVG_OK) {
     MHD_resume_connection(c);
     return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
                        "too many event requests are waiting for the state file; retry shortly");
@@ -265,13 +265,13 @@ static enum MHD_Result submit(struct MHD_Connection *c, cvg_http *h, req *r, con
 
 /* The answer of a request whose job is done. */
 static enum MHD_Result job_reply(struct MHD_Connection *c, req *r) {
-  cvgi_job *j = &r->job;
+  cvg_write_job *j = &r->job;
   if (j->rc != CVG_OK)
     return reply_error(
         c, j->rc == CVG_EBUSY ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_INTERNAL_SERVER_ERROR,
         j->err.msg[0] ? j->err.msg : cvg_strerror(j->rc));
   json_t *root;
-  if (j->kind == CVGI_JOB_ADD) {
+  if (j->kind == CVG_WRITE_EVENT_ADD) {
     root = json_pack("{s:I, s:o}", "id", (json_int_t)j->ev.id, "time", cvg_json_time(j->ev.at));
   } else {
     json_t *arr = json_array();
@@ -282,10 +282,11 @@ static enum MHD_Result job_reply(struct MHD_Connection *c, req *r) {
                          j->evs[i].dataset, "text", j->evs[i].text, "source", j->evs[i].source));
     root = json_pack("{s:o}", "events", arr ? arr : json_array());
   }
-  char *txt =
-      root ? json_dumps(root, j->kind == CVGI_JOB_ADD ? JSON_COMPACT : JSON_INDENT(2)) : NULL;
+  char *txt = root
+                  ? json_dumps(root, j->kind == CVG_WRITE_EVENT_ADD ? JSON_COMPACT : JSON_INDENT(2))
+                  : NULL;
   json_decref(root);
-  enum MHD_Result ret = reply(c, j->kind == CVGI_JOB_ADD ? MHD_HTTP_CREATED : MHD_HTTP_OK,
+  enum MHD_Result ret = reply(c, j->kind == CVG_WRITE_EVENT_ADD ? MHD_HTTP_CREATED : MHD_HTTP_OK,
                               "application/json", txt ? txt : "{}", txt ? strlen(txt) : 2);
   free(txt);
   return ret;
@@ -349,7 +350,7 @@ static enum MHD_Result post_event(struct MHD_Connection *c, cvg_http *h, cvg_mon
   snprintf(ev.dataset, sizeof ev.dataset, "%s", json_is_string(dsv) ? json_string_value(dsv) : "");
   snprintf(ev.source, sizeof ev.source, "api");
   json_decref(o);
-  r->job.kind = CVGI_JOB_ADD;
+  r->job.kind = CVG_WRITE_EVENT_ADD;
   r->job.ev = ev;
   return submit(c, h, r, cat->alerting.state_file);
 }
@@ -384,7 +385,7 @@ static enum MHD_Result get_events(struct MHD_Connection *c, cvg_http *h, cvg_mon
                        "since must be RFC 3339, e.g. 2026-11-26T00:00:00Z");
   if (dataset && strlen(dataset) >= sizeof r->job.dataset)
     return reply_error(c, MHD_HTTP_BAD_REQUEST, "no dataset of that name");
-  r->job.kind = CVGI_JOB_LIST;
+  r->job.kind = CVG_WRITE_EVENT_LIST;
   r->job.since = since;
   snprintf(r->job.dataset, sizeof r->job.dataset, "%s", dataset ? dataset : "");
   return submit(c, h, r, cat->alerting.state_file);
@@ -402,7 +403,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe) {
   (void)toe;
   if (*con_cls && *con_cls != &get_marker && *con_cls != &get_body_marker) {
-    cvgi_job_release(&((req *)*con_cls)->job);
+    cvg_write_job_release(&((req *)*con_cls)->job);
     free(*con_cls);
   }
   *con_cls = NULL;
@@ -625,7 +626,7 @@ int cvg_http_start(cvg_http **out, const char *listen, cvg_monitor *m, cvg_error
   h->loopback = is_loopback(ai->ai_addr);
   pthread_mutex_init(&h->stop_mu, NULL);
   cvg_cond_init_monotonic(&h->stop_cv);
-  if (!(h->conns = cvgi_conns_new(REQUEST_DEADLINE)) || cvgi_stateq_start(&h->q, err) != CVG_OK) {
+  if (!(h->conns = cvgi_conns_new(REQUEST_DEADLINE)) || cvg_writeq_start(&h->q, err) != CVG_OK) {
     freeaddrinfo(ai);
     cvgi_conns_free(h->conns);
     pthread_rwlock_destroy(&h->lock);
@@ -651,7 +652,7 @@ int cvg_http_start(cvg_http **out, const char *listen, cvg_monitor *m, cvg_error
     e = EAGAIN;
   }
   if (!h->d) {
-    cvgi_stateq_stop(h->q);
+    cvg_writeq_stop(h->q);
     cvgi_conns_free(h->conns);
     pthread_rwlock_destroy(&h->lock);
     free(h);
@@ -703,7 +704,7 @@ void cvg_http_stop(cvg_http *h) {
   pthread_cond_signal(&h->stop_cv);
   pthread_mutex_unlock(&h->stop_mu);
   pthread_join(h->reaper, NULL);
-  cvgi_stateq_stop(h->q); /* before the daemon: no resume of a closed connection */
+  cvg_writeq_stop(h->q); /* before the daemon: no resume of a closed connection */
   MHD_stop_daemon(h->d);
   cvgi_conns_free(h->conns);
   pthread_cond_destroy(&h->stop_cv);
