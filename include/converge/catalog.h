@@ -99,7 +99,7 @@ extern const char *const cvg_policy_names[];
 /* CVG_POLICY_* for a name, or -1. */
 int cvg_policy_parse(const char *name);
 
-/* Trend statuses, judged as Burrow judges consumer lag (lib/alert/trend.c). */
+/* Trend statuses, judged as Burrow judges consumer lag (lib/detect/trend.c). */
 typedef enum cvg_trend_status {
   CVG_TREND_INCOMPLETE = -1, /* the window is not full yet: it says nothing */
   CVG_TREND_OK = 0,

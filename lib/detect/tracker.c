@@ -139,9 +139,7 @@ static void resolve_slot(cvg_tracker *tr, size_t i) {
   cvg_tracked *t = tr->tab[i];
   int was = t->confirmed != 0;
   tr->resolved[was]++;
-  if (tr->fn) { /* the key's bytes die with it: report first */
-    emit(tr, CVG_TRK_KEY_RESOLVED, t->key, t->key_len, t->cls, was);
-  }
+  emit(tr, CVG_TRK_KEY_RESOLVED, t->key, t->key_len, t->cls, was); /* before its bytes die */
   remove_slot(tr, i);
   if (tr->n_tracked == 0 && tr->ep.active) {
     tr->ep.active = 0;

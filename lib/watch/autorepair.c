@@ -4,7 +4,6 @@
  * engine (repair.h) under the dataset's policy and limits, records what it did for metrics,
  * status and alerts, and backs off after a run refused by a safety limit.
  */
-#include "converge/alert.h"
 #include "converge/diff.h"
 #include "converge/json.h"
 #include "converge/mclock.h"

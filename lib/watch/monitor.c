@@ -17,7 +17,6 @@
  * declared in monitor_int.h. This file: the monitor's life (new, free, recheck, pause) and the
  * helpers every job uses.
  */
-#include "converge/alert.h"
 #include "converge/diff.h"
 #include "converge/json.h"
 #include "converge/mclock.h"

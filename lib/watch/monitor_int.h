@@ -15,10 +15,10 @@
 #include "converge/alert.h"
 #include "converge/diff.h"
 #include "converge/monitor.h"
-#include "converge/repair.h"
 #include "converge/store.h"
 #include "converge/probe.h"
 #include "converge/tracker.h"
+#include "converge/trend.h"
 
 #include <jansson.h>
 #include <pthread.h>

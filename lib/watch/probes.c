@@ -16,12 +16,10 @@
  * the oldest divergence, equal aggregates) are judged from what the other probes found; a
  * change of verdict is logged.
  */
-#include "converge/alert.h"
 #include "converge/diff.h"
 #include "converge/json.h"
 #include "converge/mclock.h"
 #include "converge/probe.h"
-#include "converge/repair.h"
 #include "converge/store.h"
 #include "converge/tracker.h"
 #include "monitor_int.h"
@@ -47,8 +45,7 @@ void cvgi_job_hb_write(cvg_monitor *m, job *j) {
   pthread_mutex_lock(&ds->mu);
   int64_t last = ds->hb_seq;
   pthread_mutex_unlock(&ds->mu);
-  int64_t seq =
-      rc ? last + 1 : cvg_probe_heartbeat_next(j->st, p->heartbeat_table, ds->cfg->name, last);
+  int64_t seq = rc ? 0 : cvg_probe_heartbeat_next(j->st, p->heartbeat_table, ds->cfg->name, last);
   double now = cvg_wall_now();
   cvg_native_view nv; /* the authority's own view of what it sends (pg_stat_replication) */
   if (!rc)

@@ -11,11 +11,9 @@
  * Time: due times are on the monotonic clock (mclock.h); a wall-clock step moves nothing.
  * Locks: m->mu guards the job table (running, next_due), the pools' queues and stopping.
  */
-#include "converge/alert.h"
 #include "converge/diff.h"
 #include "converge/json.h"
 #include "converge/mclock.h"
-#include "converge/repair.h"
 #include "converge/store.h"
 #include "converge/tracker.h"
 #include "monitor_int.h"

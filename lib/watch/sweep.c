@@ -13,11 +13,9 @@
  * A dataset's sweep_mu keeps its full sweep and its incremental check from running together;
  * ds->mu is held only for memory work, never across a database call.
  */
-#include "converge/alert.h"
 #include "converge/diff.h"
 #include "converge/json.h"
 #include "converge/mclock.h"
-#include "converge/repair.h"
 #include "converge/store.h"
 #include "converge/tracker.h"
 #include "monitor_int.h"

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "converge/alert.h"
+#include "converge/trend.h"
 #include "converge/catalog.h"
 
 #include <jansson.h>

@@ -5,7 +5,7 @@
  * window is full. A sample is (time, lag, apply position); the position is the newest heartbeat
  * sequence the replica has applied.
  */
-#include "converge/alert.h"
+#include "converge/trend.h"
 
 #include <stdlib.h>
 
