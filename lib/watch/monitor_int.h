@@ -30,7 +30,6 @@ extern const double cvgi_conv_le[CONV_BUCKETS];
 #define SWEEP_BUCKETS 10
 extern const double cvgi_sweep_le[SWEEP_BUCKETS];
 #define MAX_CANARIES 64        /* canaries in flight per dataset */
-#define MAX_CHANGED (1u << 20) /* an incremental check reading more asks for a full sweep */
 #define CANARY_POLL 0.1        /* seconds between canary polls */
 #define INVARIANT_INTERVAL 1.0 /* seconds between invariant evaluations */
 
