@@ -114,14 +114,6 @@ typedef struct cvg_alert_source {
   int (*ready)(void *ctx, size_t ds);
 } cvg_alert_source;
 
-/* A divergence episode of a dataset: its detection trace, kept across restarts. */
-typedef struct cvg_episode {
-  char trace_id[32];
-  char first_probe[32];
-  double suspected_at, lag_suspected;
-  double confirmed_at, lag_confirmed; /* 0 when not confirmed */
-} cvg_episode;
-
 typedef struct cvg_alerts cvg_alerts;
 
 /* Creates the engine for cat (BORROWED): opens the state file (creating it), restores persisted
@@ -140,10 +132,6 @@ int cvg_alerts_json(cvg_alerts *e, const char *fingerprint, cvg_buf *out);
 int cvg_alerts_metrics(cvg_alerts *e, cvg_buf *out);
 /* The effective rules of dataset ds (built-in, global and its own), for explanations. */
 const cvg_cat_rule *const *cvg_alerts_rules(const cvg_alerts *e, size_t ds, size_t *n);
-/* The episode saved for dataset, if any (1), from the state file. */
-int cvg_alerts_episode_load(cvg_alerts *e, const char *dataset, cvg_episode *ep);
-/* Saves dataset's episode (NULL: it ended). Call from the evaluation thread. */
-void cvg_alerts_episode_save(cvg_alerts *e, const char *dataset, const cvg_episode *ep);
 /* Waits until the delivery queue is empty or timeout seconds passed (tests, shutdown). */
 void cvg_alerts_flush(cvg_alerts *e, double timeout);
 

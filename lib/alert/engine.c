@@ -659,63 +659,6 @@ void cvg_alerts_flush(cvg_alerts *e, double timeout) {
   cvg_notifier_flush(e->nt, timeout);
 }
 
-int cvg_alerts_episode_load(cvg_alerts *e, const char *dataset, cvg_episode *ep) {
-  sqlite3_stmt *st = NULL;
-  int found = 0;
-  if (!e->db || sqlite3_prepare_v2(e->db,
-                                   "SELECT trace_id, first_probe, suspected_at, lag_suspected,"
-                                   " confirmed_at, lag_confirmed FROM converge_episode"
-                                   " WHERE dataset = ?",
-                                   -1, &st, NULL) != SQLITE_OK)
-    return 0;
-  sqlite3_bind_text(st, 1, dataset, -1, SQLITE_STATIC);
-  if (sqlite3_step(st) == SQLITE_ROW) {
-    memset(ep, 0, sizeof *ep);
-    snprintf(ep->trace_id, sizeof ep->trace_id, "%s", (const char *)sqlite3_column_text(st, 0));
-    snprintf(ep->first_probe, sizeof ep->first_probe, "%s",
-             (const char *)sqlite3_column_text(st, 1));
-    ep->suspected_at = sqlite3_column_double(st, 2);
-    ep->lag_suspected =
-        sqlite3_column_type(st, 3) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 3);
-    ep->confirmed_at = sqlite3_column_double(st, 4);
-    ep->lag_confirmed =
-        sqlite3_column_type(st, 5) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 5);
-    found = 1;
-  }
-  sqlite3_finalize(st);
-  return found;
-}
-
-static void bind_real_or_null(sqlite3_stmt *st, int i, double v) {
-  if (isnan(v) || isinf(v))
-    sqlite3_bind_null(st, i);
-  else
-    sqlite3_bind_double(st, i, v);
-}
-
-void cvg_alerts_episode_save(cvg_alerts *e, const char *dataset, const cvg_episode *ep) {
-  sqlite3_stmt *st = NULL;
-  if (!e->db)
-    return;
-  const char *sql = ep ? "INSERT OR REPLACE INTO converge_episode VALUES (?,?,?,?,?,?,?)"
-                       : "DELETE FROM converge_episode WHERE dataset = ?";
-  if (sqlite3_prepare_v2(e->db, sql, -1, &st, NULL) != SQLITE_OK)
-    return;
-  sqlite3_bind_text(st, 1, dataset, -1, SQLITE_STATIC);
-  if (ep) {
-    sqlite3_bind_text(st, 2, ep->trace_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, ep->first_probe, -1, SQLITE_STATIC);
-    sqlite3_bind_double(st, 4, ep->suspected_at);
-    bind_real_or_null(st, 5, ep->lag_suspected);
-    sqlite3_bind_double(st, 6, ep->confirmed_at);
-    bind_real_or_null(st, 7, ep->lag_confirmed);
-  }
-  if (sqlite3_step(st) != SQLITE_DONE)
-    cvg_log(e->lg, CVG_LOG_WARN, "episode_not_saved", "dataset", dataset, "error",
-            sqlite3_errmsg(e->db), (const char *)NULL);
-  sqlite3_finalize(st);
-}
-
 /* The alert in Alertmanager's API v2 form (postableAlert). */
 static json_t *postable(const cvg_alerts *e, const inst *in, double now) {
   const cvg_cat_alerting *al = &e->cat->alerting;

@@ -20,11 +20,7 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS converge_events("
     " id INTEGER PRIMARY KEY, at REAL NOT NULL, kind TEXT NOT NULL,"
     " dataset TEXT NOT NULL DEFAULT '', text TEXT NOT NULL, source TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS converge_events_at ON converge_events(at);"
-    "CREATE TABLE IF NOT EXISTS converge_episode("
-    " dataset TEXT PRIMARY KEY, trace_id TEXT NOT NULL, first_probe TEXT NOT NULL,"
-    " suspected_at REAL NOT NULL, lag_suspected REAL, confirmed_at REAL NOT NULL,"
-    " lag_confirmed REAL);";
+    "CREATE INDEX IF NOT EXISTS converge_events_at ON converge_events(at);";
 
 int cvg_state_open(sqlite3 **db, const char *path, int create, cvg_error *err) {
   *db = NULL;

@@ -6,8 +6,9 @@
  *   converge_alert_state  one row per alert the daemon holds (pending, firing, resolved within
  *                         retention): its labels and annotations (JSON), lifecycle times, value
  *   converge_events       change events (deploys, migrations, configuration changes)
- *   converge_episode      per dataset, the divergence episode in progress (its detection trace),
- *                         so that a restart continues it instead of starting the clock again
+ *
+ * The same file holds tables of other parts, which open it themselves: converge_episode (the
+ * watch's divergence episodes, lib/watch/episodes.c) and the journal heads (lib/repair).
  *
  * WAL mode: the daemon, the CLI and the HTTP server's connections write side by side.
  */

@@ -269,23 +269,8 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
     cvg_monitor_free(m);
     return err ? err->status : CVG_EIO;
   }
-  for (size_t i = 0; i < m->n_ds; i++) {
-    dset *ds = &m->ds[i];
-    cvg_episode ep;
-    if (!cvg_alerts_episode_load(m->alerts, ds->cfg->name, &ep))
-      continue;
-    cvg_trk_episode tr;
-    memset(&tr, 0, sizeof tr);
-    snprintf(tr.id, sizeof tr.id, "%s", ep.trace_id);
-    snprintf(tr.first_probe, sizeof tr.first_probe, "%s", ep.first_probe);
-    tr.suspected_at = ep.suspected_at;
-    tr.lag_suspected = ep.lag_suspected;
-    tr.confirmed_at = ep.confirmed_at;
-    tr.lag_confirmed = ep.lag_confirmed;
-    cvg_tracker_restore_episode(ds->trk, &tr);
-    ds->synced = ep;
-    ds->synced_active = 1;
-  }
+  cvgi_episodes_open(m);
+  cvgi_episodes_restore(m);
   m->pools[0].n_threads = (size_t)cat->workers;
   m->pools[1].n_threads = (size_t)cat->workers;
   m->started_wall = cvg_wall_now();
@@ -324,6 +309,7 @@ void cvg_monitor_free(cvg_monitor *m) {
   }
   free(m->ds);
   cvg_alerts_free(m->alerts);
+  cvgi_episodes_close(m);
   pthread_cond_destroy(&m->pools[0].cv);
   pthread_cond_destroy(&m->pools[1].cv);
   pthread_cond_destroy(&m->sched_cv);

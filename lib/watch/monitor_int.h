@@ -2,6 +2,7 @@
 /*
  * The watch's state, shared by its parts: monitor.c (life, shared helpers), sched.c (the jobs'
  * schedule), probes.c and sweep.c (the jobs that observe), signals.c (the alert source),
+ * episodes.c (the watch's own state),
  * autorepair.c, render_prom.c and render_json.c (metrics and JSON). Not installed: the public face is
  * converge/monitor.h.
  *
@@ -134,7 +135,7 @@ typedef struct dset {
   char schema_msg[1024];  /* what differs */
   inv_result inv[6 + 16]; /* the invariants */
   size_t n_inv;
-  cvg_episode synced; /* the episode as last saved (evaluation thread only) */
+  cvg_trk_episode synced; /* the episode as last saved (evaluation job only: episodes.c) */
   int synced_active;
   double first_full_wall; /* end of the first full sweep since the start; 0 none yet */
   /* automatic repair (auto_repair) */
@@ -202,9 +203,10 @@ struct cvg_monitor {
   pthread_t sched;
   int sched_started;
   int stopping;
-  int cancel;         /* asks a running full sweep to stop (atomic stores and loads) */
-  double sched_beat;  /* monotonic time of the scheduler's last loop */
-  cvg_alerts *alerts; /* OWNED; the alert engine */
+  int cancel;               /* asks a running full sweep to stop (atomic stores and loads) */
+  double sched_beat;        /* monotonic time of the scheduler's last loop */
+  cvg_alerts *alerts;       /* OWNED; the alert engine */
+  struct sqlite3 *state_db; /* OWNED; the watch's own state (episodes.c); NULL: not kept */
   double started_wall;
 };
 
@@ -240,6 +242,12 @@ int cvgi_ensure_open(cvg_store **st, const rep *r, unsigned flags, cvg_error *er
 void cvgi_logf_event(cvg_monitor *m, cvg_log_level lvl, const char *event, const dset *ds,
                      const rep *r, const char *k1, const char *v1, const char *k2, const char *v2);
 void cvgi_set_up(cvg_monitor *m, dset *ds, rep *r, int up, const cvg_error *err);
+
+/* episodes.c: the watch's own state (each dataset's divergence episode) */
+void cvgi_episodes_open(cvg_monitor *m);    /* in cvg_monitor_new; failing: a warning, none kept */
+void cvgi_episodes_restore(cvg_monitor *m); /* in cvg_monitor_new: the saved episodes */
+void cvgi_episodes_sync(cvg_monitor *m);    /* the evaluation job: saves those that changed */
+void cvgi_episodes_close(cvg_monitor *m);
 
 /* probes.c */
 void cvgi_job_canary_poll(cvg_monitor *m, job *j);

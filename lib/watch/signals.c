@@ -584,36 +584,9 @@ static int alert_ready(void *ctx, size_t d) {
   return ready;
 }
 
-/* Saves each dataset's divergence episode when it changed, so a restart continues it. */
-static void sync_episodes(cvg_monitor *m) {
-  for (size_t i = 0; i < m->n_ds; i++) {
-    dset *ds = &m->ds[i];
-    cvg_episode ep;
-    memset(&ep, 0, sizeof ep);
-    pthread_mutex_lock(&ds->mu);
-    const cvg_trk_episode *tr = cvg_tracker_episode(ds->trk);
-    int active = tr->active, restored = tr->restored;
-    snprintf(ep.trace_id, sizeof ep.trace_id, "%s", tr->id);
-    snprintf(ep.first_probe, sizeof ep.first_probe, "%s", tr->first_probe);
-    ep.suspected_at = tr->suspected_at;
-    ep.lag_suspected = tr->lag_suspected;
-    ep.confirmed_at = tr->confirmed_at;
-    ep.lag_confirmed = tr->lag_confirmed;
-    pthread_mutex_unlock(&ds->mu);
-    if (restored)
-      continue; /* not judged yet since the start: keep what is saved */
-    if (active == ds->synced_active && (!active || (strcmp(ep.trace_id, ds->synced.trace_id) == 0 &&
-                                                    ep.confirmed_at == ds->synced.confirmed_at)))
-      continue;
-    cvg_alerts_episode_save(m->alerts, ds->cfg->name, active ? &ep : NULL);
-    ds->synced = ep;
-    ds->synced_active = active;
-  }
-}
-
 void cvgi_job_alert(cvg_monitor *m, job *j) {
   (void)j;
-  sync_episodes(m);
+  cvgi_episodes_sync(m);
   cvg_alert_source src = {m, cvgi_alert_value, alert_context, alert_ready};
   cvg_alerts_eval(m->alerts, &src, cvg_wall_now());
 }
