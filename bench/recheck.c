@@ -23,7 +23,7 @@
  */
 #define _GNU_SOURCE /* O_NOATIME, as the SQLite engine opens replica files */
 #include "converge/catalog.h"
-#include "converge/monitor.h"
+#include "converge/watch.h"
 
 #include <fcntl.h>
 #include <jansson.h>

@@ -6,7 +6,7 @@
  * paths, methods and query values (dataset, shard, class, state, limit) and the renderers.
  */
 #include "converge/catalog.h"
-#include "converge/monitor.h"
+#include "converge/watch.h"
 #include "converge/serve.h"
 
 #include <arpa/inet.h>

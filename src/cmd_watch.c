@@ -10,7 +10,7 @@
 #include "cli.h"
 #include "converge/catalog.h"
 #include "converge/log.h"
-#include "converge/monitor.h"
+#include "converge/watch.h"
 #include "converge/serve.h"
 #include "converge/version.h"
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The replication probes as one-shot functions on an open store: each runs one probe once and
- * returns what it saw. The watch (lib/watch/probes.c) schedules them, keeps their history and
+ * returns what it saw. The watch (lib/watch/jobs.c) schedules them, keeps their history and
  * judges a replica's state; `converge watch` is their only caller today, but nothing here needs
  * a daemon.
  *

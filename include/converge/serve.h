@@ -15,7 +15,7 @@
 #ifndef CONVERGE_SERVE_H
 #define CONVERGE_SERVE_H
 
-#include "converge/monitor.h"
+#include "converge/watch.h"
 #include "converge/status.h"
 
 #ifdef __cplusplus

@@ -2,7 +2,7 @@
 /*
  * The incremental check (converge/check.h): the rows past each replica's watermark, merged with
  * the tracked keys, looked up where missing, classified and recorded in the tracker. Detection
- * only: the caller (lib/watch/sweep.c) holds the tracker's lock around cvg_check_gather and
+ * only: the caller (lib/watch/jobs.c) holds the tracker's lock around cvg_check_gather and
  * cvg_check_record, opens and closes the connections, and logs.
  *
  * Memory: the changed keys live in a change set (open addressing on the key's XXH3) whose keys and

@@ -19,7 +19,7 @@
 #include "converge/encode.h"
 #include "converge/json.h"
 #include "converge/mclock.h"
-#include "converge/monitor.h"
+#include "converge/watch.h"
 #include "conns.h"
 #include "converge/writeq.h"
 

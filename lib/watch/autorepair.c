@@ -10,7 +10,7 @@
 #include "converge/repair.h"
 #include "converge/store.h"
 #include "converge/tracker.h"
-#include "monitor_int.h"
+#include "watch_int.h"
 
 #include <inttypes.h>
 #include <math.h>

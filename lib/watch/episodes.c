@@ -14,7 +14,7 @@
 #include "converge/fsfile.h"
 #include "converge/log.h"
 #include "converge/tracker.h"
-#include "monitor_int.h"
+#include "watch_int.h"
 
 #include <math.h>
 #include <sqlite3.h>

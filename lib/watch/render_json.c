@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The watch's state as JSON: /api/v1/status, /api/v1/divergences and the key and tracked-key
- * objects the alert annotations use. Reads the state the jobs keep (monitor_int.h) under the
+ * objects the alert annotations use. Reads the state the jobs keep (watch_int.h) under the
  * same locks, and never waits on a database.
  */
 #include "converge/json.h"
 #include "converge/mclock.h"
 #include "converge/version.h"
-#include "monitor_int.h"
+#include "watch_int.h"
 
 #include <inttypes.h>
 #include <jansson.h>

@@ -2,14 +2,14 @@
 /*
  * /metrics: the watch's state in the Prometheus text format, driven by one table of families
  * (name, type, help, and how to get its samples), in the order they are shown. Reads the state
- * the jobs keep (monitor_int.h) under the same locks, and never waits on a database. A new metric
+ * the jobs keep (watch_int.h) under the same locks, and never waits on a database. A new metric
  * is one row in `families` and, unless it is one value per replica or per dataset, one samples
  * function.
  */
 #include "converge/json.h"
 #include "converge/mclock.h"
 #include "converge/version.h"
-#include "monitor_int.h"
+#include "watch_int.h"
 
 #include <inttypes.h>
 #include <jansson.h>

@@ -18,7 +18,7 @@
 #include "converge/catalog.h"
 #include "converge/log.h"
 #include "converge/mclock.h"
-#include "converge/monitor.h"
+#include "converge/watch.h"
 
 #include <sqlite3.h>
 #include <stdio.h>

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The monitor behind `converge watch`: runs every probe of every dataset of a catalog on its own
+ * The watch (lib/watch), the daemon behind `converge watch`: runs every probe of every dataset of a catalog on its own
  * interval, keeps what they found, and renders it as Prometheus metrics and JSON.
  *
- * Probes (lib/watch/probes.c and sweep.c describe each in detail):
+ * Probes (lib/watch/jobs.c and converge/check.h describe each in detail):
  *   heartbeat   writes (seq, time) on the authority, reads it on the other replicas: lag, stall
  *   canary      writes a unique token on the authority, polls the others: convergence time
  *   incremental rows whose version passed each replica's watermark, plus every tracked key, are
@@ -16,8 +16,8 @@
  * so a slow replica or a long sweep never delays a heartbeat, and the HTTP server only reads
  * state under short locks — it never waits on a database. A probe never runs twice at once.
  */
-#ifndef CONVERGE_MONITOR_H
-#define CONVERGE_MONITOR_H
+#ifndef CONVERGE_WATCH_H
+#define CONVERGE_WATCH_H
 
 #include "converge/catalog.h"
 #include "converge/encode.h"

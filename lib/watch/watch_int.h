@@ -1,21 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The watch's state, shared by its parts: monitor.c (life, shared helpers), sched.c (the jobs'
- * schedule), probes.c and sweep.c (the jobs that observe), signals.c (the alert source),
+ * The watch's state, shared by its parts: watch.c (life, shared helpers), sched.c (the jobs'
+ * schedule), jobs.c (the jobs that observe), signals.c (the alert source),
  * episodes.c (the watch's own state),
  * autorepair.c, render_prom.c and render_json.c (metrics and JSON). Not installed: the public face is
- * converge/monitor.h.
+ * converge/watch.h.
  *
  * Locks: m->mu guards the scheduler's fields; each dataset's ds->mu guards everything of the
  * dataset and its replicas that a probe updates, and its tracker; ds->sweep_mu keeps one sweep
  * per dataset.
  */
-#ifndef CONVERGE_WATCH_MONITOR_INT_H
-#define CONVERGE_WATCH_MONITOR_INT_H
+#ifndef CONVERGE_WATCH_INT_H
+#define CONVERGE_WATCH_INT_H
 
 #include "converge/alert.h"
 #include "converge/diff.h"
-#include "converge/monitor.h"
+#include "converge/watch.h"
 #include "converge/store.h"
 #include "converge/probe.h"
 #include "converge/tracker.h"
@@ -231,7 +231,7 @@ json_t *cvgi_key_json(const dset *ds, const unsigned char *key, size_t key_len);
 /* autorepair.c */
 void cvgi_job_repair(cvg_monitor *m, job *j);
 
-/* monitor.c */
+/* watch.c */
 /* up[i] = 1 for each reachable replica (ds->mu held): whose digests are compared. */
 void cvgi_reachable(const dset *ds, unsigned char *up);
 cvg_trk_check cvgi_check_at(const dset *ds, const char *probe, double now, double wait,
@@ -249,7 +249,7 @@ void cvgi_episodes_restore(cvg_monitor *m); /* in cvg_monitor_new: the saved epi
 void cvgi_episodes_sync(cvg_monitor *m);    /* the evaluation job: saves those that changed */
 void cvgi_episodes_close(cvg_monitor *m);
 
-/* probes.c */
+/* jobs.c: the quick probes */
 void cvgi_job_canary_poll(cvg_monitor *m, job *j);
 void cvgi_job_canary_write(cvg_monitor *m, job *j);
 void cvgi_job_hb_read(cvg_monitor *m, job *j);
@@ -264,7 +264,7 @@ int cvgi_add_job(cvg_monitor *m, jkind kind, dset *ds, size_t r, double interval
 void cvgi_job_alert(cvg_monitor *m, job *j);
 void cvgi_origin_cause(dset *ds, cvg_store **sts);
 
-/* sweep.c */
+/* jobs.c: the sweeps */
 int cvgi_full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err);
 int cvgi_in_window(const cvg_cat_probes *p);
 int cvgi_incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *compared, cvg_error *err);

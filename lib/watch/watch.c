@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The monitor of `converge watch` (monitor.h): probes, their schedule, and what they found.
+ * The watch of `converge watch` (converge/watch.h): its life, its datasets and replicas.
  *
  * Divergences. What the checks find goes to the dataset's tracker (converge/tracker.h, in
  * detect): the divergent keys, the confirmation rule, the episode and the shard digests. This
@@ -11,19 +11,19 @@
  * only for memory work (never across a database call); its sweep_mu keeps the full and the
  * incremental sweep of a dataset from running together.
  *
- * The parts: sched.c runs the jobs; probes.c (heartbeat, canary, invariants) and sweep.c (full
- * sweep, incremental check) are the jobs that observe; signals.c is what the alert engine reads;
- * autorepair.c the automatic repair; render_prom.c and render_json.c render metrics and JSON. The state they share is
- * declared in monitor_int.h. This file: the monitor's life (new, free, recheck, pause) and the
+ * The parts: sched.c runs the jobs; jobs.c holds the jobs that observe (heartbeat, canary,
+ * invariants, incremental check, full sweep); signals.c is what the alert engine reads;
+ * autorepair.c the automatic repair; episodes.c the watch's own saved state; render_prom.c and
+ * render_json.c render metrics and JSON. The state they share is declared in watch_int.h. This file: the monitor's life (new, free, recheck, pause) and the
  * helpers every job uses.
  */
 #include "converge/diff.h"
 #include "converge/json.h"
 #include "converge/mclock.h"
-#include "converge/monitor.h"
+#include "converge/watch.h"
 #include "converge/store.h"
 #include "converge/tracker.h"
-#include "monitor_int.h"
+#include "watch_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
