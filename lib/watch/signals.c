@@ -3,8 +3,8 @@
  * What the alert engine reads from the watch (cvg_alert_source, alert.h): the value of each
  * named metric per dataset and replica, the annotations of an alert (affected shards, sample
  * keys, detection trace, likely cause, measured values), whether a dataset is ready to be judged,
- * and the evaluation job that runs the engine and saves each dataset's divergence episode.
- * Also the likely-cause lookup (origin column), run by the sweep jobs.
+ * and the evaluation job that runs the engine and saves each dataset's divergence episode
+ * (episodes.c). The likely cause itself is found by the sweep jobs (origin.c).
  */
 #include "converge/diff.h"
 #include "converge/json.h"
@@ -285,6 +285,134 @@ static void repair_note(const dset *ds, char *buf, size_t size) {
              (unsigned long long)ds->rep_failed,
              ds->rep_refused ? ", the last run refused by a safety limit" : "");
 }
+/* The replica's state, lag, heartbeat and last error (ds->mu held). */
+static void ann_replica_state(const rep *rp, json_t *ann) {
+  char buf[1024], lag[32];
+  cvgi_fmt_double(lag, sizeof lag, rp->lag);
+  if (isnan(rp->lag))
+    snprintf(lag, sizeof lag, "unknown ");
+  snprintf(buf, sizeof buf, "state %s, lag %ss, heartbeat seq %lld, canary failures %llu%s%s",
+           cvgi_rstate_names[cvgi_shown_state(rp)], lag, (long long)rp->hb_seq,
+           (unsigned long long)rp->canary_failures, cvgi_rep_error(rp)[0] ? ", last error: " : "",
+           cvgi_rep_error(rp));
+  json_object_set_new(ann, "replica_state", json_string(buf));
+}
+
+/* The measured value and limit of each invariant the rule watches (ds->mu held). */
+static void ann_measured(const dset *ds, const cvg_cat_rule *rule, json_t *ann) {
+  char buf[4096];
+  size_t o = 0;
+  for (size_t i = 0; i < ds->n_inv && o < sizeof buf - 1; i++) {
+    const inv_result *ir = &ds->inv[i];
+    int agg = strcmp(rule->subject, "equal_aggregate") == 0;
+    if (agg ? is_named_invariant(ir->name) : strcmp(ir->name, rule->subject) != 0)
+      continue;
+    char v[32], l[32];
+    cvgi_fmt_double(v, sizeof v, ir->value);
+    cvgi_fmt_double(l, sizeof l, ir->limit);
+    o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s = %s, limit %s%s", o ? "; " : "", ir->name,
+                          v, l, ir->known ? (ir->ok ? " (holds)" : " (breached)") : "");
+  }
+  if (o)
+    json_object_set_new(ann, "measured", json_string(buf));
+}
+
+/* The affected shards (at most 20 listed), the classes and the suspected rows (ds->mu held). */
+static void ann_shards(dset *ds, json_t *ann) {
+  char buf[4096];
+  size_t nb = ds->cfg->shards / 8 + 1;
+  unsigned char *sb = calloc(nb, 1);
+  div_summary sm;
+  summarize(ds, &sm, sb, NULL);
+  if (sb && sm.shards) {
+    size_t o = (size_t)snprintf(buf, sizeof buf, "%u of %u:", sm.shards, ds->cfg->shards);
+    unsigned listed = 0;
+    for (uint32_t sh = 0; sh < ds->cfg->shards && o < sizeof buf - 16; sh++)
+      if (sb[sh / 8] & (1u << (sh % 8))) {
+        if (listed++ == 20) {
+          o += (size_t)snprintf(buf + o, sizeof buf - o, " ...");
+          break;
+        }
+        o += (size_t)snprintf(buf + o, sizeof buf - o, " %u", sh);
+      }
+    json_object_set_new(ann, "affected_shards", json_string(buf));
+    char cnt[16];
+    snprintf(cnt, sizeof cnt, "%u", sm.shards);
+    json_object_set_new(ann, "affected_shard_count", json_string(cnt));
+  }
+  free(sb);
+  size_t o = 0;
+  buf[0] = '\0';
+  for (int c = 1; c < CVG_CLASS__COUNT; c++)
+    if (sm.by_class[c])
+      o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s %llu", o ? ", " : "",
+                            cvg_class_name((cvg_class)c), (unsigned long long)sm.by_class[c]);
+  if (o)
+    json_object_set_new(ann, "divergence_classes", json_string(buf));
+  if (sm.suspected) {
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)sm.suspected);
+    json_object_set_new(ann, "suspected_rows", json_string(buf));
+  }
+}
+
+/* Up to five confirmed keys with each replica's version - keys and versions only, never row
+ * values: {"id":5} conflict, shard 13: primary=17 replica=17; ... (ds->mu held) */
+static void ann_sample_keys(const dset *ds, json_t *ann) {
+  char buf[4096];
+  size_t o = 0, listed = 0, cur = 0;
+  for (const cvg_tracked *t;
+       (t = cvg_tracker_next(ds->trk, &cur)) && listed < 5 && o < sizeof buf - 1;) {
+    if (!t->confirmed)
+      continue;
+    json_t *sj = cvgi_tracked_json(ds, t);
+    char *k = sj ? json_dumps(json_object_get(sj, "key"), JSON_COMPACT) : NULL;
+    o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s %s, shard %u:", listed ? "; " : "",
+                          k ? k : "?", cvg_class_name(t->cls), t->shard);
+    free(k);
+    json_t *reps = json_object_get(sj, "replicas");
+    for (size_t i = 0; i < ds->n && o < sizeof buf - 1; i++) {
+      json_t *rj = json_object_get(reps, ds->reps[i].cfg->name);
+      const char *st = json_string_value(json_object_get(rj, "state"));
+      char *vs = json_dumps(json_object_get(rj, "version"), JSON_COMPACT | JSON_ENCODE_ANY);
+      o += (size_t)snprintf(buf + o, sizeof buf - o, " %s=%s%s%s", ds->reps[i].cfg->name,
+                            st && strcmp(st, "live") ? st
+                            : vs                     ? vs
+                                                     : "none",
+                            st && strcmp(st, "live") && vs ? "@" : "",
+                            st && strcmp(st, "live") && vs ? vs : "");
+      free(vs);
+    }
+    if (o >= sizeof buf)
+      o = sizeof buf - 1;
+    json_decref(sj);
+    listed++;
+  }
+  if (listed)
+    json_object_set_new(ann, "sample_keys", json_string(buf));
+}
+
+/* The episode's detection trace: first seen, confirmed, the repair so far (ds->mu held). */
+static void ann_trace(const dset *ds, const cvg_trk_episode *tr, json_t *ann) {
+  char buf[4096], t1[40], t2[40], a2[32], l1[32], l2[32];
+  cvgi_fmt_double(l1, sizeof l1, tr->lag_suspected);
+  cvgi_fmt_double(l2, sizeof l2, tr->lag_confirmed);
+  if (isnan(tr->lag_suspected))
+    snprintf(l1, sizeof l1, "unknown ");
+  if (isnan(tr->lag_confirmed))
+    snprintf(l2, sizeof l2, "unknown ");
+  int o = snprintf(buf, sizeof buf, "first seen by the %s at %s (worst lag %ss)", tr->first_probe,
+                   cvg_fmt_time(t1, sizeof t1, tr->suspected_at), l1);
+  if (tr->confirmed_at > 0 && o > 0 && (size_t)o < sizeof buf) {
+    fmt_age(a2, sizeof a2, tr->confirmed_at - tr->suspected_at);
+    o += snprintf(buf + o, sizeof buf - o, "; confirmed at %s after %s (worst lag %ss)",
+                  cvg_fmt_time(t2, sizeof t2, tr->confirmed_at), a2, l2);
+  }
+  if (o > 0 && (size_t)o < sizeof buf)
+    repair_note(ds, buf + o, sizeof buf - o);
+  json_object_set_new(ann, "detection_trace", json_string(buf));
+  json_object_set_new(ann, "trace_id", json_string(tr->id));
+}
+
 /* Context annotations for an active alert. */
 static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rule, double onset,
                           void *vann) {
@@ -292,282 +420,26 @@ static void alert_context(void *ctx, size_t d, size_t r, const cvg_cat_rule *rul
   dset *ds = &m->ds[d];
   json_t *ann = vann;
   double now = cvg_wall_now();
-  char buf[4096], t1[40], t2[40], a1[32], a2[32];
+  char buf[128], t1[40], a1[32];
   fmt_age(a1, sizeof a1, now - onset);
   snprintf(buf, sizeof buf, "since %s (%s)", cvg_fmt_time(t1, sizeof t1, onset), a1);
   json_object_set_new(ann, "duration", json_string(buf));
   pthread_mutex_lock(&ds->mu);
-  if (r < ds->n) {
-    const rep *rp = &ds->reps[r];
-    char lag[32];
-    cvgi_fmt_double(lag, sizeof lag, rp->lag);
-    if (isnan(rp->lag))
-      snprintf(lag, sizeof lag, "unknown ");
-    snprintf(buf, sizeof buf, "state %s, lag %ss, heartbeat seq %lld, canary failures %llu%s%s",
-             cvgi_rstate_names[cvgi_shown_state(rp)], lag, (long long)rp->hb_seq,
-             (unsigned long long)rp->canary_failures, cvgi_rep_error(rp)[0] ? ", last error: " : "",
-             cvgi_rep_error(rp));
-    json_object_set_new(ann, "replica_state", json_string(buf));
-  }
-  if (rule->kind == CVG_RULE_INVARIANT) {
-    size_t o = 0;
-    for (size_t i = 0; i < ds->n_inv && o < sizeof buf - 1; i++) {
-      const inv_result *ir = &ds->inv[i];
-      int agg = strcmp(rule->subject, "equal_aggregate") == 0;
-      if (agg ? is_named_invariant(ir->name) : strcmp(ir->name, rule->subject) != 0)
-        continue;
-      char v[32], l[32];
-      cvgi_fmt_double(v, sizeof v, ir->value);
-      cvgi_fmt_double(l, sizeof l, ir->limit);
-      o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s = %s, limit %s%s", o ? "; " : "",
-                            ir->name, v, l, ir->known ? (ir->ok ? " (holds)" : " (breached)") : "");
-    }
-    if (o)
-      json_object_set_new(ann, "measured", json_string(buf));
-  }
+  if (r < ds->n)
+    ann_replica_state(&ds->reps[r], ann);
+  if (rule->kind == CVG_RULE_INVARIANT)
+    ann_measured(ds, rule, ann);
   int divergence = r >= ds->n && rule->kind != CVG_RULE_SLO;
   if (divergence && cvg_tracker_count(ds->trk)) {
-    size_t nb = ds->cfg->shards / 8 + 1;
-    unsigned char *sb = calloc(nb, 1);
-    div_summary sm;
-    summarize(ds, &sm, sb, NULL);
-    if (sb && sm.shards) {
-      size_t o = (size_t)snprintf(buf, sizeof buf, "%u of %u:", sm.shards, ds->cfg->shards);
-      unsigned listed = 0;
-      for (uint32_t sh = 0; sh < ds->cfg->shards && o < sizeof buf - 16; sh++)
-        if (sb[sh / 8] & (1u << (sh % 8))) {
-          if (listed++ == 20) {
-            o += (size_t)snprintf(buf + o, sizeof buf - o, " ...");
-            break;
-          }
-          o += (size_t)snprintf(buf + o, sizeof buf - o, " %u", sh);
-        }
-      json_object_set_new(ann, "affected_shards", json_string(buf));
-      char cnt[16];
-      snprintf(cnt, sizeof cnt, "%u", sm.shards);
-      json_object_set_new(ann, "affected_shard_count", json_string(cnt));
-    }
-    free(sb);
-    size_t o = 0;
-    buf[0] = '\0';
-    for (int c = 1; c < CVG_CLASS__COUNT; c++)
-      if (sm.by_class[c])
-        o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s %llu", o ? ", " : "",
-                              cvg_class_name((cvg_class)c), (unsigned long long)sm.by_class[c]);
-    if (o)
-      json_object_set_new(ann, "divergence_classes", json_string(buf));
-    if (sm.suspected) {
-      snprintf(buf, sizeof buf, "%llu", (unsigned long long)sm.suspected);
-      json_object_set_new(ann, "suspected_rows", json_string(buf));
-    }
-    /* sample keys with each replica's version (keys and versions only; never row values):
-     * {"id":5} conflict, shard 13: primary=17 replica=17; ... */
-    o = 0;
-    size_t listed = 0;
-    size_t cur = 0;
-    for (const cvg_tracked *t;
-         (t = cvg_tracker_next(ds->trk, &cur)) && listed < 5 && o < sizeof buf - 1;) {
-      if (!t->confirmed)
-        continue;
-      json_t *sj = cvgi_tracked_json(ds, t);
-      char *k = sj ? json_dumps(json_object_get(sj, "key"), JSON_COMPACT) : NULL;
-      o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s %s, shard %u:", listed ? "; " : "",
-                            k ? k : "?", cvg_class_name(t->cls), t->shard);
-      free(k);
-      json_t *reps = json_object_get(sj, "replicas");
-      for (size_t i = 0; i < ds->n && o < sizeof buf - 1; i++) {
-        json_t *rj = json_object_get(reps, ds->reps[i].cfg->name);
-        const char *st = json_string_value(json_object_get(rj, "state"));
-        char *vs = json_dumps(json_object_get(rj, "version"), JSON_COMPACT | JSON_ENCODE_ANY);
-        o += (size_t)snprintf(buf + o, sizeof buf - o, " %s=%s%s%s", ds->reps[i].cfg->name,
-                              st && strcmp(st, "live") ? st
-                              : vs                     ? vs
-                                                       : "none",
-                              st && strcmp(st, "live") && vs ? "@" : "",
-                              st && strcmp(st, "live") && vs ? vs : "");
-        free(vs);
-      }
-      if (o >= sizeof buf)
-        o = sizeof buf - 1;
-      json_decref(sj);
-      listed++;
-    }
-    if (listed)
-      json_object_set_new(ann, "sample_keys", json_string(buf));
+    ann_shards(ds, ann);
+    ann_sample_keys(ds, ann);
   }
   int want_origin = divergence && cvg_tracker_count(ds->trk) && ds->cfg->origin;
   const cvg_trk_episode *tr = cvg_tracker_episode(ds->trk);
-  if (divergence && tr->active) {
-    char l1[32], l2[32];
-    cvgi_fmt_double(l1, sizeof l1, tr->lag_suspected);
-    cvgi_fmt_double(l2, sizeof l2, tr->lag_confirmed);
-    if (isnan(tr->lag_suspected))
-      snprintf(l1, sizeof l1, "unknown ");
-    if (isnan(tr->lag_confirmed))
-      snprintf(l2, sizeof l2, "unknown ");
-    int o = snprintf(buf, sizeof buf, "first seen by the %s at %s (worst lag %ss)", tr->first_probe,
-                     cvg_fmt_time(t1, sizeof t1, tr->suspected_at), l1);
-    if (tr->confirmed_at > 0 && o > 0 && (size_t)o < sizeof buf) {
-      fmt_age(a2, sizeof a2, tr->confirmed_at - tr->suspected_at);
-      o += snprintf(buf + o, sizeof buf - o, "; confirmed at %s after %s (worst lag %ss)",
-                    cvg_fmt_time(t2, sizeof t2, tr->confirmed_at), a2, l2);
-    }
-    if (o > 0 && (size_t)o < sizeof buf)
-      repair_note(ds, buf + o, sizeof buf - o);
-    json_object_set_new(ann, "detection_trace", json_string(buf));
-    json_object_set_new(ann, "trace_id", json_string(tr->id));
-  }
-  if (want_origin && ds->origin_note[0]) /* found by the sweep job (origin_cause) */
+  if (divergence && tr->active)
+    ann_trace(ds, tr, ann);
+  if (want_origin && ds->origin_note[0]) /* found by the sweep job (origin.c) */
     json_object_set_new(ann, "likely_cause", json_string(ds->origin_note));
-  pthread_mutex_unlock(&ds->mu);
-}
-
-/* A divergent key whose origin is looked up: on the replica holding the divergent copy. */
-typedef struct origin_probe {
-  unsigned char key[512];
-  size_t key_len;
-  size_t rep;
-} origin_probe;
-
-#define ORIGIN_SAMPLES 20
-#define ORIGIN_EVERY 10.0 /* seconds between likely-cause lookups */
-
-/*
- * The writer or pipeline (origin column) most divergent rows share: up to ORIGIN_SAMPLES
- * confirmed keys, each read on the replica whose copy differs from the authority's (or, without
- * an authority, the one with the greatest version), kept in ds->origin_note for the alerts'
- * likely_cause. Run by the sweep jobs on the connections they hold (sts, opened if missing and
- * left open for the job), right after a sweep that confirmed keys and otherwise at most every
- * ORIGIN_EVERY seconds - never by the alert evaluation,
- * which shares its pool with the heartbeats. Reads the replicas, so never under ds->mu.
- */
-void cvgi_origin_cause(dset *ds, cvg_store **sts) {
-  const cvg_cat_dataset *cfg = ds->cfg;
-  if (!cfg->origin)
-    return;
-  pthread_mutex_lock(&ds->mu);
-  double now = cvg_mono_now();
-  cvg_trk_stats ts;
-  cvg_tracker_stats(ds->trk, &ts);
-  int fresh = ts.confirmations != ds->origin_seen; /* new confirmations: look at once */
-  int due = ts.tracked && (fresh || ds->origin_at == 0 || now - ds->origin_at >= ORIGIN_EVERY);
-  if (due) {
-    ds->origin_at = now;
-    ds->origin_seen = ts.confirmations;
-  }
-  if (!ts.tracked)
-    ds->origin_note[0] = '\0';
-  pthread_mutex_unlock(&ds->mu);
-  if (!due)
-    return;
-  origin_probe *pr = calloc(ORIGIN_SAMPLES, sizeof *pr);
-  if (!pr)
-    return;
-  size_t n = 0;
-  int auth = cfg->authority;
-  pthread_mutex_lock(&ds->mu);
-  size_t cur = 0;
-  for (const cvg_tracked *t; (t = cvg_tracker_next(ds->trk, &cur)) && n < ORIGIN_SAMPLES;) {
-    if (!t->confirmed || t->key_len > sizeof pr[n].key)
-      continue;
-    size_t best = SIZE_MAX;
-    for (size_t i = 0; i < ds->n; i++) {
-      if (t->rstates[i] != 1 || (int)i == auth)
-        continue;
-      if (auth >= 0 && memcmp(&t->contrib[i], &t->contrib[auth], sizeof t->contrib[i]) == 0)
-        continue;
-      if (best == SIZE_MAX)
-        best = i;
-      else {
-        size_t lb, li;
-        const unsigned char *vb = cvg_tracked_version(t, best, &lb);
-        const unsigned char *vi = cvg_tracked_version(t, i, &li);
-        if (cvg_key_compare(vi, li, vb, lb) > 0)
-          best = i;
-      }
-    }
-    if (best == SIZE_MAX)
-      continue;
-    memcpy(pr[n].key, t->key, t->key_len);
-    pr[n].key_len = t->key_len;
-    pr[n].rep = best;
-    n++;
-  }
-  pthread_mutex_unlock(&ds->mu);
-  char names[ORIGIN_SAMPLES][96];
-  size_t counts[ORIGIN_SAMPLES] = {0}, n_names = 0, looked = 0;
-  cvg_table_desc desc;
-  memset(&desc, 0, sizeof desc);
-  const char *pk[16];
-  size_t n_pk = 0;
-  cvg_buf out, scratch;
-  cvg_buf_init(&out, 1u << 20);
-  cvg_buf_init(&scratch, 1u << 20);
-  for (size_t k = 0; k < n; k++) {
-    size_t r = pr[k].rep;
-    cvg_error err;
-    cvg_error_clear(&err);
-    if (!sts[r] && cvgi_ensure_open(&sts[r], &ds->reps[r], CVG_STORE_READONLY, &err) != CVG_OK)
-      continue;
-    if (cfg->n_key == 0 && n_pk == 0) { /* the table's primary key, as diff discovers it */
-      if (cvg_store_describe(sts[r], &desc, &err) != CVG_OK)
-        break;
-      for (int pos = 1; pos <= 16; pos++)
-        for (size_t c = 0; c < desc.n_cols; c++)
-          if (desc.cols[c].pk == pos)
-            pk[n_pk++] = desc.cols[c].name;
-      if (!n_pk)
-        break;
-    }
-    cvg_scan_spec spec;
-    memset(&spec, 0, sizeof spec);
-    spec.key_cols = cfg->n_key ? (const char *const *)cfg->key : pk;
-    spec.n_key = cfg->n_key ? cfg->n_key : n_pk;
-    const char *cols[1] = {cfg->origin};
-    int found = 0;
-    cvg_buf_reset(&out);
-    if (cvg_store_fetch(sts[r], &spec, pr[k].key, pr[k].key_len, cols, 1, &out, &found, &err) !=
-            CVG_OK ||
-        !found)
-      continue;
-    cvg_value v;
-    size_t nv = 0;
-    cvg_buf_reset(&scratch);
-    if (cvg_decode_tuple(out.data, out.len, &v, 1, &nv, &scratch) != CVG_OK || nv != 1)
-      continue;
-    char name[96];
-    if (v.type == CVG_TEXT)
-      snprintf(name, sizeof name, "%.*s", (int)(v.u.s.n < 90 ? v.u.s.n : 90),
-               (const char *)v.u.s.p);
-    else if (v.type == CVG_INTEGER)
-      snprintf(name, sizeof name, "%lld", (long long)v.u.i);
-    else if (v.type == CVG_NULL)
-      snprintf(name, sizeof name, "(none)");
-    else
-      continue;
-    looked++;
-    size_t i = 0;
-    while (i < n_names && strcmp(names[i], name) != 0)
-      i++;
-    if (i == n_names)
-      memcpy(names[n_names++], name, sizeof name);
-    counts[i]++;
-  }
-  cvg_table_desc_release(&desc);
-  cvg_buf_release(&out);
-  cvg_buf_release(&scratch);
-  free(pr);
-  size_t top = 0;
-  for (size_t i = 1; i < n_names; i++)
-    if (counts[i] > counts[top])
-      top = i;
-  pthread_mutex_lock(&ds->mu);
-  if (looked)
-    snprintf(ds->origin_note, sizeof ds->origin_note,
-             "origin '%s' wrote %zu of %zu sampled divergent rows (column %s)", names[top],
-             counts[top], looked, cfg->origin);
-  else
-    ds->origin_note[0] = '\0';
   pthread_mutex_unlock(&ds->mu);
 }
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The watch's state, shared by its parts: watch.c (life, shared helpers), sched.c (the jobs'
- * schedule), jobs.c (the jobs that observe), signals.c (the alert source),
+ * schedule), jobs.c (the jobs that observe), origin.c (the likely cause), signals.c (the alert
+ * source),
  * episodes.c (the watch's own state),
  * autorepair.c, render_prom.c and render_json.c (metrics and JSON). Not installed: the public face is
  * converge/watch.h.
@@ -262,6 +263,8 @@ int cvgi_add_job(cvg_monitor *m, jkind kind, dset *ds, size_t r, double interval
 
 /* signals.c */
 void cvgi_job_alert(cvg_monitor *m, job *j);
+
+/* origin.c: the likely cause (the origin column most divergent rows share) */
 void cvgi_origin_cause(dset *ds, cvg_store **sts);
 
 /* jobs.c: the sweeps */
