@@ -25,4 +25,9 @@ double cvg_wall_now(void);
  * forward and checks that no schedule moves. */
 void cvg_wall_clock_set(double (*clock)(void));
 
+/* Whether wall time `now` falls in the daily UTC window [start, end) given in minutes after
+ * midnight (a window with start > end spans midnight); start < 0: no window, always inside. The
+ * full sweep's and the repair's windows. */
+int cvg_in_utc_window(double now, int start, int end);
+
 #endif

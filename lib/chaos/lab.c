@@ -1556,7 +1556,7 @@ static int append_ledger(lab *L, const cvg_chaos_result *res, cvg_error *err) {
                       (json_int_t)f->affected));
   }
   char when[40];
-  time_t t = time(NULL);
+  time_t t = (time_t)cvg_wall_now();
   struct tm tm;
   gmtime_r(&t, &tm);
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);

@@ -44,3 +44,13 @@ double cvg_wall_now(void) {
 void cvg_wall_clock_set(double (*clock)(void)) {
   __atomic_store_n(&wall_clock, clock, __ATOMIC_RELEASE);
 }
+
+int cvg_in_utc_window(double now, int start, int end) {
+  if (start < 0)
+    return 1;
+  time_t t = (time_t)now;
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  int min = tm.tm_hour * 60 + tm.tm_min;
+  return start < end ? min >= start && min < end : min >= start || min < end;
+}

@@ -2072,12 +2072,8 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   /* the window is checked before anything is written, the resumption of an interrupted run
    * included */
   if (o->execute && d->repair_window_start >= 0 && !o->ignore_window) {
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    int min = tm.tm_hour * 60 + tm.tm_min, ws = d->repair_window_start, we = d->repair_window_end;
-    int inside = ws < we ? (min >= ws && min < we) : (min >= ws || min < we);
-    if (!inside) {
+    int ws = d->repair_window_start, we = d->repair_window_end;
+    if (!cvg_in_utc_window(cvg_wall_now(), ws, we)) {
       int rc =
           cvg_error_set(err, CVG_EBUSY, d->name,
                         "outside the repair window %02d:%02d-%02d:%02d UTC; nothing was written",

@@ -475,15 +475,7 @@ static int full_cb(void *vctx, const cvg_divergence *dv) {
 }
 
 int cvgi_in_window(const cvg_cat_probes *p) {
-  if (p->window_start < 0)
-    return 1;
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  int min = tm.tm_hour * 60 + tm.tm_min;
-  if (p->window_start < p->window_end)
-    return min >= p->window_start && min < p->window_end;
-  return min >= p->window_start || min < p->window_end;
+  return cvg_in_utc_window(cvg_wall_now(), p->window_start, p->window_end);
 }
 
 int cvgi_full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err) {

@@ -273,9 +273,23 @@ static void test_metrics_exposition(void **state) {
   assert_true(samples >= families);
 }
 
+/* The daily UTC windows of full sweeps and repairs (cvg_in_utc_window), across midnight too. */
+static void test_utc_window(void **state) {
+  (void)state;
+  double day = 1796342400;                                   /* 2026-12-04T00:00:00Z */
+  assert_true(cvg_in_utc_window(day + 3 * 3600, -1, 0));     /* no window */
+  assert_true(cvg_in_utc_window(day + 2 * 3600, 120, 240));  /* 02:00 in [02:00, 04:00) */
+  assert_false(cvg_in_utc_window(day + 4 * 3600, 120, 240)); /* 04:00: the end is out */
+  assert_false(cvg_in_utc_window(day + 3600 + 59 * 60 + 59, 120, 240));   /* 01:59:59 */
+  assert_true(cvg_in_utc_window(day + 23 * 3600 + 30 * 60, 22 * 60, 60)); /* 23:30 in 22-01 */
+  assert_true(cvg_in_utc_window(day + 30 * 60, 22 * 60, 60));             /* 00:30 too */
+  assert_false(cvg_in_utc_window(day + 12 * 3600, 22 * 60, 60));          /* noon is not */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_wall_clock_steps),
+      cmocka_unit_test(test_utc_window),
       cmocka_unit_test(test_slow_sweep_delays_no_probe),
       cmocka_unit_test(test_metrics_exposition),
   };
