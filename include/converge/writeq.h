@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The watch's one door for writes from outside (lib/watch/writeq.c): a worker thread that runs
- * the state-file requests of the HTTP API (events posted and listed) in order, so that the
- * thread answering /metrics and /healthz never waits on a database. The submitter (serve) owns
+ * the state-file requests of the HTTP API (events posted and listed, the hold on automatic
+ * repair recorded) in order, so that the thread answering /metrics and /healthz never waits on
+ * a database. The submitter (serve) owns
  * each job and is woken when it is done; serve itself never touches a database.
  */
 #ifndef CONVERGE_WRITEQ_H
@@ -16,17 +17,24 @@
 #define CVG_WRITEQ_MAX 64       /* jobs waiting at most; more are refused (503) */
 #define CVG_EVENTS_LIST_MAX 200 /* events one read returns at most */
 
-typedef enum { CVG_WRITE_EVENT_ADD, CVG_WRITE_EVENT_LIST } cvg_write_job_kind;
+typedef enum {
+  CVG_WRITE_EVENT_ADD,
+  CVG_WRITE_EVENT_LIST,
+  CVG_WRITE_REPAIR_PAUSE /* records a pause or resume; the submitter then applies it in memory
+                          * (cvg_monitor_repair_pause), so that a reload or restart keeps it */
+} cvg_write_job_kind;
 
 /* One job, owned by the request that submitted it. done is set by the worker, which then calls
  * wake(wake_arg); the submitter reads the results only after that. */
 typedef struct cvg_write_job {
   cvg_write_job_kind kind;
-  char *path;   /* OWNED copy: a reload may free the catalog meanwhile */
-  cvg_event ev; /* ADD: the event; its id is filled in */
-  double since; /* LIST: events since, of dataset ("" for all) */
-  char dataset[128];
-  cvg_event *evs; /* LIST: OWNED, n of them */
+  char *path;        /* OWNED copy: a reload may free the catalog meanwhile */
+  cvg_event ev;      /* ADD: the event; its id is filled in */
+  double since;      /* LIST: events since, of dataset ("" for all) */
+  char dataset[128]; /* LIST, REPAIR_PAUSE: the dataset ("" for all) */
+  int pause;         /* REPAIR_PAUSE: 1 pause, 0 resume */
+  double at;         /* REPAIR_PAUSE: when it was asked */
+  cvg_event *evs;    /* LIST: OWNED, n of them */
   size_t n;
   int rc;
   cvg_error err;

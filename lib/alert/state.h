@@ -8,7 +8,7 @@
  *   converge_events       change events (deploys, migrations, configuration changes)
  *
  * The same file holds tables of other parts, which open it themselves: converge_episode (the
- * watch's divergence episodes, lib/watch/episodes.c) and the journal heads (lib/repair).
+ * watch's divergence episodes and holds on repair, lib/watch/wstate.c) and the journal heads (lib/repair).
  *
  * WAL mode: the daemon, the CLI and the HTTP server's connections write side by side.
  */

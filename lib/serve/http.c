@@ -256,7 +256,7 @@ static enum MHD_Result submit(struct MHD_Connection *c, cvg_http *h, req *r, con
   if (cvg_writeq_submit(h->q, &r->job) != CVG_OK) {
     MHD_resume_connection(c);
     return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
-                       "too many event requests are waiting for the state file; retry shortly");
+                       "too many requests are waiting for the state file; retry shortly");
   }
   r->submitted = 1;
   cvgi_conn_suspend(h->conns, conn_of(c), 1);
@@ -356,8 +356,11 @@ static enum MHD_Result post_event(struct MHD_Connection *c, cvg_http *h, cvg_mon
 }
 
 /* POST /api/v1/repair/pause|resume?dataset=NAME (bearer token): holds or releases the automatic
- * repair of a dataset (or of every dataset without ?dataset=). */
-static enum MHD_Result repair_control(struct MHD_Connection *c, cvg_monitor *m, int pause) {
+ * repair of a dataset (or of every dataset without ?dataset=). The hold is recorded in the state
+ * file first (by the watch's worker, so that a reload or restart keeps it), then applied in
+ * memory when the request resumes (repair_applied). */
+static enum MHD_Result repair_control(struct MHD_Connection *c, cvg_http *h, cvg_monitor *m, req *r,
+                                      int pause) {
   const cvg_catalog *cat = cvg_monitor_catalog(m);
   if (!cat->api_token)
     return reply_error(c, MHD_HTTP_FORBIDDEN,
@@ -367,12 +370,48 @@ static enum MHD_Result repair_control(struct MHD_Connection *c, cvg_monitor *m, 
     return reply_error(c, MHD_HTTP_UNAUTHORIZED,
                        "missing or wrong bearer token (Authorization: Bearer TOKEN)");
   const char *ds = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "dataset");
-  int n = cvg_monitor_repair_pause(m, ds && *ds ? ds : NULL, pause);
+  if (ds && *ds) {
+    size_t i = 0;
+    while (i < cat->n_datasets && strcmp(cat->datasets[i].name, ds) != 0)
+      i++;
+    if (i == cat->n_datasets || strlen(ds) >= sizeof r->job.dataset)
+      return reply_error(c, MHD_HTTP_NOT_FOUND, "no dataset of that name");
+  }
+  r->job.kind = CVG_WRITE_REPAIR_PAUSE;
+  r->job.pause = pause;
+  r->job.at = cvg_wall_now();
+  snprintf(r->job.dataset, sizeof r->job.dataset, "%s", ds ? ds : "");
+  return submit(c, h, r, cat->alerting.state_file);
+}
+
+/* The answer of a repair pause or resume once recorded: applied in memory now. A pause that could
+ * not be recorded still holds the repair (the safe side) and says it will not outlive a restart;
+ * a resume that could not be recorded is refused, so that memory and file agree on the hold. */
+static enum MHD_Result repair_applied(struct MHD_Connection *c, cvg_http *h, req *r) {
+  cvg_write_job *j = &r->job;
+  if (j->rc != CVG_OK && !j->pause)
+    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, j->err.msg);
+  pthread_rwlock_rdlock(&h->lock);
+  int n = h->m ? cvg_monitor_repair_pause(h->m, j->dataset[0] ? j->dataset : NULL, j->pause) : -2;
+  pthread_rwlock_unlock(&h->lock);
+  if (n == -2)
+    return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the monitor is (re)starting");
   if (n < 0)
     return reply_error(c, MHD_HTTP_NOT_FOUND, "no dataset of that name");
-  char body[160];
-  snprintf(body, sizeof body, "{\"paused\": %s, \"datasets\": %d}", pause ? "true" : "false", n);
-  return reply(c, MHD_HTTP_OK, "application/json", body, strlen(body));
+  json_t *o =
+      json_pack("{s:b, s:i, s:b}", "paused", j->pause, "datasets", n, "recorded", j->rc == CVG_OK);
+  if (o && j->rc != CVG_OK) {
+    char w[1200];
+    snprintf(w, sizeof w, "held in memory only, until a restart: %s", j->err.msg);
+    json_object_set_new(o, "warning", json_string(w));
+  }
+  char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (!body)
+    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+  enum MHD_Result ret = reply(c, MHD_HTTP_OK, "application/json", body, strlen(body));
+  free(body);
+  return ret;
 }
 
 static enum MHD_Result get_events(struct MHD_Connection *c, cvg_http *h, cvg_monitor *m, req *r) {
@@ -480,7 +519,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   }
   if (*con_cls != &get_marker && *con_cls != &get_body_marker && ((req *)*con_cls)->submitted) {
     cvgi_conn_suspend(h->conns, conn_of(c), 0); /* resumed: the worker is done with the job */
-    return job_reply(c, *con_cls);
+    req *r = *con_cls;
+    return r->job.kind == CVG_WRITE_REPAIR_PAUSE ? repair_applied(c, h, r) : job_reply(c, r);
   }
   if (*upload_size) {
     if (*con_cls == &get_marker || *con_cls == &get_body_marker || events_get) {
@@ -515,9 +555,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   if (post) {
     pthread_rwlock_rdlock(&h->lock);
     enum MHD_Result ret =
-        !h->m        ? reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the monitor is (re)starting")
-        : repair_ctl ? repair_control(c, h->m, strcmp(url, "/api/v1/repair/pause") == 0)
-                     : post_event(c, h, h->m, *con_cls);
+        !h->m ? reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the monitor is (re)starting")
+        : repair_ctl
+            ? repair_control(c, h, h->m, *con_cls, strcmp(url, "/api/v1/repair/pause") == 0)
+            : post_event(c, h, h->m, *con_cls);
     pthread_rwlock_unlock(&h->lock);
     return ret;
   }

@@ -4,7 +4,7 @@
  * named metric per dataset and replica, the annotations of an alert (affected shards, sample
  * keys, detection trace, likely cause, measured values), whether a dataset is ready to be judged,
  * and the evaluation job that runs the engine and saves each dataset's divergence episode
- * (episodes.c). The likely cause itself is found by the sweep jobs (origin.c).
+ * (wstate.c). The likely cause itself is found by the sweep jobs (origin.c).
  */
 #include "converge/diff.h"
 #include "converge/json.h"

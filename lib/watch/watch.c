@@ -13,7 +13,7 @@
  *
  * The parts: sched.c runs the jobs; jobs.c holds the jobs that observe (heartbeat, canary,
  * invariants, incremental check, full sweep); signals.c is what the alert engine reads;
- * autorepair.c the automatic repair; episodes.c the watch's own saved state; render_prom.c and
+ * autorepair.c the automatic repair; wstate.c the watch's own saved state; render_prom.c and
  * render_json.c render metrics and JSON. The state they share is declared in watch_int.h. This file: the monitor's life (new, free, recheck, pause) and the
  * helpers every job uses.
  */
@@ -271,6 +271,7 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
   }
   cvgi_episodes_open(m);
   cvgi_episodes_restore(m);
+  cvgi_pauses_restore(m);
   m->pools[0].n_threads = (size_t)cat->workers;
   m->pools[1].n_threads = (size_t)cat->workers;
   m->started_wall = cvg_wall_now();

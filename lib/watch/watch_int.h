@@ -3,7 +3,7 @@
  * The watch's state, shared by its parts: watch.c (life, shared helpers), sched.c (the jobs'
  * schedule), jobs.c (the jobs that observe), origin.c (the likely cause), signals.c (the alert
  * source),
- * episodes.c (the watch's own state),
+ * wstate.c (the watch's own state),
  * autorepair.c, render_prom.c and render_json.c (metrics and JSON). Not installed: the public face is
  * converge/watch.h.
  *
@@ -136,7 +136,7 @@ typedef struct dset {
   char schema_msg[1024];  /* what differs */
   inv_result inv[6 + 16]; /* the invariants */
   size_t n_inv;
-  cvg_trk_episode synced; /* the episode as last saved (evaluation job only: episodes.c) */
+  cvg_trk_episode synced; /* the episode as last saved (evaluation job only: wstate.c) */
   int synced_active;
   double first_full_wall; /* end of the first full sweep since the start; 0 none yet */
   /* automatic repair (auto_repair) */
@@ -207,7 +207,7 @@ struct cvg_monitor {
   int cancel;               /* asks a running full sweep to stop (atomic stores and loads) */
   double sched_beat;        /* monotonic time of the scheduler's last loop */
   cvg_alerts *alerts;       /* OWNED; the alert engine */
-  struct sqlite3 *state_db; /* OWNED; the watch's own state (episodes.c); NULL: not kept */
+  struct sqlite3 *state_db; /* OWNED; the watch's own state (wstate.c); NULL: not kept */
   double started_wall;
 };
 
@@ -244,11 +244,15 @@ void cvgi_logf_event(cvg_monitor *m, cvg_log_level lvl, const char *event, const
                      const rep *r, const char *k1, const char *v1, const char *k2, const char *v2);
 void cvgi_set_up(cvg_monitor *m, dset *ds, rep *r, int up, const cvg_error *err);
 
-/* episodes.c: the watch's own state (each dataset's divergence episode) */
+/* wstate.c: the watch's own state (divergence episodes, holds on repair) */
 void cvgi_episodes_open(cvg_monitor *m);    /* in cvg_monitor_new; failing: a warning, none kept */
 void cvgi_episodes_restore(cvg_monitor *m); /* in cvg_monitor_new: the saved episodes */
 void cvgi_episodes_sync(cvg_monitor *m);    /* the evaluation job: saves those that changed */
 void cvgi_episodes_close(cvg_monitor *m);
+void cvgi_pauses_restore(cvg_monitor *m); /* in cvg_monitor_new: the holds on repair */
+/* Records a hold on (pause 1) or release of automatic repair of dataset (NULL: every dataset)
+ * in the state file at path; run by the state-file worker (writeq.c). */
+int cvgi_pause_save(const char *path, const char *dataset, int pause, double at, cvg_error *err);
 
 /* jobs.c: the quick probes */
 void cvgi_job_canary_poll(cvg_monitor *m, job *j);

@@ -6,6 +6,7 @@
  * and the request resumes when its job is done. The HTTP thread never touches the database.
  */
 #include "converge/writeq.h"
+#include "watch_int.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -24,6 +25,10 @@ static void run(cvg_write_job *j) {
   cvg_error_clear(&j->err);
   if (j->kind == CVG_WRITE_EVENT_ADD) {
     j->rc = cvg_event_add(j->path, &j->ev, &j->err);
+    return;
+  }
+  if (j->kind == CVG_WRITE_REPAIR_PAUSE) {
+    j->rc = cvgi_pause_save(j->path, j->dataset[0] ? j->dataset : NULL, j->pause, j->at, &j->err);
     return;
   }
   j->evs = calloc(CVG_EVENTS_LIST_MAX, sizeof *j->evs);
@@ -74,18 +79,18 @@ int cvg_writeq_start(cvg_writeq **out, cvg_error *err) {
   return CVG_OK;
 }
 
-int cvg_writeq_submit(cvg_writeq *q, cvg_write_job *job) {
+int cvg_writeq_submit(cvg_writeq *q, cvg_write_job *wj) {
   pthread_mutex_lock(&q->mu);
   if (q->n >= CVG_WRITEQ_MAX || q->stop) {
     pthread_mutex_unlock(&q->mu);
     return CVG_EBUSY;
   }
-  job->next = NULL;
+  wj->next = NULL;
   if (q->tail)
-    q->tail->next = job;
+    q->tail->next = wj;
   else
-    q->head = job;
-  q->tail = job;
+    q->head = wj;
+  q->tail = wj;
   q->n++;
   pthread_cond_signal(&q->cv);
   pthread_mutex_unlock(&q->mu);
@@ -107,11 +112,11 @@ void cvg_writeq_stop(cvg_writeq *q) {
   free(q);
 }
 
-void cvg_write_job_release(cvg_write_job *job) {
-  if (!job)
+void cvg_write_job_release(cvg_write_job *wj) {
+  if (!wj)
     return;
-  free(job->path);
-  free(job->evs);
-  job->path = NULL;
-  job->evs = NULL;
+  free(wj->path);
+  free(wj->evs);
+  wj->path = NULL;
+  wj->evs = NULL;
 }
