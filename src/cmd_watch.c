@@ -125,6 +125,7 @@ static void reload(const opts *o, cvg_logger *lg, cvg_catalog **cat, cvg_monitor
     *http = nhttp;
   }
   cvg_http_set_monitor(*http, nmon);
+  cvg_monitor_restore_pauses(nmon); /* a hold recorded while nmon was being built */
   cvg_logger_set(lg, ncat->log_format, ncat->log_level);
   cvg_catalog_free(*cat);
   *cat = ncat;

@@ -63,6 +63,10 @@ int cvg_monitor_hotspots_json(cvg_monitor *m, const char *dataset, cvg_buf *out)
 /* Pauses (1) or resumes (0) the automatic repair of dataset (NULL: every dataset). Returns the
  * number of datasets changed, or -1 when no dataset has that name. */
 int cvg_monitor_repair_pause(cvg_monitor *m, const char *dataset, int pause);
+/* Re-reads the holds on automatic repair from the state file (as cvg_monitor_new does): a
+ * reload calls it once the new monitor is served, so that a hold recorded while the new monitor
+ * was being built is not lost. Any thread. */
+void cvg_monitor_restore_pauses(cvg_monitor *m);
 /* The catalog the monitor runs (BORROWED). */
 const cvg_catalog *cvg_monitor_catalog(const cvg_monitor *m);
 /* 1 when the scheduler is running and has made progress in the last few seconds. */

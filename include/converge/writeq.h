@@ -20,8 +20,9 @@
 typedef enum {
   CVG_WRITE_EVENT_ADD,
   CVG_WRITE_EVENT_LIST,
-  CVG_WRITE_REPAIR_PAUSE /* records a pause or resume; the submitter then applies it in memory
-                          * (cvg_monitor_repair_pause), so that a reload or restart keeps it */
+  CVG_WRITE_REPAIR_PAUSE /* records a pause or resume; the job's `after` then applies it in
+                          * memory, in the order of the records, so that file and memory agree and
+                          * a reload or restart keeps the hold */
 } cvg_write_job_kind;
 
 /* One job, owned by the request that submitted it. done is set by the worker, which then calls
@@ -34,11 +35,16 @@ typedef struct cvg_write_job {
   char dataset[128]; /* LIST, REPAIR_PAUSE: the dataset ("" for all) */
   int pause;         /* REPAIR_PAUSE: 1 pause, 0 resume */
   double at;         /* REPAIR_PAUSE: when it was asked */
+  int applied;       /* REPAIR_PAUSE: what `after` found (the datasets held or released) */
   cvg_event *evs;    /* LIST: OWNED, n of them */
   size_t n;
   int rc;
   cvg_error err;
   int done; /* atomic */
+  /* Called by the worker once the job ran, before done and wake (NULL: nothing): jobs are run
+   * and followed up one at a time, in the order submitted. */
+  void (*after)(struct cvg_write_job *j, void *arg);
+  void *after_arg;
   void (*wake)(void *);
   void *wake_arg;
   struct cvg_write_job *next;

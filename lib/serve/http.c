@@ -73,6 +73,7 @@ typedef struct req {
   size_t len;
   int too_big;
   int submitted; /* job queued; the request is suspended until it is done */
+  int held_now;  /* a repair pause: the datasets it held at once, before it was recorded */
   cvg_write_job job;
   char body[BODY_MAX + 1];
 } req;
@@ -246,20 +247,30 @@ static cvgi_conn *conn_of(struct MHD_Connection *c) {
   return ci ? ci->socket_context : NULL;
 }
 
-/* Hands r's job to the state-file worker and suspends the request until it is done. */
-static enum MHD_Result submit(struct MHD_Connection *c, cvg_http *h, req *r, const char *path) {
+/* Hands r's job to the state-file worker and suspends the request until it is done: CVG_OK,
+ * CVG_ENOMEM, or CVG_EBUSY when too many jobs wait. */
+static int submit_job(struct MHD_Connection *c, cvg_http *h, req *r, const char *path) {
   if (!(r->job.path = strdup(path)))
-    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return CVG_ENOMEM;
   r->job.wake = wake;
   r->job.wake_arg = c;
   MHD_suspend_connection(c); /* before the worker can resume it */
   if (cvg_writeq_submit(h->q, &r->job) != CVG_OK) {
     MHD_resume_connection(c);
-    return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
-                       "too many requests are waiting for the state file; retry shortly");
+    return CVG_EBUSY;
   }
   r->submitted = 1;
   cvgi_conn_suspend(h->conns, conn_of(c), 1);
+  return CVG_OK;
+}
+
+static enum MHD_Result submit(struct MHD_Connection *c, cvg_http *h, req *r, const char *path) {
+  int rc = submit_job(c, h, r, path);
+  if (rc == CVG_ENOMEM)
+    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+  if (rc != CVG_OK)
+    return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                       "too many requests are waiting for the state file; retry shortly");
   return MHD_YES;
 }
 
@@ -355,10 +366,48 @@ static enum MHD_Result post_event(struct MHD_Connection *c, cvg_http *h, cvg_mon
   return submit(c, h, r, cat->alerting.state_file);
 }
 
+/* The answer to a repair pause or resume: {"paused", "datasets", "recorded"}, and a warning when
+ * the hold could not be recorded. */
+static enum MHD_Result pause_reply(struct MHD_Connection *c, int pause, int n, const char *why) {
+  json_t *o = json_pack("{s:b, s:i, s:b}", "paused", pause, "datasets", n, "recorded", !why);
+  if (o && why) {
+    char w[1200];
+    snprintf(w, sizeof w,
+             "held in memory only, so a reload or restart releases it: the state file did not "
+             "record it (%s)",
+             why);
+    json_object_set_new(o, "warning", json_string(w));
+  }
+  char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (!body)
+    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+  enum MHD_Result ret = reply(c, MHD_HTTP_OK, "application/json", body, strlen(body));
+  free(body);
+  return ret;
+}
+
+/* Run by the state-file worker once a pause or resume is recorded: applies it to the monitor
+ * served now, in the order of the records, so that memory ends as the file says. A resume that
+ * was not recorded is not applied (the hold stays, as the file says). */
+static void pause_after(cvg_write_job *j, void *arg) {
+  cvg_http *h = arg;
+  if (j->rc != CVG_OK && !j->pause) {
+    j->applied = -3;
+    return;
+  }
+  pthread_rwlock_rdlock(&h->lock);
+  j->applied =
+      h->m ? cvg_monitor_repair_pause(h->m, j->dataset[0] ? j->dataset : NULL, j->pause) : -2;
+  pthread_rwlock_unlock(&h->lock);
+}
+
 /* POST /api/v1/repair/pause|resume?dataset=NAME (bearer token): holds or releases the automatic
  * repair of a dataset (or of every dataset without ?dataset=). The hold is recorded in the state
- * file first (by the watch's worker, so that a reload or restart keeps it), then applied in
- * memory when the request resumes (repair_applied). */
+ * file by the watch's worker, which then applies it (pause_after), so that a reload or restart
+ * keeps it (the reload re-reads the holds once the new monitor is served). A pause takes hold at
+ * once as well, the safe side, even when the state file is slow or cannot record it; a resume
+ * waits for its record. */
 static enum MHD_Result repair_control(struct MHD_Connection *c, cvg_http *h, cvg_monitor *m, req *r,
                                       int pause) {
   const cvg_catalog *cat = cvg_monitor_catalog(m);
@@ -370,48 +419,50 @@ static enum MHD_Result repair_control(struct MHD_Connection *c, cvg_http *h, cvg
     return reply_error(c, MHD_HTTP_UNAUTHORIZED,
                        "missing or wrong bearer token (Authorization: Bearer TOKEN)");
   const char *ds = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "dataset");
-  if (ds && *ds) {
+  if (ds && !*ds)
+    ds = NULL;
+  if (ds && strlen(ds) >= sizeof r->job.dataset)
+    return reply_error(c, MHD_HTTP_NOT_FOUND, "no dataset of that name");
+  if (pause && (r->held_now = cvg_monitor_repair_pause(m, ds, 1)) < 0)
+    return reply_error(c, MHD_HTTP_NOT_FOUND, "no dataset of that name");
+  if (!pause) { /* nothing changes before the record: only check the name */
     size_t i = 0;
-    while (i < cat->n_datasets && strcmp(cat->datasets[i].name, ds) != 0)
+    while (ds && i < cat->n_datasets && strcmp(cat->datasets[i].name, ds) != 0)
       i++;
-    if (i == cat->n_datasets || strlen(ds) >= sizeof r->job.dataset)
+    if (ds && i == cat->n_datasets)
       return reply_error(c, MHD_HTTP_NOT_FOUND, "no dataset of that name");
   }
   r->job.kind = CVG_WRITE_REPAIR_PAUSE;
   r->job.pause = pause;
   r->job.at = cvg_wall_now();
+  r->job.after = pause_after;
+  r->job.after_arg = h;
   snprintf(r->job.dataset, sizeof r->job.dataset, "%s", ds ? ds : "");
-  return submit(c, h, r, cat->alerting.state_file);
+  int rc = submit_job(c, h, r, cat->alerting.state_file);
+  if (rc == CVG_OK)
+    return MHD_YES;
+  const char *why =
+      rc == CVG_EBUSY ? "too many requests are waiting for the state file" : "out of memory";
+  if (pause)
+    return pause_reply(c, 1, r->held_now, why);
+  return reply_error(
+      c, MHD_HTTP_SERVICE_UNAVAILABLE,
+      rc == CVG_EBUSY ? "too many requests are waiting for the state file; retry shortly" : why);
 }
 
-/* The answer of a repair pause or resume once recorded: applied in memory now. A pause that could
- * not be recorded still holds the repair (the safe side) and says it will not outlive a restart;
- * a resume that could not be recorded is refused, so that memory and file agree on the hold. */
-static enum MHD_Result repair_applied(struct MHD_Connection *c, cvg_http *h, req *r) {
-  cvg_write_job *j = &r->job;
-  if (j->rc != CVG_OK && !j->pause)
+/* The answer of a repair pause or resume once the worker recorded and applied it. */
+static enum MHD_Result repair_applied(struct MHD_Connection *c, req *r) {
+  const cvg_write_job *j = &r->job;
+  if (j->applied == -3) /* a resume not recorded: not applied */
     return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, j->err.msg);
-  pthread_rwlock_rdlock(&h->lock);
-  int n = h->m ? cvg_monitor_repair_pause(h->m, j->dataset[0] ? j->dataset : NULL, j->pause) : -2;
-  pthread_rwlock_unlock(&h->lock);
-  if (n == -2)
-    return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the monitor is (re)starting");
-  if (n < 0)
+  if (j->applied == -2 && !j->pause) /* recorded; the reload's new monitor reads it */
+    return reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                       "recorded, and applied by the monitor that is (re)starting; check "
+                       "/api/v1/status");
+  if (j->applied == -1) /* the dataset left the catalog in a reload meanwhile */
     return reply_error(c, MHD_HTTP_NOT_FOUND, "no dataset of that name");
-  json_t *o =
-      json_pack("{s:b, s:i, s:b}", "paused", j->pause, "datasets", n, "recorded", j->rc == CVG_OK);
-  if (o && j->rc != CVG_OK) {
-    char w[1200];
-    snprintf(w, sizeof w, "held in memory only, until a restart: %s", j->err.msg);
-    json_object_set_new(o, "warning", json_string(w));
-  }
-  char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-  json_decref(o);
-  if (!body)
-    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-  enum MHD_Result ret = reply(c, MHD_HTTP_OK, "application/json", body, strlen(body));
-  free(body);
-  return ret;
+  int n = j->applied >= 0 ? j->applied : r->held_now;
+  return pause_reply(c, j->pause, n, j->rc == CVG_OK ? NULL : j->err.msg);
 }
 
 static enum MHD_Result get_events(struct MHD_Connection *c, cvg_http *h, cvg_monitor *m, req *r) {
@@ -520,7 +571,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
   if (*con_cls != &get_marker && *con_cls != &get_body_marker && ((req *)*con_cls)->submitted) {
     cvgi_conn_suspend(h->conns, conn_of(c), 0); /* resumed: the worker is done with the job */
     req *r = *con_cls;
-    return r->job.kind == CVG_WRITE_REPAIR_PAUSE ? repair_applied(c, h, r) : job_reply(c, r);
+    return r->job.kind == CVG_WRITE_REPAIR_PAUSE ? repair_applied(c, r) : job_reply(c, r);
   }
   if (*upload_size) {
     if (*con_cls == &get_marker || *con_cls == &get_body_marker || events_get) {

@@ -287,7 +287,7 @@ static void repair_note(const dset *ds, char *buf, size_t size) {
 }
 /* The replica's state, lag, heartbeat and last error (ds->mu held). */
 static void ann_replica_state(const rep *rp, json_t *ann) {
-  char buf[1024], lag[32];
+  char buf[4096], lag[32]; /* the last error alone may be 2 KiB */
   cvgi_fmt_double(lag, sizeof lag, rp->lag);
   if (isnan(rp->lag))
     snprintf(lag, sizeof lag, "unknown ");

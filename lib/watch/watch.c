@@ -271,7 +271,7 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
   }
   cvgi_episodes_open(m);
   cvgi_episodes_restore(m);
-  cvgi_pauses_restore(m);
+  cvgi_pauses_restore(m, 1);
   m->pools[0].n_threads = (size_t)cat->workers;
   m->pools[1].n_threads = (size_t)cat->workers;
   m->started_wall = cvg_wall_now();
@@ -360,9 +360,9 @@ int cvg_monitor_repair_pause(cvg_monitor *m, const char *dataset, int pause) {
     found = 1;
     if (!ds->cfg->auto_repair)
       continue;
-    __atomic_store_n(&ds->rep_paused, pause ? 1 : 0, __ATOMIC_SEQ_CST);
-    cvg_log(m->lg, CVG_LOG_INFO, pause ? "repair_paused" : "repair_resumed", "dataset",
-            ds->cfg->name, (const char *)NULL);
+    if (__atomic_exchange_n(&ds->rep_paused, pause ? 1 : 0, __ATOMIC_SEQ_CST) != (pause ? 1 : 0))
+      cvg_log(m->lg, CVG_LOG_INFO, pause ? "repair_paused" : "repair_resumed", "dataset",
+              ds->cfg->name, (const char *)NULL);
     n++;
   }
   return found ? n : -1;

@@ -249,7 +249,9 @@ void cvgi_episodes_open(cvg_monitor *m);    /* in cvg_monitor_new; failing: a wa
 void cvgi_episodes_restore(cvg_monitor *m); /* in cvg_monitor_new: the saved episodes */
 void cvgi_episodes_sync(cvg_monitor *m);    /* the evaluation job: saves those that changed */
 void cvgi_episodes_close(cvg_monitor *m);
-void cvgi_pauses_restore(cvg_monitor *m); /* in cvg_monitor_new: the holds on repair */
+/* The holds on repair as the state file records them (first: in cvg_monitor_new; else again,
+ * once a reload serves the new monitor: cvg_monitor_restore_pauses). */
+void cvgi_pauses_restore(cvg_monitor *m, int first);
 /* Records a hold on (pause 1) or release of automatic repair of dataset (NULL: every dataset)
  * in the state file at path; run by the state-file worker (writeq.c). */
 int cvgi_pause_save(const char *path, const char *dataset, int pause, double at, cvg_error *err);

@@ -55,6 +55,8 @@ static void *worker(void *arg) {
     q->n--;
     pthread_mutex_unlock(&q->mu);
     run(j);
+    if (j->after)
+      j->after(j, j->after_arg);
     __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
     j->wake(j->wake_arg);
     pthread_mutex_lock(&q->mu);

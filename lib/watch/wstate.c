@@ -15,8 +15,9 @@
  *
  * Threading: cvgi_episodes_open and the restores run in cvg_monitor_new, before any thread; then
  * only the evaluation job (signals.c, one run at a time) calls cvgi_episodes_sync, on
- * m->state_db. cvgi_pause_save runs on the state-file worker (writeq.c) with a connection of
- * its own, opened per call like the change events'.
+ * m->state_db. The holds are read and written on connections of their own, opened per call
+ * like the change events': cvgi_pause_save on the state-file worker (writeq.c), and
+ * cvg_monitor_restore_pauses on the thread that reloads (ds->rep_paused is atomic).
  */
 #include "converge/fsfile.h"
 #include "converge/log.h"
@@ -171,25 +172,35 @@ void cvgi_episodes_sync(cvg_monitor *m) {
 
 /* ---- the hold on automatic repair ---- */
 
-void cvgi_pauses_restore(cvg_monitor *m) {
+void cvgi_pauses_restore(cvg_monitor *m, int first) {
+  sqlite3 *db = NULL; /* its own connection: m->state_db belongs to the evaluation job */
   sqlite3_stmt *st = NULL;
-  if (!m->state_db ||
-      sqlite3_prepare_v2(m->state_db,
+  if (open_state(m->cat->alerting.state_file, &db, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(db,
                          "SELECT paused FROM converge_repair_pause WHERE dataset IN (?, '*')"
                          " ORDER BY dataset = '*' LIMIT 1",
-                         -1, &st, NULL) != SQLITE_OK)
+                         -1, &st, NULL) != SQLITE_OK) {
+    sqlite3_close(db);
     return;
+  }
   for (size_t i = 0; i < m->n_ds; i++) {
     dset *ds = &m->ds[i];
     sqlite3_reset(st);
     sqlite3_bind_text(st, 1, ds->cfg->name, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_ROW || !sqlite3_column_int(st, 0) || !ds->cfg->auto_repair)
+    int held = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+    if (!ds->cfg->auto_repair || (first && !held))
       continue;
-    ds->rep_paused = 1; /* before any thread: no atomic needed yet */
-    cvg_log(m->lg, CVG_LOG_INFO, "repair_paused", "dataset", ds->cfg->name, "from",
-            "state file (an earlier POST /api/v1/repair/pause)", (const char *)NULL);
+    if (__atomic_exchange_n(&ds->rep_paused, held, __ATOMIC_SEQ_CST) != held)
+      cvg_log(m->lg, CVG_LOG_INFO, held ? "repair_paused" : "repair_resumed", "dataset",
+              ds->cfg->name, "from", "state file (POST /api/v1/repair/pause|resume)",
+              (const char *)NULL);
   }
   sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+void cvg_monitor_restore_pauses(cvg_monitor *m) {
+  cvgi_pauses_restore(m, 0);
 }
 
 int cvgi_pause_save(const char *path, const char *dataset, int pause, double at, cvg_error *err) {
