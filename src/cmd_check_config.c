@@ -136,8 +136,15 @@ static void explain(const cvg_catalog *cat) {
         printf("    %-16s only between %02d:%02d and %02d:%02d UTC\n", "", p->window_start / 60,
                p->window_start % 60, p->window_end / 60, p->window_end % 60);
     }
-    printf("    %-16s a divergence is confirmed after the replica's lag, at most %gs\n", "confirm",
-           p->confirm_within);
+    if (d->authority >= 0 && p->heartbeat_interval > 0)
+      printf("    %-16s a divergence is confirmed once the replica holding the differing copy has\n"
+             "    %-16s applied a heartbeat written %gs after the key was first seen (its apply\n"
+             "    %-16s position), or has applied nothing for %gs; a slow replica never gets one\n",
+             "confirm", "", p->heartbeat_interval, "", p->confirm_within);
+    else
+      printf("    %-16s a divergence is confirmed after the replicas' lag, at most %gs (no\n"
+             "    %-16s heartbeat: no apply position to judge rows in flight by)\n",
+             "confirm", p->confirm_within, "");
     const cvg_cat_invariants *iv = &d->inv;
     printf("  invariants:%s\n", iv->max_lag_seconds < 0 && iv->max_divergent_rows < 0 &&
                                         iv->max_divergent_fraction < 0 &&

@@ -5,9 +5,13 @@
  * contribution) until a later check finds it agreeing; beside the keys, each replica's digest of
  * each shard, the conflict hotspots, and the divergence episode in progress.
  *
- * The confirmation rule. A key is "suspected" when first seen and "confirmed" when a later check,
- * made more than `wait` seconds after it was first seen, still finds it divergent. The caller
- * computes the wait from the replicas' lag (cvg_tracker_confirm_wait). A stale key whose every
+ * The confirmation rule. A key is "suspected" when first seen and "confirmed" when a later check
+ * still finds it divergent and the replicas holding its differing copies have had the chance to
+ * receive everything written before it was first seen: with heartbeats, when each of them has
+ * applied a heartbeat written a heartbeat interval after that (or has applied nothing for
+ * confirm_within: see cvg_trk_check.apply); without, when the check is more than `wait` seconds
+ * after it was first seen, the caller computing the wait from the replicas' lag
+ * (cvg_tracker_confirm_wait). A stale key whose every
  * copy has reached the newest version of the previous check is suspected afresh: a hot key whose
  * newest write is always in flight is not drift.
  *
@@ -127,6 +131,20 @@ typedef struct cvg_trk_check {
   const char *probe;  /* "incremental check", "full sweep"... for a new episode */
   int update_digests; /* add the key's new contributions to the replicas' digests */
   int sweep;          /* part of a full sweep: marks the key as seen (cvg_tracker_sweep_end) */
+  /* The apply-position rule, when the dataset has heartbeats (apply set; NULL: the wait alone).
+   * apply[i]: replica i's apply position - the authority's wall time of the newest heartbeat it
+   * holds (NAN unknown: the wait decides for that replica); idle[i]: seconds since it last
+   * advanced. A key is confirmed only when every replica whose copy differs from the
+   * authority's has applied past first_seen + hb_interval (all written before the key was first
+   * seen has had its chance to arrive) or has not advanced for confirm_within, the key having
+   * waited as long (a stopped replication cannot hold confirmation back, and a key first seen
+   * while it was stopped still gets confirm_within). A replica merely slow never gets one
+   * confirmed. */
+  const double *apply;
+  const double *idle;
+  int authority; /* the authority's index (apply set) */
+  double hb_interval;
+  double confirm_within;
 } cvg_trk_check;
 
 typedef struct cvg_tracker cvg_tracker;

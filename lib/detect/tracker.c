@@ -28,6 +28,7 @@ struct cvg_tracker {
   size_t tab_cap, n_tracked, n_confirmed;
   uint64_t dropped, resolved[2], confirmations;
   int swept;                /* a sweep has completed */
+  int continued;            /* the episode is one restored from before a restart */
   cvg_fp *digest;           /* OWNED; n_replicas * shards */
   unsigned char *digest_ok; /* OWNED; per replica */
   cvg_hot hot[CVG_HOT_K];
@@ -281,11 +282,13 @@ static void episode_begin(cvg_tracker *tr, const cvg_trk_check *chk, const unsig
     /* the episode in progress when converge stopped: continue it (same id, same clock) */
     tr->ep.active = 1;
     tr->ep.restored = 0;
+    tr->continued = 1;
     emit(tr, CVG_TRK_EPISODE_CONTINUED, key, key_len, cls, 0);
     return;
   }
   tr->ep.active = 1;
   tr->ep.restored = 0;
+  tr->continued = 0;
   snprintf(tr->ep.id, sizeof tr->ep.id, "trc-%016" PRIx64,
            XXH3_64bits_withSeed(key, key_len, (uint64_t)(chk->now * 1e6)));
   snprintf(tr->ep.first_probe, sizeof tr->ep.first_probe, "%s", chk->probe ? chk->probe : "probe");
@@ -365,6 +368,41 @@ static int insert(cvg_tracker *tr, cvg_tracked *nt, size_t slot) {
   return 1;
 }
 
+static int same_copy(const cvg_copy *a, const cvg_copy *b) {
+  if (a->state != b->state)
+    return 0;
+  if (a->state == CVG_ABSENT)
+    return 1;
+  return cvg_fp_equal(a->fp, b->fp) && a->version_len == b->version_len &&
+         (!a->version_len || memcmp(a->version, b->version, a->version_len) == 0);
+}
+
+/* Whether the replicas holding nt's differing copies have had their chance to receive what was
+ * written before nt was first seen (the confirmation rule; see cvg_trk_check.apply). */
+static int settled(const cvg_tracker *tr, const cvg_trk_check *chk, const cvg_tracked *nt,
+                   const cvg_keystate *ks) {
+  int waited = chk->now - nt->first_seen > chk->wait;
+  if (!chk->apply)
+    return waited;
+  int a = chk->authority;
+  int auth_known = a >= 0 && (size_t)a < tr->cfg.n_replicas && ks->known[a];
+  for (size_t i = 0; i < tr->cfg.n_replicas; i++) {
+    if ((int)i == a || !ks->known[i])
+      continue;
+    if (auth_known && same_copy(&ks->copies[i], &ks->copies[a]))
+      continue; /* this replica agrees with the authority: not the one in flight */
+    /* stopped: nothing applied for confirm_within, and the key waited as long (a replica that
+     * stopped before the key was first seen must not confirm it on its first recheck) */
+    double ap = chk->apply[i];
+    int stopped = chk->idle && chk->idle[i] >= chk->confirm_within &&
+                  chk->now - nt->first_seen >= chk->confirm_within;
+    if (isnan(ap) ? waited : ap >= nt->first_seen + chk->hb_interval || stopped)
+      continue;
+    return 0;
+  }
+  return 1;
+}
+
 void cvg_tracker_record(cvg_tracker *tr, const cvg_trk_check *chk, const unsigned char *key,
                         size_t key_len, cvg_class cls, const cvg_keystate *ks) {
   uint64_t h = XXH3_64bits(key, key_len);
@@ -388,16 +426,17 @@ void cvg_tracker_record(cvg_tracker *tr, const cvg_trk_check *chk, const unsigne
                progressed(t, ks, tr->cfg.n_replicas);
   if (afresh)
     nt->first_seen = chk->now;
-  /* Keys found before the first sweep after a start belong to the episode that was in progress
-   * when converge stopped (if any): their divergence began no later than it did. */
-  if (!t && !tr->swept && tr->ep.active && tr->ep.suspected_at < chk->now)
+  /* Keys found before the first sweep after a restart belong to the episode that was in progress
+   * when converge stopped (if one is continued): their divergence began no later than it did. A
+   * fresh episode backdates nothing - a key first seen now may be a row in flight now. */
+  if (!t && !tr->swept && tr->continued && tr->ep.active && tr->ep.suspected_at < chk->now)
     nt->first_seen = tr->ep.suspected_at;
   nt->confirmed = t ? t->confirmed : 0;
   nt->confirmed_at = t ? t->confirmed_at : 0;
   nt->last_checked = chk->now;
   if (chk->sweep)
     nt->swept = 1;
-  int confirm = !nt->confirmed && t && chk->now - nt->first_seen > chk->wait;
+  int confirm = !nt->confirmed && t && settled(tr, chk, nt, ks);
   if (confirm) {
     nt->confirmed = 1;
     nt->confirmed_at = chk->now;

@@ -111,6 +111,7 @@ void cvgi_job_hb_read(cvg_monitor *m, job *j) {
       if (!r->hb_seen || seq != r->hb_seq) {
         r->no_progress = 0;
         r->auth_seq_at_last = ds->hb_seq;
+        r->hb_moved_at = now;
       } else if (ds->hb_write_ok && ds->hb_seq > r->auth_seq_at_last) {
         r->no_progress++;
         r->auth_seq_at_last = ds->hb_seq;
@@ -463,13 +464,14 @@ typedef struct full_ctx {
   const size_t *idx; /* replica of each diff input */
   size_t k;
   double now, wait;
+  cvgi_check_ctx cx; /* the apply positions as the sweep began */
 } full_ctx;
 
 static int full_cb(void *vctx, const cvg_divergence *dv) {
   full_ctx *fc = vctx;
   pthread_mutex_lock(&fc->ds->mu);
-  cvg_trk_check chk = cvgi_check_at(fc->ds, "full sweep", fc->now, fc->wait, 0, 1);
-  cvg_sweep_record(fc->ds->trk, &chk, fc->idx, fc->k, dv);
+  cvgi_check_at(&fc->cx, fc->ds, "full sweep", fc->now, fc->wait, 0, 1);
+  cvg_sweep_record(fc->ds->trk, &fc->cx.chk, fc->idx, fc->k, dv);
   pthread_mutex_unlock(&fc->ds->mu);
   return 0;
 }
@@ -489,7 +491,14 @@ int cvgi_full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err) {
   if (rc)
     return rc;
   pthread_mutex_lock(&ds->mu);
-  full_ctx fc = {ds, idx, k, cvg_wall_now(), cvgi_confirm_wait(ds)};
+  full_ctx fc;
+  memset(&fc, 0, sizeof fc);
+  fc.ds = ds;
+  fc.idx = idx;
+  fc.k = k;
+  fc.now = cvg_wall_now();
+  fc.wait = cvgi_confirm_wait(ds);
+  cvgi_apply_snapshot(&fc.cx, ds);
   pthread_mutex_unlock(&ds->mu);
   cvg_diff_summary sum;
   rc = cvg_diff_run(d, full_cb, &fc, &sum, err);
@@ -587,7 +596,7 @@ static void check_done(dset *ds, const cvg_check_replica *cr, size_t k, double n
 /* The incremental check (converge/check.h) in its four phases, ds->mu held for the two that
  * touch the tracker. */
 static int run_check(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_check *c, cvg_check_replica *cr,
-                     size_t k, uint64_t *compared, cvg_error *err) {
+                     size_t k, cvgi_check_ctx *cx, uint64_t *compared, cvg_error *err) {
   int failed = -1;
   int rc = cvg_check_read(c, cr, k, &failed, err);
   if (rc && failed >= 0 && rc != CVG_ENOMEM) {
@@ -615,8 +624,8 @@ static int run_check(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_check *c, cv
   if (!rc) {
     double now = cvg_wall_now();
     pthread_mutex_lock(&ds->mu);
-    cvg_trk_check chk = cvgi_check_at(ds, "incremental check", now, cvgi_confirm_wait(ds), 1, 0);
-    *compared = cvg_check_record(c, ds->trk, &chk);
+    cvgi_check_at(cx, ds, "incremental check", now, cvgi_confirm_wait(ds), 1, 0);
+    *compared = cvg_check_record(c, ds->trk, &cx->chk);
     check_done(ds, cr, k, now);
     pthread_mutex_unlock(&ds->mu);
   }
@@ -659,11 +668,13 @@ int cvgi_incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *compar
     cr[x].wm_len = ds->reps[idx[x]].wm_len;
     memcpy(cr[x].wm, ds->reps[idx[x]].wm, cr[x].wm_len);
   }
+  cvgi_check_ctx cx; /* the apply positions before anything is read */
+  cvgi_apply_snapshot(&cx, ds);
   pthread_mutex_unlock(&ds->mu);
   cvg_check *c = NULL;
   rc = cvg_check_new(&c, &spec, ds->cfg->version != NULL, ds->n, ds->cfg->name, err);
   if (!rc)
-    rc = run_check(m, ds, sts, c, cr, k, compared, err);
+    rc = run_check(m, ds, sts, c, cr, k, &cx, compared, err);
   if (!rc)
     read_aggregates(m, ds, sts, idx, k);
   cvg_check_free(c);

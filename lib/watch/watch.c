@@ -91,11 +91,34 @@ double cvgi_confirm_wait(const dset *ds) {
                                   ds->cfg->probes.confirm_within);
 }
 
-/* One check's circumstances for the tracker (ds->mu held). */
-cvg_trk_check cvgi_check_at(const dset *ds, const char *probe, double now, double wait,
-                            int update_digests, int sweep) {
-  cvg_trk_check c = {now, wait, worst_lag(ds), probe, update_digests, sweep};
-  return c;
+void cvgi_apply_snapshot(cvgi_check_ctx *cx, const dset *ds) {
+  const cvg_cat_probes *p = &ds->cfg->probes;
+  double now = cvg_wall_now();
+  cx->on = ds->cfg->authority >= 0 && p->heartbeat_interval > 0;
+  for (size_t i = 0; cx->on && i < ds->n; i++) {
+    const rep *r = &ds->reps[i];
+    int known = r->hb_seen && r->state != RS_STOPPED;
+    cx->apply[i] = (int)i == ds->cfg->authority ? now : known ? r->hb_ts : NAN;
+    cx->idle[i] = known ? now - r->hb_moved_at : 0;
+  }
+}
+
+void cvgi_check_at(cvgi_check_ctx *cx, const dset *ds, const char *probe, double now, double wait,
+                   int update_digests, int sweep) {
+  cvg_trk_check c = {.now = now,
+                     .wait = wait,
+                     .lag = worst_lag(ds),
+                     .probe = probe,
+                     .update_digests = update_digests,
+                     .sweep = sweep};
+  if (cx->on) {
+    c.apply = cx->apply;
+    c.idle = cx->idle;
+    c.authority = ds->cfg->authority;
+    c.hb_interval = ds->cfg->probes.heartbeat_interval;
+    c.confirm_within = ds->cfg->probes.confirm_within;
+  }
+  cx->chk = c;
 }
 
 /* The tracker's events, logged (called with ds->mu held). */

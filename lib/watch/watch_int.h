@@ -64,7 +64,8 @@ typedef struct rep {
              8];            /* last error (never holds a password: URLs are url_display) */
   int hb_seen;              /* a heartbeat row has been read */
   int64_t hb_seq;           /* newest heartbeat seq seen */
-  double hb_ts;             /* its wall time */
+  double hb_ts;             /* its wall time (on the authority): the replica's apply position */
+  double hb_moved_at;       /* wall time hb_seq last changed here */
   int64_t auth_seq_at_last; /* the authority's seq when hb_seq last moved */
   int no_progress;          /* reads without progress while the authority advanced */
   int hb_table_absent;      /* the heartbeat table is not there (yet) */
@@ -235,8 +236,20 @@ void cvgi_job_repair(cvg_monitor *m, job *j);
 /* watch.c */
 /* up[i] = 1 for each reachable replica (ds->mu held): whose digests are compared. */
 void cvgi_reachable(const dset *ds, unsigned char *up);
-cvg_trk_check cvgi_check_at(const dset *ds, const char *probe, double now, double wait,
-                            int update_digests, int sweep);
+/* A check's circumstances for the tracker, with the arrays its apply-position rule reads. */
+typedef struct cvgi_check_ctx {
+  cvg_trk_check chk;
+  int on;                              /* heartbeats: the apply-position rule applies */
+  double apply[CVG_DIFF_MAX_REPLICAS]; /* each replica's apply position (tracker.h), NAN unknown */
+  double idle[CVG_DIFF_MAX_REPLICAS];  /* seconds it has not advanced */
+} cvgi_check_ctx;
+/* Each replica's apply position now (ds->mu held), taken before a check reads the replicas: what
+ * the check then reads is at least as new as the positions it is judged by (a position read after
+ * the rows could vouch for rows the check never saw). */
+void cvgi_apply_snapshot(cvgi_check_ctx *cx, const dset *ds);
+/* One check's circumstances for the tracker (ds->mu held), with cx's snapshot. */
+void cvgi_check_at(cvgi_check_ctx *cx, const dset *ds, const char *probe, double now, double wait,
+                   int update_digests, int sweep);
 double cvgi_confirm_wait(const dset *ds);
 void cvgi_drop_conn(cvg_store **st);
 int cvgi_ensure_open(cvg_store **st, const rep *r, unsigned flags, cvg_error *err);

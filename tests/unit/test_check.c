@@ -108,7 +108,8 @@ static uint64_t check(cvg_tracker *tr, int64_t wm, cvg_check_replica *cr, double
   assert_int_equal(failed, -1);
   assert_int_equal(cvg_check_gather(c, tr, &err), CVG_OK);
   assert_int_equal(cvg_check_lookup(c, &failed, &err), CVG_OK);
-  cvg_trk_check chk = {now, 5, NAN, "incremental check", 1, 0};
+  cvg_trk_check chk = {
+      .now = now, .wait = 5, .lag = NAN, .probe = "incremental check", .update_digests = 1};
   uint64_t n = cvg_check_record(c, tr, &chk);
   cvg_check_free(c);
   cvg_store_close(cr[0].st);

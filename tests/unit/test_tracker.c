@@ -67,7 +67,7 @@ static cvg_tracker *make(events *ev, size_t max_tracked, int versioned) {
 }
 
 static cvg_trk_check at(double now, double wait) {
-  cvg_trk_check c = {now, wait, 0.5, "incremental check", 0, 0};
+  cvg_trk_check c = {.now = now, .wait = wait, .lag = 0.5, .probe = "incremental check"};
   return c;
 }
 
@@ -432,13 +432,102 @@ static void test_bad_config(void **state) {
   assert_null(tr);
 }
 
+/* The apply-position rule (heartbeats on; authority 0, heartbeat interval 1 s, confirm_within
+ * 30 s): replica 2's copy differs, replica 1 agrees with the authority. */
+static cvg_trk_check applied(double now, double *apply, double *idle) {
+  cvg_trk_check c = at(now, 2); /* a short wait: the rule, not the wait, must decide */
+  c.apply = apply;
+  c.idle = idle;
+  c.authority = 0;
+  c.hb_interval = 1;
+  c.confirm_within = 30;
+  return c;
+}
+
+static void test_apply_position(void **state) {
+  (void)state;
+  cvg_tracker *tr = make(NULL, 100, 0);
+  three s;
+  set3(&s, (int[]){1, 1, 2}, (int[]){0, 0, 0});
+  /* a replica 60 s behind that keeps applying: each second a new key differs on it and arrives
+   * when its apply position passes the key's first sighting. No key is ever confirmed, though
+   * each differs for 60 s (the wait alone, 2 s, would confirm every one) */
+  set3(&s, (int[]){1, 1, 2}, (int[]){0, 0, 0});
+  three same;
+  set3(&same, (int[]){1, 1, 1}, (int[]){0, 0, 0});
+  for (int now = 100; now <= 400; now++) {
+    double apply[3] = {now, now - 90, now - 60}, idle[3] = {0, 0, 0.5};
+    cvg_trk_check c = applied(now, apply, idle);
+    for (int k = now - 61; k <= now; k++) { /* keys first seen at k; arrived when k <= apply */
+      char key[16];
+      int n = snprintf(key, sizeof key, "k%d", k);
+      if (k < 100)
+        continue;
+      int arrived = k <= now - 60;
+      if (arrived && !cvg_tracker_find(tr, (unsigned char *)key, (size_t)n))
+        continue;
+      cvg_tracker_record(tr, &c, (unsigned char *)key, (size_t)n,
+                         arrived ? CVG_CLASS_NONE : CVG_CLASS_CONFLICT, arrived ? &same.ks : &s.ks);
+    }
+    cvg_trk_stats st;
+    cvg_tracker_stats(tr, &st);
+    assert_int_equal(st.confirmations, 0);
+  }
+  assert_int_equal(cvg_tracker_count(tr), 60); /* the last minute's keys, all still suspected */
+  cvg_tracker_free(tr);
+  /* first seen at 100; replica 2 applies up to 100.9, then past 101: confirmed then */
+  tr = make(NULL, 100, 0);
+  double apply[3] = {100, 99, 99}, idle[3] = {0, 0, 0};
+  cvg_trk_check c = applied(100, apply, idle);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &s.ks);
+  apply[2] = 100.9;
+  c = applied(110, apply, idle);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &s.ks);
+  assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 0);
+  apply[2] = 101.0;
+  c = applied(111, apply, idle);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &s.ks);
+  assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 1);
+  assert_true(cvg_tracker_find(tr, K1, 5)->confirmed_at == 111);
+  cvg_tracker_free(tr);
+  /* a stopped replication (apply not advanced for confirm_within) does not hold it back */
+  tr = make(NULL, 100, 0);
+  double apply2[3] = {200, 150, 150}, idle2[3] = {0, 0, 29};
+  c = applied(200, apply2, idle2);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &s.ks);
+  c = applied(205, apply2, idle2);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &s.ks);
+  assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 0); /* idle 29 < 30 */
+  idle2[2] = 60; /* stopped long before the key was first seen: the key still waits 30 s */
+  c = applied(229, apply2, idle2);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &s.ks);
+  assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 0);
+  c = applied(230, apply2, idle2);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &s.ks);
+  assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 1);
+  cvg_tracker_free(tr);
+  /* a replica whose apply position is unknown (no heartbeat read): the wait decides for it */
+  tr = make(NULL, 100, 0);
+  double apply3[3] = {300, 300, NAN}, idle3[3] = {0, 0, 0};
+  c = applied(300, apply3, idle3);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &s.ks);
+  c = applied(301, apply3, idle3);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &s.ks);
+  assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 0); /* 1 s < wait 2 s */
+  c = applied(303, apply3, idle3);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &s.ks);
+  assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 1);
+  cvg_tracker_free(tr);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_confirmation_rule), cmocka_unit_test(test_rows_in_flight),
       cmocka_unit_test(test_episodes),          cmocka_unit_test(test_restored_episode),
       cmocka_unit_test(test_sweep_end),         cmocka_unit_test(test_max_tracked_and_many_keys),
       cmocka_unit_test(test_hotspots),          cmocka_unit_test(test_digests),
-      cmocka_unit_test(test_confirm_wait),      cmocka_unit_test(test_bad_config),
+      cmocka_unit_test(test_confirm_wait),      cmocka_unit_test(test_apply_position),
+      cmocka_unit_test(test_bad_config),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
