@@ -206,7 +206,7 @@ static void test_sweep_finish(void **state) {
 
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/cvg-check-XXXXXX");
+  snprintf(dir, sizeof dir, "/tmp/cvg-check-XXXXXX"); /* mkdtemp template */
   return mkdtemp(dir) ? 0 : -1;
 }
 

@@ -115,7 +115,7 @@ static void test_canary(void **state) {
 
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/cvg-test-probe-XXXXXX");
+  snprintf(dir, sizeof dir, "/tmp/cvg-test-probe-XXXXXX"); /* mkdtemp template */
   return mkdtemp(dir) ? 0 : -1;
 }
 

@@ -45,7 +45,7 @@ static char *url(const char *name, const char *table) {
 
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/cvg-test-store-XXXXXX");
+  snprintf(dir, sizeof dir, "/tmp/cvg-test-store-XXXXXX"); /* mkdtemp template */
   return mkdtemp(dir) ? 0 : -1;
 }
 
