@@ -64,6 +64,16 @@ static void print_verdicts(const cvg_chaos_scenario *sc, const cvg_chaos_result 
          "alarm(s))\n",
          r->recall, r->detected, r->faults - r->masked - r->not_run, r->masked, r->precision,
          r->false_alarms);
+  printf("confirmations: %zu key(s) confirmed divergent, %zu false (the change was still in "
+         "flight), key precision %.2f%s; repair writes to rows in flight: %zu\n",
+         r->confirmations, r->false_confirmations, r->key_precision,
+         r->unjudged ? " - SOME NOT JUDGED (the lab could not read them)" : "",
+         r->inflight_repairs);
+  if (r->unjudged)
+    printf("%zu confirmation(s) not judged: not a pass\n", r->unjudged);
+  if (r->unexplained)
+    printf("%zu confirmation(s) of keys no fault touched and nothing in flight: not a pass\n",
+           r->unexplained);
   printf("time to detect: mean %.1fs, worst %.1fs; time to repair: mean %.1fs, worst %.1fs\n",
          r->mttd, r->worst_ttd, r->mttr, r->worst_ttr);
   printf("model check: %zu lost, %zu resurrected, %zu duplicated, %zu with other values - %s\n",
@@ -76,6 +86,14 @@ static void print_verdicts(const cvg_chaos_scenario *sc, const cvg_chaos_result 
   printf("verdict: %s\n", r->interrupted ? "INTERRUPTED (not a pass)" : r->pass ? "PASS" : "FAIL");
 }
 
+static void count_or_dash(json_t *j, const char *name, char *out, size_t cap) {
+  json_t *v = json_object_get(j, name);
+  if (json_is_integer(v))
+    snprintf(out, cap, "%lld", (long long)json_integer_value(v));
+  else
+    snprintf(out, cap, "-");
+}
+
 static int print_ledger(const char *path) {
   FILE *f = fopen(path, "r");
   if (!f) {
@@ -84,8 +102,9 @@ static int print_ledger(const char *path) {
             "  hint: run a scenario first (converge chaos -c SCENARIO), or give --ledger\n");
     return EXIT_TROUBLE;
   }
-  printf("%-20s %-18s %-6s %-8s %-6s %-6s %-6s %-7s %-7s %-5s %-4s %s\n", "TIME", "SCENARIO",
-         "SEED", "VERSION", "FAULTS", "RECALL", "PREC", "MTTD", "MTTR", "LOST", "FA", "VERDICT");
+  printf("%-20s %-18s %-6s %-8s %-6s %-6s %-6s %-7s %-7s %-5s %-4s %-5s %-16s %s\n", "TIME",
+         "SCENARIO", "SEED", "VERSION", "FAULTS", "RECALL", "PREC", "MTTD", "MTTR", "LOST", "FA",
+         "FCONF", "INFLIGHT_REPAIRS", "VERDICT");
   char *line = NULL;
   size_t cap = 0;
   ssize_t n;
@@ -109,12 +128,15 @@ static int print_ledger(const char *path) {
     const char *t = json_string_value(json_object_get(j, "time"));
     const char *s = json_string_value(json_object_get(j, "scenario"));
     const char *v = json_string_value(json_object_get(j, "version"));
-    printf("%-20s %-18.18s %-6lld %-8s %-6zu %-6.2f %-6.2f %-7s %-7s %-5lld %-4lld %s\n",
+    char fconf[16], infl[16]; /* entries written before the lab counted per key: "-" */
+    count_or_dash(j, "false_confirmations", fconf, sizeof fconf);
+    count_or_dash(j, "inflight_repairs", infl, sizeof infl);
+    printf("%-20s %-18.18s %-6lld %-8s %-6zu %-6.2f %-6.2f %-7s %-7s %-5lld %-4lld %-5s %-16s %s\n",
            t ? t : "?", s ? s : "?", (long long)json_integer_value(json_object_get(j, "seed")),
            v ? v : "?", json_array_size(json_object_get(j, "faults")),
            json_number_value(json_object_get(j, "recall")),
            json_number_value(json_object_get(j, "precision")), mttd, mttr, lost,
-           (long long)json_integer_value(json_object_get(j, "false_alarms")),
+           (long long)json_integer_value(json_object_get(j, "false_alarms")), fconf, infl,
            json_is_true(json_object_get(j, "interrupted")) ? "interrupted"
            : json_is_true(json_object_get(j, "pass"))      ? "pass"
                                                            : "FAIL");
@@ -127,14 +149,122 @@ static int print_ledger(const char *path) {
   return bad ? EXIT_DIFFERENT : 0;
 }
 
+/* One scenario's runs in a ledger, summed up. */
+typedef struct sumrow {
+  char name[128];
+  int runs, passes;
+  double worst_recall, worst_ttd, worst_ttr;
+  long long false_alarms, fconf, inflight;
+  int per_key; /* some run counted confirmations per key */
+} sumrow;
+
+static sumrow *sum_find(sumrow **rows, size_t *n, size_t *cap, const char *name) {
+  for (size_t i = 0; i < *n; i++)
+    if (!strcmp((*rows)[i].name, name))
+      return &(*rows)[i];
+  if (*n == *cap) {
+    size_t nc = *cap ? 2 * *cap : 16;
+    sumrow *g = realloc(*rows, nc * sizeof *g);
+    if (!g)
+      return NULL;
+    *rows = g;
+    *cap = nc;
+  }
+  sumrow *r = &(*rows)[(*n)++];
+  memset(r, 0, sizeof *r);
+  snprintf(r->name, sizeof r->name, "%s", name);
+  r->worst_recall = 1;
+  return r;
+}
+
+static void sum_add(sumrow *r, json_t *j) {
+  double recall = json_number_value(json_object_get(j, "recall"));
+  double ttd = json_number_value(json_object_get(j, "worst_ttd"));
+  double ttr = json_number_value(json_object_get(j, "worst_ttr"));
+  json_t *fc = json_object_get(j, "false_confirmations");
+  r->runs++;
+  r->passes +=
+      json_is_true(json_object_get(j, "pass")) && !json_is_true(json_object_get(j, "interrupted"));
+  r->worst_recall = recall < r->worst_recall ? recall : r->worst_recall;
+  r->worst_ttd = ttd > r->worst_ttd ? ttd : r->worst_ttd;
+  r->worst_ttr = ttr > r->worst_ttr ? ttr : r->worst_ttr;
+  r->false_alarms += json_integer_value(json_object_get(j, "false_alarms"));
+  r->fconf += json_integer_value(fc);
+  r->inflight += json_integer_value(json_object_get(j, "inflight_repairs"));
+  r->per_key |= json_is_integer(fc);
+}
+
+/* `converge chaos ledger --summary`: per scenario, over all its runs in the ledger - how many
+ * passed, the worst recall, the false alarms and false confirmations, the repairs of rows in
+ * flight, the worst time to detect and to repair. Exit 1 when a run failed. */
+static int print_summary(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "converge: %s: cannot open the ledger: %s\n", path, strerror(errno));
+    fprintf(stderr,
+            "  hint: run a scenario first (converge chaos -c SCENARIO), or give --ledger\n");
+    return EXIT_TROUBLE;
+  }
+  sumrow *rows = NULL;
+  size_t n = 0, cap = 0;
+  char *line = NULL;
+  size_t lcap = 0;
+  ssize_t len;
+  int lineno = 0, bad = 0, oom = 0;
+  while (!oom && (len = getline(&line, &lcap, f)) > 0) {
+    lineno++;
+    json_t *j = json_loadb(line, (size_t)len, 0, NULL);
+    const char *name = json_string_value(json_object_get(j, "scenario"));
+    if (!json_is_object(j) || !name) {
+      fprintf(stderr, "converge: %s:%d: not a ledger entry; skipped\n", path, lineno);
+      bad = 1;
+    } else {
+      sumrow *r = sum_find(&rows, &n, &cap, name);
+      if (r)
+        sum_add(r, j);
+      oom = !r;
+    }
+    json_decref(j);
+  }
+  free(line);
+  fclose(f);
+  if (oom) {
+    free(rows);
+    fprintf(stderr, "converge: out of memory reading the ledger\n");
+    return EXIT_TROUBLE;
+  }
+  printf("%-18s %-5s %-6s %-12s %-12s %-6s %-16s %-10s %s\n", "SCENARIO", "RUNS", "PASSED",
+         "WORST_RECALL", "FALSE_ALARMS", "FCONF", "INFLIGHT_REPAIRS", "WORST_TTD", "WORST_TTR");
+  int failed = 0;
+  for (size_t i = 0; i < n; i++) {
+    const sumrow *r = &rows[i];
+    char fc[24] = "-", inf[24] = "-"; /* runs before the lab counted per key: "-" */
+    if (r->per_key) {
+      snprintf(fc, sizeof fc, "%lld", r->fconf);
+      snprintf(inf, sizeof inf, "%lld", r->inflight);
+    }
+    printf("%-18.18s %-5d %-6d %-12.2f %-12lld %-6s %-16s %-10.1f %.1f\n", r->name, r->runs,
+           r->passes, r->worst_recall, r->false_alarms, fc, inf, r->worst_ttd, r->worst_ttr);
+    failed |= r->passes < r->runs;
+  }
+  if (!n)
+    printf("(no runs yet)\n");
+  free(rows);
+  return bad ? EXIT_DIFFERENT : failed ? 1 : 0;
+}
+
 int cmd_chaos(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"scenario", required_argument, NULL, 'c'}, {"dir", required_argument, NULL, 'D'},
-      {"ledger", required_argument, NULL, 'l'},   {"seed", required_argument, NULL, 's'},
-      {"sabotage", no_argument, NULL, 'S'},       {"port", required_argument, NULL, 'p'},
-      {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"scenario", required_argument, NULL, 'c'},
+                                       {"dir", required_argument, NULL, 'D'},
+                                       {"ledger", required_argument, NULL, 'l'},
+                                       {"seed", required_argument, NULL, 's'},
+                                       {"sabotage", no_argument, NULL, 'S'},
+                                       {"port", required_argument, NULL, 'p'},
+                                       {"summary", no_argument, NULL, 'U'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   const char *scenario = NULL, *dir = NULL, *ledger = "chaos-ledger.jsonl";
-  int sabotage = 0, c, ledger_cmd = 0, have_seed = 0, port = 0;
+  int sabotage = 0, c, ledger_cmd = 0, have_seed = 0, port = 0, summary = 0;
   uint64_t seed = 0;
   if (argc >= 2 && argv[1][0] != '-') {
     if (strcmp(argv[1], "ledger") != 0)
@@ -144,7 +274,7 @@ int cmd_chaos(int argc, char **argv) {
     argv++;
   }
   optind = 1;
-  while ((c = getopt_long(argc, argv, "c:D:l:s:Sp:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "c:D:l:s:Sp:Uh", opts, NULL)) != -1) {
     switch (c) {
     case 'c':
       scenario = optarg;
@@ -163,6 +293,9 @@ int cmd_chaos(int argc, char **argv) {
     case 'S':
       sabotage = 1;
       break;
+    case 'U':
+      summary = 1;
+      break;
     case 'p': {
       uint64_t v;
       if (parse_u64(optarg, &v) != 0 || v < 1 || v > 65535)
@@ -178,8 +311,10 @@ int cmd_chaos(int argc, char **argv) {
   }
   if (optind != argc)
     return usage_error("chaos", "unexpected argument '%s'", argv[optind]);
+  if (summary && !ledger_cmd)
+    return usage_error("chaos", "--summary goes with the ledger: converge chaos ledger --summary");
   if (ledger_cmd)
-    return print_ledger(ledger);
+    return summary ? print_summary(ledger) : print_ledger(ledger);
   if (!scenario)
     return usage_error("chaos", "give the scenario with -c SCENARIO.yaml (see examples/chaos/)");
   cvg_error err;

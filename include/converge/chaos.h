@@ -44,6 +44,7 @@ typedef struct cvg_chaos_fault {
   double at, duration; /* seconds from the start; duration 0 for instant faults */
   double probability;  /* drop, duplicate, reorder: share of changes affected (default 1) */
   double latency;      /* delay: added latency; duplicate: how much later the copy comes */
+  double ramp;         /* delay: seconds over which the added latency grows from 0 (0: at once) */
   double skew;         /* clock_skew: seconds ahead */
   int rows;            /* corrupt, clock_skew, direct_write: rows touched */
   /* the verdict */
@@ -68,8 +69,10 @@ typedef struct cvg_chaos_scenario {
   double zipf_s;   /* Zipf exponent */
   int mix_update, mix_insert, mix_delete; /* percentages */
   double latency, jitter;                 /* every link */
-  double settle;  /* at most this long after the run for the replicas to converge */
-  double max_lag; /* the lab's lag invariant (seconds) */
+  double settle;         /* at most this long after the run for the replicas to converge */
+  double max_lag;        /* the lab's lag invariant (seconds) */
+  double confirm_within; /* the watch's confirm_within (seconds): how long a replica may apply
+                            nothing before its differences are confirmed */
   cvg_chaos_fault faults[CVG_CHAOS_MAX_FAULTS];
   size_t n_faults;
 } cvg_chaos_scenario;
@@ -100,12 +103,20 @@ typedef struct cvg_chaos_result {
   double recall, precision;
   double mttd, worst_ttd, mttr, worst_ttr;
   size_t false_alarms, true_alerts;
+  /* per key: every confirmation the watch made, judged against what the links carried */
+  size_t confirmations;       /* keys confirmed divergent */
+  size_t false_confirmations; /* of which the differing copy was still in flight (FCONF) */
+  size_t unjudged;            /* confirmations the lab could not read (the watch's ring passed) */
+  size_t unexplained;         /* true confirmations of keys no fault touched */
+  size_t inflight_repairs;    /* repair writes to a key whose change was still in flight */
+  double key_precision; /* confirmations of keys a fault spoiled / confirmations (1 when none) */
   size_t lost, resurrected, duplicated, corrupt; /* the model check, summed over replicas */
   int converged;                                 /* every replica equal to the model at the end */
-  int pass;            /* recall 1, no false alarm, nothing lost, resurrected or duplicated */
-  int interrupted;     /* stopped early (Ctrl-C): never a pass */
-  size_t not_run;      /* faults an interrupted run never reached */
-  uint64_t ops;        /* workload writes */
+  int pass;        /* recall 1, no false alarm, no false confirmation, no repair of a row in flight,
+               nothing lost, resurrected or duplicated */
+  int interrupted; /* stopped early (Ctrl-C): never a pass */
+  size_t not_run;  /* faults an interrupted run never reached */
+  uint64_t ops;    /* workload writes */
   char ops_digest[17]; /* hex FNV-1a of the workload's operations: equal for equal seeds */
 } cvg_chaos_result;
 

@@ -47,7 +47,8 @@ typedef struct cvg_repair_stats {
   uint64_t awaiting;  /* manual decisions waiting for approval */
   uint64_t mutations; /* mutations planned */
   uint64_t applied, skipped, failed;
-  uint64_t resumed; /* unfinished intents found in the journal and settled */
+  uint64_t resumed;  /* unfinished intents found in the journal and settled */
+  uint64_t deferred; /* keys (opts.keys) written since they were confirmed: left for later */
   double seconds;
   double journal_seconds; /* of which: building, hashing and durably appending journal records */
   size_t stopped_stage;   /* staged: the stage that did not converge (later ones not run); 0 */
@@ -84,6 +85,12 @@ typedef struct cvg_repair_opts {
   const unsigned char *const *keys;
   const size_t *key_lens;
   size_t n_keys;
+  /* With keys, optional: per key the newest version the watch confirmed its divergence on
+   * (cvg_tracked_newest; length 0: none). A key found with a newer version on any replica was
+   * written since: the write may be on its way to the replicas that lack it, so the key is left
+   * for the watch to confirm again (counted in stats.deferred), never raced. */
+  const unsigned char *const *key_newest;
+  const size_t *key_newest_lens;
   int ignore_window; /* 1: run even outside the dataset's repair window */
   /* Called after each batch with keys done and total (progress bars); may be NULL. */
   void (*progress)(void *ctx, size_t done, size_t total, const cvg_repair_stats *stats);

@@ -45,13 +45,16 @@ extern "C" {
  * tracker. One allocation: the struct, then n contributions, n+1 version offsets, n replica
  * states, the key and the versions. */
 typedef struct cvg_tracked {
-  uint64_t hash;     /* XXH3-64 of the key */
-  uint32_t shard;    /* shard of the key */
-  cvg_class cls;     /* current class */
-  int confirmed;     /* 0 suspected, 1 confirmed */
-  int agreeing;      /* size of the largest group of replicas that agree */
-  int swept;         /* seen by the full sweep in progress */
-  double first_seen; /* wall time first found divergent */
+  uint64_t hash;      /* XXH3-64 of the key */
+  uint32_t shard;     /* shard of the key */
+  cvg_class cls;      /* current class */
+  int confirmed;      /* 0 suspected, 1 confirmed */
+  int agreeing;       /* size of the largest group of replicas that agree */
+  int swept;          /* seen by the full sweep in progress */
+  double first_seen;  /* wall time first found divergent */
+  double newest_seen; /* wall time its newest version (the highest among the copies) was first
+                         seen: a write after first_seen moves it, and the confirmation waits for
+                         what was written before it to arrive */
   double confirmed_at;
   double last_checked;
   size_t key_len;
@@ -67,6 +70,10 @@ static inline const unsigned char *cvg_tracked_version(const cvg_tracked *t, siz
   *len = t->ver_off[i + 1] - t->ver_off[i];
   return t->key + t->key_len + t->ver_off[i];
 }
+
+/* The highest version among t's n copies (NULL, *len 0: none known): the write the key's
+ * confirmation was about. */
+const unsigned char *cvg_tracked_newest(const cvg_tracked *t, size_t n, size_t *len);
 
 /* The state of one key on each replica, as gathered by a check. */
 typedef struct cvg_keystate {
@@ -135,11 +142,12 @@ typedef struct cvg_trk_check {
    * apply[i]: replica i's apply position - the authority's wall time of the newest heartbeat it
    * holds (NAN unknown: the wait decides for that replica); idle[i]: seconds since it last
    * advanced. A key is confirmed only when every replica whose copy differs from the
-   * authority's has applied past first_seen + hb_interval (all written before the key was first
-   * seen has had its chance to arrive) or has not advanced for confirm_within, the key having
+   * authority's has applied past newest_seen + hb_interval (all written before the key's newest
+   * version was first seen has had its chance to arrive; a write to the key after first_seen
+   * moves newest_seen) or has not advanced for confirm_within since first_seen, the key having
    * waited as long (a stopped replication cannot hold confirmation back, and a key first seen
    * while it was stopped still gets confirm_within). A replica merely slow never gets one
-   * confirmed. */
+   * confirmed. Without apply, the wait runs from newest_seen too. */
   const double *apply;
   const double *idle;
   int authority; /* the authority's index (apply set) */

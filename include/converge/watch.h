@@ -54,6 +54,12 @@ int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *out);
  * each NULL for any; at most limit entries. CVG_ENOENT when dataset names no dataset. */
 int cvg_monitor_divergences_json(cvg_monitor *m, const char *dataset, long shard, const char *cls,
                                  const char *state, size_t limit, cvg_buf *out);
+/* The keys confirmed most recently (the last 4096 per dataset), each as it was when confirmed
+ * (class, first_seen, confirmed_at, every replica's state and version) with a sequence number:
+ * those with seq > after, oldest first, at most limit per dataset; "missed" counts confirmations
+ * after `after` no longer kept. For /api/v1/confirmations. CVG_ENOENT when dataset names none. */
+int cvg_monitor_confirmations_json(cvg_monitor *m, const char *dataset, uint64_t after,
+                                   size_t limit, cvg_buf *out);
 /* Current alerts (all, or the one with that fingerprint) as JSON, for /api/v1/alerts. */
 int cvg_monitor_alerts_json(cvg_monitor *m, const char *fingerprint, cvg_buf *out);
 /* Conflict hotspots per dataset (all, or the one named): confirmed conflicts per shard since

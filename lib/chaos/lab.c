@@ -29,7 +29,9 @@
 #include "converge/catalog.h"
 #include "converge/encode.h"
 #include "converge/journal.h"
+#include "converge/json.h"
 #include "converge/version.h"
+#include "flight.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -177,8 +179,8 @@ static int s_map(sparser *p, yaml_node_t *m, const char *what, const char *const
 }
 
 static int s_fault(sparser *p, yaml_node_t *n, const cvg_chaos_scenario *sc, cvg_chaos_fault *f) {
-  static const char *const keys[] = {"kind",    "replica", "at",   "for", "probability",
-                                     "latency", "skew",    "rows", NULL};
+  static const char *const keys[] = {"kind",    "replica", "at",   "for",  "probability",
+                                     "latency", "ramp",    "skew", "rows", NULL};
   spair kv[16];
   size_t nk = 0;
   int rc = s_map(p, n, "a fault", keys, kv, 16, &nk);
@@ -215,6 +217,8 @@ static int s_fault(sparser *p, yaml_node_t *n, const cvg_chaos_scenario *sc, cvg
       rc = s_num(p, v, "probability", 0, 1, &f->probability);
     } else if (!strcmp(k, "latency")) {
       rc = s_dur(p, v, "latency", &f->latency);
+    } else if (!strcmp(k, "ramp")) {
+      rc = s_dur(p, v, "ramp", &f->ramp);
     } else if (!strcmp(k, "skew")) {
       rc = s_dur(p, v, "skew", &f->skew);
     } else if (!strcmp(k, "rows")) {
@@ -240,6 +244,11 @@ static int s_fault(sparser *p, yaml_node_t *n, const cvg_chaos_scenario *sc, cvg
                  cvg_fault_names[f->kind]);
   if (f->kind == CVG_FAULT_DELAY && f->latency <= 0)
     return sfail(p, n, "add latency: 5s", "a delay fault needs 'latency'");
+  if (f->ramp > 0 && f->kind != CVG_FAULT_DELAY)
+    return sfail(p, n, "remove ramp, or make the fault a delay", "only a delay fault has a ramp");
+  if (f->ramp > f->duration)
+    return sfail(p, n, "make ramp at most 'for'", "the ramp (%gs) is longer than the fault (%gs)",
+                 f->ramp, f->duration);
   if (f->kind == CVG_FAULT_CLOCK_SKEW && f->skew <= 0)
     f->skew = 3600;
   if (f->kind == CVG_FAULT_DUPLICATE && f->latency <= 0)
@@ -267,6 +276,7 @@ int cvg_chaos_parse(const char *path, const char *text, size_t len, cvg_chaos_sc
   sc->jitter = 0.02;
   sc->settle = 60;
   sc->max_lag = 2;
+  sc->confirm_within = 10;
   const char *base = strrchr(path, '/');
   snprintf(sc->name, sizeof sc->name, "%s", base ? base + 1 : path);
   char *dot = strrchr(sc->name, '.');
@@ -288,9 +298,9 @@ int cvg_chaos_parse(const char *path, const char *text, size_t len, cvg_chaos_sc
   yaml_parser_delete(&yp);
   int rc = CVG_OK;
   yaml_node_t *root = yaml_document_get_root_node(&p.doc);
-  static const char *const top[] = {"name",    "seed",     "duration",    "replicas",
-                                    "rows",    "workload", "replication", "settle",
-                                    "max_lag", "faults",   NULL};
+  static const char *const top[] = {"name",    "seed",           "duration",    "replicas",
+                                    "rows",    "workload",       "replication", "settle",
+                                    "max_lag", "confirm_within", "faults",      NULL};
   spair kv[16];
   size_t nk = 0;
   if (!root)
@@ -323,6 +333,9 @@ int cvg_chaos_parse(const char *path, const char *text, size_t len, cvg_chaos_sc
       rc = s_dur(&p, v, "settle", &sc->settle);
     } else if (!strcmp(k, "max_lag")) {
       rc = s_dur(&p, v, "max_lag", &sc->max_lag);
+    } else if (!strcmp(k, "confirm_within")) {
+      if (!(rc = s_dur(&p, v, "confirm_within", &sc->confirm_within)) && sc->confirm_within < 1)
+        rc = sfail(&p, v, NULL, "'confirm_within' must be at least 1s");
     } else if (!strcmp(k, "faults")) {
       faults = v;
     } else if (!strcmp(k, "workload")) {
@@ -513,6 +526,11 @@ typedef struct lab {
   seen_alert *alerts;
   size_t n_alerts, cap_alerts;
   size_t true_alerts, false_alarms;
+  cvgi_flight *flight; /* what each link carries, for the per-key judge */
+  uint64_t conf_after; /* the last confirmation read from the watch */
+  size_t confirmations, fconf, unjudged, unexplained, inflight_repairs;
+  int64_t *inflight_muts; /* journaled mutations written while their row was in flight */
+  size_t n_im, cap_im;
   int oom;
 } lab;
 
@@ -728,6 +746,8 @@ static void ship(lab *L, const chg *c, const chg *first) {
       y.due = x.due;
       if (cq_push(&k->q, &x) || cq_push(&k->q, &y))
         L->oom = 1;
+      cvgi_flight_sent(L->flight, r, x.id, x.ver);
+      cvgi_flight_sent(L->flight, r, y.id, y.ver);
       if (k->fault_reorder >= 0)
         entry_add(&L->fs[k->fault_reorder], x.id, x.ver);
       continue;
@@ -737,6 +757,7 @@ static void ship(lab *L, const chg *c, const chg *first) {
       y.due = x.due;
       if (cq_push(&k->q, &y))
         L->oom = 1;
+      cvgi_flight_sent(L->flight, r, y.id, y.ver);
       if (k->dup_p > 0 && unit(&L->fault_rng) < k->dup_p) {
         y.due = x.due + k->dup_latency; /* the first, again, after the second */
         if (cq_push(&k->side, &y))
@@ -747,6 +768,7 @@ static void ship(lab *L, const chg *c, const chg *first) {
     }
     if (cq_push(&k->q, &x))
       L->oom = 1;
+    cvgi_flight_sent(L->flight, r, x.id, x.ver);
   }
 }
 
@@ -937,6 +959,7 @@ static void deliver(lab *L, int r, double now) {
       } else {
         put_row(L, r, c->id, c->balance, c->ver, c->deleted, c->writer);
         mask(L, r, c->id, c->ver);
+        cvgi_flight_delivered(L->flight, r, c->id, c->ver, now);
       }
       if (!pass) {
         q->head++;
@@ -1015,7 +1038,7 @@ static void inject(lab *L, size_t fi) {
     k->fault_drop = (int)fi;
     break;
   case CVG_FAULT_DELAY:
-    k->extra_latency = f->latency;
+    k->extra_latency = f->ramp > 0 ? 0 : f->latency; /* a ramp grows it in ramp_delays */
     span = 1;
     break;
   case CVG_FAULT_REORDER:
@@ -1068,6 +1091,18 @@ static void inject(lab *L, size_t fi) {
       key_fault(f->kind) && s->healed ? ""
       : f->duration > 0               ? " (lasting)"
                                       : "");
+}
+
+/* A delay with a ramp: the link slows down gradually (its latency grows by less than a second
+ * per second, so the replica keeps applying, ever later). */
+static void ramp_delays(lab *L, double t) {
+  for (size_t fi = 0; fi < L->sc->n_faults; fi++) {
+    const cvg_chaos_fault *f = &L->sc->faults[fi];
+    if (f->kind != CVG_FAULT_DELAY || f->ramp <= 0 || !L->fs[fi].injected || L->fs[fi].healed)
+      continue;
+    double share = (t - f->at) / f->ramp;
+    L->link[f->replica].extra_latency = f->latency * (share < 0 ? 0 : share > 1 ? 1 : share);
+  }
 }
 
 static void heal(lab *L, size_t fi) {
@@ -1208,6 +1243,11 @@ static void observe_alerts(lab *L, double t) {
     const char *rep = json_string_value(json_object_get(lab_, "replica"));
     int st = stage_of(json_string_value(json_object_get(lab_, "stage")));
     int attributed = 0, schema = name && strstr(name, "Schema");
+    /* detected when the watch fired it, not when the lab looked (up to 300 ms later) */
+    double fired = t, starts;
+    const char *sa = json_string_value(json_object_get(a, "startsAt"));
+    if (sa && cvg_parse_time(sa, &starts) == 0 && starts - L->t0 < t)
+      fired = starts - L->t0;
     for (size_t fi = 0; fi < L->sc->n_faults; fi++) {
       cvg_chaos_fault *f = &L->sc->faults[fi];
       if (!is_open(L, fi, t))
@@ -1228,7 +1268,7 @@ static void observe_alerts(lab *L, double t) {
                  st == 3   ? "late"
                  : st == 2 ? "mid"
                            : "early");
-        detect(L, fi, t, how);
+        detect(L, fi, fired, how);
       }
       if (st > f->stage) {
         f->stage = st;
@@ -1270,51 +1310,227 @@ static void observe_alerts(lab *L, double t) {
   json_decref(j);
 }
 
-static void observe_divergences(lab *L, double t) {
-  json_t *j = get_json(L, "/api/v1/divergences?state=confirmed&limit=10000");
+/* Faults that heal by themselves (a slow, held or restarting link delivers everything in the
+ * end): their keys are in flight, never lost, so a confirmation of one is false, not a detection;
+ * their lag and down alerts detect them. */
+static int heals_itself(cvg_fault_kind k) {
+  return k == CVG_FAULT_DELAY || k == CVG_FAULT_PARTITION || k == CVG_FAULT_CRASH;
+}
+
+/* Detection by key: a true confirmation or a repair decision of a key a lasting fault spoiled.
+ * Returns whether some fault the lab injected touched the key. */
+static int detect_key(lab *L, int64_t id, double t, const char *how) {
+  int touched = 0;
+  for (size_t fi = 0; fi < L->sc->n_faults; fi++) {
+    if (!L->fs[fi].injected || !fault_has_key(&L->fs[fi], id))
+      continue;
+    touched = 1;
+    if (!L->sc->faults[fi].detected && t >= L->fs[fi].t_inject &&
+        !heals_itself(L->sc->faults[fi].kind))
+      detect(L, fi, t, how);
+  }
+  return touched;
+}
+
+/* A copy in a confirmation entry: its state (0 absent, 1 live, 2 tombstone, -1 unknown) and
+ * version (the lab's versions are integers). */
+static int entry_copy(json_t *reps, const char *name, int64_t *ver) {
+  json_t *c = json_object_get(reps, name);
+  const char *st = json_string_value(json_object_get(c, "state"));
+  *ver = json_integer_value(json_object_get(c, "version"));
+  return !st                        ? -1
+         : !strcmp(st, "absent")    ? 0
+         : !strcmp(st, "live")      ? 1
+         : !strcmp(st, "tombstone") ? 2
+                                    : -1;
+}
+
+static int corrupted_on(const lab *L, int r, int64_t id) {
+  for (size_t fi = 0; fi < L->sc->n_faults; fi++)
+    if (L->sc->faults[fi].kind == CVG_FAULT_CORRUPT && L->sc->faults[fi].replica == r &&
+        fault_has_key(&L->fs[fi], id))
+      return 1;
+  return 0;
+}
+
+/*
+ * Whether a confirmation is false: every replica whose copy was older than the authority's (or
+ * absent) had the authority's version still on its way - replication alone would have delivered
+ * it - and no replica held a newer version or the same version with other content (those
+ * divergences are real whatever is in flight).
+ */
+static int false_confirmation(lab *L, json_t *d, int64_t id, int *victim) {
+  json_t *reps = json_object_get(d, "replicas");
+  double since = json_number_value(json_object_get(d, "first_seen"));
+  int64_t va = 0, v = 0;
+  int a = entry_copy(reps, L->names[0], &va), older = 0;
+  if (a <= 0)
+    return 0; /* the authority has no row: nothing of it can be on its way */
+  for (int r = 1; r < L->sc->replicas; r++) {
+    int st = entry_copy(reps, L->names[r], &v);
+    if (st < 0)
+      continue;
+    if (st != 0 && v == va && (st != a || corrupted_on(L, r, id)))
+      return 0;
+    if (st != 0 && v >= va)
+      continue; /* agrees (or newer: handled below) */
+    if (!cvgi_flight_on_way(L->flight, r, id, va, since))
+      return 0;
+    older++;
+    *victim = r;
+  }
+  for (int r = 1; r < L->sc->replicas; r++)
+    if (entry_copy(reps, L->names[r], &v) > 0 && v > va)
+      return 0;
+  return older > 0;
+}
+
+/* Every key the watch confirmed since the last look (/api/v1/confirmations: each as it was at
+ * that moment, so none is missed even if it agreed again before this look), judged. */
+static void observe_confirmations(lab *L, double t) {
+  char path[96];
+  snprintf(path, sizeof path, "/api/v1/confirmations?dataset=accounts&after=%llu&limit=10000",
+           (unsigned long long)L->conf_after);
+  json_t *j = get_json(L, path);
+  json_t *ds = json_array_get(json_object_get(j, "datasets"), 0);
+  L->unjudged += (size_t)json_integer_value(json_object_get(ds, "missed"));
   size_t i;
   json_t *d;
-  json_array_foreach(json_object_get(j, "divergences"), i, d) {
-    json_t *id = json_object_get(json_object_get(d, "key"), "id");
-    if (!json_is_integer(id))
+  json_array_foreach(json_object_get(ds, "confirmations"), i, d) {
+    uint64_t seq = (uint64_t)json_integer_value(json_object_get(d, "seq"));
+    if (seq > L->conf_after)
+      L->conf_after = seq;
+    json_t *idj = json_object_get(json_object_get(d, "key"), "id");
+    if (!json_is_integer(idj)) {
+      L->unjudged++;
       continue;
-    for (size_t fi = 0; fi < L->sc->n_faults; fi++)
-      if (L->fs[fi].injected && !L->sc->faults[fi].detected &&
-          fault_has_key(&L->fs[fi], json_integer_value(id))) {
-        char how[200];
-        snprintf(how, sizeof how, "key %lld confirmed divergent (%s)",
-                 (long long)json_integer_value(id),
-                 json_string_value(json_object_get(d, "class"))
-                     ? json_string_value(json_object_get(d, "class"))
-                     : "?");
-        detect(L, fi, t, how);
-      }
+    }
+    int64_t id = json_integer_value(idj);
+    const char *cls = json_string_value(json_object_get(d, "class"));
+    int victim = 0;
+    L->confirmations++;
+    if (false_confirmation(L, d, id, &victim)) {
+      if (L->fconf++ < 5)
+        say(L->o,
+            "[%6.1fs] FALSE CONFIRMATION: key %lld confirmed divergent (%s) while the "
+            "authority's change to it was still on its way to %s%s",
+            elapsed(L), (long long)id, cls ? cls : "?", L->names[victim],
+            L->fconf == 5 ? " (further ones counted, not shown)" : "");
+      continue;
+    }
+    char how[200];
+    snprintf(how, sizeof how, "key %lld confirmed divergent (%s)", (long long)id, cls ? cls : "?");
+    /* detected when the watch confirmed it, not when the lab looked */
+    double when = json_number_value(json_object_get(d, "confirmed_at")) - L->t0;
+    if (!detect_key(L, id, when > 0 && when < t ? when : t, how) && L->unexplained++ < 5)
+      say(L->o,
+          "[%6.1fs] UNEXPLAINED CONFIRMATION: key %lld confirmed divergent (%s), no fault touched "
+          "it and nothing of it is in flight",
+          elapsed(L), (long long)id, cls ? cls : "?");
   }
   json_decref(j);
 }
 
-/* Repair decisions journaled since the last look: each is a divergence converge confirmed. Read
- * through the journal's own reader (journal.h), as `converge audit` reads it. */
-static int observe_decision(void *ctx, const cvg_jrecord *r) {
-  lab *L = ctx;
-  L->journal_seq = r->seq;
-  double at = r->at - L->t0;
+static int64_t key_id(const unsigned char *key, size_t len) {
   cvg_value v;
   size_t nv = 0;
   cvg_buf scratch;
   cvg_buf_init(&scratch, 4096);
-  if (r->key_len && cvg_decode_tuple(r->key, r->key_len, &v, 1, &nv, &scratch) == CVG_OK &&
-      nv == 1 && v.type == CVG_INTEGER) {
-    for (size_t fi = 0; fi < L->sc->n_faults; fi++)
-      if (L->fs[fi].injected && !L->sc->faults[fi].detected && at >= L->fs[fi].t_inject &&
-          fault_has_key(&L->fs[fi], v.u.i)) {
-        char how[200];
-        snprintf(how, sizeof how, "key %lld repaired by converge (journal decision %lld)",
-                 (long long)v.u.i, (long long)r->seq);
-        detect(L, fi, at, how);
-      }
-  }
+  int64_t id = 0;
+  if (len && cvg_decode_tuple(key, len, &v, 1, &nv, &scratch) == CVG_OK && nv == 1 &&
+      v.type == CVG_INTEGER)
+    id = v.u.i;
   cvg_buf_release(&scratch);
+  return id;
+}
+
+/* A version journaled as the hex of its encoded tuple, as an integer (0 when not one). */
+static int64_t hex_version(const char *hex) {
+  unsigned char b[64];
+  size_t n = hex ? strlen(hex) / 2 : 0;
+  if (n == 0 || n > sizeof b)
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned x = 0;
+    if (sscanf(hex + 2 * i, "%2x", &x) != 1)
+      return 0;
+    b[i] = (unsigned char)x;
+  }
+  return key_id(b, n);
+}
+
+/* A planned repair write: was the row it writes still on its way to that replica? */
+static void observe_mutation(lab *L, const cvg_jrecord *r, json_t *body) {
+  const char *rep = json_string_value(json_object_get(body, "replica"));
+  json_t *target = json_object_get(body, "target");
+  int64_t id = key_id(r->key, r->key_len);
+  int64_t ver = hex_version(json_string_value(json_object_get(target, "version")));
+  int ri = -1;
+  for (int x = 1; rep && x < L->sc->replicas; x++)
+    if (!strcmp(rep, L->names[x]))
+      ri = x;
+  if (ri < 0 || !id || !ver || !cvgi_flight_on_way(L->flight, ri, id, ver, r->at))
+    return;
+  if (L->n_im == L->cap_im) {
+    size_t cap = L->cap_im ? 2 * L->cap_im : 64;
+    int64_t *g = realloc(L->inflight_muts, cap * sizeof *g);
+    if (!g) {
+      L->oom = 1;
+      return;
+    }
+    L->inflight_muts = g;
+    L->cap_im = cap;
+  }
+  L->inflight_muts[L->n_im++] = r->seq;
+}
+
+static void observe_outcome(lab *L, json_t *o) {
+  const char *res = json_string_value(json_object_get(o, "result"));
+  int64_t m = json_integer_value(json_object_get(o, "mutation"));
+  if (!res || strcmp(res, "applied"))
+    return;
+  for (size_t i = 0; i < L->n_im; i++)
+    if (L->inflight_muts[i] == m) {
+      if (L->inflight_repairs++ < 5)
+        say(L->o,
+            "[%6.1fs] REPAIR OF A ROW IN FLIGHT: mutation %lld wrote a row replication was "
+            "about to deliver",
+            elapsed(L), (long long)m);
+      L->inflight_muts[i] = L->inflight_muts[--L->n_im];
+      return;
+    }
+}
+
+/* The journal since the last look: repair decisions (each a divergence converge confirmed),
+ * planned writes and their outcomes. Read through the journal's own reader (journal.h), as
+ * `converge audit` reads it. */
+static int observe_record(void *ctx, const cvg_jrecord *r) {
+  lab *L = ctx;
+  L->journal_seq = r->seq;
+  if (r->kind == CVG_J_DECISION) {
+    int64_t id = key_id(r->key, r->key_len);
+    char how[200];
+    snprintf(how, sizeof how, "key %lld repaired by converge (journal decision %lld)",
+             (long long)id, (long long)r->seq);
+    if (id)
+      detect_key(L, id, r->at - L->t0, how);
+    return 0;
+  }
+  if (r->kind != CVG_J_MUTATION && r->kind != CVG_J_OUTCOME)
+    return 0;
+  json_t *body = json_loadb(r->body, r->body_len, 0, NULL);
+  if (r->kind == CVG_J_MUTATION) {
+    observe_mutation(L, r, body);
+  } else {
+    json_t *outs = json_object_get(body, "outcomes"), *o;
+    size_t i;
+    if (json_is_array(outs)) {
+      json_array_foreach(outs, i, o) observe_outcome(L, o);
+    } else {
+      observe_outcome(L, body);
+    }
+  }
+  json_decref(body);
   return 0;
 }
 
@@ -1326,7 +1542,7 @@ static void observe_journal(lab *L) {
   cvg_error_clear(&err);
   if (cvg_journal_open(&j, L->journal, CVG_JOURNAL_READ, &err) != CVG_OK)
     return; /* not created yet, or busy: the next look reads it */
-  cvg_journal_scan(j, L->journal_seq, NULL, NULL, 0, 0, CVG_J_DECISION, observe_decision, L, &err);
+  cvg_journal_scan(j, L->journal_seq, NULL, NULL, 0, 0, -1, observe_record, L, &err);
   cvg_journal_close(j);
 }
 
@@ -1421,9 +1637,9 @@ static int write_catalog(lab *L, const char *path, cvg_error *err) {
       "probes:\n"
       "  heartbeat: {interval: 250ms, stall_after: 6}\n"
       "  canary: {interval: 1s, timeout: 8s}\n"
-      "  sweep: {interval: 500ms}\n"
+      "  sweep: {interval: 250ms}\n"
       "  full_sweep: {interval: 2s, rows_per_second: 0}\n"
-      "  confirm_within: 3s\n"
+      "  confirm_within: %gs\n"
       "datasets:\n"
       "  - name: accounts\n"
       "    key: [id]\n"
@@ -1440,7 +1656,8 @@ static int write_catalog(lab *L, const char *path, cvg_error *err) {
       "    rules:\n"
       "      - {alert: ChaosReplicaDown, metric: replica_down, above: 0, for: 1s, stage: early}\n"
       "    replicas:\n",
-      L->sc->name, L->port, L->journal, L->o->sabotage ? "false" : "true", L->sc->max_lag);
+      L->sc->name, L->port, L->journal, L->sc->confirm_within, L->o->sabotage ? "false" : "true",
+      L->sc->max_lag);
   for (int r = 0; r < L->sc->replicas; r++)
     fprintf(f, "      - {name: %s, url: \"sqlite://%s?table=accounts\"%s}\n", L->names[r],
             L->paths[r], r ? "" : ", authority: true");
@@ -1562,7 +1779,7 @@ static int append_ledger(lab *L, const cvg_chaos_result *res, cvg_error *err) {
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
   json_t *j = json_pack(
       "{s:s, s:s, s:s, s:I, s:s, s:f, s:I, s:s, s:o, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, "
-      "s:I, s:I, s:I, s:b, s:b}",
+      "s:I, s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:f, s:f}",
       "time", when, "scenario", L->sc->name, "path", L->o->scenario_path ? L->o->scenario_path : "",
       "seed", (json_int_t)L->sc->seed, "version", CVG_VERSION, "duration", L->sc->duration, "ops",
       (json_int_t)res->ops, "ops_digest", res->ops_digest, "faults", fa, "recall", res->recall,
@@ -1570,7 +1787,10 @@ static int append_ledger(lab *L, const cvg_chaos_result *res, cvg_error *err) {
       res->mttr, "worst_ttr", res->worst_ttr, "false_alarms", (json_int_t)res->false_alarms, "lost",
       (json_int_t)res->lost, "resurrected", (json_int_t)res->resurrected, "duplicated",
       (json_int_t)res->duplicated, "corrupt", (json_int_t)res->corrupt, "converged", res->converged,
-      "pass", res->pass);
+      "pass", res->pass, "confirmations", (json_int_t)res->confirmations, "false_confirmations",
+      (json_int_t)res->false_confirmations, "unjudged", (json_int_t)res->unjudged, "unexplained",
+      (json_int_t)res->unexplained, "inflight_repairs", (json_int_t)res->inflight_repairs,
+      "key_precision", res->key_precision, "confirm_within", L->sc->confirm_within);
   if (j && res->interrupted) /* Ctrl-C: kept in the history, marked, never a pass */
     json_object_set_new(j, "interrupted", json_true());
   char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -1634,18 +1854,29 @@ static void summarize(lab *L, cvg_chaos_result *res) {
   res->precision = L->true_alerts + L->false_alarms
                        ? (double)L->true_alerts / (double)(L->true_alerts + L->false_alarms)
                        : 1;
+  res->confirmations = L->confirmations;
+  res->false_confirmations = L->fconf;
+  res->unjudged = L->unjudged;
+  res->unexplained = L->unexplained;
+  res->inflight_repairs = L->inflight_repairs;
+  res->key_precision = L->confirmations ? (double)(L->confirmations - L->fconf - L->unexplained) /
+                                              (double)L->confirmations
+                                        : 1;
   res->mttd = nd ? sd / (double)nd : 0;
   res->mttr = nr ? sr / (double)nr : 0;
   res->ops = L->ops;
   snprintf(res->ops_digest, sizeof res->ops_digest, "%016llx", (unsigned long long)L->digest);
   res->interrupted = cancelled(L->o);
-  res->pass = !res->interrupted && res->recall >= 1 && !res->false_alarms && res->converged;
+  res->pass = !res->interrupted && res->recall >= 1 && !res->false_alarms &&
+              !res->false_confirmations && !res->unjudged && !res->unexplained &&
+              !res->inflight_repairs && res->converged;
 }
 
 static int setup(lab *L, cvg_error *err) {
   const cvg_chaos_scenario *sc = L->sc;
   L->cap_ids = (int64_t)sc->rows + (int64_t)(sc->rate * sc->duration) + 16;
-  if (!(L->model = calloc((size_t)L->cap_ids + 1, sizeof *L->model)))
+  if (!(L->model = calloc((size_t)L->cap_ids + 1, sizeof *L->model)) ||
+      cvgi_flight_new(&L->flight, sc->replicas, L->cap_ids) != 0)
     return cvg_error_set(err, CVG_ENOMEM, "chaos", "out of memory for the model");
   L->ops_rng = sc->seed;
   L->fault_rng = sc->seed ^ 0x5DEECE66Dull;
@@ -1685,11 +1916,17 @@ static int setup(lab *L, cvg_error *err) {
   L->next_id = sc->rows + 1;
   L->last_ver = base + sc->rows;
   snprintf(L->journal, sizeof L->journal, "%s/journal.db", L->o->dir);
-  for (int i = 0; i < 3; i++) {
-    char p[700];
-    snprintf(p, sizeof p, "%s%s", L->journal, i == 0 ? "" : i == 1 ? "-wal" : "-shm");
-    unlink(p);
-  }
+  /* the journal and the watch's state file (alerts, episode, holds) of a run before in the same
+   * folder go too: a restored firing alert would be counted as a false alarm of this run */
+  for (int f = 0; f < 2; f++)
+    for (int i = 0; i < 3; i++) {
+      char p[700];
+      snprintf(p, sizeof p, "%s%s%s", f ? L->o->dir : L->journal, f ? "/converge.state.db" : "",
+               i == 0   ? ""
+               : i == 1 ? "-wal"
+                        : "-shm");
+      unlink(p);
+    }
   return rc;
 }
 
@@ -1878,6 +2115,7 @@ int cvg_chaos_run(cvg_chaos_scenario *sc, const cvg_chaos_opts *o, cvg_chaos_res
         if (L->fs[i].injected && !L->fs[i].healed && f->duration > 0 && t >= f->at + f->duration)
           heal(L, i);
       }
+      ramp_delays(L, t);
     }
     last_tick = now;
     tick(L, phase == 0, &next_aux, &owed);
@@ -1887,7 +2125,7 @@ int cvg_chaos_run(cvg_chaos_scenario *sc, const cvg_chaos_opts *o, cvg_chaos_res
     }
     if (now >= next_obs) {
       observe_journal(L);
-      observe_divergences(L, t);
+      observe_confirmations(L, t);
       observe_alerts(L, t);
       observe_repairs(L, t);
       next_obs = now + 0.3;
@@ -1938,6 +2176,8 @@ int cvg_chaos_run(cvg_chaos_scenario *sc, const cvg_chaos_opts *o, cvg_chaos_res
   for (size_t i = 0; i < CVG_CHAOS_MAX_FAULTS; i++)
     free(L->fs[i].e);
   free(L->alerts);
+  free(L->inflight_muts);
+  cvgi_flight_free(L->flight);
   free(L->model);
   free(L);
   return rc;

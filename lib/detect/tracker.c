@@ -240,7 +240,7 @@ static void hot_add(cvg_tracker *tr, const unsigned char *key, size_t key_len, u
  * on its way. If every replica now holds at least the newest version of the previous check, what
  * differed then has arrived; what differs now is a new difference. A replica stuck below that
  * version (a lost change) never makes progress. */
-static int progressed(const cvg_tracked *t, const cvg_keystate *ks, size_t n) {
+const unsigned char *cvg_tracked_newest(const cvg_tracked *t, size_t n, size_t *len) {
   const unsigned char *pm = NULL;
   size_t pml = 0;
   for (size_t i = 0; i < n; i++) {
@@ -251,6 +251,24 @@ static int progressed(const cvg_tracked *t, const cvg_keystate *ks, size_t n) {
       pml = l;
     }
   }
+  *len = pml;
+  return pm;
+}
+
+/* Whether a check found a version of the key higher than any t held: a write since. */
+static int newer_write(const cvg_tracked *t, const cvg_keystate *ks, size_t n) {
+  size_t pml = 0;
+  const unsigned char *pm = cvg_tracked_newest(t, n, &pml);
+  for (size_t i = 0; i < n; i++)
+    if (ks->known[i] && ks->copies[i].version_len &&
+        (!pm || cvg_key_compare(ks->copies[i].version, ks->copies[i].version_len, pm, pml) > 0))
+      return 1;
+  return 0;
+}
+
+static int progressed(const cvg_tracked *t, const cvg_keystate *ks, size_t n) {
+  size_t pml = 0;
+  const unsigned char *pm = cvg_tracked_newest(t, n, &pml);
   if (!pm)
     return 0;
   for (size_t i = 0; i < n; i++)
@@ -378,10 +396,11 @@ static int same_copy(const cvg_copy *a, const cvg_copy *b) {
 }
 
 /* Whether the replicas holding nt's differing copies have had their chance to receive what was
- * written before nt was first seen (the confirmation rule; see cvg_trk_check.apply). */
+ * written before its newest version was first seen (the confirmation rule; see
+ * cvg_trk_check.apply). */
 static int settled(const cvg_tracker *tr, const cvg_trk_check *chk, const cvg_tracked *nt,
                    const cvg_keystate *ks) {
-  int waited = chk->now - nt->first_seen > chk->wait;
+  int waited = chk->now - nt->newest_seen > chk->wait;
   if (!chk->apply)
     return waited;
   int a = chk->authority;
@@ -396,7 +415,7 @@ static int settled(const cvg_tracker *tr, const cvg_trk_check *chk, const cvg_tr
     double ap = chk->apply[i];
     int stopped = chk->idle && chk->idle[i] >= chk->confirm_within &&
                   chk->now - nt->first_seen >= chk->confirm_within;
-    if (isnan(ap) ? waited : ap >= nt->first_seen + chk->hb_interval || stopped)
+    if (isnan(ap) ? waited : ap >= nt->newest_seen + chk->hb_interval || stopped)
       continue;
     return 0;
   }
@@ -431,12 +450,27 @@ void cvg_tracker_record(cvg_tracker *tr, const cvg_trk_check *chk, const unsigne
    * fresh episode backdates nothing - a key first seen now may be a row in flight now. */
   if (!t && !tr->swept && tr->continued && tr->ep.active && tr->ep.suspected_at < chk->now)
     nt->first_seen = tr->ep.suspected_at;
+  /* the wait runs from the newest write seen: one made after first_seen may still be on its way
+   * (a hot key rewritten while a replica lags must not be confirmed on its older write) */
+  nt->newest_seen = t && !afresh ? t->newest_seen : nt->first_seen;
+  int rewritten = t && !afresh && tr->cfg.versioned && newer_write(t, ks, tr->cfg.n_replicas);
+  if (rewritten)
+    nt->newest_seen = chk->now;
   nt->confirmed = t ? t->confirmed : 0;
   nt->confirmed_at = t ? t->confirmed_at : 0;
   nt->last_checked = chk->now;
   if (chk->sweep)
     nt->swept = 1;
-  int confirm = !nt->confirmed && t && settled(tr, chk, nt, ks);
+  /* A confirmed key written again is suspected again unless the rule holds for the new write
+   * too: what was confirmed (a copy lost) may be mended by the write on its way, and a repair
+   * now would race it. */
+  int demote = rewritten && nt->confirmed && !settled(tr, chk, nt, ks);
+  if (demote) {
+    nt->confirmed = 0;
+    nt->confirmed_at = 0;
+    tr->n_confirmed--;
+  }
+  int confirm = !nt->confirmed && !demote && t && settled(tr, chk, nt, ks);
   if (confirm) {
     nt->confirmed = 1;
     nt->confirmed_at = chk->now;
@@ -452,7 +486,7 @@ void cvg_tracker_record(cvg_tracker *tr, const cvg_trk_check *chk, const unsigne
     free(nt);
     return;
   }
-  if (!t || afresh)
+  if (!t || afresh || demote)
     emit(tr, CVG_TRK_KEY_SUSPECTED, key, key_len, cls, 0);
   if (confirm) {
     emit(tr, CVG_TRK_KEY_CONFIRMED, key, key_len, cls, 0);

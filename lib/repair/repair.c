@@ -1310,8 +1310,21 @@ static int token_wait(double rate, double *t0, uint64_t *done, size_t add, const
 
 /* The given keys, compared now by looking each up on every replica; those that still differ
  * are collected as the diff would have yielded them. */
+/* Whether a copy holds a version newer than the one key k was confirmed on (opts.key_newest). */
+static int written_since(const cvg_repair_opts *o, size_t k, const cvg_copy *cps, size_t n) {
+  if (!o->key_newest || !o->key_newest_lens || !o->key_newest_lens[k])
+    return 0;
+  for (size_t r = 0; r < n; r++)
+    if (cps[r].state != CVG_ABSENT && cps[r].version_len &&
+        cvg_key_compare(cps[r].version, cps[r].version_len, o->key_newest[k],
+                        o->key_newest_lens[k]) > 0)
+      return 1;
+  return 0;
+}
+
 static int compare_keys(const cvg_repair_opts *o, const cvg_cat_dataset *d, reps *rp,
-                        const cvg_scan_spec *spec, collect *col, cvg_error *err) {
+                        const cvg_scan_spec *spec, collect *col, uint64_t *deferred,
+                        cvg_error *err) {
   cvg_buf vers;
   cvg_buf_init(&vers, (size_t)CVG_DIFF_MAX_REPLICAS * 4096);
   int rc = CVG_OK;
@@ -1341,6 +1354,10 @@ static int compare_keys(const cvg_repair_opts *o, const cvg_cat_dataset *d, reps
     int cls = cvg_classify(cps, d->n_replicas, d->version != NULL, 0, NULL);
     if (cls <= 0)
       continue; /* they agree now (replication caught up), or cannot be judged */
+    if (written_since(o, k, cps, d->n_replicas)) {
+      (*deferred)++; /* written again since confirmed: the watch confirms it anew, or not */
+      continue;
+    }
     cvg_divergence dv = {
         o->keys[k],     o->key_lens[k], cvg_shard_of(o->keys[k], o->key_lens[k], d->shards),
         (cvg_class)cls, d->n_replicas,  cps};
@@ -2132,7 +2149,7 @@ int cvg_repair_run(const cvg_repair_opts *o, cvg_repair_stats *stats, cvg_error 
   spec.real_digits = d->real_digits;
   spec.time_digits = d->time_digits;
   if (o->keys)
-    rc = compare_keys(o, d, &rp, &spec, &col, err);
+    rc = compare_keys(o, d, &rp, &spec, &col, &stats->deferred, err);
   else
     rc = cvg_diff_run(df, on_divergence, &col, &sum, err);
   if (rc)

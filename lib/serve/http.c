@@ -128,6 +128,8 @@ static const char index_text[] =
     "  /api/v1/status        state of every dataset (JSON)\n"
     "  /api/v1/divergences   divergent keys: "
     "?dataset=&shard=&class=&state=&limit=\n"
+    "  /api/v1/confirmations keys confirmed recently, each as it was then: "
+    "?dataset=&after=SEQ&limit=\n"
     "  /api/v1/alerts        current alerts: ?fingerprint=\n"
     "  /api/v1/events        change events: GET ?since=&dataset=, "
     "POST {kind, text, dataset, time} (bearer token)\n"
@@ -215,6 +217,26 @@ static enum MHD_Result divergences(struct MHD_Connection *c, cvg_monitor *m, cvg
     dataset = NULL;
   int rc = cvg_monitor_divergences_json(m, dataset, shard_s ? (long)shard : -1, cls, state,
                                         (size_t)limit, b);
+  if (rc == CVG_ENOENT)
+    return reply_error(c, MHD_HTTP_NOT_FOUND, "no dataset of that name in the catalog");
+  if (rc)
+    return reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, cvg_strerror(rc));
+  return reply(c, MHD_HTTP_OK, "application/json", b->data, b->len);
+}
+
+static enum MHD_Result confirmations(struct MHD_Connection *c, cvg_monitor *m, cvg_buf *b) {
+  const char *dataset = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "dataset");
+  const char *after_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "after");
+  const char *limit_s = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+  unsigned long after = 0, limit = DIVERGENCES_DEFAULT;
+  if (after_s && parse_ulong(after_s, 9007199254740991ul, &after) != 0)
+    return reply_error(c, MHD_HTTP_BAD_REQUEST,
+                       "after must be a sequence number (0, or the last seq you saw)");
+  if (limit_s && parse_ulong(limit_s, DIVERGENCES_MAX, &limit) != 0)
+    return reply_error(c, MHD_HTTP_BAD_REQUEST, "limit must be a whole number from 0 to 10000");
+  if (dataset && !*dataset)
+    dataset = NULL;
+  int rc = cvg_monitor_confirmations_json(m, dataset, (uint64_t)after, (size_t)limit, b);
   if (rc == CVG_ENOENT)
     return reply_error(c, MHD_HTTP_NOT_FOUND, "no dataset of that name in the catalog");
   if (rc)
@@ -637,7 +659,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                 ok ? "ok\n" : "unavailable\n", ok ? 3 : 12);
   } else if (strcmp(url, "/metrics") != 0 && strcmp(url, "/api/v1/status") != 0 &&
              strcmp(url, "/api/v1/divergences") != 0 && strcmp(url, "/api/v1/alerts") != 0 &&
-             strcmp(url, "/api/v1/events") != 0 && strcmp(url, "/api/v1/hotspots") != 0) {
+             strcmp(url, "/api/v1/events") != 0 && strcmp(url, "/api/v1/hotspots") != 0 &&
+             strcmp(url, "/api/v1/confirmations") != 0) {
     ret = reply_error(c, MHD_HTTP_NOT_FOUND, "no such endpoint; see /");
   } else if (!m) {
     ret = reply_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the monitor is (re)starting");
@@ -662,6 +685,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     ret = rc == CVG_ENOENT ? reply_error(c, MHD_HTTP_NOT_FOUND, "no dataset of that name")
           : rc             ? reply_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, cvg_strerror(rc))
                            : reply(c, MHD_HTTP_OK, "application/json", b.data, b.len);
+  } else if (strcmp(url, "/api/v1/confirmations") == 0) {
+    ret = confirmations(c, m, &b);
   } else {
     ret = divergences(c, m, &b);
   }

@@ -45,20 +45,29 @@ void cvgi_job_repair(cvg_monitor *m, job *j) {
   pthread_mutex_unlock(&ds->mu);
   if (wait)
     return;
+  /* each key with the newest version its confirmation was about, in one allocation */
   unsigned char **keys = calloc(REPAIR_MAX_KEYS, sizeof *keys);
+  const unsigned char **newest = calloc(REPAIR_MAX_KEYS, sizeof *newest);
   size_t *lens = calloc(REPAIR_MAX_KEYS, sizeof *lens), n = 0;
-  int oom = !keys || !lens;
+  size_t *nlens = calloc(REPAIR_MAX_KEYS, sizeof *nlens);
+  int oom = !keys || !lens || !newest || !nlens;
   pthread_mutex_lock(&ds->mu);
   size_t cur = 0;
   for (const cvg_tracked *t;
        !oom && (t = cvg_tracker_next(ds->trk, &cur)) && n < REPAIR_MAX_KEYS;) {
     if (!t->confirmed)
       continue;
-    if (!(keys[n] = malloc(t->key_len ? t->key_len : 1))) {
+    size_t vl = 0;
+    const unsigned char *v = cvg_tracked_newest(t, ds->n, &vl);
+    if (!(keys[n] = malloc(t->key_len + vl + 1))) {
       oom = 1;
       break;
     }
     memcpy(keys[n], t->key, t->key_len);
+    if (vl)
+      memcpy(keys[n] + t->key_len, v, vl);
+    newest[n] = keys[n] + t->key_len;
+    nlens[n] = vl;
     lens[n++] = t->key_len;
   }
   pthread_mutex_unlock(&ds->mu);
@@ -82,17 +91,22 @@ void cvgi_job_repair(cvg_monitor *m, job *j) {
     o.keys = (const unsigned char *const *)keys;
     o.key_lens = lens;
     o.n_keys = n;
+    o.key_newest = newest;
+    o.key_newest_lens = nlens;
     rc = cvg_repair_run(&o, &st, &err);
   }
   for (size_t i = 0; keys && i < n; i++)
     free(keys[i]);
   free(keys);
   free(lens);
+  free(newest);
+  free(nlens);
   pthread_mutex_lock(&ds->mu);
   if (n || rc) {
     ds->rep_runs++;
     ds->rep_applied += st.applied;
     ds->rep_skipped += st.skipped;
+    ds->rep_deferred += st.deferred;
     ds->rep_failed += st.failed;
     ds->rep_last_failed = st.failed;
     ds->rep_last_run = cvg_wall_now();

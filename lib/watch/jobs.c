@@ -490,6 +490,8 @@ int cvgi_full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err) {
   int rc = prepare(m, ds, idx, k, 1, NULL, &d, err);
   if (rc)
     return rc;
+  double fresh[CVG_DIFF_MAX_REPLICAS];
+  cvgi_apply_fresh(ds, sts, fresh);
   pthread_mutex_lock(&ds->mu);
   full_ctx fc;
   memset(&fc, 0, sizeof fc);
@@ -498,7 +500,7 @@ int cvgi_full_sweep(cvg_monitor *m, dset *ds, cvg_store **sts, cvg_error *err) {
   fc.k = k;
   fc.now = cvg_wall_now();
   fc.wait = cvgi_confirm_wait(ds);
-  cvgi_apply_snapshot(&fc.cx, ds);
+  cvgi_apply_snapshot(&fc.cx, ds, fresh);
   pthread_mutex_unlock(&ds->mu);
   cvg_diff_summary sum;
   rc = cvg_diff_run(d, full_cb, &fc, &sum, err);
@@ -659,6 +661,8 @@ int cvgi_incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *compar
   spec.real_digits = ds->cfg->real_digits;
   spec.time_digits = ds->cfg->time_digits;
   warn_no_index(m, ds, sts, idx, k);
+  double fresh[CVG_DIFF_MAX_REPLICAS];
+  cvgi_apply_fresh(ds, sts, fresh);
   cvg_check_replica cr[CVG_DIFF_MAX_REPLICAS];
   memset(cr, 0, sizeof cr);
   pthread_mutex_lock(&ds->mu);
@@ -669,7 +673,7 @@ int cvgi_incremental(cvg_monitor *m, dset *ds, cvg_store **sts, uint64_t *compar
     memcpy(cr[x].wm, ds->reps[idx[x]].wm, cr[x].wm_len);
   }
   cvgi_check_ctx cx; /* the apply positions before anything is read */
-  cvgi_apply_snapshot(&cx, ds);
+  cvgi_apply_snapshot(&cx, ds, fresh);
   pthread_mutex_unlock(&ds->mu);
   cvg_check *c = NULL;
   rc = cvg_check_new(&c, &spec, ds->cfg->version != NULL, ds->n, ds->cfg->name, err);

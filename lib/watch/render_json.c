@@ -74,6 +74,7 @@ json_t *cvgi_tracked_json(const dset *ds, const cvg_tracked *t) {
   json_object_set_new(o, "class", json_string(cvg_class_name(t->cls)));
   json_object_set_new(o, "state", json_string(t->confirmed ? "confirmed" : "suspected"));
   json_object_set_new(o, "first_seen", json_real(t->first_seen));
+  json_object_set_new(o, "newest_seen", json_real(t->newest_seen));
   json_object_set_new(o, "confirmed_at", t->confirmed ? json_real(t->confirmed_at) : json_null());
   json_object_set_new(o, "last_checked", json_real(t->last_checked));
   json_object_set_new(o, "agreeing_replicas", json_integer(t->agreeing));
@@ -122,6 +123,7 @@ static json_t *repair_json(const dset *ds) {
   json_object_set_new(r, "runs", json_integer((json_int_t)ds->rep_runs));
   json_object_set_new(r, "applied", json_integer((json_int_t)ds->rep_applied));
   json_object_set_new(r, "skipped", json_integer((json_int_t)ds->rep_skipped));
+  json_object_set_new(r, "deferred", json_integer((json_int_t)ds->rep_deferred));
   json_object_set_new(r, "failed", json_integer((json_int_t)ds->rep_failed));
   json_object_set_new(r, "stalled_runs", json_integer(ds->rep_stalled_runs));
   json_object_set_new(r, "last_run",
@@ -282,5 +284,45 @@ int cvg_monitor_divergences_json(cvg_monitor *m, const char *dataset, long shard
   json_object_set_new(root, "total", json_integer((json_int_t)total));
   json_object_set_new(root, "returned", json_integer((json_int_t)json_array_size(arr)));
   json_object_set_new(root, "divergences", arr);
+  return dump_into(root, b);
+}
+
+/* The ring of recent confirmations (watch.c record_confirmation), per dataset: the entries with
+ * seq > after, oldest first, at most limit; "missed" counts those after `after` the ring no
+ * longer holds (a client that polls too rarely learns how many it did not see). */
+int cvg_monitor_confirmations_json(cvg_monitor *m, const char *dataset, uint64_t after,
+                                   size_t limit, cvg_buf *b) {
+  int found = dataset == NULL;
+  json_t *arr = json_array();
+  FOR_DS(m, ds) {
+    if (dataset && strcmp(dataset, ds->cfg->name) != 0)
+      continue;
+    found = 1;
+    json_t *d = json_object(), *list = json_array();
+    pthread_mutex_lock(&ds->mu);
+    uint64_t last = ds->conf_seq, oldest = last > CONF_RING ? last - CONF_RING + 1 : 1;
+    uint64_t from = after + 1 > oldest ? after + 1 : oldest, missed = 0;
+    for (uint64_t s = from; s <= last && json_array_size(list) < limit; s++) {
+      json_t *e = ds->confs[(s - 1) % CONF_RING];
+      if (e)
+        json_array_append(list, e);
+      else
+        missed++; /* not recorded (out of memory) */
+    }
+    pthread_mutex_unlock(&ds->mu);
+    if (after + 1 < oldest)
+      missed += oldest - (after + 1);
+    json_object_set_new(d, "dataset", json_string(ds->cfg->name));
+    json_object_set_new(d, "last_seq", json_integer((json_int_t)last));
+    json_object_set_new(d, "missed", json_integer((json_int_t)missed));
+    json_object_set_new(d, "confirmations", list);
+    json_array_append_new(arr, d);
+  }
+  if (!found) {
+    json_decref(arr);
+    return CVG_ENOENT;
+  }
+  json_t *root = json_object();
+  json_object_set_new(root, "datasets", arr);
   return dump_into(root, b);
 }

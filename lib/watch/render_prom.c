@@ -171,6 +171,10 @@ static int v_rep_applied(const dset *ds, double *v) {
 static int v_rep_skipped(const dset *ds, double *v) {
   return *v = (double)ds->rep_skipped, ds->cfg->auto_repair;
 }
+
+static int v_rep_deferred(const dset *ds, double *v) {
+  return *v = (double)ds->rep_deferred, ds->cfg->auto_repair;
+}
 static int v_rep_failed(const dset *ds, double *v) {
   return *v = (double)ds->rep_failed, ds->cfg->auto_repair;
 }
@@ -469,6 +473,10 @@ static const family families[] = {
     {"converge_repair_skipped_total", "counter",
      "Repair mutations skipped because the row changed after the decision.", NULL, v_rep_skipped,
      NULL, 0},
+    {"converge_repair_deferred_total", "counter",
+     "Confirmed keys automatic repair left alone because they were written again since their "
+     "confirmation (the write may be on its way; the watch confirms them anew or not).",
+     NULL, v_rep_deferred, NULL, 0},
     {"converge_repair_failed_total", "counter",
      "Repair mutations that failed (the error is in the journal and the log).", NULL, v_rep_failed,
      NULL, 0},

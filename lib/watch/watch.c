@@ -20,6 +20,7 @@
 #include "converge/diff.h"
 #include "converge/json.h"
 #include "converge/mclock.h"
+#include "converge/probe.h"
 #include "converge/watch.h"
 #include "converge/store.h"
 #include "converge/tracker.h"
@@ -91,7 +92,24 @@ double cvgi_confirm_wait(const dset *ds) {
                                   ds->cfg->probes.confirm_within);
 }
 
-void cvgi_apply_snapshot(cvgi_check_ctx *cx, const dset *ds) {
+void cvgi_apply_fresh(const dset *ds, cvg_store **sts, double *fresh) {
+  const cvg_cat_probes *p = &ds->cfg->probes;
+  for (size_t i = 0; i < ds->n; i++) {
+    fresh[i] = NAN;
+    if ((int)i == ds->cfg->authority || ds->cfg->authority < 0 || p->heartbeat_interval <= 0 ||
+        !sts[i])
+      continue;
+    cvg_hb_reading rd;
+    cvg_error err;
+    cvg_error_clear(&err);
+    if (cvg_probe_heartbeat_read(sts[i], p->heartbeat_table, ds->cfg->name, 1, &rd, &err) ==
+            CVG_OK &&
+        rd.found)
+      fresh[i] = rd.ts;
+  }
+}
+
+void cvgi_apply_snapshot(cvgi_check_ctx *cx, const dset *ds, const double *fresh) {
   const cvg_cat_probes *p = &ds->cfg->probes;
   double now = cvg_wall_now();
   cx->on = ds->cfg->authority >= 0 && p->heartbeat_interval > 0;
@@ -100,6 +118,12 @@ void cvgi_apply_snapshot(cvgi_check_ctx *cx, const dset *ds) {
     int known = r->hb_seen && r->state != RS_STOPPED;
     cx->apply[i] = (int)i == ds->cfg->authority ? now : known ? r->hb_ts : NAN;
     cx->idle[i] = known ? now - r->hb_moved_at : 0;
+    /* a fresher reading taken by the check itself moves the position, never back */
+    if (fresh && !isnan(fresh[i]) && (int)i != ds->cfg->authority &&
+        (isnan(cx->apply[i]) || fresh[i] > cx->apply[i])) {
+      cx->apply[i] = fresh[i];
+      cx->idle[i] = 0;
+    }
   }
 }
 
@@ -121,9 +145,25 @@ void cvgi_check_at(cvgi_check_ctx *cx, const dset *ds, const char *probe, double
   cx->chk = c;
 }
 
+/* A key just confirmed, kept in the dataset's ring as it was seen at that moment (ds->mu held):
+ * what /api/v1/confirmations serves, so that a client polling it misses no confirmation, even of
+ * a key that agreed again before it looked. Out of memory, the entry is skipped (its seq too). */
+static void record_confirmation(dset *ds, const cvg_trk_event *ev) {
+  if (!ds->confs)
+    return;
+  uint64_t seq = ++ds->conf_seq;
+  const cvg_tracked *t = cvg_tracker_find(ds->trk, ev->key, ev->key_len);
+  json_t *j = t ? cvgi_tracked_json(ds, t) : NULL;
+  if (j)
+    json_object_set_new(j, "seq", json_integer((json_int_t)seq));
+  size_t slot = (size_t)((seq - 1) % CONF_RING);
+  json_decref(ds->confs[slot]);
+  ds->confs[slot] = j;
+}
+
 /* The tracker's events, logged (called with ds->mu held). */
 static void on_tracker_event(void *ctx, const cvg_trk_event *ev) {
-  const dset *ds = ctx;
+  dset *ds = ctx;
   const char *name = ds->cfg->name, *id = ev->episode->id;
   switch (ev->kind) {
   case CVG_TRK_EPISODE_START:
@@ -142,7 +182,10 @@ static void on_tracker_event(void *ctx, const cvg_trk_event *ev) {
     cvg_log(ds->m->lg, CVG_LOG_INFO, "divergence_cleared", "dataset", name, "trace_id", id,
             (const char *)NULL);
     break;
-  default: /* key events: counted by the tracker, not logged one by one */
+  case CVG_TRK_KEY_CONFIRMED:
+    record_confirmation(ds, ev);
+    break;
+  default: /* other key events: counted by the tracker, not logged one by one */
     break;
   }
 }
@@ -239,8 +282,9 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
     ds->reps = calloc(ds->n, sizeof *ds->reps);
     ds->out_t = calloc(OUTCOMES, sizeof *ds->out_t);
     ds->out_good = calloc(OUTCOMES, 1);
+    ds->confs = calloc(CONF_RING, sizeof *ds->confs);
     cvg_tracker_config tc = {c->n_replicas, c->shards, c->probes.max_tracked, c->version != NULL};
-    if (!ds->reps || !ds->out_t || !ds->out_good ||
+    if (!ds->reps || !ds->out_t || !ds->out_good || !ds->confs ||
         cvg_tracker_new(&ds->trk, &tc, on_tracker_event, ds) != CVG_OK)
       goto oom;
     for (size_t r = 0; r < ds->n; r++) {
@@ -328,6 +372,9 @@ void cvg_monitor_free(cvg_monitor *m) {
     free(ds->out_t);
     free(ds->out_good);
     cvg_tracker_free(ds->trk);
+    for (size_t c = 0; ds->confs && c < CONF_RING; c++)
+      json_decref(ds->confs[c]);
+    free(ds->confs);
     pthread_mutex_destroy(&ds->mu);
     pthread_mutex_destroy(&ds->sweep_mu);
   }

@@ -121,10 +121,13 @@ typedef struct dset {
   int hb_write_ok; /* last write succeeded */
   canary canaries[MAX_CANARIES];
   size_t n_canaries;
-  cvg_tracker *trk;      /* OWNED; the divergent keys, digests, hotspots and episode */
-  uint64_t keys_total;   /* keys seen by the last full sweep */
-  int have_full;         /* a full sweep has completed */
-  int full_requested;    /* an incremental check asks for a full sweep */
+  cvg_tracker *trk;    /* OWNED; the divergent keys, digests, hotspots and episode */
+  json_t **confs;      /* OWNED; ring of the last CONF_RING confirmations (cvgi_tracked_json
+                            at the moment each was confirmed, with its "seq"); NULL slots empty */
+  uint64_t conf_seq;   /* confirmations recorded so far; entry seq s sits at confs[(s-1) % ring] */
+  uint64_t keys_total; /* keys seen by the last full sweep */
+  int have_full;       /* a full sweep has completed */
+  int full_requested;  /* an incremental check asks for a full sweep */
   double last_full_wall; /* wall time of the last full sweep's end */
   double last_incr_wall;
   hist sweep_dur[2];
@@ -142,6 +145,7 @@ typedef struct dset {
   double first_full_wall; /* end of the first full sweep since the start; 0 none yet */
   /* automatic repair (auto_repair) */
   uint64_t rep_runs, rep_applied, rep_skipped, rep_failed, rep_errors;
+  uint64_t rep_deferred;     /* confirmed keys written again since: left to be confirmed anew */
   uint64_t rep_last_failed;  /* mutations that failed in the last run */
   uint64_t rep_refused;      /* the last run was refused by a safety limit: the changes it held
                                back (0: not refused) */
@@ -226,6 +230,8 @@ int cvgi_alert_value(void *ctx, size_t d, size_t r, const cvg_cat_rule *rule, do
 /* ---- and render_json.c gives signals.c (for alert annotations) ---- */
 
 json_t *cvgi_tracked_json(const dset *ds, const cvg_tracked *t);
+/* How many confirmations each dataset keeps for /api/v1/confirmations. */
+#define CONF_RING 4096
 json_t *cvgi_key_json(const dset *ds, const unsigned char *key, size_t key_len);
 
 /* ---- what the parts of the watch give each other ---- */
@@ -243,10 +249,15 @@ typedef struct cvgi_check_ctx {
   double apply[CVG_DIFF_MAX_REPLICAS]; /* each replica's apply position (tracker.h), NAN unknown */
   double idle[CVG_DIFF_MAX_REPLICAS];  /* seconds it has not advanced */
 } cvgi_check_ctx;
+/* Each replica's heartbeat as the check reads it itself, on its own connections sts (by replica
+ * index; NULL: not open), no lock held: up to one heartbeat interval fresher than the heartbeat
+ * job's last reading, so a confirmation need not wait for that job. fresh[i] NAN: not read. */
+void cvgi_apply_fresh(const dset *ds, cvg_store **sts, double *fresh);
 /* Each replica's apply position now (ds->mu held), taken before a check reads the replicas: what
  * the check then reads is at least as new as the positions it is judged by (a position read after
- * the rows could vouch for rows the check never saw). */
-void cvgi_apply_snapshot(cvgi_check_ctx *cx, const dset *ds);
+ * the rows could vouch for rows the check never saw). fresh (may be NULL): cvgi_apply_fresh's
+ * readings, taken before too; a fresher one moves a position forward. */
+void cvgi_apply_snapshot(cvgi_check_ctx *cx, const dset *ds, const double *fresh);
 /* One check's circumstances for the tracker (ds->mu held), with cx's snapshot. */
 void cvgi_check_at(cvgi_check_ctx *cx, const dset *ds, const char *probe, double now, double wait,
                    int update_digests, int sweep);

@@ -137,9 +137,16 @@ static void test_rows_in_flight(void **state) {
   assert_int_equal(t->confirmed, 0);
   assert_true(t->first_seen == 110);
   assert_int_equal(ev.n[CVG_TRK_KEY_SUSPECTED], 2);
-  /* a replica stuck below the previous newest version (a lost change): confirmed */
+  /* a replica stuck below the previous newest version (a lost change), but the key written
+   * again (9): the wait runs from that write, which may mend the lost one */
   set3(&s, (int[]){5, 5, 4}, (int[]){9, 9, 6});
   c = at(120, 2);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_STALE, &s.ks);
+  t = cvg_tracker_find(tr, K1, 5);
+  assert_int_equal(t->confirmed, 0);
+  assert_true(t->first_seen == 110 && t->newest_seen == 120);
+  /* no newer write, still stuck once the wait has passed since 9 was seen: confirmed */
+  c = at(123, 2);
   cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_STALE, &s.ks);
   t = cvg_tracker_find(tr, K1, 5);
   assert_int_equal(t->confirmed, 1);
@@ -505,6 +512,52 @@ static void test_apply_position(void **state) {
   c = applied(230, apply2, idle2);
   cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &s.ks);
   assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 1);
+  cvg_tracker_free(tr);
+  /* a hot key rewritten while replica 2 lags 5 s and keeps applying: its first write was lost
+   * (version 4 where 5 was written), then 7 and 9 are written. Each new write moves the wait
+   * (newest_seen); no confirmation while each is on its way, and a key confirmed before a new
+   * write is suspected again (a repair then would race the write in flight) */
+  tr = make(NULL, 100, 1);
+  three h;
+  set3(&h, (int[]){1, 1, 2}, (int[]){5, 5, 4});
+  double ap[3] = {400, 400, 395}, id[3] = {0, 0, 0};
+  c = applied(400, ap, id);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_STALE, &h.ks);
+  set3(&h, (int[]){3, 3, 2}, (int[]){7, 7, 4}); /* 7 written at 402 */
+  ap[2] = 401.5;                                /* past 400 + 1: 5 should have arrived */
+  c = applied(402, ap, id);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_STALE, &h.ks);
+  assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 0); /* 7 is on its way */
+  ap[2] = 402.5;
+  c = applied(407, ap, id);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_STALE, &h.ks);
+  assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 0);
+  ap[2] = 403.5; /* past 402 + 1 and 7 did not arrive: lost too, confirmed */
+  c = applied(408, ap, id);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_STALE, &h.ks);
+  assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 1);
+  set3(&h, (int[]){5, 5, 2}, (int[]){9, 9, 4}); /* 9 written: suspected again */
+  c = applied(409, ap, id);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_STALE, &h.ks);
+  const cvg_tracked *hk = cvg_tracker_find(tr, K1, 5);
+  assert_int_equal(hk->confirmed, 0);
+  assert_true(hk->newest_seen == 409 && hk->first_seen == 400);
+  cvg_trk_stats hs;
+  cvg_tracker_stats(tr, &hs);
+  assert_int_equal(hs.confirmed, 0);
+  assert_int_equal(hs.confirmations, 1);
+  /* written again while replica 2 has stopped for confirm_within: confirmed at once, kept */
+  id[2] = 30;
+  set3(&h, (int[]){6, 6, 2}, (int[]){11, 11, 4});
+  c = applied(431, ap, id);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_STALE, &h.ks);
+  assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 1);
+  set3(&h, (int[]){7, 7, 2}, (int[]){13, 13, 4});
+  c = applied(432, ap, id);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_STALE, &h.ks);
+  assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 1);
+  cvg_tracker_stats(tr, &hs);
+  assert_int_equal(hs.confirmations, 2);
   cvg_tracker_free(tr);
   /* a replica whose apply position is unknown (no heartbeat read): the wait decides for it */
   tr = make(NULL, 100, 0);
