@@ -129,9 +129,10 @@ test: bootstrap
 	@ASAN_OPTIONS=detect_leaks=1 tests/repair/run build/asan/converge
 	@echo "== attacks and accidents against the repair path (ASan+UBSan build; tests/hostile)"
 	@ASAN_OPTIONS=detect_leaks=1 tests/hostile/run build/asan/converge
-	@echo "== PostgreSQL replicas (ASan+UBSan build; real PostgreSQL servers from initdb, logical replication)"
+	@echo "== PostgreSQL replicas (ASan+UBSan build; real PostgreSQL servers from initdb, logical replication, a delayed physical standby, an unreplicated heartbeat)"
 	@tests/pg/run build/asan/converge
 	@tests/pg/replication build/asan/converge
+	@tests/pg/unreplicated build/asan/converge
 	@echo "== secrets never leave (ASan+UBSan build; PostgreSQL, Alertmanager, every surface searched)"
 	@tests/secrets/run build/asan/converge
 	@echo "== the chaos lab end to end (ASan+UBSan build; a seeded subset of examples/chaos/)"
@@ -172,6 +173,7 @@ test-hostile: all
 test-pg: all
 	@tests/pg/run $(BUILD)/converge
 	@tests/pg/replication $(BUILD)/converge
+	@tests/pg/unreplicated $(BUILD)/converge
 
 test-secrets: all
 	@tests/secrets/run $(BUILD)/converge

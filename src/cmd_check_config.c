@@ -136,12 +136,21 @@ static void explain(const cvg_catalog *cat) {
         printf("    %-16s only between %02d:%02d and %02d:%02d UTC\n", "", p->window_start / 60,
                p->window_start % 60, p->window_end / 60, p->window_end % 60);
     }
-    if (d->authority >= 0 && p->heartbeat_interval > 0)
-      printf("    %-16s a divergence is confirmed once the replica holding the differing copy has\n"
-             "    %-16s applied a heartbeat written %gs after the key was first seen (its apply\n"
-             "    %-16s position), or has applied nothing for %gs; a slow replica never gets one\n",
-             "confirm", "", p->heartbeat_interval, "", p->confirm_within);
-    else
+    if (d->authority >= 0 && p->heartbeat_interval > 0) {
+      printf("    %-16s a divergence is confirmed once a replica holding a differing copy has\n"
+             "    %-16s applied a heartbeat written %gs after the key's newest write was first\n"
+             "    %-16s seen (its apply position), or has applied nothing for %gs; a slow replica\n"
+             "    %-16s never gets one, and a repair waits while a copy is still on its way\n",
+             "confirm", "", p->heartbeat_interval, "", p->confirm_within, "");
+      int pg = 0;
+      for (size_t r = 0; r < d->n_replicas; r++)
+        pg |= (int)r != d->authority && !strncmp(d->replicas[r].url_display, "postgresql:", 11);
+      if (pg)
+        printf("    %-16s a PostgreSQL subscriber needs converge's tables in its publication; on\n"
+               "    %-16s the authority: ALTER PUBLICATION name ADD TABLE %s, %s (without them\n"
+               "    %-16s its lag and confirmations follow the subscription's own position)\n",
+               "", "", p->heartbeat_table, p->canary_table, "");
+    } else
       printf("    %-16s a divergence is confirmed after the replicas' lag, at most %gs (no\n"
              "    %-16s heartbeat: no apply position to judge rows in flight by)\n",
              "confirm", p->confirm_within, "");

@@ -26,13 +26,7 @@
 extern "C" {
 #endif
 
-/* The engine's own view of replication into or out of a replica. */
-typedef struct cvg_native_view {
-  char role[16]; /* "subscriber", "standby", "publisher"...; "" when the engine has none */
-  double lag;    /* seconds, when known */
-  int known;     /* lag is known */
-  int up;        /* 0 when the engine says replication is stopped */
-} cvg_native_view;
+/* The engine's own view of replication (cvg_native_view, store.h): role "" when none. */
 
 typedef struct cvg_hb_reading {
   int table_absent; /* the heartbeat table is not there (yet): replication has not brought it */

@@ -147,6 +147,31 @@ typedef struct cvg_scan cvg_scan;
  * count in the process's resident memory (as shared page cache, not private memory). */
 #define CVG_STORE_KEEP_MAPPED 0x2u
 
+/* The engine's own view of replication into or out of a replica. Positions are LSNs of the
+ * upstream's WAL (PostgreSQL: 64 bits, "X/Y" as hi/lo), comparable with that upstream's current
+ * LSN only. */
+typedef struct cvg_native_view {
+  char role[16]; /* "subscriber", "standby", "sender"; "none" (or "" after a failed read) */
+  double lag;    /* seconds, when known */
+  int known;     /* lag is known */
+  int up;        /* 0 when the engine says replication is stopped (a disabled subscription, no
+                     apply worker, no WAL receiver) */
+  uint64_t lsn;  /* standby: WAL replayed; subscriber: latest_end_lsn, the publisher's WAL its
+                     apply worker has reported done; sender (a primary): its current WAL LSN */
+  int lsn_known;
+  uint64_t recv_lsn; /* standby: WAL received (pg_last_wal_receive_lsn); subscriber: received_lsn -
+                        what arrives, applied or not: a delayed apply is not a stop */
+  int recv_known;
+  uint64_t sysid;    /* standby or primary: the cluster's system identifier (a physical standby
+                     shares its primary's); 0 unknown */
+  char name[64];     /* subscriber: its subscription's name (the publisher's walsender shows it as
+                     application_name) */
+  char senders[256]; /* sender: application_name of each walsender, comma-separated */
+  char publications[128]; /* subscriber: its subscription's publications, comma-separated */
+  int64_t apply_errors;   /* subscriber: pg_stat_subscription_stats.apply_error_count */
+  int apply_errors_known;
+} cvg_native_view;
+
 typedef struct cvg_store_ops {
   const char *scheme; /* URL scheme this engine serves */
   int (*open)(cvg_store **out, const cvg_url *url, unsigned flags, cvg_error *err);
@@ -175,12 +200,9 @@ typedef struct cvg_store_ops {
   int (*apply)(cvg_store *st, const cvg_scan_spec *spec, cvg_mutation *m, size_t n, cvg_error *err);
   int (*read_txn)(cvg_store *st, int begin, cvg_error *err);
   /* The engine's own view of replication into this replica (PostgreSQL: a subscription or a
-   * standby) or out of it (a primary or publisher with senders). role gets "subscriber",
-   * "standby", "sender" or "none"; *known 1 when *lag (seconds) means
-   * something; *up 0 when the engine says replication is stopped (a disabled subscription, no
-   * apply worker, no WAL receiver). */
-  int (*native_lag)(cvg_store *st, char *role, size_t role_size, double *lag, int *known, int *up,
-                    cvg_error *err);
+   * standby) or out of it (a primary or publisher with senders), into out (see
+   * cvg_native_view). NULL: the engine has none. */
+  int (*native_view)(cvg_store *st, cvg_native_view *out, cvg_error *err);
 } cvg_store_ops;
 
 /* Every engine's handle begins with this. */
@@ -260,9 +282,8 @@ int cvg_store_apply(cvg_store *st, const cvg_scan_spec *spec, cvg_mutation *m, s
 /* Begins (begin 1) or ends (0) a read transaction: the fetches and lookups between see one
  * snapshot and pay for locking once. No-op on engines without it. End it before an apply. */
 int cvg_store_read_txn(cvg_store *st, int begin, cvg_error *err);
-/* The engine's own replication view (see native_lag); role "none" when the engine has none. */
-int cvg_store_native_lag(cvg_store *st, char *role, size_t role_size, double *lag, int *known,
-                         int *up, cvg_error *err);
+/* The engine's own replication view; role "none" when the engine has none. */
+int cvg_store_native_view(cvg_store *st, cvg_native_view *out, cvg_error *err);
 
 /* Is a tombstone column value "deleted"? NULL, 0, 0.0, '', '0', 'false', 'f', 'no', 'n' (any
  * case) and an empty blob mean live; everything else means deleted. */

@@ -49,6 +49,8 @@ typedef struct cvg_tracked {
   uint32_t shard;     /* shard of the key */
   cvg_class cls;      /* current class */
   int confirmed;      /* 0 suspected, 1 confirmed */
+  uint32_t in_flight; /* bit i: replica i holds a differing copy that may still be on its way
+                         (the rule does not hold for it yet): a repair must not write it */
   int agreeing;       /* size of the largest group of replicas that agree */
   int swept;          /* seen by the full sweep in progress */
   double first_seen;  /* wall time first found divergent */
@@ -141,13 +143,14 @@ typedef struct cvg_trk_check {
   /* The apply-position rule, when the dataset has heartbeats (apply set; NULL: the wait alone).
    * apply[i]: replica i's apply position - the authority's wall time of the newest heartbeat it
    * holds (NAN unknown: the wait decides for that replica); idle[i]: seconds since it last
-   * advanced. A key is confirmed only when every replica whose copy differs from the
-   * authority's has applied past newest_seen + hb_interval (all written before the key's newest
-   * version was first seen has had its chance to arrive; a write to the key after first_seen
-   * moves newest_seen) or has not advanced for confirm_within since first_seen, the key having
-   * waited as long (a stopped replication cannot hold confirmation back, and a key first seen
-   * while it was stopped still gets confirm_within). A replica merely slow never gets one
-   * confirmed. Without apply, the wait runs from newest_seen too. */
+   * advanced. A key is confirmed once some replica whose copy differs from the authority's has
+   * applied past newest_seen + hb_interval (all written before the key's newest version was
+   * first seen has had its chance to arrive; a write to the key after first_seen moves
+   * newest_seen) or has not advanced for confirm_within since first_seen, the key having waited
+   * as long (a stopped replication cannot hold confirmation back, and a key first seen while it
+   * was stopped still gets confirm_within). A replica merely slow never gets one confirmed; the
+   * differing replicas the rule does not hold for yet are the key's in_flight, which a repair
+   * leaves alone. Without apply, the wait runs from newest_seen too. */
   const double *apply;
   const double *idle;
   int authority; /* the authority's index (apply set) */

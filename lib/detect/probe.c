@@ -12,15 +12,10 @@
 
 /* The engine's view, best effort: role "" when it has none or it cannot be read. */
 static void native_view(cvg_store *st, cvg_native_view *nv) {
-  memset(nv, 0, sizeof *nv);
-  nv->up = 1;
   cvg_error err;
   cvg_error_clear(&err);
-  if (cvg_store_native_lag(st, nv->role, sizeof nv->role, &nv->lag, &nv->known, &nv->up, &err) !=
-          CVG_OK ||
-      strcmp(nv->role, "none") == 0) {
-    nv->role[0] = '\0';
-    nv->known = 0;
+  if (cvg_store_native_view(st, nv, &err) != CVG_OK || strcmp(nv->role, "none") == 0) {
+    memset(nv, 0, sizeof *nv);
     nv->up = 1;
   }
 }

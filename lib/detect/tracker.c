@@ -395,14 +395,17 @@ static int same_copy(const cvg_copy *a, const cvg_copy *b) {
          (!a->version_len || memcmp(a->version, b->version, a->version_len) == 0);
 }
 
-/* Whether the replicas holding nt's differing copies have had their chance to receive what was
- * written before its newest version was first seen (the confirmation rule; see
- * cvg_trk_check.apply). */
+/* Whether the key's divergence is settled (the confirmation rule; see cvg_trk_check.apply):
+ * some replica holding a differing copy has had its chance to receive what was written before
+ * the key's newest version was first seen. *in_flight gets the differing replicas that have not:
+ * their copies may still be on their way. */
 static int settled(const cvg_tracker *tr, const cvg_trk_check *chk, const cvg_tracked *nt,
-                   const cvg_keystate *ks) {
+                   const cvg_keystate *ks, uint32_t *in_flight) {
+  *in_flight = 0;
   int waited = chk->now - nt->newest_seen > chk->wait;
   if (!chk->apply)
     return waited;
+  int any = 0, differs = 0;
   int a = chk->authority;
   int auth_known = a >= 0 && (size_t)a < tr->cfg.n_replicas && ks->known[a];
   for (size_t i = 0; i < tr->cfg.n_replicas; i++) {
@@ -415,11 +418,13 @@ static int settled(const cvg_tracker *tr, const cvg_trk_check *chk, const cvg_tr
     double ap = chk->apply[i];
     int stopped = chk->idle && chk->idle[i] >= chk->confirm_within &&
                   chk->now - nt->first_seen >= chk->confirm_within;
+    differs = 1;
     if (isnan(ap) ? waited : ap >= nt->newest_seen + chk->hb_interval || stopped)
-      continue;
-    return 0;
+      any = 1;
+    else
+      *in_flight |= (uint32_t)1 << i;
   }
-  return 1;
+  return any || !differs;
 }
 
 void cvg_tracker_record(cvg_tracker *tr, const cvg_trk_check *chk, const unsigned char *key,
@@ -464,13 +469,14 @@ void cvg_tracker_record(cvg_tracker *tr, const cvg_trk_check *chk, const unsigne
   /* A confirmed key written again is suspected again unless the rule holds for the new write
    * too: what was confirmed (a copy lost) may be mended by the write on its way, and a repair
    * now would race it. */
-  int demote = rewritten && nt->confirmed && !settled(tr, chk, nt, ks);
+  int ok = settled(tr, chk, nt, ks, &nt->in_flight);
+  int demote = rewritten && nt->confirmed && !ok;
   if (demote) {
     nt->confirmed = 0;
     nt->confirmed_at = 0;
     tr->n_confirmed--;
   }
-  int confirm = !nt->confirmed && !demote && t && settled(tr, chk, nt, ks);
+  int confirm = !nt->confirmed && !demote && t && ok;
   if (confirm) {
     nt->confirmed = 1;
     nt->confirmed_at = chk->now;

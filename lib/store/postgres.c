@@ -1575,38 +1575,32 @@ static int pg_apply(cvg_store *base, const cvg_scan_spec *spec, cvg_mutation *m,
   return rc;
 }
 
-/* A standby: replay delay; a subscriber: time since the apply worker last heard from the
- * publisher, and whether the subscription is enabled with a worker running; a primary or
- * publisher with senders (pg_stat_replication): the worst replay lag they report. */
-static int pg_native_lag(cvg_store *base, char *role, size_t role_size, double *lag, int *known,
-                         int *up, cvg_error *err) {
-  pg_store *st = (pg_store *)base;
-  *known = 0;
-  *up = 1;
-  snprintf(role, role_size, "none");
-  int rc = pg_alive(st, err);
-  if (rc)
-    return rc;
+/* An LSN as PostgreSQL prints it ("16/B374D848": high and low 32 bits in hex). */
+static int parse_lsn(const char *s, uint64_t *out) {
+  char *end = NULL;
+  unsigned long long hi = strtoull(s, &end, 16), lo;
+  if (end == s || *end != '/' || hi > 0xffffffffull)
+    return -1;
+  const char *p = end + 1;
+  lo = strtoull(p, &end, 16);
+  if (end == p || *end || lo > 0xffffffffull)
+    return -1;
+  *out = (uint64_t)hi << 32 | (uint64_t)lo;
+  return 0;
+}
+
+static void text_field(PGresult *r, int row, int col, char *out, size_t size) {
+  snprintf(out, size, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
+}
+
+/* A subscriber's view: the first subscription of this database (by name); *found 0: none. */
+static int pg_native_subscriber(pg_store *st, cvg_native_view *out, int *found, cvg_error *err) {
+  *found = 0;
   PGresult *r =
-      PQexec(st->conn, "SELECT pg_is_in_recovery(),"
-                       " extract(epoch from now() - pg_last_xact_replay_timestamp()),"
-                       " (SELECT status = 'streaming' FROM pg_stat_wal_receiver LIMIT 1)");
-  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-    PQclear(r);
-    return pg_fail(st, "cannot read the replication state", err);
-  }
-  if (PQgetvalue(r, 0, 0)[0] == 't') {
-    snprintf(role, role_size, "standby");
-    *known = !PQgetisnull(r, 0, 1);
-    *lag = *known ? strtod(PQgetvalue(r, 0, 1), NULL) : 0;
-    *up = !PQgetisnull(r, 0, 2) && PQgetvalue(r, 0, 2)[0] == 't';
-    PQclear(r);
-    return CVG_OK;
-  }
-  PQclear(r);
-  r = PQexec(st->conn,
+      PQexec(st->conn,
              "SELECT s.subenabled, w.pid IS NOT NULL,"
-             " extract(epoch from now() - w.last_msg_receipt_time)"
+             " extract(epoch from now() - w.last_msg_receipt_time), w.latest_end_lsn, s.subname,"
+             " array_to_string(s.subpublications, ', '), s.oid, w.received_lsn"
              " FROM pg_subscription s"
              " LEFT JOIN pg_stat_subscription w ON w.subid = s.oid AND w.relid IS NULL"
              " WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
@@ -1615,27 +1609,94 @@ static int pg_native_lag(cvg_store *base, char *role, size_t role_size, double *
     PQclear(r);
     return pg_fail(st, "cannot read the subscription state", err);
   }
-  if (PQntuples(r) == 1) {
-    snprintf(role, role_size, "subscriber");
-    *up = PQgetvalue(r, 0, 0)[0] == 't' && PQgetvalue(r, 0, 1)[0] == 't';
-    *known = *up && !PQgetisnull(r, 0, 2);
-    *lag = *known ? strtod(PQgetvalue(r, 0, 2), NULL) : 0;
+  if (PQntuples(r) != 1) {
+    PQclear(r);
+    return CVG_OK;
+  }
+  *found = 1;
+  snprintf(out->role, sizeof out->role, "subscriber");
+  out->up = PQgetvalue(r, 0, 0)[0] == 't' && PQgetvalue(r, 0, 1)[0] == 't';
+  out->known = out->up && !PQgetisnull(r, 0, 2);
+  out->lag = out->known ? strtod(PQgetvalue(r, 0, 2), NULL) : 0;
+  out->lsn_known =
+      out->up && !PQgetisnull(r, 0, 3) && parse_lsn(PQgetvalue(r, 0, 3), &out->lsn) == 0;
+  text_field(r, 0, 4, out->name, sizeof out->name);
+  text_field(r, 0, 5, out->publications, sizeof out->publications);
+  char oid[32];
+  text_field(r, 0, 6, oid, sizeof oid);
+  out->recv_known =
+      out->up && !PQgetisnull(r, 0, 7) && parse_lsn(PQgetvalue(r, 0, 7), &out->recv_lsn) == 0;
+  PQclear(r);
+  if (PQserverVersion(st->conn) >= 150000) { /* the apply worker's errors (PostgreSQL 15+) */
+    const char *v[1] = {oid};
+    r = PQexecParams(st->conn,
+                     "SELECT apply_error_count FROM pg_stat_subscription_stats WHERE subid = $1", 1,
+                     NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
+      out->apply_errors = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+      out->apply_errors_known = 1;
+    }
+    PQclear(r);
+  }
+  return CVG_OK;
+}
+
+/* A standby: replay delay and the WAL replayed; a subscriber: time since the apply worker last
+ * heard from the publisher, whether the subscription is enabled with a worker running, the
+ * publisher's WAL it has reported done, its apply errors; a primary or publisher with senders
+ * (pg_stat_replication): the worst replay lag they report, their names, its current WAL LSN. */
+static int pg_native_view(cvg_store *base, cvg_native_view *out, cvg_error *err) {
+  pg_store *st = (pg_store *)base;
+  int rc = pg_alive(st, err);
+  if (rc)
+    return rc;
+  PGresult *r = PQexec(st->conn, "SELECT pg_is_in_recovery(),"
+                                 " extract(epoch from now() - pg_last_xact_replay_timestamp()),"
+                                 " (SELECT status = 'streaming' FROM pg_stat_wal_receiver LIMIT 1),"
+                                 " CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
+                                 " ELSE pg_current_wal_lsn() END,"
+                                 " (SELECT system_identifier FROM pg_control_system()),"
+                                 " pg_last_wal_receive_lsn()");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+    PQclear(r);
+    return pg_fail(st, "cannot read the replication state", err);
+  }
+  uint64_t lsn = 0;
+  int lsn_ok = !PQgetisnull(r, 0, 3) && parse_lsn(PQgetvalue(r, 0, 3), &lsn) == 0;
+  uint64_t sysid = PQgetisnull(r, 0, 4) ? 0 : strtoull(PQgetvalue(r, 0, 4), NULL, 10);
+  if (PQgetvalue(r, 0, 0)[0] == 't') {
+    snprintf(out->role, sizeof out->role, "standby");
+    out->known = !PQgetisnull(r, 0, 1);
+    out->lag = out->known ? strtod(PQgetvalue(r, 0, 1), NULL) : 0;
+    out->up = !PQgetisnull(r, 0, 2) && PQgetvalue(r, 0, 2)[0] == 't';
+    out->lsn = lsn;
+    out->lsn_known = lsn_ok;
+    out->sysid = sysid;
+    out->recv_known = !PQgetisnull(r, 0, 5) && parse_lsn(PQgetvalue(r, 0, 5), &out->recv_lsn) == 0;
     PQclear(r);
     return CVG_OK;
   }
   PQclear(r);
+  int sub = 0;
+  if ((rc = pg_native_subscriber(st, out, &sub, err)) != CVG_OK || sub)
+    return rc;
   /* a primary or publisher: its senders, and the worst replay lag they report (NULL: idle,
    * nothing to replay) */
   r = PQexec(st->conn,
-             "SELECT count(*), max(extract(epoch from coalesce(replay_lag, interval '0')))"
+             "SELECT count(*), max(extract(epoch from coalesce(replay_lag, interval '0'))),"
+             " string_agg(application_name, ',' ORDER BY application_name)"
              " FROM pg_stat_replication");
   if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
       strtol(PQgetvalue(r, 0, 0), NULL, 10) > 0) {
-    snprintf(role, role_size, "sender");
-    *known = !PQgetisnull(r, 0, 1);
-    *lag = *known ? strtod(PQgetvalue(r, 0, 1), NULL) : 0;
+    snprintf(out->role, sizeof out->role, "sender");
+    out->known = !PQgetisnull(r, 0, 1);
+    out->lag = out->known ? strtod(PQgetvalue(r, 0, 1), NULL) : 0;
+    text_field(r, 0, 2, out->senders, sizeof out->senders);
   }
   PQclear(r);
+  out->lsn = lsn; /* a primary's current WAL position, senders or not */
+  out->lsn_known = lsn_ok;
+  out->sysid = sysid;
   return CVG_OK;
 }
 
@@ -1658,5 +1719,5 @@ const cvg_store_ops cvgi_postgres_ops = {
     .has_index = pg_has_index,
     .apply = pg_apply,
     .read_txn = pg_read_txn,
-    .native_lag = pg_native_lag,
+    .native_view = pg_native_view,
 };

@@ -221,16 +221,13 @@ int cvg_store_apply(cvg_store *st, const cvg_scan_spec *spec, cvg_mutation *m, s
   return st->ops->apply(st, spec, m, n, err);
 }
 
-int cvg_store_native_lag(cvg_store *st, char *role, size_t role_size, double *lag, int *known,
-                         int *up, cvg_error *err) {
-  *known = 0;
-  *up = 1;
-  *lag = 0;
-  if (!st->ops->native_lag) {
-    snprintf(role, role_size, "none");
+int cvg_store_native_view(cvg_store *st, cvg_native_view *out, cvg_error *err) {
+  memset(out, 0, sizeof *out);
+  out->up = 1;
+  snprintf(out->role, sizeof out->role, "none");
+  if (!st->ops->native_view)
     return CVG_OK;
-  }
-  return st->ops->native_lag(st, role, role_size, lag, known, up, err);
+  return st->ops->native_view(st, out, err);
 }
 
 int cvg_store_read_txn(cvg_store *st, int begin, cvg_error *err) {

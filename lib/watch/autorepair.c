@@ -57,6 +57,10 @@ void cvgi_job_repair(cvg_monitor *m, job *j) {
        !oom && (t = cvg_tracker_next(ds->trk, &cur)) && n < REPAIR_MAX_KEYS;) {
     if (!t->confirmed)
       continue;
+    if (t->in_flight) { /* a copy of it is still on its way somewhere: repair would race it */
+      ds->rep_deferred++;
+      continue;
+    }
     size_t vl = 0;
     const unsigned char *v = cvg_tracked_newest(t, ds->n, &vl);
     if (!(keys[n] = malloc(t->key_len + vl + 1))) {

@@ -56,6 +56,10 @@ void cvgi_job_hb_write(cvg_monitor *m, job *j) {
     snprintf(r->native_role, sizeof r->native_role, "%s", nv.role);
     r->native_lag = nv.known ? nv.lag : NAN;
     r->native_up = nv.up;
+    if (nv.lsn_known) /* read after the heartbeat's commit: all before `now` is at or below it */
+      cvgi_lsn_push(ds, now, nv.lsn);
+    snprintf(ds->auth_senders, sizeof ds->auth_senders, "%s", nv.senders);
+    ds->auth_sysid = nv.sysid;
     ds->hb_seq = seq; /* this job alone writes it: never two runs at once */
     ds->hb_write_ok = 1;
     cvgi_set_up(m, ds, r, 1, NULL);
@@ -102,8 +106,12 @@ void cvgi_job_hb_read(cvg_monitor *m, job *j) {
     r->native_up = rd.native.up;
     rstate before = r->state;
     r->hb_table_absent = absent;
+    if (hb)
+      cvgi_native_update(m, ds, r, &rd, now);
     if (!hb) {
       r->state = RS_OK;
+    } else if (r->hb_unreplicated) {
+      cvgi_native_state(ds, r, now, lag_threshold(ds->cfg));
     } else if (absent || !found) {
       r->lag = NAN;
       r->state = RS_STOPPED;
@@ -121,7 +129,9 @@ void cvgi_job_hb_read(cvg_monitor *m, job *j) {
       r->hb_ts = ts;
       r->lag = now - ts > 0 ? now - ts : 0;
       cvg_trend_add(&r->trend, now, r->lag, seq);
-      if (r->no_progress >= p->stall_after)
+      if (r->native_halted) /* the engine says its apply worker is down or failing: now */
+        r->state = RS_STOPPED;
+      else if (r->no_progress >= p->stall_after)
         r->state = RS_STALLED;
       else if (r->lag > lag_threshold(ds->cfg))
         r->state = RS_LAGGING;
@@ -226,6 +236,8 @@ void cvgi_job_canary_poll(cvg_monitor *m, job *j) {
       r->canaries_seen++;
       c->pending &= ~bit;
       outcome(ds, !ds->cfg->slo.declared || now - c->written_mono <= ds->cfg->slo.within);
+    } else if (now - c->written_mono > p->canary_timeout && r->hb_unreplicated) {
+      c->pending &= ~bit; /* its table is not in the publication either: not judged */
     } else if (now - c->written_mono > p->canary_timeout) {
       r->canary_failures++;
       r->fail_t[r->n_fail_t++ % 16] = cvg_wall_now();

@@ -88,6 +88,11 @@ json_t *cvgi_tracked_json(const dset *ds, const cvg_tracked *t) {
     json_object_set_new(reps, ds->reps[i].cfg->name, r);
   }
   json_object_set_new(o, "replicas", reps);
+  json_t *fl = json_array();
+  for (size_t i = 0; i < ds->n && i < 32; i++)
+    if (t->in_flight & ((uint32_t)1 << i))
+      json_array_append_new(fl, json_string(ds->reps[i].cfg->name));
+  json_object_set_new(o, "in_flight_on", fl);
   return o;
 }
 
@@ -174,10 +179,29 @@ int cvg_monitor_status_json(cvg_monitor *m, cvg_buf *b) {
       json_object_set_new(rj, "error",
                           cvgi_rep_error(r)[0] ? json_string(cvgi_rep_error(r)) : json_null());
       json_object_set_new(rj, "read_errors", json_integer((json_int_t)r->read_errors));
-      if (r->native_role[0])
-        json_object_set_new(rj, "native",
-                            json_pack("{s:s, s:o, s:b}", "role", r->native_role, "lag_seconds",
-                                      jnum(r->native_lag), "up", r->native_up));
+      if (r->native_role[0]) {
+        json_t *nj = json_pack("{s:s, s:o, s:b}", "role", r->native_role, "lag_seconds",
+                               jnum(r->native_lag), "up", r->native_up);
+        if (nj && isfinite(r->npos)) /* the engine's exact apply position (authority time) */
+          json_object_set_new(nj, "position", json_real(r->npos));
+        if (nj && r->apply_errors_known)
+          json_object_set_new(nj, "apply_errors", json_integer((json_int_t)r->apply_errors));
+        if (nj)
+          json_object_set_new(nj, "halted", json_boolean(r->native_halted));
+        json_object_set_new(rj, "native", nj);
+      }
+      if ((int)i != ds->cfg->authority && ds->cfg->authority >= 0 &&
+          ds->cfg->probes.heartbeat_interval > 0) {
+        json_object_set_new(rj, "heartbeat",
+                            json_string(r->hb_unreplicated ? "not_replicated"
+                                        : r->hb_seen       ? "replicated"
+                                                           : "absent"));
+        if (r->hb_unreplicated) {
+          char hint[512];
+          cvgi_unreplicated_hint(ds, r, hint, sizeof hint);
+          json_object_set_new(rj, "hint", json_string(hint));
+        }
+      }
       json_array_append_new(ra, rj);
     }
     json_object_set_new(d, "replicas", ra);

@@ -474,8 +474,9 @@ static const family families[] = {
      "Repair mutations skipped because the row changed after the decision.", NULL, v_rep_skipped,
      NULL, 0},
     {"converge_repair_deferred_total", "counter",
-     "Confirmed keys automatic repair left alone because they were written again since their "
-     "confirmation (the write may be on its way; the watch confirms them anew or not).",
+     "Times automatic repair left a confirmed key for a later run: a copy of it was still on its "
+     "way to a replica, or it was written again since its confirmation (repair would race "
+     "replication).",
      NULL, v_rep_deferred, NULL, 0},
     {"converge_repair_failed_total", "counter",
      "Repair mutations that failed (the error is in the journal and the log).", NULL, v_rep_failed,

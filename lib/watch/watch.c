@@ -115,9 +115,20 @@ void cvgi_apply_snapshot(cvgi_check_ctx *cx, const dset *ds, const double *fresh
   cx->on = ds->cfg->authority >= 0 && p->heartbeat_interval > 0;
   for (size_t i = 0; cx->on && i < ds->n; i++) {
     const rep *r = &ds->reps[i];
-    int known = r->hb_seen && r->state != RS_STOPPED;
+    /* a halted subscriber keeps its frozen position: the stopped rule confirms after
+     * confirm_within; an unreplicated heartbeat gives none */
+    int known = r->hb_seen && !r->hb_unreplicated && (r->state != RS_STOPPED || r->native_halted);
     cx->apply[i] = (int)i == ds->cfg->authority ? now : known ? r->hb_ts : NAN;
     cx->idle[i] = known ? now - r->hb_moved_at : 0;
+    /* the engine's own position beside it (exact: native.c), when it is ahead */
+    if ((int)i != ds->cfg->authority && !isnan(r->npos) &&
+        (isnan(cx->apply[i]) || r->npos > cx->apply[i])) {
+      cx->apply[i] = r->npos;
+      cx->idle[i] = now - r->npos_moved_at;
+    }
+    /* WAL still arriving (exact, from the authority): applying nothing is a delay, not a stop */
+    if ((int)i != ds->cfg->authority && r->nrecv_known && now - r->nrecv_moved_at < cx->idle[i])
+      cx->idle[i] = now - r->nrecv_moved_at;
     /* a fresher reading taken by the check itself moves the position, never back */
     if (fresh && !isnan(fresh[i]) && (int)i != ds->cfg->authority &&
         (isnan(cx->apply[i]) || fresh[i] > cx->apply[i])) {
@@ -294,6 +305,7 @@ int cvg_monitor_new(cvg_monitor **out, const cvg_catalog *cat, cvg_logger *lg, c
       rp->lag = NAN;
       rp->native_lag = NAN;
       rp->native_up = 1;
+      rp->npos = NAN;
       rp->last_conv = NAN;
       if (cvg_trend_init(&rp->trend, (size_t)cat->alerting.trend_window) != CVG_OK)
         goto oom;

@@ -91,6 +91,25 @@ typedef struct rep {
   char native_role[16]; /* the engine's own view of replication: "subscriber", "standby", "" */
   double native_lag;    /* its lag in seconds; NAN unknown */
   int native_up;        /* 0 when the engine says replication into it is stopped */
+  /* The engine's own apply position (a PostgreSQL subscriber's latest_end_lsn, placed in the
+   * authority's LSN ring: the authority's wall time of the newest LSN it has reached), used
+   * beside the heartbeat and instead of it when the heartbeat is not replicated. */
+  double npos;   /* NAN unknown; -INFINITY: known, but older than the ring (before any key
+                           converge has seen) */
+  uint64_t nlsn; /* the raw LSN behind it */
+  int nlsn_known;
+  double npos_moved_at; /* wall time the LSN last advanced */
+  uint64_t nrecv;       /* the engine's received LSN (standby, subscriber) */
+  int nrecv_known;
+  double nrecv_moved_at;  /* wall time it last advanced: WAL still arrives, so a replica that
+                            applies nothing (a delayed standby) is not stopped */
+  int hb_unreplicated;    /* a subscriber whose subscription runs while converge's heartbeat never
+                           arrives (its tables are not in the publication) */
+  char publications[128]; /* subscriber: its publications, for the hint */
+  int64_t apply_errors;   /* subscriber: apply_error_count at the last reading */
+  int apply_errors_known;
+  double apply_err_at; /* wall time the count last rose, 0 never */
+  int native_halted;   /* the apply worker is not running, or its errors rose lately */
 } rep;
 
 typedef struct canary {
@@ -109,6 +128,11 @@ typedef struct inv_result {
 
 #define OUTCOMES 8192 /* canary outcomes kept for SLO burn rates */
 
+/* The authority's WAL position at each heartbeat (wall time, LSN), oldest first from lsn_head:
+ * a replica that reached LSN v has applied everything committed before the time paired with
+ * the greatest LSN <= v. */
+#define LSN_RING 1024
+
 typedef struct dset {
   struct cvg_monitor *m;
   const cvg_cat_dataset *cfg; /* BORROWED */
@@ -117,8 +141,13 @@ typedef struct dset {
   pthread_mutex_t sweep_mu; /* one sweep at a time */
   rep *reps;                /* OWNED; cfg->n_replicas */
   size_t n;
-  int64_t hb_seq;  /* last seq written on the authority */
-  int hb_write_ok; /* last write succeeded */
+  int64_t hb_seq; /* last seq written on the authority */
+  double lsn_t[LSN_RING];
+  uint64_t lsn_v[LSN_RING];
+  size_t lsn_n, lsn_head; /* entries, and where the next goes */
+  char auth_senders[256]; /* the authority's walsenders (application_name), comma-separated */
+  uint64_t auth_sysid;    /* the authority's system identifier (0 unknown) */
+  int hb_write_ok;        /* last write succeeded */
   canary canaries[MAX_CANARIES];
   size_t n_canaries;
   cvg_tracker *trk;    /* OWNED; the divergent keys, digests, hotspots and episode */
@@ -145,12 +174,13 @@ typedef struct dset {
   double first_full_wall; /* end of the first full sweep since the start; 0 none yet */
   /* automatic repair (auto_repair) */
   uint64_t rep_runs, rep_applied, rep_skipped, rep_failed, rep_errors;
-  uint64_t rep_deferred;     /* confirmed keys written again since: left to be confirmed anew */
-  uint64_t rep_last_failed;  /* mutations that failed in the last run */
-  uint64_t rep_refused;      /* the last run was refused by a safety limit: the changes it held
+  uint64_t rep_deferred;    /* times a confirmed key was left for a later run: a copy of it still on
+                            its way somewhere (in_flight), or written again since confirmed */
+  uint64_t rep_last_failed; /* mutations that failed in the last run */
+  uint64_t rep_refused;     /* the last run was refused by a safety limit: the changes it held
                                back (0: not refused) */
-  uint64_t rep_refusals;     /* runs refused so far */
-  double rep_refused_at;     /* wall time of the last refusal: retried after REPAIR_REFUSED_RETRY */
+  uint64_t rep_refusals;    /* runs refused so far */
+  double rep_refused_at;    /* wall time of the last refusal: retried after REPAIR_REFUSED_RETRY */
   char rep_refused_why[400]; /* the limit's message */
   int rep_stalled_runs;      /* consecutive runs with a backlog and nothing applied */
   int rep_paused;            /* 1: automatic repair held (POST /api/v1/repair/pause) */
@@ -238,6 +268,21 @@ json_t *cvgi_key_json(const dset *ds, const unsigned char *key, size_t key_len);
 
 /* autorepair.c */
 void cvgi_job_repair(cvg_monitor *m, job *j);
+
+/* native.c: the engine's own position (ds->mu held for all) */
+void cvgi_lsn_push(dset *ds, double t, uint64_t lsn);
+/* The authority's wall time paired with the greatest LSN <= lsn in the ring; -INFINITY when lsn
+ * is older than every entry, NAN when the ring is empty. */
+double cvgi_lsn_time(const dset *ds, uint64_t lsn);
+/* Whether name is one of the comma-separated senders. */
+int cvgi_sender_named(const char *senders, const char *name);
+/* After a heartbeat reading of r: its engine position, halts, and whether its heartbeat is
+ * unreplicated (logged once when that changes). */
+void cvgi_native_update(cvg_monitor *m, dset *ds, rep *r, const cvg_hb_reading *rd, double now);
+/* r's lag and state from the engine, while its heartbeat is unreplicated. */
+void cvgi_native_state(dset *ds, rep *r, double now, double threshold);
+/* What to do about an unreplicated heartbeat, for the log and status. */
+void cvgi_unreplicated_hint(const dset *ds, const rep *r, char *buf, size_t size);
 
 /* watch.c */
 /* up[i] = 1 for each reachable replica (ds->mu held): whose digests are compared. */

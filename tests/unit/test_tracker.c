@@ -513,6 +513,39 @@ static void test_apply_position(void **state) {
   cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &s.ks);
   assert_int_equal(cvg_tracker_find(tr, K1, 5)->confirmed, 1);
   cvg_tracker_free(tr);
+  /* lost on replica 1, which stopped, while replica 2 - slow, still applying - has not got it
+   * yet: confirmed by replica 1 at once, replica 2 marked in flight (a repair leaves the key
+   * alone); when replica 2's copy arrives, nothing is in flight any more */
+  tr = make(NULL, 100, 0);
+  three two;
+  set3(&two, (int[]){1, 2, 3}, (int[]){0, 0, 0});
+  double ap2[3] = {500, 440, 495}, id2[3] = {0, 60, 0};
+  c = applied(500, ap2, id2);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &two.ks);
+  c = applied(530, ap2, id2);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &two.ks);
+  const cvg_tracked *tk = cvg_tracker_find(tr, K1, 5);
+  assert_int_equal(tk->confirmed, 1);
+  assert_int_equal(tk->in_flight, 1u << 2);
+  set3(&two, (int[]){1, 2, 1}, (int[]){0, 0, 0});
+  c = applied(531, ap2, id2);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &two.ks);
+  tk = cvg_tracker_find(tr, K1, 5);
+  assert_int_equal(tk->confirmed, 1);
+  assert_int_equal(tk->in_flight, 0);
+  /* both slow: nothing confirmed, both in flight */
+  cvg_tracker_free(tr);
+  tr = make(NULL, 100, 0);
+  set3(&two, (int[]){1, 2, 3}, (int[]){0, 0, 0});
+  double ap3[3] = {600, 590, 595}, id3[3] = {0, 0, 0};
+  c = applied(600, ap3, id3);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &two.ks);
+  c = applied(640, ap3, id3);
+  cvg_tracker_record(tr, &c, K1, 5, CVG_CLASS_CONFLICT, &two.ks);
+  tk = cvg_tracker_find(tr, K1, 5);
+  assert_int_equal(tk->confirmed, 0);
+  assert_int_equal(tk->in_flight, (1u << 1) | (1u << 2));
+  cvg_tracker_free(tr);
   /* a hot key rewritten while replica 2 lags 5 s and keeps applying: its first write was lost
    * (version 4 where 5 was written), then 7 and 9 are written. Each new write moves the wait
    * (newest_seen); no confirmation while each is on its way, and a key confirmed before a new
