@@ -94,14 +94,21 @@ static void count_or_dash(json_t *j, const char *name, char *out, size_t cap) {
     snprintf(out, cap, "-");
 }
 
-static int print_ledger(const char *path) {
+/* The ledger for reading, or NULL with the message said. */
+static FILE *open_ledger(const char *path) {
   FILE *f = fopen(path, "r");
   if (!f) {
     fprintf(stderr, "converge: %s: cannot open the ledger: %s\n", path, strerror(errno));
     fprintf(stderr,
             "  hint: run a scenario first (converge chaos -c SCENARIO), or give --ledger\n");
-    return EXIT_TROUBLE;
   }
+  return f;
+}
+
+static int print_ledger(const char *path) {
+  FILE *f = open_ledger(path);
+  if (!f)
+    return EXIT_TROUBLE;
   printf("%-20s %-18s %-6s %-8s %-6s %-6s %-6s %-7s %-7s %-5s %-4s %-5s %-16s %s\n", "TIME",
          "SCENARIO", "SEED", "VERSION", "FAULTS", "RECALL", "PREC", "MTTD", "MTTR", "LOST", "FA",
          "FCONF", "INFLIGHT_REPAIRS", "VERDICT");
@@ -198,13 +205,9 @@ static void sum_add(sumrow *r, json_t *j) {
  * passed, the worst recall, the false alarms and false confirmations, the repairs of rows in
  * flight, the worst time to detect and to repair. Exit 1 when a run failed. */
 static int print_summary(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f) {
-    fprintf(stderr, "converge: %s: cannot open the ledger: %s\n", path, strerror(errno));
-    fprintf(stderr,
-            "  hint: run a scenario first (converge chaos -c SCENARIO), or give --ledger\n");
+  FILE *f = open_ledger(path);
+  if (!f)
     return EXIT_TROUBLE;
-  }
   sumrow *rows = NULL;
   size_t n = 0, cap = 0;
   char *line = NULL;
